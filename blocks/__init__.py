@@ -1,0 +1,1 @@
+"""Prefect blocks: configuration only."""

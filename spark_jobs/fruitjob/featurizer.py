@@ -1,0 +1,111 @@
+"""MobileNetV2 features in a batched, iterator pandas UDF; the model is built once per Python worker."""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+import pandas as pd
+from pyspark.sql.functions import pandas_udf
+from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
+
+from fruitjob.decoding import ImageDecodeError, decode_image
+from fruitjob.weights import FEATURE_DIM, Weights
+
+RESULT_TYPE = StructType(
+    [
+        StructField("features", ArrayType(FloatType()), True),
+        StructField("error", StringType(), True),
+    ]
+)
+# An engine maps uint8 images (n, 224, 224, 3) to float32 features (n, 1280).
+Engine = Callable[[np.ndarray], np.ndarray]
+_ENGINES: Dict[Tuple[str, str, float], Engine] = {}
+
+
+def engine_threads() -> int:
+    """Threads per engine: one per task slot, so that workers x threads = cores."""
+    return int(os.environ.get("FRUITFLOW_ENGINE_THREADS", "1"))
+
+
+def _keras_engine(weights: Weights, batch_size: int) -> Engine:
+    import tensorflow as tf
+
+    threads = engine_threads()
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass  # TensorFlow was already initialised in this process (e.g. a test driving it directly)
+    from keras.applications.mobilenet_v2 import preprocess_input
+
+    from fruitjob.weights import load_model
+
+    model = load_model(weights)
+    infer = tf.function(
+        lambda x: model(x, training=False),
+        input_signature=[tf.TensorSpec([None, 224, 224, 3], tf.float32)],
+    )
+
+    def run(images: np.ndarray) -> np.ndarray:
+        outputs = []
+        for start in range(0, len(images), batch_size):
+            chunk = preprocess_input(images[start : start + batch_size].astype(np.float32))
+            outputs.append(infer(tf.constant(chunk)).numpy())
+        return np.concatenate(outputs).astype(np.float32)
+
+    return run
+
+
+def get_engine(weights: Weights, featurizer: str, batch_size: int) -> Engine:
+    """The engine for these weights, built on first use in this process and cached after."""
+    key = (featurizer, weights.sha256, weights.alpha)
+    if key not in _ENGINES:
+        if featurizer == "keras":
+            _ENGINES[key] = _keras_engine(weights, batch_size)
+        elif featurizer == "tflite":
+            from fruitjob.tflite_engine import tflite_engine
+
+            _ENGINES[key] = tflite_engine(weights, batch_size)
+        else:
+            raise ValueError("unknown featurizer %r; expected one of keras, tflite" % featurizer)
+    return _ENGINES[key]
+
+
+def featurize_contents(engine: Engine, contents: List[Optional[bytes]]) -> pd.DataFrame:
+    """Features or an error for each image: an image that fails never fails its neighbours."""
+    features: List[Optional[np.ndarray]] = [None] * len(contents)
+    errors: List[Optional[str]] = [None] * len(contents)
+    decoded, positions = [], []
+    for i, data in enumerate(contents):
+        if data is None:
+            errors[i] = "file could not be read (vanished, unreadable or a dangling link)"
+            continue
+        try:
+            decoded.append(decode_image(bytes(data)))
+            positions.append(i)
+        except ImageDecodeError as exc:
+            errors[i] = str(exc)
+    if decoded:
+        vectors = engine(np.stack(decoded))
+        if vectors.shape[1] != FEATURE_DIM:
+            raise ValueError("expected %d features per image, the model gave %d" % (FEATURE_DIM, vectors.shape[1]))
+        for i, vector in zip(positions, vectors):
+            if np.isfinite(vector).all():
+                features[i] = vector
+            else:
+                errors[i] = "model output is not finite"
+    return pd.DataFrame({"features": features, "error": errors})
+
+
+def make_featurize_udf(weights_broadcast, featurizer: str, batch_size: int):
+    """A pandas UDF: binary content column -> struct(features array<float>, error string)."""
+
+    @pandas_udf(RESULT_TYPE)
+    def featurize(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        engine = get_engine(weights_broadcast.value, featurizer, batch_size)
+        for contents in batches:
+            yield featurize_contents(engine, list(contents))
+
+    return featurize

@@ -1,0 +1,51 @@
+"""Small file operations on any URI Spark can reach (local, s3:// through EMRFS), via Hadoop's FileSystem."""
+
+from __future__ import annotations
+
+from typing import Iterator, Tuple
+
+from pyspark.sql import SparkSession
+
+
+def _path_and_fs(spark: SparkSession, uri: str):
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    return path, path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+
+
+def exists(spark: SparkSession, uri: str) -> bool:
+    path, fs = _path_and_fs(spark, uri)
+    return bool(fs.exists(path))
+
+
+def read_bytes(spark: SparkSession, uri: str) -> bytes:
+    path, fs = _path_and_fs(spark, uri)
+    stream = fs.open(path)
+    try:
+        return bytes(spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
+    finally:
+        stream.close()
+
+
+def write_bytes(spark: SparkSession, uri: str, data: bytes) -> None:
+    path, fs = _path_and_fs(spark, uri)
+    stream = fs.create(path, True)
+    try:
+        stream.write(bytearray(data))
+    finally:
+        stream.close()
+
+
+def delete(spark: SparkSession, uri: str) -> None:
+    path, fs = _path_and_fs(spark, uri)
+    if fs.exists(path):
+        fs.delete(path, True)
+
+
+def list_files_recursive(spark: SparkSession, uri: str) -> Iterator[Tuple[str, int]]:
+    """Yield (path, size) of every file under ``uri``; paths as Hadoop prints them (not URL-encoded)."""
+    path, fs = _path_and_fs(spark, uri)
+    files = fs.listFiles(path, True)
+    while files.hasNext():
+        status = files.next()
+        yield str(status.getPath().toString()), int(status.getLen())

@@ -1,0 +1,127 @@
+"""Which MobileNetV2 weights a run uses, resolved once on the driver and shipped to the workers as bytes.
+
+``imagenet`` is Keras' own download (cached in ``~/.keras/models``, where an offline machine can be given
+the file), a path or ``s3://`` URI is read through Hadoop's file system, and ``random`` is a seeded
+initialisation built on the driver, so that every worker gets exactly the same values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+
+from pyspark.sql import SparkSession
+
+from fruitjob import storage
+from fruitjob.listing import is_local, local_path
+
+IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
+FEATURE_DIM = 1280
+
+
+class WeightsError(ValueError):
+    """The weights cannot be used: missing, unreadable, or not MobileNetV2 weights for this alpha."""
+
+
+@dataclass(frozen=True)
+class Weights:
+    name: str  # what the user asked for: imagenet, random, or the file's URI
+    alpha: float
+    data: bytes
+    suffix: str  # ".h5" (Keras' legacy files) or ".weights.h5" (Keras 3)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+def imagenet_file_name(alpha: float) -> str:
+    return "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_%s_224_no_top.h5" % _alpha_text(alpha)
+
+
+def _alpha_text(alpha: float) -> str:
+    return ("%g" % alpha) if alpha != 1.0 else "1.0"
+
+
+def build_model(alpha: float):
+    """MobileNetV2 without top, average-pooled: 224x224x3 in, 1280 floats out (weights not loaded)."""
+    import keras
+
+    return keras.applications.MobileNetV2(
+        input_shape=(224, 224, 3), alpha=alpha, include_top=False, pooling="avg", weights=None
+    )
+
+
+def write_temp_weights(weights: Weights) -> str:
+    """Materialise the bytes once per process (Keras loads weights from a file)."""
+    target = os.path.join(tempfile.gettempdir(), "fruitflow-weights-%s%s" % (weights.sha256[:16], weights.suffix))
+    if not os.path.exists(target):
+        fd, partial = tempfile.mkstemp(dir=os.path.dirname(target), suffix=weights.suffix)
+        with os.fdopen(fd, "wb") as out:
+            out.write(weights.data)
+        os.replace(partial, target)
+    return target
+
+
+def load_model(weights: Weights):
+    model = build_model(weights.alpha)
+    model.load_weights(write_temp_weights(weights))
+    return model
+
+
+def _read_weights_file(spark: SparkSession, uri: str) -> bytes:
+    try:
+        if is_local(uri):
+            with open(local_path(uri), "rb") as handle:
+                return handle.read()
+        return storage.read_bytes(spark, uri)
+    except Exception as exc:  # noqa: BLE001 - Py4J and OS errors alike mean "cannot read it"
+        raise WeightsError("weights file %s cannot be read: %s" % (uri, str(exc).splitlines()[0])) from None
+
+
+def _imagenet_bytes(alpha: float) -> bytes:
+    import keras
+
+    name = imagenet_file_name(alpha)
+    try:
+        path = keras.utils.get_file(name, IMAGENET_URL + name, cache_subdir="models")
+    except Exception as exc:  # noqa: BLE001
+        raise WeightsError(
+            "ImageNet weights for alpha %s could not be downloaded (%s). Without internet, put %s into "
+            "~/.keras/models/ or pass --weights PATH." % (alpha, str(exc).splitlines()[0], name)
+        ) from None
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def _random_bytes(alpha: float, seed: int) -> bytes:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = build_model(alpha)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "random.weights.h5")
+        model.save_weights(path)
+        with open(path, "rb") as handle:
+            return handle.read()
+
+
+def resolve_weights(spark: SparkSession, name: str, alpha: float, seed: int = 0) -> Weights:
+    """Fetch or make the weights and prove they fit the model, before any image is processed."""
+    if name == "imagenet":
+        weights = Weights(name, alpha, _imagenet_bytes(alpha), ".h5")
+    elif name == "random":
+        weights = Weights("random(seed=%d)" % seed, alpha, _random_bytes(alpha, seed), ".weights.h5")
+    else:
+        suffix = ".weights.h5" if name.endswith(".weights.h5") else ".h5"
+        weights = Weights(name, alpha, _read_weights_file(spark, name), suffix)
+    try:
+        load_model(weights)
+    except Exception as exc:  # noqa: BLE001 - Keras raises many kinds for a file that does not fit
+        raise WeightsError(
+            "weights %s do not fit MobileNetV2 alpha=%s without top: %s"
+            % (name, alpha, " ".join(str(exc).split())[:300])
+        ) from None
+    return weights
