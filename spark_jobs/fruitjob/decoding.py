@@ -6,7 +6,7 @@ import io
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_SIZE = 224
 # Above this many pixels an image is refused (a decompression bomb or far larger than a photo needs).
@@ -53,6 +53,8 @@ def decode_image(data: bytes, size: int = IMAGE_SIZE) -> np.ndarray:
                 return np.asarray(img, dtype=np.uint8)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageDecodeError("image too large: %s" % exc) from None
+    except UnidentifiedImageError:
+        raise ImageDecodeError("not a recognised image format (%d bytes)" % len(data)) from None
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a reason, not a crash
         reason = " ".join(str(exc).split()) or "no detail"
         raise ImageDecodeError("cannot decode image: %s: %s" % (type(exc).__name__, reason)) from None
