@@ -33,6 +33,7 @@ from fruitjob.options import JobOptions, parse_options
 from fruitjob.packaging import ship_package
 from fruitjob.pca import components_for, fit_pca, load_pca, project, save_pca
 from fruitjob.reading import read_images
+from fruitjob.tflite_engine import convert_for_workers
 from fruitjob.weights import FEATURE_DIM, WeightsError, resolve_weights
 
 log = logging.getLogger("fruitflow.job")
@@ -108,6 +109,8 @@ def run(spark: SparkSession, opts: JobOptions) -> Dict[str, object]:
 
     weights = resolve_weights(spark, opts.weights, opts.alpha, opts.seed)
     log.info("weights %s (alpha %s, sha256 %s)", weights.name, weights.alpha, weights.sha256[:12])
+    if opts.featurizer == "tflite":
+        weights = convert_for_workers(weights)  # once here, instead of once per Python worker
     lap("weights")
 
     partitions = _partitions(spark, len(listing.images), opts.partitions)
@@ -153,6 +156,7 @@ def run(spark: SparkSession, opts: JobOptions) -> Dict[str, object]:
     lap("pca")
 
     total = sum(durations.values())
+    versions = _versions(spark)
     metrics = {
         "images": opts.images,
         "output": opts.output,
@@ -174,8 +178,8 @@ def run(spark: SparkSession, opts: JobOptions) -> Dict[str, object]:
         "featurizer": opts.featurizer,
         "batch_size": opts.batch_size,
         "partitions": partitions,
-        "versions": _versions(spark),
-        "tensorflow_version": _versions(spark)["tensorflow"],
+        "versions": versions,
+        "tensorflow_version": versions["tensorflow"],
         "spark_version": spark.version,
         "durations_s": dict(durations, total=round(total, 3)),
         "images_per_s": round(len(listing.images) / durations["featurize"], 2) if durations["featurize"] else None,
@@ -192,8 +196,18 @@ def run(spark: SparkSession, opts: JobOptions) -> Dict[str, object]:
     return metrics
 
 
+def _log_to_stderr() -> None:
+    """The job's own lines carry a prefix, so the flow can tell them from Spark's and TensorFlow's."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("fruitflow %(levelname)s %(message)s"))
+    root = logging.getLogger("fruitflow")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="fruitflow %(levelname)s %(message)s", stream=sys.stderr)
+    _log_to_stderr()
     opts = parse_options(argv)
     spark = SparkSession.builder.appName("fruitflow-extract-features").getOrCreate()
     spark.sparkContext.setLogLevel("WARN")

@@ -1,0 +1,103 @@
+"""Run the Spark job on this machine through ``spark-submit``: the same artifact the EMR step runs."""
+
+from __future__ import annotations
+
+import collections
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyspark
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.job_spec import JOB_SCRIPT, JobSpec, job_arguments
+
+JOB_LOG_PREFIX = "fruitflow "
+
+
+class SparkJobFailed(RuntimeError):
+    """spark-submit exited with an error; the message carries the job's own reason and the log tail."""
+
+
+def spark_home() -> Path:
+    return Path(pyspark.__file__).resolve().parent
+
+
+def local_master(cores: int | None = None) -> str:
+    """``local[N,2]``: one task slot per core, and a failed task (e.g. a killed worker) is tried again."""
+    return f"local[{cores or os.cpu_count() or 1},2]"
+
+
+def spark_submit_command(spec: JobSpec, master: str | None = None) -> list[str]:
+    return [
+        str(spark_home() / "bin" / "spark-submit"),
+        "--master",
+        master or local_master(),
+        "--conf",
+        "spark.driver.memory=2g",
+        "--conf",
+        "spark.ui.showConsoleProgress=false",
+        "--conf",
+        "spark.ui.enabled=false",
+        str(JOB_SCRIPT),
+        *job_arguments(spec),
+    ]
+
+
+def job_environment() -> dict[str, str]:
+    """The Python of this process everywhere (driver and workers), and quiet TensorFlow start-up logs."""
+    env = dict(os.environ)
+    env.update(
+        SPARK_HOME=str(spark_home()),
+        PYSPARK_PYTHON=sys.executable,
+        PYSPARK_DRIVER_PYTHON=sys.executable,
+        TF_CPP_MIN_LOG_LEVEL="2",
+        FRUITFLOW_ENGINE="local",
+    )
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def _relay(line: str, logger, tail: collections.deque) -> None:
+    """The job's own lines go to the run log at their level; Spark's and TensorFlow's at debug."""
+    tail.append(line)
+    if line.startswith(JOB_LOG_PREFIX):
+        level, _, message = line[len(JOB_LOG_PREFIX) :].partition(" ")
+        {"ERROR": logger.error, "WARNING": logger.warning}.get(level, logger.info)("job: %s", message)
+    elif " ERROR " in line or line.startswith(("Traceback", "Exception")):
+        logger.warning("spark: %s", line)
+    else:
+        logger.debug("spark: %s", line)
+
+
+def _failure_reason(tail: collections.deque) -> str:
+    own = [line[len(JOB_LOG_PREFIX) + len("ERROR ") :] for line in tail if line.startswith(JOB_LOG_PREFIX + "ERROR")]
+    if own:
+        return own[-1]
+    return "\n".join(list(tail)[-15:])
+
+
+@task(name="run-spark-job", cache_policy=NO_CACHE)
+def run_local_job(spec: JobSpec, master: str | None = None) -> str:
+    """spark-submit the job on this machine, streaming its log into the run log; returns the output URI."""
+    logger = get_run_logger()
+    command = spark_submit_command(spec, master)
+    logger.info("spark-submit %s", " ".join(command[1:]))
+    tail: collections.deque = collections.deque(maxlen=200)
+    with subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=job_environment(),
+        cwd=str(JOB_SCRIPT.parent.parent),
+    ) as process:
+        assert process.stdout is not None
+        for raw in process.stdout:
+            _relay(raw.rstrip("\n"), logger, tail)
+        code = process.wait()
+    if code != 0:
+        raise SparkJobFailed(f"the Spark job failed (exit {code}): {_failure_reason(tail)}")
+    return spec.output

@@ -1,0 +1,86 @@
+"""Session fixtures: one JVM, one Prefect test server, small generated images, one job run to share."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+sys.path.insert(0, str(REPO / "spark_jobs"))  # the job's package, as spark-submit puts it on the path
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ["PYSPARK_PYTHON"] = sys.executable
+os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+
+# Small, fast and still the real MobileNetV2 graph: the width does not change the code path.
+TEST_ALPHA = 0.35
+JOB_DEFAULTS = ["--weights", "random", "--alpha", str(TEST_ALPHA), "--batch-size", "8"]
+
+
+def shared_path(*parts: str) -> Path:
+    """A path in ../shared, or a skip with the reason when it is not there."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent (../shared is optional; real images and weights live there)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("fruitflow-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.driver.memory", "2g")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def fruit_images(tmp_path_factory) -> Path:
+    """6 classes x 4 small JPEGs (labels with spaces and non-ASCII), a corrupt image and a README."""
+    from tasks.sample_images import make_sample_images
+
+    root = make_sample_images(tmp_path_factory.mktemp("fruits"), per_class=4, size=64)
+    (root / "Banana" / "broken.jpg").write_bytes(b"this is not a jpeg")
+    (root / "README.txt").write_text("not an image: counted as skipped")
+    return root
+
+
+@pytest.fixture(scope="session")
+def run_job(spark, tmp_path_factory):
+    """Run the real job in this process's Spark session (no extra JVM); returns the output folder."""
+    from extract_features import run
+
+    from fruitjob.options import parse_options
+
+    def _run(images: Path, *extra: str) -> Path:
+        output = tmp_path_factory.mktemp("job-output")
+        argv = ["--images", str(images), "--output", str(output), *JOB_DEFAULTS, *extra]
+        run(spark, parse_options(argv))
+        return output
+
+    return _run
+
+
+@pytest.fixture(scope="session")
+def job_output(run_job, fruit_images) -> Path:
+    """One finished run over ``fruit_images`` that several tests read."""
+    return run_job(fruit_images, "--pca-components", "5")
