@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.emr_fixtures"]  # moto server, fruitflow AWS blocks, the fake EMR cluster
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(REPO / "spark_jobs"))  # the job's package, as spark-submit puts it on the path

@@ -1,0 +1,156 @@
+"""``EmrClusterConfig``: the shape of the EMR cluster a run creates, and the price table for its cost estimate."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from prefect.blocks.core import Block
+from pydantic import Field
+
+# On-demand prices in USD per instance-hour, us-east-1, Linux (checked 2026-11). EC2 and the EMR surcharge are
+# billed separately; both count. Prices differ by region and change: the estimate is labelled as such.
+EC2_HOURLY_USD = {
+    "m5.xlarge": 0.192,
+    "m5.2xlarge": 0.384,
+    "m5.4xlarge": 0.768,
+    "m6i.xlarge": 0.192,
+    "m6i.2xlarge": 0.384,
+    "m7g.xlarge": 0.1632,
+    "c5.xlarge": 0.17,
+    "c5.2xlarge": 0.34,
+    "c6i.2xlarge": 0.34,
+    "r5.xlarge": 0.252,
+}
+EMR_HOURLY_USD = {
+    "m5.xlarge": 0.048,
+    "m5.2xlarge": 0.096,
+    "m5.4xlarge": 0.192,
+    "m6i.xlarge": 0.048,
+    "m6i.2xlarge": 0.096,
+    "m7g.xlarge": 0.041,
+    "c5.xlarge": 0.043,
+    "c5.2xlarge": 0.085,
+    "c6i.2xlarge": 0.085,
+    "r5.xlarge": 0.063,
+}
+
+
+class EmrClusterConfig(Block):
+    """How fruitflow builds the EMR cluster for a run: release, shape, network, roles, logs, safety net, price.
+
+    Example:
+        Save a cluster of 1 master and 4 core spot nodes:
+        ```python
+        from blocks.emr_cluster import EmrClusterConfig
+
+        EmrClusterConfig(core_instance_count=4, market="SPOT").save("fruitflow", overwrite=True)
+        ```
+    """
+
+    _block_type_name = "EMR Cluster Config"
+    _block_type_slug = "emr-cluster-config"
+    _description = "The EMR cluster fruitflow creates for a run: shape, roles, network, logs and a price table."
+
+    release_label: str = Field(
+        default="emr-7.13.0",
+        description="EMR release (7.x: Spark 3.5, Python 3.9). The bootstrap pins wheels for that Python.",
+    )
+    master_instance_type: str = Field(default="m5.xlarge", description="EC2 type of the master (driver) node.")
+    master_instance_count: int = Field(default=1, ge=1, le=1, description="Master nodes: 1 (no HA master).")
+    core_instance_type: str = Field(default="m5.xlarge", description="EC2 type of the core (worker) nodes.")
+    core_instance_count: int = Field(default=2, ge=1, description="Number of core (worker) nodes.")
+    market: Literal["ON_DEMAND", "SPOT"] = Field(
+        default="ON_DEMAND",
+        description="ON_DEMAND, or SPOT (cheaper, but AWS may reclaim nodes and fail the step).",
+    )
+    subnet_id: str | None = Field(
+        default=None, description="VPC subnet for the cluster; empty: the default VPC's default subnet."
+    )
+    key_pair_name: str | None = Field(
+        default=None,
+        description="EC2 key pair for SSH to the master (optional; preflight checks it exists in the region).",
+    )
+    service_role: str = Field(
+        default="EMR_DefaultRole", description="IAM service role EMR assumes (`aws emr create-default-roles`)."
+    )
+    instance_profile: str = Field(
+        default="EMR_EC2_DefaultRole",
+        description="EC2 instance profile of the nodes; it must be able to read and write the bucket.",
+    )
+    log_uri: str | None = Field(
+        default=None,
+        description="s3:// prefix for cluster and step logs; empty: <bucket>/<folder>/emr-logs/ of the S3Bucket block.",
+    )
+    idle_timeout_minutes: int = Field(
+        default=30,
+        ge=1,
+        le=10080,
+        description="Auto-termination after this many idle minutes: the safety net if the flow dies without cleanup.",
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra tags on the cluster (fruitflow adds fruitflow:flow-run-id and fruitflow:created-by).",
+    )
+    spark_configuration: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra spark-defaults properties, e.g. {'spark.executor.memory': '6g'}.",
+    )
+    bootstrap_packages: list[str] = Field(
+        default_factory=list,
+        description="Extra pip requirements installed on every node after spark_jobs/bootstrap/requirements-emr.txt.",
+    )
+    cluster_ready_timeout_minutes: int = Field(
+        default=30, ge=1, description="How long to wait for a new cluster to be ready before giving up."
+    )
+    poll_seconds: int = Field(default=30, ge=1, description="Delay between status checks of the cluster and step.")
+    ec2_hourly_usd: dict[str, float] = Field(
+        default_factory=lambda: dict(EC2_HOURLY_USD),
+        description="EC2 on-demand USD per instance-hour by type, for the cost estimate (not a bill).",
+    )
+    emr_hourly_usd: dict[str, float] = Field(
+        default_factory=lambda: dict(EMR_HOURLY_USD),
+        description="EMR surcharge USD per instance-hour by type, for the cost estimate (not a bill).",
+    )
+    spot_price_fraction: float = Field(
+        default=0.4, gt=0, le=1, description="Spot price as a fraction of on-demand EC2, for the estimate."
+    )
+
+    def instance_counts(self) -> dict[str, int]:
+        """Instances per EC2 type over the whole cluster."""
+        counts: dict[str, int] = {}
+        for kind, count in (
+            (self.master_instance_type, self.master_instance_count),
+            (self.core_instance_type, self.core_instance_count),
+        ):
+            counts[kind] = counts.get(kind, 0) + count
+        return counts
+
+    def hourly_usd(self) -> float | None:
+        """Estimated USD per hour for the whole cluster; None when a type is missing from the price table."""
+        total = 0.0
+        for kind, count in self.instance_counts().items():
+            if kind not in self.ec2_hourly_usd or kind not in self.emr_hourly_usd:
+                return None
+            ec2 = self.ec2_hourly_usd[kind] * (self.spot_price_fraction if self.market == "SPOT" else 1.0)
+            total += count * (ec2 + self.emr_hourly_usd[kind])
+        return round(total, 4)
+
+    def estimate_cost(self, hours: float) -> dict:
+        """Instance-hours times the price table: an estimate, not what AWS will bill.
+
+        Example:
+            >>> EmrClusterConfig().estimate_cost(1.0)["usd"]
+            0.72
+        """
+        hourly = self.hourly_usd()
+        instances = sum(self.instance_counts().values())
+        return {
+            "label": "estimate (instance-hours x the block's price table; not a bill)",
+            "hours": round(hours, 3),
+            "instances": instances,
+            "instance_hours": round(hours * instances, 3),
+            "usd_per_hour": hourly,
+            "usd": None if hourly is None else round(hourly * hours, 2),
+            "market": self.market,
+            "missing_prices": sorted(k for k in self.instance_counts() if k not in self.ec2_hourly_usd),
+        }

@@ -1,0 +1,167 @@
+"""The EMR cluster: build the request from the block, provision (idempotently), find ours, terminate and wait."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+from botocore.exceptions import WaiterError
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect_aws import AwsCredentials
+
+from blocks.emr_cluster import EmrClusterConfig
+from tasks.aws_clients import client, region_of
+
+TAG_FLOW_RUN = "fruitflow:flow-run-id"
+TAG_CREATED_BY = "fruitflow:created-by"
+CREATED_BY = "fruitflow"
+ACTIVE_STATES = ["STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING"]
+
+
+class ClusterError(RuntimeError):
+    """The cluster did not become ready, or did not terminate; the message carries EMR's reason."""
+
+
+def console_url(region: str, cluster_id: str) -> str:
+    return f"https://{region}.console.aws.amazon.com/emr/home?region={region}#/clusterDetails/{cluster_id}"
+
+
+def waiter_config(poll_seconds: int, timeout_minutes: float) -> dict:
+    """An explicit WaiterConfig: a poll delay and as many attempts as fit in the timeout."""
+    return {"Delay": poll_seconds, "MaxAttempts": max(1, math.ceil(timeout_minutes * 60 / poll_seconds))}
+
+
+def cluster_request(
+    config: EmrClusterConfig,
+    *,
+    name: str,
+    log_uri: str,
+    bootstrap_uri: str,
+    requirements_uri: str,
+    flow_run_id: str,
+) -> dict:
+    """The ``run_job_flow`` arguments for the block's shape, with our tags and the idle auto-termination policy."""
+
+    def group(role: str, kind: str, count: int) -> dict:
+        return {"Name": role.lower(), "InstanceRole": role, "Market": config.market, "InstanceType": kind,
+                "InstanceCount": count}  # fmt: skip
+
+    instances: dict = {
+        "InstanceGroups": [
+            group("MASTER", config.master_instance_type, config.master_instance_count),
+            group("CORE", config.core_instance_type, config.core_instance_count),
+        ],
+        # Steps are added after the cluster is up; the idle policy below ends it if nobody terminates it.
+        "KeepJobFlowAliveWhenNoSteps": True,
+        "TerminationProtected": False,
+    }
+    if config.key_pair_name:
+        instances["Ec2KeyName"] = config.key_pair_name
+    if config.subnet_id:
+        instances["Ec2SubnetId"] = config.subnet_id
+    tags = {**config.tags, TAG_FLOW_RUN: flow_run_id, TAG_CREATED_BY: CREATED_BY}
+    configurations = []
+    if config.spark_configuration:
+        configurations.append({"Classification": "spark-defaults", "Properties": dict(config.spark_configuration)})
+    return {
+        "Name": name,
+        "ReleaseLabel": config.release_label,
+        "LogUri": log_uri,
+        "Applications": [{"Name": "Spark"}],
+        "Instances": instances,
+        "BootstrapActions": [
+            {
+                "Name": "fruitflow python packages",
+                "ScriptBootstrapAction": {
+                    "Path": bootstrap_uri,
+                    "Args": [requirements_uri, *config.bootstrap_packages],
+                },
+            }
+        ],
+        "Configurations": configurations,
+        "ServiceRole": config.service_role,
+        "JobFlowRole": config.instance_profile,
+        "VisibleToAllUsers": True,
+        "AutoTerminationPolicy": {"IdleTimeout": config.idle_timeout_minutes * 60},
+        "Tags": [{"Key": key, "Value": value} for key, value in tags.items()],
+    }
+
+
+def find_run_clusters(emr, flow_run_id: str, states: list[str] | None = None) -> list[str]:
+    """Ids of clusters fruitflow created for this flow run (by tag), in ``states`` (default: active)."""
+    found = []
+    for page in emr.get_paginator("list_clusters").paginate(ClusterStates=states or ACTIVE_STATES):
+        for summary in page["Clusters"]:
+            cluster = emr.describe_cluster(ClusterId=summary["Id"])["Cluster"]
+            tags = {tag["Key"]: tag["Value"] for tag in cluster.get("Tags", [])}
+            if tags.get(TAG_FLOW_RUN) == flow_run_id and tags.get(TAG_CREATED_BY) == CREATED_BY:
+                found.append(summary["Id"])
+    return found
+
+
+def _state_reason(emr, cluster_id: str) -> str:
+    status = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]
+    reason = status.get("StateChangeReason", {})
+    return f"{status['State']}: {reason.get('Code', '')} {reason.get('Message', '')}".strip()
+
+
+@task(name="provision-cluster", cache_policy=NO_CACHE)
+def provision_cluster(credentials: AwsCredentials, request: dict, flow_run_id: str, config: EmrClusterConfig) -> str:
+    """Create the cluster (or find the one this flow run already created) and wait until it is ready.
+
+    ``run_job_flow`` has no idempotency token, so a retry first looks for an active cluster tagged with this
+    flow run id and reuses it.
+
+    Returns:
+        the cluster id.
+    """
+    logger = get_run_logger()
+    emr = client(credentials, "emr")
+    existing = find_run_clusters(emr, flow_run_id)
+    if existing:
+        cluster_id = existing[0]
+        logger.info("reusing cluster %s that this flow run created earlier", cluster_id)
+    else:
+        cluster_id = emr.run_job_flow(**request)["JobFlowId"]
+        logger.info("created cluster %s: %s", cluster_id, console_url(region_of(credentials), cluster_id))
+    try:
+        emr.get_waiter("cluster_running").wait(
+            ClusterId=cluster_id,
+            WaiterConfig=waiter_config(config.poll_seconds, config.cluster_ready_timeout_minutes),
+        )
+    except WaiterError as exc:
+        raise ClusterError(f"cluster {cluster_id} did not become ready: {_state_reason(emr, cluster_id)}") from exc
+    return cluster_id
+
+
+def terminate(credentials: AwsCredentials, cluster_id: str, poll_seconds: int = 30, timeout_minutes: int = 30) -> None:
+    """Terminate a cluster and wait until EMR says TERMINATED (plain function: hooks call it outside tasks)."""
+    emr = client(credentials, "emr")
+    emr.terminate_job_flows(JobFlowIds=[cluster_id])
+    try:
+        emr.get_waiter("cluster_terminated").wait(
+            ClusterId=cluster_id, WaiterConfig=waiter_config(poll_seconds, timeout_minutes)
+        )
+    except WaiterError as exc:
+        raise ClusterError(f"cluster {cluster_id} did not terminate: {_state_reason(emr, cluster_id)}") from exc
+
+
+@task(name="terminate-cluster", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
+def terminate_cluster(credentials: AwsCredentials, cluster_id: str, poll_seconds: int = 30) -> str:
+    """Terminate the cluster this flow created and wait until it is TERMINATED; safe to retry."""
+    logger = get_run_logger()
+    logger.info("terminating cluster %s", cluster_id)
+    terminate(credentials, cluster_id, poll_seconds)
+    logger.info("cluster %s is terminated", cluster_id)
+    return cluster_id
+
+
+def cluster_hours(credentials: AwsCredentials, cluster_id: str) -> float:
+    """Hours from the cluster's creation to its end (or now, while it still runs)."""
+    timeline = client(credentials, "emr").describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]["Timeline"]
+    start = timeline.get("CreationDateTime")
+    if start is None:
+        return 0.0
+    end = timeline.get("EndDateTime") or datetime.now(UTC)
+    return max((end - start).total_seconds(), 0.0) / 3600

@@ -1,0 +1,155 @@
+"""The EMR step: submit the job once (idempotently), wait for it, and on failure read why from its log."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+
+from botocore.exceptions import ClientError, WaiterError
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect_aws import AwsCredentials
+
+from tasks.aws_clients import client, split_s3_uri
+from tasks.emr_cluster import waiter_config
+
+STEP_PREFIX = "fruitflow extract-features"
+# States in which an existing step with our name is the one to follow rather than adding another.
+LIVE_STATES = ["PENDING", "RUNNING", "COMPLETED", "CANCEL_PENDING"]
+FAILED_STATES = ("FAILED", "CANCELLED", "INTERRUPTED")
+LOG_TAIL_LINES = 40
+# The job reads these into metrics.json. The step id is not known before the step exists; EMR runs each step in
+# its own directory named after it, which is where the id comes from (left unset if that ever changes).
+_STEP_WRAPPER = (
+    'export FRUITFLOW_ENGINE=emr FRUITFLOW_CLUSTER_ID="$1"; shift; '
+    'case "$(basename "$PWD")" in s-*) export FRUITFLOW_STEP_ID="$(basename "$PWD")";; esac; '
+    'exec "$@"'
+)
+
+
+class StepFailed(RuntimeError):
+    """The step ended FAILED/CANCELLED/INTERRUPTED (or timed out): EMR's reason and the tail of its stderr."""
+
+    def __init__(self, message: str, *, reason: str = "", log_uri: str | None = None, log_tail: str = ""):
+        super().__init__(message)
+        self.reason = reason
+        self.log_uri = log_uri
+        self.log_tail = log_tail
+
+
+def run_token(flow_run_id: str, job_args: list[str]) -> str:
+    """Same flow run + same arguments -> same token: what makes a retried submit find its step."""
+    return hashlib.sha256("\0".join([flow_run_id, *job_args]).encode()).hexdigest()[:16]
+
+
+def step_definition(
+    *, cluster_id: str, script_uri: str, py_files_uri: str, job_args: list[str], token: str
+) -> dict:  # fmt: skip
+    """``command-runner.jar`` running ``spark-submit`` with the job's own arguments (from ``job_arguments``)."""
+    submit = ["spark-submit", "--deploy-mode", "client", "--py-files", py_files_uri, script_uri, *job_args]
+    return {
+        "Name": f"{STEP_PREFIX} {token}",
+        # The flow tears the cluster down itself; CONTINUE keeps the cluster for the flow to read the step's state.
+        "ActionOnFailure": "CONTINUE",
+        "HadoopJarStep": {
+            "Jar": "command-runner.jar",
+            "Args": ["bash", "-c", _STEP_WRAPPER, "fruitflow-step", cluster_id, *submit],
+        },  # fmt: skip
+    }
+
+
+def find_step(emr, cluster_id: str, name: str) -> str | None:
+    """The id of a live (pending, running, done) step with this name, if any."""
+    for page in emr.get_paginator("list_steps").paginate(ClusterId=cluster_id, StepStates=LIVE_STATES):
+        for step in page["Steps"]:
+            if step["Name"] == name:
+                return step["Id"]
+    return None
+
+
+@task(name="submit-step", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def submit_step(credentials: AwsCredentials, cluster_id: str, step: dict) -> str:
+    """Add the step unless this run already did: a retry (say, after a timeout on the response) finds it by name.
+
+    Returns:
+        the step id.
+    """
+    logger = get_run_logger()
+    emr = client(credentials, "emr")
+    step_id = find_step(emr, cluster_id, step["Name"])
+    if step_id:
+        logger.info("step %s already submitted on %s; following it", step_id, cluster_id)
+        return step_id
+    step_id = emr.add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])["StepIds"][0]
+    logger.info("submitted step %s on cluster %s", step_id, cluster_id)
+    return step_id
+
+
+def _log_location(emr, cluster_id: str, step_id: str, failure: dict) -> str | None:
+    if failure.get("LogFile", "").startswith("s3"):
+        log = failure["LogFile"]
+        return log if log.endswith(".gz") else log.rstrip("/") + "/stderr.gz"
+    log_uri = emr.describe_cluster(ClusterId=cluster_id)["Cluster"].get("LogUri")
+    if not log_uri:
+        return None
+    return f"{log_uri.rstrip('/')}/{cluster_id}/steps/{step_id}/stderr.gz"
+
+
+def read_log_tail(credentials: AwsCredentials, log_uri: str, poll_seconds: int, wait_minutes: float) -> str:
+    """The last lines of a gzipped step log; EMR uploads logs every few minutes, so wait for it (a waiter)."""
+    s3 = client(credentials, "s3")
+    bucket, key = split_s3_uri(log_uri)
+    try:
+        s3.get_waiter("object_exists").wait(
+            Bucket=bucket, Key=key, WaiterConfig=waiter_config(poll_seconds, wait_minutes)
+        )
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except (WaiterError, ClientError) as exc:
+        return f"(no log at {log_uri}: {type(exc).__name__})"
+    text = gzip.decompress(body).decode("utf-8", "replace") if body[:2] == b"\x1f\x8b" else body.decode()
+    return "\n".join(text.rstrip().splitlines()[-LOG_TAIL_LINES:])
+
+
+@task(name="wait-for-step", cache_policy=NO_CACHE)
+def wait_for_step(
+    credentials: AwsCredentials,
+    cluster_id: str,
+    step_id: str,
+    *,
+    timeout_minutes: float = 180,
+    poll_seconds: int = 30,
+    log_wait_minutes: float = 6,
+) -> str:
+    """Wait for the step to finish; raise :class:`StepFailed` with EMR's reason and the stderr tail if it did not.
+
+    A step still running after ``timeout_minutes`` is cancelled (idle auto-termination never fires while a step
+    runs) and reported as failed.
+    """
+    logger = get_run_logger()
+    emr = client(credentials, "emr")
+    try:
+        emr.get_waiter("step_complete").wait(
+            ClusterId=cluster_id, StepId=step_id, WaiterConfig=waiter_config(poll_seconds, timeout_minutes)
+        )
+        logger.info("step %s completed", step_id)
+        return "COMPLETED"
+    except WaiterError:
+        pass  # judged by the step's state below: failed, or still running past the timeout
+    status = emr.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"]["Status"]
+    state = status["State"]
+    if state not in FAILED_STATES:
+        emr.cancel_steps(ClusterId=cluster_id, StepIds=[step_id], StepCancellationOption="TERMINATE_PROCESS")
+        reason = f"still {state} after {timeout_minutes} minutes; cancelled (--step-timeout-minutes)"
+        raise StepFailed(f"step {step_id} {reason}", reason=reason, log_uri=None, log_tail="")
+    failure = status.get("FailureDetails") or {}
+    reason = failure.get("Message") or failure.get("Reason") or status.get("StateChangeReason", {}).get("Message")
+    reason = f"{state}: {reason or 'EMR gave no reason'}"
+    log_uri = _log_location(emr, cluster_id, step_id, failure)
+    tail = read_log_tail(credentials, log_uri, poll_seconds, log_wait_minutes) if log_uri else "(no log URI)"
+    logger.error("step %s %s; log %s; stderr tail:\n%s", step_id, reason, log_uri, tail)
+    raise StepFailed(
+        f"EMR step {step_id} on {cluster_id} {reason}\nlog: {log_uri}\nstderr (last lines):\n{tail}",
+        reason=reason,
+        log_uri=log_uri,
+        log_tail=tail,
+    )

@@ -1,0 +1,71 @@
+"""Stage what the cluster needs under a per-run prefix of the bucket: the job, its package, the bootstrap, weights."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect_aws import AwsCredentials
+
+from tasks.aws_clients import client, s3_uri
+from tasks.job_spec import JOB_SCRIPT, REPO_ROOT
+
+BOOTSTRAP_DIR = REPO_ROOT / "spark_jobs" / "bootstrap"
+BOOTSTRAP_SCRIPT = BOOTSTRAP_DIR / "install_packages.sh"
+REQUIREMENTS = BOOTSTRAP_DIR / "requirements-emr.txt"
+
+
+def run_prefix(bucket_folder: str, flow_run_id: str) -> str:
+    """The key prefix of one run's staged files (and default logs live beside them).
+
+    Example:
+        >>> run_prefix("team", "abc")
+        'team/fruitflow-runs/abc'
+    """
+    return "/".join(p.strip("/") for p in (bucket_folder, "fruitflow-runs", flow_run_id) if p and p.strip("/"))
+
+
+def _zip_job_package(target_dir: str) -> str:
+    spark_jobs = str(JOB_SCRIPT.parent)
+    if spark_jobs not in sys.path:  # the job's package is importable only from its own folder
+        sys.path.insert(0, spark_jobs)
+    from fruitjob.packaging import zip_package
+
+    return zip_package(target_dir)
+
+
+@task(name="stage-job", cache_policy=NO_CACHE)
+def stage_job(credentials: AwsCredentials, bucket: str, prefix: str, weights: str) -> dict:
+    """Upload the job script, its ``fruitjob`` zip, the bootstrap and its pinned requirements, and a local weights file.
+
+    Uploads are idempotent (same keys, same content), so the task may be retried.
+
+    Returns:
+        ``script``, ``py_files``, ``bootstrap``, ``requirements`` s3:// URIs, and ``weights`` (the staged URI
+        for a local file, else None).
+    """
+    logger = get_run_logger()
+    s3 = client(credentials, "s3")
+
+    def upload(local: Path, *key: str) -> str:
+        full_key = "/".join([prefix, *key])
+        s3.upload_file(str(local), bucket, full_key)
+        return s3_uri(bucket, full_key)
+
+    with tempfile.TemporaryDirectory(prefix="fruitflow-stage-") as tmp:
+        package = Path(_zip_job_package(tmp))
+        staged = {
+            "script": upload(JOB_SCRIPT, "job", JOB_SCRIPT.name),
+            "py_files": upload(package, "job", package.name),
+        }
+    staged["bootstrap"] = upload(BOOTSTRAP_SCRIPT, "bootstrap", BOOTSTRAP_SCRIPT.name)
+    staged["requirements"] = upload(REQUIREMENTS, "bootstrap", REQUIREMENTS.name)
+    staged["weights"] = None
+    if os.path.isfile(weights):
+        staged["weights"] = upload(Path(weights), "weights", Path(weights).name)
+    logger.info("staged the job under %s", s3_uri(bucket, prefix))
+    return staged

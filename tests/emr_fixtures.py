@@ -1,0 +1,242 @@
+"""EMR test fixtures: moto in server mode, the fruitflow blocks pointed at it, and a fake cluster that runs steps.
+
+moto accepts EMR calls but never runs a step. :class:`FakeCluster` plays the cluster: a background thread watches
+moto's in-process EMR backend for new steps, downloads the step's input images from the moto bucket, runs the real
+Spark job in this process's session, uploads the output back, and marks the step COMPLETED (or FAILED, with a
+stderr.gz at the log URI, as EMR would write it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+import pytest
+
+BUCKET = "fruitflow-test"
+REGION = "us-east-1"
+KEY_PAIR = "fruitflow-test-key"
+JOB_SCRIPT_NAME = "extract_features.py"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class AwsEnv:
+    """What the EMR tests need to reach moto: the endpoint, a boto3 session, the bucket and images prefix."""
+
+    endpoint: str
+    session: boto3.Session
+    bucket: str = BUCKET
+    images: str = f"s3://{BUCKET}/images"
+
+    def client(self, service: str):
+        return self.session.client(service, endpoint_url=self.endpoint, region_name=REGION)
+
+    def clusters(self, states: list[str] | None = None) -> dict[str, str]:
+        """Every cluster id moto knows -> its state."""
+        emr = self.client("emr")
+        kwargs = {"ClusterStates": states} if states else {}
+        pages = emr.get_paginator("list_clusters").paginate(**kwargs)
+        return {c["Id"]: c["Status"]["State"] for page in pages for c in page["Clusters"]}
+
+
+def _moto_clusters():
+    """moto's cluster objects in every account and region (a bare endpoint files them under us-east-1)."""
+    from moto.emr.models import emr_backends
+
+    for account in list(emr_backends.keys()):
+        for backend in list(emr_backends[account].values()):
+            yield from list(backend.clusters.values())
+
+
+@dataclass
+class FakeCluster:
+    """Plays EMR's part for steps in moto; tests steer it with :meth:`fail_next` and :meth:`ignore`."""
+
+    aws: AwsEnv
+    spark: object
+    runs: list[dict] = field(default_factory=list)
+    _fail: list[tuple[str, str]] = field(default_factory=list)
+    _ignored: set[str] = field(default_factory=set)
+    _seen: set[str] = field(default_factory=set)
+    _cache: dict[tuple, Path] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def fail_next(self, reason: str, stderr: str) -> None:
+        """The next step fails with this EMR reason, and this text as its stderr.gz in the log URI."""
+        self._fail.append((reason, stderr))
+
+    def ignore(self, cluster_id: str) -> None:
+        """Leave this cluster's steps alone (tests that drive step states themselves)."""
+        self._ignored.add(cluster_id)
+
+    def watch(self) -> None:
+        while not self._stop.wait(0.2):
+            for cluster in _moto_clusters():
+                if cluster.id in self._ignored:
+                    continue
+                for step in list(cluster.steps):
+                    if step.id not in self._seen and step.state in ("PENDING", "RUNNING"):
+                        self._seen.add(step.id)
+                        self._play(cluster, step)
+
+    def _play(self, cluster, step) -> None:
+        if self._fail:
+            reason, stderr = self._fail.pop(0)
+            self._finish_failed(cluster, step, reason, stderr)
+            return
+        try:
+            self._run_job(cluster, step)
+        except Exception:  # noqa: BLE001 - a job error becomes a failed step, as on EMR
+            self._finish_failed(cluster, step, "Step failed with exitCode 1", traceback.format_exc())
+            return
+        step.state = "COMPLETED"
+
+    def _run_job(self, cluster, step) -> None:
+        from extract_features import run
+
+        from fruitjob.options import parse_options
+
+        args = list(step.args)
+        job_args = args[next(i for i, a in enumerate(args) if a.endswith(JOB_SCRIPT_NAME)) + 1 :]
+        value = {name: job_args[job_args.index(name) + 1] for name in ("--images", "--output")}
+        s3 = self.aws.client("s3")
+        key = tuple(a for a in job_args if a != value["--output"])
+        local_out = self._cache.get(key)
+        replayed = local_out is not None
+        if local_out is None:  # a job already run with the same input and options is replayed, to spare Spark
+            work = Path(tempfile.mkdtemp(prefix="fake-emr-"))
+            images = _download(s3, value["--images"], work / "images")
+            local_out = work / "output"
+            local_args = [str(images) if a == value["--images"] else a for a in job_args]
+            local_args[local_args.index("--output") + 1] = str(local_out)
+            env = {"FRUITFLOW_ENGINE": "emr", "FRUITFLOW_CLUSTER_ID": cluster.id, "FRUITFLOW_STEP_ID": step.id}
+            with _environment(env):
+                run(self.spark, parse_options(local_args))
+            self._cache[key] = local_out
+        _upload(s3, local_out, value["--output"])
+        self.runs.append({"cluster_id": cluster.id, "step_id": step.id, "args": job_args, "replayed": replayed})
+
+    def _finish_failed(self, cluster, step, reason: str, stderr: str) -> None:
+        log_uri = cluster.log_uri.replace("s3n://", "s3://").rstrip("/")
+        bucket, _, prefix = log_uri[len("s3://") :].partition("/")
+        key = "/".join(p for p in (prefix, cluster.id, "steps", step.id, "stderr.gz") if p)
+        self.aws.client("s3").put_object(Bucket=bucket, Key=key, Body=gzip.compress(stderr.encode()))
+        step.last_state_change_reason = reason
+        step.failure_details = {"Reason": "Unknown Error.", "Message": reason, "LogFile": f"s3://{bucket}/{key}"}
+        step.__class__ = _failed_step_class()
+        step.state = "FAILED"
+
+
+def _failed_step_class():
+    """moto's Step has no FailureDetails; a subclass adds them to the status EMR returns."""
+    from moto.emr.models import Step
+
+    class FailedStep(Step):
+        @property
+        def status(self) -> dict:
+            return {**super().status, "FailureDetails": self.failure_details}
+
+    return FailedStep
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, old in saved.items():
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
+
+
+def _download(s3, uri: str, target: Path) -> Path:
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    prefix = prefix.rstrip("/") + "/"
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            local = target / item["Key"][len(prefix) :]
+            local.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, item["Key"], str(local))
+    return target
+
+
+def _upload(s3, folder: Path, uri: str) -> None:
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.name.endswith(".crc"):
+            s3.upload_file(str(path), bucket, "/".join([prefix.rstrip("/"), path.relative_to(folder).as_posix()]))
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """moto in server mode on a free port: a real HTTP AWS endpoint in this process."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def aws(moto_endpoint, prefect_harness, fruit_images) -> AwsEnv:
+    """The bucket with the test images, default EMR roles, a key pair, and the ``fruitflow`` blocks."""
+    from prefect_aws import AwsCredentials, S3Bucket
+    from prefect_aws.client_parameters import AwsClientParameters
+
+    from blocks.emr_cluster import EmrClusterConfig
+
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+    env = AwsEnv(endpoint=moto_endpoint, session=session)
+    env.client("s3").create_bucket(Bucket=BUCKET)
+    _upload(env.client("s3"), fruit_images, env.images)
+    iam = env.client("iam")
+    trust = '{"Version": "2012-10-17", "Statement": []}'
+    iam.create_role(RoleName="EMR_DefaultRole", AssumeRolePolicyDocument=trust)
+    iam.create_role(RoleName="EMR_EC2_DefaultRole", AssumeRolePolicyDocument=trust)
+    iam.create_instance_profile(InstanceProfileName="EMR_EC2_DefaultRole")
+    env.client("ec2").create_key_pair(KeyName=KEY_PAIR)
+
+    credentials = AwsCredentials(
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name=REGION,
+        aws_client_parameters=AwsClientParameters(endpoint_url=moto_endpoint),
+    )
+    credentials.save("fruitflow", overwrite=True)
+    S3Bucket(bucket_name=BUCKET, bucket_folder="fruitflow", credentials=credentials).save("fruitflow", overwrite=True)
+    EmrClusterConfig(key_pair_name=KEY_PAIR, poll_seconds=1, idle_timeout_minutes=60).save("fruitflow", overwrite=True)
+    return env
+
+
+@pytest.fixture(scope="session")
+def fake_cluster(aws, spark):
+    """The cluster player, watching moto for steps in a background thread for the whole session."""
+    player = FakeCluster(aws=aws, spark=spark)
+    thread = threading.Thread(target=player.watch, name="fake-emr", daemon=True)
+    thread.start()
+    yield player
+    player._stop.set()
+    thread.join(timeout=30)
+    for folder in {path.parent for path in player._cache.values()}:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,88 @@
+"""The EMR engine fails in preflight, before anything is created, with a message that says how to fix it."""
+
+from __future__ import annotations
+
+import pytest
+from prefect_aws import S3Bucket
+
+from blocks.emr_cluster import EmrClusterConfig
+from tasks.preflight import PreflightError
+from tests.emr_flow import emr_test_flow
+
+
+@pytest.fixture
+def no_cluster_created(aws):
+    """Asserts, after the test, that moto holds exactly the clusters it held before."""
+    before = aws.clusters()
+    yield
+    assert aws.clusters() == before, "preflight must not create a cluster"
+
+
+def _fails_in_preflight(**parameters) -> str:
+    with pytest.raises(PreflightError) as caught:
+        emr_test_flow(**parameters)
+    return str(caught.value)
+
+
+def test_missing_service_role(aws, no_cluster_created):
+    EmrClusterConfig(service_role="NoSuchEmrRole", poll_seconds=1).save("missing-role", overwrite=True)
+    message = _fails_in_preflight(images=aws.images, output=f"s3://{aws.bucket}/out/role", cluster_block="missing-role")
+    assert "NoSuchEmrRole does not exist" in message
+    assert "aws emr create-default-roles" in message
+
+
+def test_missing_key_pair(aws, no_cluster_created):
+    EmrClusterConfig(key_pair_name="nobodys-key", poll_seconds=1).save("missing-key", overwrite=True)
+    message = _fails_in_preflight(images=aws.images, output=f"s3://{aws.bucket}/out/key", cluster_block="missing-key")
+    assert "key pair nobodys-key does not exist in us-east-1" in message
+    assert "aws ec2 create-key-pair --key-name nobodys-key" in message
+
+
+def test_empty_input_prefix(aws, no_cluster_created):
+    aws.client("s3").put_object(Bucket=aws.bucket, Key="empty/README.txt", Body=b"no images here")
+    message = _fails_in_preflight(images=f"s3://{aws.bucket}/empty", output=f"s3://{aws.bucket}/out/empty")
+    assert f"no images (.jpg, .jpeg, .png) under s3://{aws.bucket}/empty (1 files)" in message
+    assert "aws s3 sync" in message
+
+
+def test_unreachable_bucket(aws, no_cluster_created):
+    S3Bucket.load("fruitflow").model_copy(update={"bucket_name": "no-such-fruitflow-bucket"}).save(
+        "unreachable", overwrite=True
+    )
+    message = _fails_in_preflight(images=aws.images, output=f"s3://{aws.bucket}/out/b", s3_bucket_block="unreachable")
+    assert "bucket no-such-fruitflow-bucket does not exist" in message
+    assert "aws s3 mb s3://no-such-fruitflow-bucket" in message
+
+
+def test_local_images_path_is_refused_with_the_sync_command(aws, tmp_path, no_cluster_created):
+    message = _fails_in_preflight(images=str(tmp_path), output=f"s3://{aws.bucket}/out/local")
+    assert f"aws s3 sync '{tmp_path}' s3://" in message
+
+
+def test_finished_output_is_refused_without_overwrite(aws, no_cluster_created):
+    aws.client("s3").put_object(Bucket=aws.bucket, Key="out/done/metrics.json", Body=b"{}")
+    message = _fails_in_preflight(images=aws.images, output=f"s3://{aws.bucket}/out/done")
+    assert "already holds a finished run" in message and "--overwrite" in message
+
+
+def test_every_problem_is_listed_at_once(aws, no_cluster_created):
+    EmrClusterConfig(service_role="NoRole", instance_profile="NoProfile", key_pair_name="nokey").save(
+        "all-wrong", overwrite=True
+    )
+    message = _fails_in_preflight(images=aws.images, output=f"s3://{aws.bucket}/out/all", cluster_block="all-wrong")
+    assert all(name in message for name in ("NoRole", "NoProfile", "nokey"))
+
+
+def _keys(aws) -> set[str]:
+    pages = aws.client("s3").get_paginator("list_objects_v2").paginate(Bucket=aws.bucket)
+    return {obj["Key"] for page in pages for obj in page.get("Contents", [])}
+
+
+def test_dry_run_creates_nothing_and_estimates_cost(aws, no_cluster_created):
+    keys = _keys(aws)
+    result = emr_test_flow(images=aws.images, output=f"s3://{aws.bucket}/out/dry", dry_run=True)
+    assert result["cluster_id"] is None and result["validation"] is None
+    assert result["preflight"]["images"] == 25  # 6 classes x 4 + one broken.jpg
+    estimate = result["cost_estimate"]
+    assert estimate["usd_per_hour"] == pytest.approx(0.72) and "estimate" in estimate["label"]
+    assert _keys(aws) == keys, "a dry run uploads nothing"
