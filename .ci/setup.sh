@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Sets up everything fruitflow needs on a fresh machine: Java 17 for Spark, and a virtualenv in .venv
+# with the pinned packages. Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+java_major() {
+  java -version 2>&1 | awk -F'"' '/version/ {split($2, v, "."); print (v[1] == "1" ? v[2] : v[1]); exit}'
+}
+
+if ! command -v java >/dev/null 2>&1 || [ "$(java_major)" -lt 17 ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
+    echo "setup: installing Java 17 (Spark needs it)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+  else
+    echo "setup: Spark needs Java 17 or newer. Install it (e.g. 'sudo apt-get install openjdk-17-jre-headless'" \
+         "or 'brew install openjdk@17') and run this again." >&2
+    exit 1
+  fi
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $($PYTHON --version)"
+  "$PYTHON" -m venv .venv
+fi
+stamp=$(cat pyproject.toml .ci/constraints.txt | sha256sum | cut -c1-16)
+if [ "$(cat .venv/.installed 2>/dev/null)" != "$stamp" ]; then
+  echo "setup: installing pinned packages into .venv (first time: a few minutes, ~3 GB)"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -c .ci/constraints.txt -e ".[dev]"
+  echo "$stamp" > .venv/.installed
+fi
+echo "setup: ready ($(java -version 2>&1 | head -1); $(.venv/bin/python --version))"
