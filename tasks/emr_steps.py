@@ -138,8 +138,12 @@ def wait_for_step(
     status = emr.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"]["Status"]
     state = status["State"]
     if state not in FAILED_STATES:
-        emr.cancel_steps(ClusterId=cluster_id, StepIds=[step_id], StepCancellationOption="TERMINATE_PROCESS")
         reason = f"still {state} after {timeout_minutes} minutes; cancelled (--step-timeout-minutes)"
+        try:
+            emr.cancel_steps(ClusterId=cluster_id, StepIds=[step_id], StepCancellationOption="TERMINATE_PROCESS")
+        except ClientError as exc:  # terminating the cluster (the caller's finally) ends the step anyway
+            reason += f", but EMR refused the cancel ({exc.response.get('Error', {}).get('Code', 'error')})"
+        logger.error("step %s %s", step_id, reason)
         raise StepFailed(f"step {step_id} {reason}", reason=reason, log_uri=None, log_tail="")
     failure = status.get("FailureDetails") or {}
     reason = failure.get("Message") or failure.get("Reason") or status.get("StateChangeReason", {}).get("Message")

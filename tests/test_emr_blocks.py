@@ -1,0 +1,121 @@
+"""The EMR configuration pieces, without a cluster: block defaults, cost, the run_job_flow request, the step."""
+
+from __future__ import annotations
+
+import pytest
+from prefect_aws import AwsCredentials, S3Bucket
+
+from blocks.create_blocks import build_blocks, create_blocks
+from blocks.emr_cluster import EmrClusterConfig
+from tasks.emr_cluster import TAG_CREATED_BY, TAG_FLOW_RUN, cluster_request
+from tasks.emr_steps import run_token, step_definition
+from tasks.job_spec import JobSpec, job_arguments
+from tasks.preflight import PreflightError, check_uris
+
+
+def test_block_defaults_are_the_seed_shape_and_every_field_is_described():
+    config = EmrClusterConfig()
+    assert config.release_label.startswith("emr-7.")
+    assert (config.master_instance_count, config.core_instance_count) == (1, 2)
+    assert config.service_role == "EMR_DefaultRole" and config.instance_profile == "EMR_EC2_DefaultRole"
+    assert all(field.description for field in EmrClusterConfig.model_fields.values())
+
+
+def test_cost_estimate_is_instance_hours_times_the_price_table():
+    estimate = EmrClusterConfig().estimate_cost(2.0)
+    assert estimate["instance_hours"] == 6.0
+    assert estimate["usd"] == pytest.approx(2 * 3 * (0.192 + 0.048))
+    assert "estimate" in estimate["label"]
+    spot = EmrClusterConfig(market="SPOT").hourly_usd()
+    assert spot == pytest.approx(3 * (0.192 * 0.4 + 0.048))
+    unknown = EmrClusterConfig(core_instance_type="x9.mega").estimate_cost(1.0)
+    assert unknown["usd"] is None and unknown["missing_prices"] == ["x9.mega"]
+
+
+def test_cluster_request_carries_tags_idle_policy_and_no_public_ssh():
+    config = EmrClusterConfig(tags={"team": "fruit"}, spark_configuration={"spark.executor.memory": "6g"})
+    request = cluster_request(
+        config,
+        name="fruitflow run",
+        log_uri="s3://b/logs/",
+        bootstrap_uri="s3://b/run/bootstrap/install_packages.sh",
+        requirements_uri="s3://b/run/bootstrap/requirements-emr.txt",
+        flow_run_id="run-1",
+    )
+    tags = {tag["Key"]: tag["Value"] for tag in request["Tags"]}
+    assert tags == {"team": "fruit", TAG_FLOW_RUN: "run-1", TAG_CREATED_BY: "fruitflow"}
+    assert request["AutoTerminationPolicy"] == {"IdleTimeout": 30 * 60}
+    assert request["LogUri"] == "s3://b/logs/"
+    bootstrap = request["BootstrapActions"][0]["ScriptBootstrapAction"]
+    assert bootstrap["Args"] == ["s3://b/run/bootstrap/requirements-emr.txt"]
+    groups = {group["InstanceRole"]: group for group in request["Instances"]["InstanceGroups"]}
+    assert groups["CORE"]["InstanceCount"] == 2 and groups["MASTER"]["InstanceType"] == "m5.xlarge"
+    # We never open security groups: EMR-managed groups (and EMR block public access) stay as they are.
+    assert not any("SecurityGroup" in key for key in request["Instances"])
+    assert "Ec2KeyName" not in request["Instances"]
+    assert request["Configurations"] == [
+        {"Classification": "spark-defaults", "Properties": {"spark.executor.memory": "6g"}}
+    ]
+
+
+def test_the_step_runs_spark_submit_with_the_job_arguments_built_in_one_place():
+    spec = JobSpec(images="s3://b/in", output="s3://b/out", weights="/tmp/w_0.35_224_no_top.h5", alpha=0.35)
+    args = job_arguments(spec, weights="s3://b/run/weights/w_0.35_224_no_top.h5")
+    step = step_definition(
+        cluster_id="j-1", script_uri="s3://b/job.py", py_files_uri="s3://b/fruitjob.zip", job_args=args, token="t"
+    )
+    command = step["HadoopJarStep"]["Args"]
+    assert step["HadoopJarStep"]["Jar"] == "command-runner.jar"
+    submit = command[command.index("spark-submit") :]
+    assert submit[-len(args) - 1 :] == ["s3://b/job.py", *args]
+    assert submit[submit.index("--py-files") + 1] == "s3://b/fruitjob.zip"
+    assert run_token("r", args) == run_token("r", list(args)) != run_token("other", args)
+
+
+def test_local_images_are_refused_with_the_sync_command():
+    with pytest.raises(PreflightError, match=r"aws s3 sync '/data/fruits' s3://"):
+        check_uris(JobSpec(images="/data/fruits", output="s3://b/out"))
+
+
+def test_create_blocks_from_the_environment(prefect_harness):
+    env = {
+        "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "not-printed",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:5000",
+        "FRUITFLOW_BUCKET": "my-fruit",
+        "FRUITFLOW_KEY_PAIR": "me",
+    }
+    saved = create_blocks(env, name="from-env")
+    assert "not-printed" not in repr(saved)
+    credentials = AwsCredentials.load("from-env")
+    assert credentials.region_name == "eu-west-1"
+    assert credentials.aws_client_parameters.endpoint_url == "http://127.0.0.1:5000"
+    assert S3Bucket.load("from-env").bucket_name == "my-fruit"
+    assert EmrClusterConfig.load("from-env").key_pair_name == "me"
+    with pytest.raises(SystemExit, match="FRUITFLOW_BUCKET"):
+        build_blocks({})
+
+
+def test_stage_job_uploads_the_job_the_bootstrap_and_a_local_weights_file(aws, tmp_path):
+    from prefect import flow
+
+    from tasks.staging import stage_job
+
+    weights = tmp_path / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
+    weights.write_bytes(b"not really weights")
+
+    @flow
+    def stage() -> dict:
+        return stage_job(
+            AwsCredentials.load("fruitflow"), aws.bucket, "fruitflow/fruitflow-runs/stage-test", str(weights)
+        )
+
+    staged = stage()
+    prefix = f"s3://{aws.bucket}/fruitflow/fruitflow-runs/stage-test/"
+    assert staged["script"] == prefix + "job/extract_features.py"
+    assert staged["py_files"].startswith(prefix + "job/fruitjob-") and staged["py_files"].endswith(".zip")
+    assert staged["bootstrap"] == prefix + "bootstrap/install_packages.sh"
+    assert staged["weights"] == prefix + "weights/" + weights.name
+    listed = aws.client("s3").list_objects_v2(Bucket=aws.bucket, Prefix="fruitflow/fruitflow-runs/stage-test/")
+    assert len(listed["Contents"]) == 5

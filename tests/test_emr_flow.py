@@ -1,0 +1,85 @@
+"""The EMR engine end to end against moto, with the fake cluster running the real Spark job on the steps."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tasks.emr_cluster import TAG_CREATED_BY, TAG_FLOW_RUN
+from tasks.emr_steps import StepFailed
+from tests.emr_flow import emr_test_flow
+
+
+def _cluster(aws, cluster_id: str) -> dict:
+    return aws.client("emr").describe_cluster(ClusterId=cluster_id)["Cluster"]
+
+
+def _steps(aws, cluster_id: str) -> list[dict]:
+    return aws.client("emr").list_steps(ClusterId=cluster_id)["Steps"]
+
+
+@pytest.mark.slow
+def test_happy_path_outputs_validated_and_cluster_terminated(aws, fake_cluster):
+    output = f"s3://{aws.bucket}/out/happy"
+    result = emr_test_flow(images=aws.images, output=output)
+
+    cluster_id = result["cluster_id"]
+    assert result["created"] is True
+    assert _cluster(aws, cluster_id)["Status"]["State"] == "TERMINATED"
+    tags = {tag["Key"]: tag["Value"] for tag in _cluster(aws, cluster_id)["Tags"]}
+    assert tags[TAG_CREATED_BY] == "fruitflow" and tags[TAG_FLOW_RUN]
+
+    steps = _steps(aws, cluster_id)
+    assert [step["Id"] for step in steps] == [result["step_id"]]
+    assert steps[0]["Config"]["Jar"] == "command-runner.jar"
+
+    report = result["validation"]
+    assert report["metrics"]["images_ok"] == 24 and report["metrics"]["images_failed"] == 1
+    assert set(report["per_class"]) >= {"Banana", "Pêche Blanche"}
+    body = aws.client("s3").get_object(Bucket=aws.bucket, Key="out/happy/metrics.json")["Body"].read()
+    metrics = json.loads(body)
+    assert (metrics["engine"], metrics["cluster_id"], metrics["step_id"]) == ("emr", cluster_id, result["step_id"])
+    assert result["cost_estimate"]["usd_per_hour"] == pytest.approx(0.72)
+    assert result["console_url"].endswith(f"#/clusterDetails/{cluster_id}")
+    assert result["step_log_uri"] == f"s3://{aws.bucket}/fruitflow/emr-logs/{cluster_id}/steps/{result['step_id']}/"
+
+
+def test_failed_step_reports_reason_and_log_tail_and_terminates(aws, fake_cluster):
+    fake_cluster.fail_next(
+        "Step failed with exitCode 2",
+        "starting\nTraceback (most recent call last):\nfruitflow ERROR no images under s3://x (0 files seen)\n",
+    )
+    before = set(aws.clusters())
+    with pytest.raises(StepFailed) as caught:
+        emr_test_flow(images=aws.images, output=f"s3://{aws.bucket}/out/failing")
+
+    message = str(caught.value)
+    assert "FAILED: Step failed with exitCode 2" in message
+    assert "fruitflow ERROR no images under s3://x" in message  # the tail of stderr.gz, read from the log URI
+    assert caught.value.log_uri.endswith("/stderr.gz")
+    (cluster_id,) = set(aws.clusters()) - before
+    assert aws.clusters()[cluster_id] == "TERMINATED"
+
+
+@pytest.mark.slow
+def test_reused_cluster_runs_the_step_and_is_left_running(aws, fake_cluster):
+    emr = aws.client("emr")
+    cluster_id = emr.run_job_flow(
+        Name="someone else's cluster",
+        ReleaseLabel="emr-7.13.0",
+        Instances={"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True},
+        ServiceRole="EMR_DefaultRole",
+        JobFlowRole="EMR_EC2_DefaultRole",
+        LogUri=f"s3://{aws.bucket}/their-logs/",
+    )["JobFlowId"]
+    try:
+        before = set(aws.clusters())
+        result = emr_test_flow(images=aws.images, output=f"s3://{aws.bucket}/out/reused", cluster_id=cluster_id)
+
+        assert (result["cluster_id"], result["created"]) == (cluster_id, False)
+        assert set(aws.clusters()) == before, "no new cluster when one is given"
+        assert aws.clusters()[cluster_id] in ("WAITING", "RUNNING")
+        assert result["validation"]["metrics"]["images_ok"] == 24
+    finally:
+        emr.terminate_job_flows(JobFlowIds=[cluster_id])
