@@ -27,8 +27,8 @@ class JobSpec:
     pca_components: int = 50
     weights: str = "imagenet"
     alpha: float | None = None  # None: taken from the weights file name, else 1.0
-    batch_size: int = 16
-    featurizer: str = "keras"
+    batch_size: int = 4  # the job's defaults (spark_jobs/fruitjob/options.py), chosen by bench/
+    featurizer: str = "tflite"
     partitions: int | None = None
     pca_model: str | None = None
     incremental: bool = False

@@ -8,8 +8,11 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 DEFAULT_PCA_COMPONENTS = 50
-DEFAULT_BATCH_SIZE = 16
+# Images per engine call: TFLite runs batches of 1-4 as fast as larger ones (caches stay warm), with less memory.
+DEFAULT_BATCH_SIZE = 4
 FEATURIZERS = ("keras", "tflite")
+# Chosen by bench/featurize_bench.py: about twice Keras' speed on CPU with the same features (docs/performance.md).
+DEFAULT_FEATURIZER = "tflite"
 _ALPHA_IN_NAME = re.compile(r"_(\d+(?:\.\d+)?)_\d+(?:_no_top)?\.h5$")
 
 
@@ -23,7 +26,7 @@ class JobOptions:
     weights: str = "imagenet"
     alpha: float = 1.0
     batch_size: int = DEFAULT_BATCH_SIZE
-    featurizer: str = "keras"
+    featurizer: str = DEFAULT_FEATURIZER
     partitions: Optional[int] = None
     pca_model: Optional[str] = None
     incremental: bool = False
@@ -66,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--alpha", type=float, default=None, help="width multiplier (default: from the weights file name, else 1.0)"
     )
     parser.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE)
-    parser.add_argument("--featurizer", choices=FEATURIZERS, default="keras")
+    parser.add_argument("--featurizer", choices=FEATURIZERS, default=DEFAULT_FEATURIZER)
     parser.add_argument("--partitions", type=_positive_int, default=None, help="default: sized to the input")
     parser.add_argument("--pca-model", default=None, help="project with this fitted pca_model/ instead of fitting")
     parser.add_argument("--incremental", action="store_true", help="featurize only images not yet in the output")

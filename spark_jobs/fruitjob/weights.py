@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Optional
 
 from pyspark.sql import SparkSession
 
@@ -31,6 +32,8 @@ class Weights:
     alpha: float
     data: bytes
     suffix: str  # ".h5" (Keras' legacy files) or ".weights.h5" (Keras 3)
+    # The model converted to TFLite on the driver (featurizer tflite), so that workers need not convert it.
+    tflite: Optional[bytes] = field(default=None, repr=False, compare=False)
 
     @property
     def sha256(self) -> str:
