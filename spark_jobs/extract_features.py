@@ -28,10 +28,12 @@ from pyspark.sql import functions as F
 
 from fruitjob import layout, storage
 from fruitjob.featurizer import make_featurize_udf
-from fruitjob.listing import is_local, list_input
+from fruitjob.identity import SpaceMismatch, check_same_space, identity_of, load_identity, save_identity
+from fruitjob.incremental import Plan, plan_increment, replace_dataset, without_paths
+from fruitjob.listing import ImageFile, is_local, list_input
 from fruitjob.options import JobOptions, parse_options
 from fruitjob.packaging import ship_package
-from fruitjob.pca import components_for, fit_pca, load_pca, project, save_pca
+from fruitjob.pca import FittedPca, components_for, fit_pca, load_pca, project, save_pca
 from fruitjob.reading import read_images
 from fruitjob.tflite_engine import convert_for_workers
 from fruitjob.weights import FEATURE_DIM, WeightsError, resolve_weights
@@ -65,15 +67,20 @@ def _configure(spark: SparkSession, opts: JobOptions, partitions: int) -> None:
         conf.set("spark.sql.sources.parallelPartitionDiscovery.threshold", str(2**31 - 1))
 
 
-def _check_output(spark: SparkSession, opts: JobOptions) -> None:
-    metrics = layout.child(opts.output, layout.METRICS)
-    if storage.exists(spark, metrics):
-        if not opts.overwrite:
+def _check_output(spark: SparkSession, opts: JobOptions) -> Optional[Dict[str, object]]:
+    """Refuse to clobber a finished run; returns its metrics when --incremental builds on it."""
+    metrics_uri = layout.child(opts.output, layout.METRICS)
+    previous = None
+    if storage.exists(spark, metrics_uri):
+        if not (opts.overwrite or opts.incremental):
             raise JobError(
-                "%s already holds a finished run (metrics.json is there); pass --overwrite to replace it "
-                "or choose another --output" % opts.output
+                "%s already holds a finished run (metrics.json is there); pass --overwrite to replace it, "
+                "--incremental to add new images to it, or choose another --output" % opts.output
             )
-        storage.delete(spark, metrics)  # from now on a half-written replacement never looks finished
+        previous = json.loads(storage.read_bytes(spark, metrics_uri).decode())
+    # From here on a half-written run never looks finished; a rerun resumes or redoes it.
+    storage.delete(spark, metrics_uri)
+    return previous if opts.incremental else None
 
 
 def _versions(spark: SparkSession) -> Dict[str, str]:
@@ -90,6 +97,69 @@ def _versions(spark: SparkSession) -> Dict[str, str]:
     }
 
 
+def _featurize(spark: SparkSession, opts: JobOptions, weights, images: List[ImageFile], mode: str) -> None:
+    """Features of ``images`` into features/, failures into errors/ (mode: overwrite or append)."""
+    featurize = make_featurize_udf(spark.sparkContext.broadcast(weights), opts.featurizer, opts.batch_size)
+    frame = read_images(spark, opts.images, images)
+    featurized = frame.select("path", "label", "size", featurize("content").alias("result")).persist(
+        StorageLevel.MEMORY_AND_DISK
+    )
+    ok = featurized.where(F.col("result.error").isNull())
+    ok.select("path", "label", "size", F.col("result.features").alias("features")).write.mode(mode).parquet(
+        layout.child(opts.output, layout.FEATURES)
+    )
+    failed = featurized.where(F.col("result.error").isNotNull())
+    failed.select("path", "label", "size", F.col("result.error").alias("error")).write.mode(mode).parquet(
+        layout.child(opts.output, layout.ERRORS)
+    )
+    featurized.unpersist()
+
+
+def _drop_stale_rows(spark: SparkSession, output: str, paths: List[str]) -> None:
+    """Images whose size changed since they were featurized: their old rows go before new ones come."""
+    for name in (layout.FEATURES, layout.ERRORS, layout.PCA):
+        uri = layout.child(output, name)
+        if storage.exists(spark, uri):
+            replace_dataset(spark, uri, without_paths(spark.read.parquet(uri), paths))
+
+
+def _pca_source(spark: SparkSession, opts: JobOptions, identity: Dict[str, object]) -> Optional[FittedPca]:
+    """An existing model to project with (--pca-model, or the output's own when incremental), if any."""
+    if opts.pca_model:
+        uri = opts.pca_model
+        if storage.exists(spark, layout.child(uri, layout.PCA_MODEL)):
+            uri = layout.child(uri, layout.PCA_MODEL)  # the output folder of a run was given
+    elif opts.incremental and storage.exists(spark, layout.child(opts.output, layout.PCA_MODEL)):
+        uri = layout.child(opts.output, layout.PCA_MODEL)
+    else:
+        return None
+    saved = load_identity(spark, uri)
+    if saved is not None:
+        check_same_space(identity, saved, "PCA model %s" % uri)
+    return load_pca(uri, uri)
+
+
+def _fit(spark: SparkSession, opts: JobOptions, features, identity: Dict[str, object]):
+    images_ok = features.count()
+    k = components_for(opts.pca_components, images_ok, FEATURE_DIM)
+    note = None
+    if k < opts.pca_components:
+        note = "%d components asked, %d used: %d images give at most %d" % (
+            opts.pca_components,
+            k,
+            images_ok,
+            max(images_ok - 1, 0),
+        )
+        log.warning(note)
+    if k < 1:
+        raise JobError("PCA needs at least 2 decodable images; %d decoded (see errors/)" % images_ok)
+    model_uri = layout.child(opts.output, layout.PCA_MODEL)
+    fitted = fit_pca(features, k, model_uri)
+    save_pca(spark, fitted, model_uri)
+    save_identity(spark, model_uri, identity)
+    return fitted, note
+
+
 def run(spark: SparkSession, opts: JobOptions) -> Dict[str, object]:
     """Run the whole job; returns the metrics it wrote."""
     started_at = datetime.now(timezone.utc)
@@ -103,7 +173,7 @@ def run(spark: SparkSession, opts: JobOptions) -> Dict[str, object]:
         clock = now
 
     ship_package(spark)
-    _check_output(spark, opts)
+    previous = _check_output(spark, opts)
     listing = list_input(spark, opts.images)
     if not listing.images:
         raise JobError(
@@ -113,51 +183,47 @@ def run(spark: SparkSession, opts: JobOptions) -> Dict[str, object]:
     lap("list")
 
     weights = resolve_weights(spark, opts.weights, opts.alpha, opts.seed)
+    identity = identity_of(weights.name, weights.sha256, weights.alpha, opts.featurizer)
     log.info("weights %s (alpha %s, sha256 %s)", weights.name, weights.alpha, weights.sha256[:12])
+    if previous is not None:
+        check_same_space(identity, previous, "the run already in %s" % opts.output)
+    source = _pca_source(spark, opts, identity)  # before any image: a mismatch must fail fast
     if opts.featurizer == "tflite":
         weights = convert_for_workers(weights)  # once here, instead of once per Python worker
     lap("weights")
 
-    partitions = _partitions(spark, len(listing.images), opts.partitions)
+    plan = Plan(todo=listing.images, already_done=0, changed=[])
+    if opts.incremental:
+        plan = plan_increment(spark, opts.output, listing.images)
+        log.info("incremental: %d images already done, %d to featurize", plan.already_done, len(plan.todo))
+        _drop_stale_rows(spark, opts.output, plan.changed)
+    partitions = _partitions(spark, len(plan.todo), opts.partitions)
     _configure(spark, opts, partitions)
-    featurize = make_featurize_udf(spark.sparkContext.broadcast(weights), opts.featurizer, opts.batch_size)
-    images = read_images(spark, opts.images, listing.images)
-    featurized = images.select("path", "label", "size", featurize("content").alias("result")).persist(
-        StorageLevel.MEMORY_AND_DISK
+    errors_uri = layout.child(opts.output, layout.ERRORS)
+    errors_before = (
+        spark.read.parquet(errors_uri).count() if opts.incremental and storage.exists(spark, errors_uri) else 0
     )
-    ok = featurized.where(F.col("result.error").isNull())
-    ok.select("path", "label", "size", F.col("result.features").alias("features")).write.mode("overwrite").parquet(
-        layout.child(opts.output, layout.FEATURES)
-    )
-    failed = featurized.where(F.col("result.error").isNotNull())
-    failed.select("path", "label", F.col("result.error").alias("error")).write.mode("overwrite").parquet(
-        layout.child(opts.output, layout.ERRORS)
-    )
-    featurized.unpersist()
+    if plan.todo:
+        _featurize(spark, opts, weights, plan.todo, "append" if opts.incremental else "overwrite")
     features = spark.read.parquet(layout.child(opts.output, layout.FEATURES))
-    images_ok = features.count()
-    images_failed = spark.read.parquet(layout.child(opts.output, layout.ERRORS)).count()
+    features_total = features.count()
+    errors_total = spark.read.parquet(errors_uri).count()
+    images_failed = errors_total - errors_before
+    images_ok = len(plan.todo) - images_failed
     log.info("featurized %d images, %d failed, in %d partitions", images_ok, images_failed, partitions)
     lap("featurize")
 
     pca_note = None
-    if opts.pca_model:
-        fitted = load_pca(opts.pca_model)
+    if source is None:
+        fitted, pca_note = _fit(spark, opts, features, identity)
+        project(fitted, features).write.mode("overwrite").parquet(layout.child(opts.output, layout.PCA))
     else:
-        k = components_for(opts.pca_components, images_ok, FEATURE_DIM)
-        if k < opts.pca_components:
-            pca_note = "%d components asked, %d used: %d images give at most %d" % (
-                opts.pca_components,
-                k,
-                images_ok,
-                max(images_ok - 1, 0),
-            )
-            log.warning(pca_note)
-        if k < 1:
-            raise JobError("PCA needs at least 2 decodable images; %d decoded (see errors/)" % images_ok)
-        fitted = fit_pca(features, k)
-        save_pca(spark, fitted, layout.child(opts.output, layout.PCA_MODEL))
-    project(fitted, features).write.mode("overwrite").parquet(layout.child(opts.output, layout.PCA))
+        fitted = source
+        pca_uri = layout.child(opts.output, layout.PCA)
+        new = features
+        if opts.incremental and storage.exists(spark, pca_uri):
+            new = features.join(spark.read.parquet(pca_uri).select("path"), on="path", how="left_anti")
+        project(fitted, new).write.mode("append" if opts.incremental else "overwrite").parquet(pca_uri)
     lap("pca")
 
     total = sum(durations.values())
@@ -167,31 +233,39 @@ def run(spark: SparkSession, opts: JobOptions) -> Dict[str, object]:
         "output": opts.output,
         "files_seen": listing.files_seen,
         "files_skipped": len(listing.skipped),
-        "images_total": len(listing.images),
+        "images_total": len(plan.todo),
         "images_ok": images_ok,
         "images_failed": images_failed,
+        "images_already_done": plan.already_done,
+        "images_changed": len(plan.changed),
+        "features_total": features_total,
+        "errors_total": errors_total,
         "feature_dim": FEATURE_DIM,
         "pca_components_asked": opts.pca_components,
         "pca_components": fitted.components,
         "pca_note": pca_note,
-        "pca_model": opts.pca_model or layout.child(opts.output, layout.PCA_MODEL),
+        "pca_model": fitted.uri,
+        "pca_refit": source is None,
         "explained_variance": fitted.explained_variance,
         "explained_variance_total": float(sum(fitted.explained_variance)),
-        "weights": weights.name,
-        "weights_sha256": weights.sha256,
-        "alpha": weights.alpha,
-        "featurizer": opts.featurizer,
-        "batch_size": opts.batch_size,
-        "partitions": partitions,
-        "versions": versions,
-        "tensorflow_version": versions["tensorflow"],
-        "spark_version": spark.version,
-        "durations_s": dict(durations, total=round(total, 3)),
-        "images_per_s": round(len(listing.images) / durations["featurize"], 2) if durations["featurize"] else None,
-        "started_at": started_at.isoformat(),
-        "finished_at": datetime.now(timezone.utc).isoformat(),
-        "engine": os.environ.get("FRUITFLOW_ENGINE", "local"),
     }
+    metrics.update(identity)
+    metrics.update(
+        {
+            "batch_size": opts.batch_size,
+            "partitions": partitions,
+            "versions": versions,
+            "tensorflow_version": versions["tensorflow"],
+            "spark_version": spark.version,
+            "durations_s": dict(durations, total=round(total, 3)),
+            "images_per_s": round(len(plan.todo) / durations["featurize"], 2) if durations["featurize"] else None,
+            "started_at": started_at.isoformat(),
+            "finished_at": datetime.now(timezone.utc).isoformat(),
+            "engine": os.environ.get("FRUITFLOW_ENGINE", "local"),
+        }
+    )
+    if previous is not None:
+        metrics["previous_run"] = {key: previous.get(key) for key in ("started_at", "finished_at", "images")}
     for key in ("cluster_id", "step_id"):
         value = os.environ.get("FRUITFLOW_" + key.upper())
         if value:
@@ -218,7 +292,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     spark.sparkContext.setLogLevel("WARN")
     try:
         run(spark, opts)
-    except (JobError, WeightsError) as exc:
+    except (JobError, WeightsError, SpaceMismatch) as exc:
         log.error("%s", exc)
         return 2
     return 0

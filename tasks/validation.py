@@ -93,10 +93,13 @@ def check_output(output: str, filesystem: pafs.FileSystem) -> ValidationReport:
             f"files do not reconcile: images_total {total} + files_skipped {metrics['files_skipped']} + "
             f"images_already_done {done_before} != files_seen {metrics['files_seen']}"
         )
-    if features.num_rows != ok + done_before:
-        problems.append(f"features/ has {features.num_rows} rows, metrics say {ok + done_before} images succeeded")
-    if errors.num_rows < failed:
-        problems.append(f"errors/ has {errors.num_rows} rows, metrics say {failed} images failed")
+    # An incremental run appends: the datasets hold this run's rows plus the earlier runs'.
+    features_expected = metrics.get("features_total", ok)
+    errors_expected = metrics.get("errors_total", failed)
+    if features.num_rows != features_expected:
+        problems.append(f"features/ has {features.num_rows} rows, metrics say {features_expected} images succeeded")
+    if errors.num_rows != errors_expected:
+        problems.append(f"errors/ has {errors.num_rows} rows, metrics say {errors_expected} images failed")
     if pca.num_rows != features.num_rows:
         problems.append(f"pca/ has {pca.num_rows} rows, features/ has {features.num_rows}")
 

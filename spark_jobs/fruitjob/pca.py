@@ -19,6 +19,7 @@ from fruitjob import storage
 class FittedPca:
     model: PipelineModel  # StandardScaler(mean only) -> PCA: Spark ML's PCA does not centre by itself
     explained_variance: List[float]
+    uri: str  # where the model is (or will be) saved
 
     @property
     def components(self) -> int:
@@ -34,12 +35,12 @@ def _vectors(features: DataFrame) -> DataFrame:
     return features.select("path", "label", array_to_vector("features").alias("x"))
 
 
-def fit_pca(features: DataFrame, k: int) -> FittedPca:
+def fit_pca(features: DataFrame, k: int, uri: str) -> FittedPca:
     scaler = StandardScaler(withMean=True, withStd=False, inputCol="x", outputCol="centred")
     pca = PCA(k=k, inputCol="centred", outputCol="pcv")
     model = Pipeline(stages=[scaler, pca]).fit(_vectors(features))
     variance = [float(v) for v in model.stages[1].explainedVariance.toArray()]
-    return FittedPca(model=model, explained_variance=variance)
+    return FittedPca(model=model, explained_variance=variance, uri=uri)
 
 
 def project(fitted: FittedPca, features: DataFrame) -> DataFrame:
@@ -59,7 +60,7 @@ def save_pca(spark: SparkSession, fitted: FittedPca, uri: str) -> None:
     storage.write_bytes(spark, uri + "/pca_model.npz", buffer.getvalue())
 
 
-def load_pca(uri: str) -> FittedPca:
+def load_pca(uri: str, label: str) -> FittedPca:
     model = PipelineModel.load(uri)
     variance = [float(v) for v in model.stages[1].explainedVariance.toArray()]
-    return FittedPca(model=model, explained_variance=variance)
+    return FittedPca(model=model, explained_variance=variance, uri=label)

@@ -49,3 +49,10 @@ def list_files_recursive(spark: SparkSession, uri: str) -> Iterator[Tuple[str, i
     while files.hasNext():
         status = files.next()
         yield str(status.getPath().toString()), int(status.getLen())
+
+
+def rename(spark: SparkSession, source: str, target: str) -> None:
+    path, fs = _path_and_fs(spark, source)
+    target_path = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(target)
+    if not fs.rename(path, target_path):
+        raise OSError("could not rename %s to %s" % (source, target))

@@ -34,10 +34,12 @@ class Weights:
     suffix: str  # ".h5" (Keras' legacy files) or ".weights.h5" (Keras 3)
     # The model converted to TFLite on the driver (featurizer tflite), so that workers need not convert it.
     tflite: Optional[bytes] = field(default=None, repr=False, compare=False)
+    # Set where the file's bytes are not a stable identity (HDF5 files we write carry timestamps).
+    digest: Optional[str] = None
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
+        return self.digest or hashlib.sha256(self.data).hexdigest()
 
 
 def imagenet_file_name(alpha: float) -> str:
@@ -99,16 +101,19 @@ def _imagenet_bytes(alpha: float) -> bytes:
         return handle.read()
 
 
-def _random_bytes(alpha: float, seed: int) -> bytes:
+def _random_weights(alpha: float, seed: int) -> Weights:
+    """Seeded initial values; identified by a hash of the values, the same in every process."""
     import keras
 
     keras.utils.set_random_seed(seed)
     model = build_model(alpha)
+    digest = hashlib.sha256(b"".join(array.tobytes() for array in model.get_weights())).hexdigest()
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "random.weights.h5")
         model.save_weights(path)
         with open(path, "rb") as handle:
-            return handle.read()
+            data = handle.read()
+    return Weights("random(seed=%d)" % seed, alpha, data, ".weights.h5", digest=digest)
 
 
 def resolve_weights(spark: SparkSession, name: str, alpha: float, seed: int = 0) -> Weights:
@@ -116,7 +121,7 @@ def resolve_weights(spark: SparkSession, name: str, alpha: float, seed: int = 0)
     if name == "imagenet":
         weights = Weights(name, alpha, _imagenet_bytes(alpha), ".h5")
     elif name == "random":
-        weights = Weights("random(seed=%d)" % seed, alpha, _random_bytes(alpha, seed), ".weights.h5")
+        weights = _random_weights(alpha, seed)
     else:
         suffix = ".weights.h5" if name.endswith(".weights.h5") else ".h5"
         weights = Weights(name, alpha, _read_weights_file(spark, name), suffix)
