@@ -13,11 +13,13 @@ import argparse
 import os
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Literal
 
 from prefect import flow, get_run_logger
+from prefect_aws import AwsCredentials, S3Bucket
 
+from tasks.aws_clients import s3_filesystem, s3_uri
+from tasks.emr_engine import run_on_emr, terminate_on_cancel_or_crash
 from tasks.input_checks import check_local_input
 from tasks.job_spec import REPO_ROOT, JobSpec
 from tasks.local_spark import run_local_job
@@ -40,20 +42,41 @@ def _run_local(spec: JobSpec) -> dict:
     return report
 
 
-@flow(name="fruit-features", log_prints=True)
+def _run_emr(spec: JobSpec, aws_credentials_block: str, **emr: object) -> dict:
+    result = run_on_emr(spec, aws_credentials_block=aws_credentials_block, **emr)
+    report = result["validation"]
+    if report is None:  # a dry run: preflight and the cost estimate only
+        return result
+    publish_summary(report, result, s3_filesystem(AwsCredentials.load(aws_credentials_block)))
+    return report | {"emr": {k: v for k, v in result.items() if k != "validation"}}
+
+
+@flow(
+    name="fruit-features",
+    log_prints=True,
+    on_cancellation=[terminate_on_cancel_or_crash],
+    on_crashed=[terminate_on_cancel_or_crash],
+)
 def fruit_features(
     images: str | None = None,
     output: str | None = None,
     pca_components: int = 50,
     weights: str = "imagenet",
     alpha: float | None = None,
-    batch_size: int = 16,
-    featurizer: str = "keras",
+    batch_size: int = JobSpec.batch_size,
+    featurizer: Literal["keras", "tflite"] = JobSpec.featurizer,
     partitions: int | None = None,
     pca_model: str | None = None,
     incremental: bool = False,
     overwrite: bool = False,
     engine: Literal["local", "emr"] = "local",
+    cluster_block: str = "fruitflow",
+    aws_credentials_block: str = "fruitflow",
+    s3_bucket_block: str = "fruitflow",
+    cluster_id: str | None = None,
+    keep_cluster: bool = False,
+    dry_run: bool = False,
+    step_timeout_minutes: int = 180,
 ) -> dict:
     """MobileNetV2 features and a PCA for a folder (local) or S3 prefix (EMR) of fruit images.
 
@@ -70,19 +93,34 @@ def fruit_features(
         incremental: Featurize only images not yet in the output, and append.
         overwrite: Replace a finished run in the output.
         engine: `local` (Spark on this machine) or `emr` (a cluster the flow creates and tears down).
+        cluster_block: EmrClusterConfig block with the cluster's shape (EMR only).
+        aws_credentials_block: AwsCredentials block every AWS client is made from (EMR only).
+        s3_bucket_block: S3Bucket block where the job is staged and logs go (EMR only).
+        cluster_id: Run on this existing cluster; it is left running (EMR only).
+        keep_cluster: Do not terminate the cluster the flow created (idle auto-termination still applies).
+        dry_run: Preflight checks and a cost estimate only; nothing is created (EMR only).
+        step_timeout_minutes: A step running longer is cancelled and the cluster torn down (EMR only).
 
     Example:
         >>> fruit_features(weights="random")  # doctest: +SKIP
     """
     logger = get_run_logger()
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    if images is None:
-        images = make_sample_images_task(str(DEFAULT_OUTPUT_ROOT / "sample-images"))
-    if output is None:
-        output = str(DEFAULT_OUTPUT_ROOT / f"run-{stamp}")
+    if engine == "emr":
+        if images is None:
+            raise ValueError("the EMR engine needs --images s3://bucket/prefix (upload with `aws s3 sync`)")
+        if output is None:
+            bucket = S3Bucket.load(s3_bucket_block)
+            output = s3_uri(bucket.bucket_name, bucket.bucket_folder, "fruitflow-output", f"run-{stamp}")
+    else:
+        if images is None:
+            images = make_sample_images_task(str(DEFAULT_OUTPUT_ROOT / "sample-images"))
+        if output is None:
+            output = str(DEFAULT_OUTPUT_ROOT / f"run-{stamp}")
+        images, output = _absolute(images), _absolute(output)
     spec = JobSpec(
-        images=_absolute(images),
-        output=_absolute(output),
+        images=images,
+        output=output,
         pca_components=pca_components,
         weights=weights,
         alpha=alpha,
@@ -95,6 +133,19 @@ def fruit_features(
     )
     if engine == "local":
         report = _run_local(spec)
+    elif engine == "emr":
+        report = _run_emr(
+            spec,
+            aws_credentials_block,
+            s3_bucket_block=s3_bucket_block,
+            cluster_block=cluster_block,
+            cluster_id=cluster_id,
+            keep_cluster=keep_cluster,
+            dry_run=dry_run,
+            step_timeout_minutes=step_timeout_minutes,
+        )
+        if dry_run:
+            return report
     else:
         raise ValueError(f"unknown engine {engine!r}; expected local or emr")
     m = report["metrics"]
@@ -116,13 +167,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pca-components", type=int, default=50)
     parser.add_argument("--weights", default="imagenet", help="imagenet | random | PATH (.h5, local or s3://)")
     parser.add_argument("--alpha", type=float, default=None)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--featurizer", choices=["keras", "tflite"], default="keras")
+    parser.add_argument("--batch-size", type=int, default=JobSpec.batch_size)
+    parser.add_argument("--featurizer", choices=["keras", "tflite"], default=JobSpec.featurizer)
     parser.add_argument("--partitions", type=int, default=None)
     parser.add_argument("--pca-model", default=None)
     parser.add_argument("--incremental", action="store_true")
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--engine", choices=["local", "emr"], default="local")
+    emr = parser.add_argument_group("EMR engine")
+    emr.add_argument("--cluster-block", default="fruitflow", help="EmrClusterConfig block name")
+    emr.add_argument("--aws-credentials-block", default="fruitflow", help="AwsCredentials block name")
+    emr.add_argument("--s3-bucket-block", default="fruitflow", help="S3Bucket block name")
+    emr.add_argument("--cluster-id", default=None, help="reuse this cluster (never terminated by us)")
+    emr.add_argument("--keep-cluster", action="store_true", help="leave the created cluster running")
+    emr.add_argument("--dry-run", action="store_true", help="preflight and cost estimate only")
+    emr.add_argument("--step-timeout-minutes", type=int, default=180)
     return parser
 
 
@@ -133,7 +192,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fruit-features failed: {state.message}", file=sys.stderr)
         return 1
     report = state.result()
-    print(f"output: {report['output']}\nsummary: {Path(report['output']) / 'summary.md'}")
+    if args["dry_run"]:
+        print(f"dry run: preflight passed; cost estimate: {report['cost_estimate']}")
+        return 0
+    print(f"output: {report['output']}\nsummary: {report['output'].rstrip('/')}/summary.md")
     return 0
 
 

@@ -13,10 +13,10 @@ from prefect.states import Cancelled
 
 import tasks.emr_steps as emr_steps
 from blocks.emr_cluster import EmrClusterConfig
+from flows.fruit_features import fruit_features
 from tasks.emr_cluster import cluster_request
 from tasks.emr_engine import terminate_on_cancel_or_crash
 from tasks.emr_steps import StepFailed, step_definition, submit_step, wait_for_step
-from tests.emr_flow import emr_test_flow
 
 
 def _our_cluster(aws, flow_run_id: str) -> str:
@@ -47,7 +47,7 @@ def test_cancellation_hook_terminates_only_the_run_clusters(aws):
     ours, other_run, reused = _our_cluster(aws, str(run_id)), _our_cluster(aws, str(uuid.uuid4())), _plain_cluster(aws)
     flow_run = FlowRun(id=run_id, name="cancelled-run", flow_id=uuid.uuid4(), parameters={"engine": "emr"})
 
-    terminate_on_cancel_or_crash(emr_test_flow, flow_run, Cancelled())
+    terminate_on_cancel_or_crash(fruit_features, flow_run, Cancelled())
 
     states = aws.clusters()
     assert states[ours] == "TERMINATED"
@@ -60,7 +60,7 @@ def test_hook_leaves_local_runs_and_kept_clusters_alone(aws):
     cluster_id = _our_cluster(aws, str(run_id))
     for parameters in ({"engine": "local"}, {"engine": "emr", "keep_cluster": True}):
         flow_run = FlowRun(id=run_id, name="r", flow_id=uuid.uuid4(), parameters=parameters)
-        terminate_on_cancel_or_crash(emr_test_flow, flow_run, Cancelled())
+        terminate_on_cancel_or_crash(fruit_features, flow_run, Cancelled())
         assert aws.clusters()[cluster_id] != "TERMINATED"
     aws.client("emr").terminate_job_flows(JobFlowIds=[cluster_id])
 
