@@ -48,16 +48,16 @@ def test_tflite_matches_keras_with_real_weights(images):
 
 
 def test_tflite_matches_keras_with_random_weights(images):
-    from fruitjob.weights import Weights, _random_bytes
+    from fruitjob.weights import _random_weights
 
-    _compare(Weights("random(seed=0)", TEST_ALPHA, _random_bytes(TEST_ALPHA, 0), ".weights.h5"), images)
+    _compare(_random_weights(TEST_ALPHA, 0), images)
 
 
 def test_engine_refuses_wrong_shapes_and_handles_empty_input():
     from fruitjob.tflite_engine import tflite_engine
-    from fruitjob.weights import Weights, _random_bytes
+    from fruitjob.weights import _random_weights
 
-    engine = tflite_engine(Weights("random", TEST_ALPHA, _random_bytes(TEST_ALPHA, 0), ".weights.h5"), 4, threads=1)
+    engine = tflite_engine(_random_weights(TEST_ALPHA, 0), 4, threads=1)
     assert engine(np.zeros((0, 224, 224, 3), np.uint8)).shape == (0, 1280)
     with pytest.raises(ValueError, match=r"expected images of shape \(n, 224, 224, 3\), got \(1, 100, 100, 3\)"):
         engine(np.zeros((1, 100, 100, 3), np.uint8))
