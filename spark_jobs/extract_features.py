@@ -27,7 +27,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from fruitjob import layout, storage
-from fruitjob.featurizer import make_featurize_udf
+from fruitjob.featurizer import make_featurize_udf, warm_up_workers
 from fruitjob.identity import SpaceMismatch, check_same_space, identity_of, load_identity, save_identity
 from fruitjob.incremental import Plan, plan_increment, replace_dataset, without_paths
 from fruitjob.listing import ImageFile, is_local, list_input
@@ -174,6 +174,7 @@ def run(spark: SparkSession, opts: JobOptions) -> Dict[str, object]:
 
     ship_package(spark)
     previous = _check_output(spark, opts)
+    warm_up_workers(spark)  # the workers import TensorFlow while the driver lists and resolves the weights
     listing = list_input(spark, opts.images)
     if not listing.images:
         raise JobError(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
@@ -22,6 +24,7 @@ RESULT_TYPE = StructType(
 # An engine maps uint8 images (n, 224, 224, 3) to float32 features (n, 1280).
 Engine = Callable[[np.ndarray], np.ndarray]
 _ENGINES: Dict[Tuple[str, str, float], Engine] = {}
+log = logging.getLogger("fruitflow.featurizer")
 
 
 def engine_threads() -> int:
@@ -71,6 +74,35 @@ def get_engine(weights: Weights, featurizer: str, batch_size: int) -> Engine:
         else:
             raise ValueError("unknown featurizer %r; expected one of keras, tflite" % featurizer)
     return _ENGINES[key]
+
+
+def _import_runtime(ids: pd.Series) -> pd.Series:
+    import PIL.Image  # noqa: F401
+    import tensorflow  # noqa: F401 - the slow one: 2-4 s on an idle core
+
+    return pd.Series([os.getpid()] * len(ids))
+
+
+def warm_up_workers(spark) -> threading.Thread:
+    """Start a Python worker per task slot and import TensorFlow there, in the background.
+
+    Python workers are reused across tasks (``spark.python.worker.reuse``), so the featurize tasks find them
+    ready instead of paying the imports; meanwhile the driver lists the input and resolves the weights. It
+    must be a pandas UDF: plain RDD functions run in another pool of workers. Best effort: whatever fails
+    here fails again, and is reported, in the featurize stage.
+    """
+    slots = spark.sparkContext.defaultParallelism
+    warm = pandas_udf(_import_runtime, "long")
+
+    def run() -> None:
+        try:
+            spark.range(0, slots, 1, slots).select(warm("id")).collect()
+        except Exception as exc:  # noqa: BLE001 - only an optimisation
+            log.debug("warming up the Python workers failed: %s", exc)
+
+    thread = threading.Thread(target=run, name="fruitflow-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def featurize_contents(engine: Engine, contents: List[Optional[bytes]]) -> pd.DataFrame:
