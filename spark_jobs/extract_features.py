@@ -26,7 +26,7 @@ from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from fruitjob import layout, storage
+from fruitjob import layout, progress, storage
 from fruitjob.featurizer import make_featurize_udf, warm_up_workers
 from fruitjob.identity import SpaceMismatch, check_same_space, identity_of, load_identity, save_identity
 from fruitjob.incremental import Plan, plan_increment, replace_dataset, without_paths
@@ -171,6 +171,7 @@ def run(spark: SparkSession, opts: JobOptions) -> Dict[str, object]:
         now = time.monotonic()
         durations[stage] = round(now - clock, 3)
         clock = now
+        progress.stage_done(stage)
 
     ship_package(spark)
     previous = _check_output(spark, opts)
@@ -291,11 +292,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     opts = parse_options(argv)
     spark = SparkSession.builder.appName("fruitflow-extract-features").getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    progress.start(spark.sparkContext)  # `progress: N% ...` lines, which the flow turns into a progress bar
     try:
         run(spark, opts)
+        progress.finish()
     except (JobError, WeightsError, SpaceMismatch) as exc:
         log.error("%s", exc)
         return 2
+    finally:
+        progress.stop()
     return 0
 
 

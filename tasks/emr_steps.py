@@ -4,20 +4,40 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import time
 
 from botocore.exceptions import ClientError, WaiterError
+from botocore.waiter import WaiterModel, create_waiter_with_client
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect_aws import AwsCredentials
 
 from tasks.aws_clients import client, split_s3_uri
 from tasks.emr_cluster import waiter_config
+from tasks.progress import STEP_STATE_PERCENT, JobProgress
 
 STEP_PREFIX = "fruitflow extract-features"
 # States in which an existing step with our name is the one to follow rather than adding another.
 LIVE_STATES = ["PENDING", "RUNNING", "COMPLETED", "CANCEL_PENDING"]
 FAILED_STATES = ("FAILED", "CANCELLED", "INTERRUPTED")
 LOG_TAIL_LINES = 40
+# boto3 has no "step started" waiter; this one ends when the step leaves PENDING (a terminal state included).
+_STEP_STARTED = WaiterModel(
+    {
+        "version": 2,
+        "waiters": {
+            "StepStarted": {
+                "operation": "DescribeStep",
+                "delay": 30,
+                "maxAttempts": 60,
+                "acceptors": [
+                    {"state": "success", "matcher": "path", "argument": "Step.Status.State", "expected": state}
+                    for state in ("RUNNING", "COMPLETED", "CANCEL_PENDING", *FAILED_STATES)
+                ],
+            }
+        },
+    }
+)
 # The job reads these into metrics.json. The step id is not known before the step exists; EMR runs each step in
 # its own directory named after it, which is where the id comes from (left unset if that ever changes).
 _STEP_WRAPPER = (
@@ -127,16 +147,26 @@ def wait_for_step(
     """
     logger = get_run_logger()
     emr = client(credentials, "emr")
+    progress = JobProgress(f"EMR step {step_id}")
+    progress.update(STEP_STATE_PERCENT["PENDING"], "PENDING")
+    started = time.monotonic()
     try:
-        emr.get_waiter("step_complete").wait(
+        create_waiter_with_client("StepStarted", _STEP_STARTED, emr).wait(
             ClusterId=cluster_id, StepId=step_id, WaiterConfig=waiter_config(poll_seconds, timeout_minutes)
         )
+        progress.update(STEP_STATE_PERCENT["RUNNING"], "RUNNING")
+        left = max(timeout_minutes - (time.monotonic() - started) / 60, poll_seconds / 60)
+        emr.get_waiter("step_complete").wait(
+            ClusterId=cluster_id, StepId=step_id, WaiterConfig=waiter_config(poll_seconds, left)
+        )
+        progress.update(STEP_STATE_PERCENT["COMPLETED"], "COMPLETED")
         logger.info("step %s completed", step_id)
         return "COMPLETED"
     except WaiterError:
         pass  # judged by the step's state below: failed, or still running past the timeout
     status = emr.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"]["Status"]
     state = status["State"]
+    progress.update(progress.percent, f"{state} (failed)" if state in FAILED_STATES else f"{state} (timed out)")
     if state not in FAILED_STATES:
         reason = f"still {state} after {timeout_minutes} minutes; cancelled (--step-timeout-minutes)"
         try:

@@ -13,6 +13,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.job_spec import JOB_SCRIPT, JobSpec, job_arguments
+from tasks.progress import JobProgress
 
 JOB_LOG_PREFIX = "fruitflow "
 
@@ -60,12 +61,15 @@ def job_environment() -> dict[str, str]:
     return env
 
 
-def _relay(line: str, logger, tail: collections.deque) -> None:
-    """The job's own lines go to the run log at their level; Spark's and TensorFlow's at debug."""
+def _relay(line: str, logger, tail: collections.deque, progress: JobProgress | None = None) -> None:
+    """The job's own lines go to the run log at their level (progress lines also move the artifact); Spark's and
+    TensorFlow's at debug."""
     tail.append(line)
     if line.startswith(JOB_LOG_PREFIX):
         level, _, message = line[len(JOB_LOG_PREFIX) :].partition(" ")
         {"ERROR": logger.error, "WARNING": logger.warning}.get(level, logger.info)("job: %s", message)
+        if progress is not None:
+            progress.from_job_message(message)
     elif " ERROR " in line or line.startswith(("Traceback", "Exception")):
         logger.warning("spark: %s", line)
     else:
@@ -86,6 +90,7 @@ def run_local_job(spec: JobSpec, master: str | None = None) -> str:
     command = spark_submit_command(spec, master)
     logger.info("spark-submit %s", " ".join(command[1:]))
     tail: collections.deque = collections.deque(maxlen=200)
+    progress = JobProgress("Spark job")
     with subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
@@ -95,9 +100,27 @@ def run_local_job(spec: JobSpec, master: str | None = None) -> str:
         cwd=str(JOB_SCRIPT.parent.parent),
     ) as process:
         assert process.stdout is not None
-        for raw in process.stdout:
-            _relay(raw.rstrip("\n"), logger, tail)
+        try:
+            for raw in process.stdout:
+                _relay(raw.rstrip("\n"), logger, tail, progress)
+        except BaseException:  # cancelled or interrupted: do not leave the JVM and its Python workers behind
+            _stop(process, logger)
+            raise
         code = process.wait()
     if code != 0:
         raise SparkJobFailed(f"the Spark job failed (exit {code}): {_failure_reason(tail)}")
+    progress.update(100.0, "done")
     return spec.output
+
+
+def _stop(process: subprocess.Popen, logger, grace_seconds: float = 10) -> None:
+    """SIGTERM spark-submit (its JVM stops the Python workers), SIGKILL if it is still there after the grace."""
+    if process.poll() is not None:
+        return
+    logger.warning("stopping spark-submit (pid %d)", process.pid)
+    process.terminate()
+    try:
+        process.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

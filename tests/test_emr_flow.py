@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from prefect.client.orchestration import get_client
 
 from tasks.emr_cluster import TAG_CREATED_BY, TAG_FLOW_RUN
 from tasks.emr_steps import StepFailed
@@ -43,6 +44,9 @@ def test_happy_path_outputs_validated_and_cluster_terminated(aws, fake_cluster):
     assert result["cost_estimate"]["usd_per_hour"] == pytest.approx(0.72)
     assert result["console_url"].endswith(f"#/clusterDetails/{cluster_id}")
     assert result["step_log_uri"] == f"s3://{aws.bucket}/fruitflow/emr-logs/{cluster_id}/steps/{result['step_id']}/"
+    with get_client(sync_client=True) as client:  # the progress artifact followed the step's state to the end
+        progress = [a for a in client.read_artifacts() if a.description == f"EMR step {result['step_id']}: COMPLETED"]
+    assert [float(artifact.data) for artifact in progress] == [100.0]
 
 
 def test_failed_step_reports_reason_and_log_tail_and_terminates(aws, fake_cluster):

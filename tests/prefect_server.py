@@ -1,0 +1,125 @@
+"""A real Prefect server, work pool, deployments and process worker for the deployment tests (module-scoped).
+
+``prefect server start`` on a free port with its own PREFECT_HOME (SQLite), readiness by polling /api/health,
+``prefect work-pool create``, ``prefect --no-prompt deploy --all`` from the repo root, ``prefect worker start``:
+the README's path, run as subprocesses. Each subprocess gets its own session so that teardown can stop it and
+everything it started (flow-run processes, spark-submit) by its process group id.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PREFECT = str(REPO / ".venv" / "bin" / "prefect")
+POOL = "fruitflow"
+
+
+@dataclass
+class PrefectServer:
+    """A running server: its API URL, the environment its CLI calls need, and where its logs go."""
+
+    api_url: str
+    env: dict[str, str]
+    logs: Path
+
+    def cli(self, *args: str, timeout: float = 120) -> str:
+        """Run ``prefect --no-prompt ARGS`` from the repo root against this server; its output, or a failure."""
+        done = subprocess.run(
+            [PREFECT, "--no-prompt", *args],
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        assert done.returncode == 0, f"prefect {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    def log_tail(self, name: str, lines: int = 60) -> str:
+        path = self.logs / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start(name: str, args: list[str], server: PrefectServer) -> subprocess.Popen:
+    log = (server.logs / f"{name}.log").open("w")
+    return subprocess.Popen(
+        [PREFECT, *args], cwd=REPO, env=server.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def _stop(process: subprocess.Popen, grace_seconds: float = 20) -> None:
+    """SIGTERM the process group this fixture started, SIGKILL what is left after the grace period."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=grace_seconds)
+
+
+def _wait_healthy(server: PrefectServer, process: subprocess.Popen, timeout_s: float = 120) -> None:
+    """Poll /api/health until it answers (readiness), the server dies, or the time is up."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"prefect server exited ({process.returncode}):\n{server.log_tail('server')}")
+        try:
+            with urllib.request.urlopen(f"{server.api_url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"prefect server not healthy after {timeout_s}s:\n{server.log_tail('server')}")
+
+
+@contextmanager
+def running_prefect(home: Path) -> Iterator[PrefectServer]:
+    """Server + work pool + ``deploy --all`` + worker; all stopped on exit."""
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        PREFECT_HOME=str(home),
+        PREFECT_API_URL=api_url,
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_UI_ENABLED="false",
+        PREFECT_WORKER_QUERY_SECONDS="1",
+        PWD=str(REPO),  # what `{{ $PWD }}` in prefect.yaml reads: as if deployed from a shell in the repo root
+    )
+    server = PrefectServer(api_url=api_url, env=env, logs=home)
+    processes: list[subprocess.Popen] = []
+    try:
+        processes.append(_start("server", ["server", "start", "--host", "127.0.0.1", "--port", str(port)], server))
+        _wait_healthy(server, processes[0])
+        server.cli("work-pool", "create", POOL, "--type", "process")
+        server.cli("deploy", "--all")
+        processes.append(_start("worker", ["worker", "start", "--pool", POOL, "--limit", "2"], server))
+        yield server
+    finally:
+        for process in reversed(processes):  # the worker (and its flow runs) first, then the server
+            _stop(process)

@@ -1,0 +1,163 @@
+"""The deployment path against a real Prefect server: deploy from prefect.yaml, a process worker, runs and cancels.
+
+Everything is checked through the Prefect client, as the UI would show it: the run's state, its task runs, and
+its artifacts (summary, per-class table, progress at 100 %).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from uuid import UUID
+
+import psutil
+import pytest
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.states import Cancelling
+
+from tasks.reporting import CLASSES_KEY, SUMMARY_KEY
+from tests.conftest import TEST_ALPHA
+from tests.prefect_server import PrefectServer, running_prefect
+
+pytestmark = pytest.mark.slow
+
+NEW_BATCH = {"weights": "random", "alpha": TEST_ALPHA, "pca_components": 5, "batch_size": 8}
+TASKS = {"check-input", "run-spark-job", "validate-output", "publish-summary"}
+RUN_TIMEOUT_S = 300
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[PrefectServer]:
+    with running_prefect(tmp_path_factory.mktemp("prefect-home")) as running:
+        yield running
+
+
+@pytest.fixture
+def client(server) -> Iterator[SyncPrefectClient]:
+    """A client of the test's server (the session's test harness, if any, points elsewhere)."""
+    with temporary_settings({PREFECT_API_URL: server.api_url}), get_client(sync_client=True) as prefect:
+        yield prefect
+
+
+def _start(client: SyncPrefectClient, deployment: str, **parameters: object) -> UUID:
+    found = client.read_deployment_by_name(deployment)
+    return client.create_flow_run_from_deployment(found.id, parameters=parameters).id
+
+
+def _wait(client: SyncPrefectClient, server: PrefectServer, flow_run_id: UUID, timeout_s: float) -> FlowRun:
+    """Poll the run's state until it is final (the worker runs it), with a deadline."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        run = client.read_flow_run(flow_run_id)
+        if run.state is not None and run.state.is_final():
+            return run
+        time.sleep(1)
+    pytest.fail(f"flow run {flow_run_id} not finished after {timeout_s}s; worker log:\n{server.log_tail('worker')}")
+
+
+def _artifacts(client: SyncPrefectClient, flow_run_id: UUID) -> list:
+    return client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+
+
+@pytest.fixture(scope="module")
+def deployed_run(server, fruit_images, tmp_path_factory) -> tuple[FlowRun, str]:
+    """One run of fruit-features/local on a new image set, triggered like `prefect deployment run` would."""
+    output = str(tmp_path_factory.mktemp("deployed") / "batch-1")
+    with temporary_settings({PREFECT_API_URL: server.api_url}), get_client(sync_client=True) as client:
+        flow_run_id = _start(client, "fruit-features/local", images=str(fruit_images), output=output, **NEW_BATCH)
+        return _wait(client, server, flow_run_id, RUN_TIMEOUT_S), output
+
+
+def test_deploy_all_creates_both_deployments_on_the_process_pool(server, client):
+    pool = client.read_work_pool("fruitflow")
+    assert pool.type == "process"
+    for name, engine in (("local", "local"), ("emr", "emr")):
+        deployment = client.read_deployment_by_name(f"fruit-features/{name}")
+        assert deployment.work_pool_name == "fruitflow"
+        assert deployment.entrypoint == "flows/fruit_features.py:fruit_features"
+        assert deployment.parameters["engine"] == engine and deployment.description
+        assert deployment.pull_steps == [
+            {"prefect.deployments.steps.set_working_directory": {"directory": str(server.env["PWD"])}}
+        ]
+        # The flow's docstring gives every parameter a description in the UI's run form.
+        assert deployment.parameter_openapi_schema["properties"]["images"]["description"]
+
+
+def test_deployed_run_completes_with_its_task_runs(deployed_run, client):
+    run, _ = deployed_run
+    assert run.state.type == StateType.COMPLETED, run.state.message
+    task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+    assert {task_run.name.rsplit("-", 1)[0] for task_run in task_runs} == TASKS
+    assert all(task_run.state.is_completed() for task_run in task_runs)
+
+
+def test_deployed_run_publishes_summary_table_and_full_progress(deployed_run, client):
+    run, output = deployed_run
+    by_type = {}
+    for artifact in _artifacts(client, run.id):
+        by_type.setdefault(artifact.type, []).append(artifact)
+    (summary,) = [a for a in by_type["markdown"] if a.key == SUMMARY_KEY]
+    assert "24 of 25 images featurized" in summary.data and f"| output | `{output}` |" in summary.data
+    assert "| images total / ok / failed | 25 / 24 / 1 |" in summary.data
+    assert f"({output}/explained_variance.png)" in summary.data.replace("file://", "")
+    (table,) = [a for a in by_type["table"] if a.key == CLASSES_KEY]
+    assert {"label": "Banana", "ok": 4, "failed": 1} in json.loads(table.data)
+    (progress,) = by_type["progress"]
+    assert float(progress.data) == 100.0 and "done" in progress.description
+
+
+def test_second_batch_links_the_previous_run(deployed_run, server, client, fruit_images, tmp_path_factory):
+    first, first_output = deployed_run
+    output = str(tmp_path_factory.mktemp("deployed") / "batch-2")
+    flow_run_id = _start(
+        client, "fruit-features/local", images=str(fruit_images), output=output, pca_model=first_output, **NEW_BATCH
+    )
+    run = _wait(client, server, flow_run_id, RUN_TIMEOUT_S)
+    assert run.state.is_completed(), run.state.message
+    (summary,) = [a for a in _artifacts(client, run.id) if a.key == SUMMARY_KEY]
+    assert f"| previous run | `{first_output}` (flow run [{first.id}]" in summary.data
+    history = client.read_artifacts(limit=10)  # the Artifacts page: one key, two versions
+    assert len([a for a in history if a.key == SUMMARY_KEY]) >= 2
+
+
+def test_failed_run_says_why_in_its_state_message(server, client, tmp_path):
+    (tmp_path / "notes.txt").write_text("no images here")
+    flow_run_id = _start(client, "fruit-features/local", images=str(tmp_path), output=str(tmp_path / "out"))
+    run = _wait(client, server, flow_run_id, RUN_TIMEOUT_S)
+    assert run.state.type == StateType.FAILED
+    assert "no images under" in run.state.message
+
+
+def _spark_submits(output: str) -> list[psutil.Process]:
+    """The spark-submit JVMs (and any Python under them) whose command line names this output folder."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            cmdline = " ".join(process.info["cmdline"] or [])
+        except psutil.Error:
+            continue
+        if "extract_features.py" in cmdline and output in cmdline:
+            found.append(process)
+    return found
+
+
+def test_cancelling_mid_spark_stops_the_job(server, client, fruit_images, tmp_path):
+    output = str(tmp_path / "cancelled")
+    flow_run_id = _start(client, "fruit-features/local", images=str(fruit_images), output=output, **NEW_BATCH)
+    deadline = time.monotonic() + 120
+    while not _spark_submits(output) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _spark_submits(output), f"spark-submit never started:\n{server.log_tail('worker')}"
+    client.set_flow_run_state(flow_run_id, Cancelling(message="cancelled by the test"))
+    run = _wait(client, server, flow_run_id, 120)
+    assert run.state.type == StateType.CANCELLED, run.state.message
+    deadline = time.monotonic() + 30
+    while _spark_submits(output) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _spark_submits(output), "spark-submit outlived the cancelled run"
+    assert not os.path.exists(os.path.join(output, "metrics.json"))
