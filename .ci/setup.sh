@@ -19,6 +19,14 @@ if ! command -v java >/dev/null 2>&1 || [ "$(java_major)" -lt 17 ]; then
   fi
 fi
 
+# Native BLAS/LAPACK for Spark ML's PCA (without them it falls back to slower pure-Java code). Optional.
+if [ ! -e /usr/lib/x86_64-linux-gnu/liblapack.so.3 ] && [ ! -e /usr/lib/aarch64-linux-gnu/liblapack.so.3 ] \
+   && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
+  echo "setup: installing OpenBLAS (native BLAS/LAPACK for Spark ML)"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas0-pthread >/dev/null) \
+    || echo "setup: OpenBLAS not installed; Spark ML will use its Java fallback"
+fi
+
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv with $($PYTHON --version)"
