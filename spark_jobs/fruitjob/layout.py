@@ -7,6 +7,7 @@ PCA = "pca"
 ERRORS = "errors"
 PCA_MODEL = "pca_model"
 METRICS = "metrics.json"
+STAGING = "_featurized"  # one pass of the model, split into features/ and errors/, then removed
 
 
 def child(output: str, name: str) -> str:
