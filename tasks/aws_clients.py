@@ -5,10 +5,15 @@ The block's ``aws_client_parameters`` carry the endpoint URL, which is how the t
 
 from __future__ import annotations
 
+import ipaddress
+import logging
+import re
 from typing import Any
 from urllib.parse import urlparse
 
 from botocore.config import Config
+from prefect import get_run_logger
+from prefect.exceptions import MissingContextError
 from prefect_aws import AwsCredentials
 from pyarrow import fs as pafs
 
@@ -27,12 +32,54 @@ def endpoint_of(credentials: AwsCredentials) -> str | None:
     return credentials.aws_client_parameters.endpoint_url
 
 
+def _retry_logger() -> logging.Logger | logging.LoggerAdapter:
+    try:
+        return get_run_logger()
+    except MissingContextError:  # a flow hook, or a plain script: no run to log to
+        return logging.getLogger("fruitflow.aws")
+
+
+def _note_retry_cause(request_dict=None, response=None, caught_exception=None, **_kwargs: Any) -> None:
+    """``needs-retry`` handler: remember why this attempt failed, for the line logged if botocore retries it."""
+    if request_dict is None:
+        return
+    cause = None
+    if caught_exception is not None:
+        cause = type(caught_exception).__name__
+    elif response is not None:
+        http_response, parsed = response
+        code = (parsed or {}).get("Error", {}).get("Code")
+        cause = code or (f"HTTP {http_response.status_code}" if http_response.status_code >= 400 else None)
+    if cause:
+        request_dict["context"]["fruitflow_retry_cause"] = cause
+
+
+def _log_retry(request=None, event_name: str = "", **_kwargs: Any) -> None:
+    """``before-send`` handler: every attempt after the first is a retry botocore decided on; say so, once each."""
+    context = getattr(request, "context", None) or {}
+    attempt = context.get("retries", {}).get("attempt", 1)
+    if attempt > 1:
+        operation = ".".join(event_name.split(".")[1:3])
+        _retry_logger().warning(
+            "AWS %s: retry %d after %s (standard retry mode, with backoff)",
+            operation,
+            attempt - 1,
+            context.get("fruitflow_retry_cause", "a transient error"),
+        )
+
+
 def client(credentials: AwsCredentials, service: str) -> Any:
-    """A boto3 client for ``service`` from the block, with standard retries unless the block sets a config."""
+    """A boto3 client for ``service`` from the block, with standard retries unless the block sets a config.
+
+    Retries (throttling, 5xx, connection errors) are logged to the run's log, with the error that caused them.
+    """
     params = credentials.aws_client_parameters.get_params_override()
     params.setdefault("config", _RETRIES)
     params["region_name"] = region_of(credentials)
-    return credentials.get_boto3_session().client(service, **params)
+    made = credentials.get_boto3_session().client(service, **params)
+    made.meta.events.register("needs-retry", _note_retry_cause)
+    made.meta.events.register("before-send", _log_retry)
+    return made
 
 
 def s3_filesystem(credentials: AwsCredentials) -> pafs.S3FileSystem:
@@ -60,6 +107,59 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     if parsed.scheme not in ("s3", "s3a", "s3n") or not parsed.netloc:
         raise ValueError(f"expected an s3://bucket/prefix URI, got {uri!r}")
     return parsed.netloc, parsed.path.lstrip("/")
+
+
+class S3UriError(ValueError):
+    """An s3:// URI given as a parameter that cannot be used as is; the message says which rule it breaks."""
+
+
+# https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html (general purpose buckets)
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_RESERVED_BUCKET_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_RESERVED_BUCKET_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+
+
+def bucket_name_problem(bucket: str) -> str | None:
+    """Why ``bucket`` is not a valid S3 bucket name, or None when it is."""
+    if not _BUCKET_NAME.match(bucket):
+        return "3-63 characters: lower-case letters, digits, dots and hyphens, starting and ending alphanumeric"
+    if ".." in bucket or ".-" in bucket or "-." in bucket:
+        return "no two adjacent periods, and no period next to a hyphen"
+    try:
+        ipaddress.IPv4Address(bucket)
+        return "not formatted as an IP address"
+    except ValueError:
+        pass
+    if bucket.startswith(_RESERVED_BUCKET_PREFIXES) or bucket.endswith(_RESERVED_BUCKET_SUFFIXES):
+        return "a reserved prefix or suffix"
+    return None
+
+
+def check_s3_uri(uri: str, what: str = "URI") -> str:
+    """Refuse an s3:// URI that is malformed or could reach somewhere else than it reads; returns it unchanged.
+
+    Checked: the scheme is ``s3``; the bucket name follows S3's rules; no credentials, port, query or fragment;
+    no ``.`` or ``..`` path segment, no backslash and no control character in the key.
+
+    Example:
+        >>> check_s3_uri("s3://fruit-data/images/Apple Red/")
+        's3://fruit-data/images/Apple Red/'
+    """
+    if any(ord(char) < 32 or ord(char) == 127 for char in uri):
+        raise S3UriError(f"{what} {uri!r} contains a control character")
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3":
+        raise S3UriError(f"{what} {uri!r} must be an s3://bucket/prefix URI")
+    if parsed.username or parsed.password or "@" in parsed.netloc or ":" in parsed.netloc:
+        raise S3UriError(f"{what} must not carry credentials or a port in its host part (s3://bucket/prefix)")
+    problem = bucket_name_problem(parsed.netloc)
+    if problem:
+        raise S3UriError(f"{what} {uri!r}: bucket name {parsed.netloc!r} is invalid ({problem})")
+    if parsed.query or parsed.fragment or "?" in uri or "#" in uri:
+        raise S3UriError(f"{what} {uri!r} must not have a query or a fragment (? or #)")
+    if "\\" in parsed.path or any(part in (".", "..") for part in parsed.path.split("/")):
+        raise S3UriError(f"{what} {uri!r} must not contain '.' or '..' segments or backslashes")
+    return uri
 
 
 def s3_uri(bucket: str, *parts: str) -> str:

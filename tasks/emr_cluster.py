@@ -15,7 +15,11 @@ from tasks.aws_clients import client, region_of
 
 TAG_FLOW_RUN = "fruitflow:flow-run-id"
 TAG_CREATED_BY = "fruitflow:created-by"
+TAG_KEEP = "fruitflow:keep-cluster"  # set on --keep-cluster runs: the reaper leaves them alone until their max age
 CREATED_BY = "fruitflow"
+TERMINATED_STATES = ("TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS")
+# EMRFS (s3:// from the job) writes every object with SSE-S3, whatever the bucket's default encryption.
+EMRFS_ENCRYPTION = {"Classification": "emrfs-site", "Properties": {"fs.s3.enableServerSideEncryption": "true"}}
 ACTIVE_STATES = ["STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING"]
 
 
@@ -40,8 +44,12 @@ def cluster_request(
     bootstrap_uri: str,
     requirements_uri: str,
     flow_run_id: str,
+    keep: bool = False,
 ) -> dict:
-    """The ``run_job_flow`` arguments for the block's shape, with our tags and the idle auto-termination policy."""
+    """The ``run_job_flow`` arguments for the block's shape, with our tags and the idle auto-termination policy.
+
+    No security group and no SSH rule is ever part of it: EMR's managed groups (and block public access) apply.
+    """
 
     def group(role: str, kind: str, count: int) -> dict:
         return {"Name": role.lower(), "InstanceRole": role, "Market": config.market, "InstanceType": kind,
@@ -61,9 +69,12 @@ def cluster_request(
     if config.subnet_id:
         instances["Ec2SubnetId"] = config.subnet_id
     tags = {**config.tags, TAG_FLOW_RUN: flow_run_id, TAG_CREATED_BY: CREATED_BY}
+    if keep:
+        tags[TAG_KEEP] = "true"
     configurations = []
     if config.spark_configuration:
         configurations.append({"Classification": "spark-defaults", "Properties": dict(config.spark_configuration)})
+    configurations.append(EMRFS_ENCRYPTION)
     return {
         "Name": name,
         "ReleaseLabel": config.release_label,
@@ -103,7 +114,26 @@ def find_run_clusters(emr, flow_run_id: str, states: list[str] | None = None) ->
 def _state_reason(emr, cluster_id: str) -> str:
     status = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]
     reason = status.get("StateChangeReason", {})
-    return f"{status['State']}: {reason.get('Code', '')} {reason.get('Message', '')}".strip()
+    return f"{status['State']}: {reason.get('Code', '')} {reason.get('Message') or ''}".strip()
+
+
+def _not_ready(emr, cluster_id: str) -> ClusterError:
+    """Why the cluster is not ready; one still starting or bootstrapping is terminated first (never left running)."""
+    cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
+    status = cluster["Status"]
+    reason = status.get("StateChangeReason", {})
+    what = f"{status['State']}: {reason.get('Code', '')} {reason.get('Message') or ''}".replace("  ", " ").strip()
+    if status["State"] not in TERMINATED_STATES:
+        emr.terminate_job_flows(JobFlowIds=[cluster_id])
+        what += "; terminated it"
+    hint = ""
+    if reason.get("Code") == "BOOTSTRAP_FAILURE" or "bootstrap" in (reason.get("Message") or "").lower():
+        logs = f"{cluster['LogUri'].rstrip('/')}/{cluster_id}/node/" if cluster.get("LogUri") else "the cluster's logs"
+        hint = (
+            "\nThe bootstrap action (spark_jobs/bootstrap/install_packages.sh) failed: its stderr is under "
+            f"{logs}<instance-id>/bootstrap-actions/1/; check spark_jobs/bootstrap/requirements-emr.txt"
+        )
+    return ClusterError(f"cluster {cluster_id} did not become ready: {what}{hint}")
 
 
 @task(name="provision-cluster", cache_policy=NO_CACHE)
@@ -131,7 +161,9 @@ def provision_cluster(credentials: AwsCredentials, request: dict, flow_run_id: s
             WaiterConfig=waiter_config(config.poll_seconds, config.cluster_ready_timeout_minutes),
         )
     except WaiterError as exc:
-        raise ClusterError(f"cluster {cluster_id} did not become ready: {_state_reason(emr, cluster_id)}") from exc
+        error = _not_ready(emr, cluster_id)
+        logger.error("%s", error)
+        raise error from exc
     return cluster_id
 
 

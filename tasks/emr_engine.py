@@ -133,6 +133,7 @@ def run_on_emr(
             bootstrap_uri=staged["bootstrap"],
             requirements_uri=staged["requirements"],
             flow_run_id=flow_run_id,
+            keep=keep_cluster,
         )
         cluster_id = provision_cluster(credentials, request, flow_run_id, config)
     else:

@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect_aws import AwsCredentials
 
 from blocks.emr_cluster import EmrClusterConfig
-from tasks.aws_clients import client, region_of, split_s3_uri
+from tasks.aws_clients import S3UriError, check_s3_uri, client, region_of, split_s3_uri
 from tasks.job_spec import JobSpec
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -39,6 +39,19 @@ def check_uris(spec: JobSpec) -> None:
         raise PreflightError(f"--weights {spec.weights} is neither imagenet, random, an s3:// URI nor a local file")
     if spec.pca_model and not spec.pca_model.startswith("s3://"):
         raise PreflightError(f"--pca-model {spec.pca_model} must be on S3 with the EMR engine (aws s3 sync it)")
+    # Before any use: these go into the step's arguments and into S3 calls as they are.
+    named = {"--images": spec.images, "--output": spec.output, "--pca-model": spec.pca_model}
+    if spec.weights.startswith("s3://"):
+        named["--weights"] = spec.weights
+    problems = []
+    for option, uri in named.items():
+        try:
+            if uri:
+                check_s3_uri(uri, option)
+        except S3UriError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise PreflightError("preflight failed, nothing was created:\n- " + "\n- ".join(problems))
 
 
 def _error_code(exc: ClientError) -> str:

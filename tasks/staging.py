@@ -17,6 +17,8 @@ from tasks.job_spec import JOB_SCRIPT, REPO_ROOT
 BOOTSTRAP_DIR = REPO_ROOT / "spark_jobs" / "bootstrap"
 BOOTSTRAP_SCRIPT = BOOTSTRAP_DIR / "install_packages.sh"
 REQUIREMENTS = BOOTSTRAP_DIR / "requirements-emr.txt"
+# Encrypted at rest whatever the bucket's default (the job's own output: emrfs-site in the cluster request).
+UPLOAD_ARGS = {"ServerSideEncryption": "AES256"}
 
 
 def run_prefix(bucket_folder: str, flow_run_id: str) -> str:
@@ -53,7 +55,7 @@ def stage_job(credentials: AwsCredentials, bucket: str, prefix: str, weights: st
 
     def upload(local: Path, *key: str) -> str:
         full_key = "/".join([prefix, *key])
-        s3.upload_file(str(local), bucket, full_key)
+        s3.upload_file(str(local), bucket, full_key, ExtraArgs=UPLOAD_ARGS)
         return s3_uri(bucket, full_key)
 
     with tempfile.TemporaryDirectory(prefix="fruitflow-stage-") as tmp:

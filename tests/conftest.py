@@ -43,7 +43,8 @@ def spark():
     from pyspark.sql import SparkSession
 
     session = (
-        SparkSession.builder.master("local[2]")
+        # local[2,2], as tasks/local_spark.py runs the job: a failed task (a killed Python worker) is tried again.
+        SparkSession.builder.master("local[2,2]")
         .appName("fruitflow-tests")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")

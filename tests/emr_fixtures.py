@@ -54,6 +54,74 @@ class AwsEnv:
         return {c["Id"]: c["Status"]["State"] for page in pages for c in page["Clusters"]}
 
 
+@dataclass
+class AwsCallRecorder:
+    """Every AWS operation our code calls (through ``AwsCredentials`` blocks), and throttling to inject into them.
+
+    Hooks go on each client through botocore events: ``provide-client-params`` records (service's IAM prefix,
+    operation, parameters); ``before-send`` answers armed operations with a throttling error, which botocore's
+    standard retry mode retries with backoff (a handler that raised would not be retried).
+    """
+
+    calls: list[tuple[str, str, dict]] = field(default_factory=list)
+    access_keys: set[str] = field(default_factory=set)
+    injected: list[str] = field(default_factory=list)
+    _throttle: dict[str, int] = field(default_factory=dict)
+
+    def actions(self) -> set[str]:
+        """The IAM-style names of what was called, e.g. ``elasticmapreduce:RunJobFlow``."""
+        return {f"{prefix}:{operation}" for prefix, operation, _params in self.calls}
+
+    def params(self, action: str) -> list[dict]:
+        return [params for prefix, operation, params in self.calls if f"{prefix}:{operation}" == action]
+
+    @contextlib.contextmanager
+    def throttling(self, times: dict[str, int]):
+        """Answer the next ``times[action]`` calls of each action with ThrottlingException (S3: 503 SlowDown)."""
+        self._throttle = dict(times)
+        try:
+            yield self
+        finally:
+            self._throttle = {}
+
+    def _record(self, params, model, **_kwargs) -> None:
+        kept = {key: value for key, value in params.items() if key != "Body"}
+        self.calls.append((model.service_model.signing_name, model.name, kept))
+
+    def _maybe_throttle(self, request, event_name: str, **_kwargs):
+        from botocore.awsrequest import AWSResponse
+
+        service, operation = event_name.split(".")[1:3]
+        prefix = {"emr": "elasticmapreduce"}.get(service, service)
+        action = f"{prefix}:{operation}"
+        if self._throttle.get(action, 0) <= 0:
+            return None
+        self._throttle[action] -= 1
+        self.injected.append(action)
+        if service == "s3":
+            body = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+            return AWSResponse(request.url, 503, {"Content-Type": "application/xml"}, _Raw(body))
+        body = b'{"__type": "ThrottlingException", "message": "Rate exceeded"}'
+        return AWSResponse(request.url, 400, {"Content-Type": "application/x-amz-json-1.1"}, _Raw(body))
+
+    def hook(self, made) -> None:
+        made.meta.events.register("provide-client-params", self._record)
+        made.meta.events.register("before-send", self._maybe_throttle)
+        credentials = made._request_signer._credentials
+        if credentials is not None:
+            self.access_keys.add(credentials.access_key)
+
+
+class _Raw:
+    """The raw body botocore reads from a response."""
+
+    def __init__(self, data: bytes):
+        self._data = data
+
+    def stream(self, **_kwargs):
+        yield self._data
+
+
 def _moto_clusters():
     """moto's cluster objects in every account and region (a bare endpoint files them under us-east-1)."""
     from moto.emr.models import emr_backends
@@ -72,6 +140,7 @@ class FakeCluster:
     runs: list[dict] = field(default_factory=list)
     _fail: list[tuple[str, str]] = field(default_factory=list)
     _ignored: set[str] = field(default_factory=set)
+    _bootstrap_failures: list[str] = field(default_factory=list)
     _seen: set[str] = field(default_factory=set)
     _cache: dict[tuple, Path] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -79,6 +148,17 @@ class FakeCluster:
     def fail_next(self, reason: str, stderr: str) -> None:
         """The next step fails with this EMR reason, and this text as its stderr.gz in the log URI."""
         self._fail.append((reason, stderr))
+
+    def fail_next_bootstrap(self, message: str) -> None:
+        """The next cluster created ends TERMINATED_WITH_ERRORS (BOOTSTRAP_FAILURE) before it is ever ready."""
+        self._bootstrap_failures.append(message)
+
+    def _created(self, cluster) -> None:
+        """Called by moto's run_job_flow (patched in the fixture) for every new cluster."""
+        if self._bootstrap_failures:
+            cluster.last_state_change_reason = self._bootstrap_failures.pop(0)
+            cluster.__class__ = _bootstrap_failed_class()
+            cluster.state = "TERMINATED_WITH_ERRORS"
 
     def ignore(self, cluster_id: str) -> None:
         """Leave this cluster's steps alone (tests that drive step states themselves)."""
@@ -135,7 +215,7 @@ class FakeCluster:
             with _environment(env):
                 run(self.spark, parse_options(local_args))
             self._cache[key] = local_out
-        _upload(s3, local_out, value["--output"])
+        _upload(s3, local_out, value["--output"], _emrfs_upload_args(cluster))
         self.runs.append({"cluster_id": cluster.id, "step_id": step.id, "args": job_args, "replayed": replayed})
 
     def _finish_failed(self, cluster, step, reason: str, stderr: str) -> None:
@@ -163,6 +243,20 @@ def _failed_step_class():
     return FailedStep
 
 
+def _bootstrap_failed_class():
+    """moto's Cluster status has no reason code; EMR's says BOOTSTRAP_FAILURE."""
+    from moto.emr.models import Cluster
+
+    class BootstrapFailedCluster(Cluster):
+        @property
+        def status(self) -> dict:
+            status = super().status
+            status["StateChangeReason"] = {"Code": "BOOTSTRAP_FAILURE", "Message": self.last_state_change_reason}
+            return status
+
+    return BootstrapFailedCluster
+
+
 @contextlib.contextmanager
 def _environment(values: dict[str, str]):
     saved = {name: os.environ.get(name) for name in values}
@@ -188,11 +282,22 @@ def _download(s3, uri: str, target: Path) -> Path:
     return target
 
 
-def _upload(s3, folder: Path, uri: str) -> None:
+def _upload(s3, folder: Path, uri: str, extra: dict | None = None) -> None:
     bucket, _, prefix = uri[len("s3://") :].partition("/")
     for path in sorted(folder.rglob("*")):
         if path.is_file() and not path.name.endswith(".crc"):
-            s3.upload_file(str(path), bucket, "/".join([prefix.rstrip("/"), path.relative_to(folder).as_posix()]))
+            key = "/".join([prefix.rstrip("/"), path.relative_to(folder).as_posix()])
+            s3.upload_file(str(path), bucket, key, ExtraArgs=extra or {})
+
+
+def _emrfs_upload_args(cluster) -> dict:
+    """What EMRFS adds to each PUT under the cluster's emrfs-site classification (SSE-S3 when enabled)."""
+    for configuration in getattr(cluster, "configurations", None) or []:
+        properties = configuration.get("Properties") or configuration.get("properties") or {}
+        classification = configuration.get("Classification") or configuration.get("classification")
+        if classification == "emrfs-site" and properties.get("fs.s3.enableServerSideEncryption") == "true":
+            return {"ServerSideEncryption": "AES256"}
+    return {}
 
 
 @pytest.fixture(scope="session")
@@ -208,7 +313,32 @@ def moto_endpoint():
 
 
 @pytest.fixture(scope="session")
-def aws(moto_endpoint, prefect_harness, fruit_images) -> AwsEnv:
+def aws_calls():
+    """Records every AWS call made through an ``AwsCredentials`` block (all of fruitflow's clients) this session."""
+    from prefect_aws import AwsCredentials
+
+    recorder = AwsCallRecorder()
+    real_session = AwsCredentials.get_boto3_session
+
+    def recorded_session(self) -> boto3.session.Session:
+        session = real_session(self)
+        make_client = session.client
+
+        def hooked_client(*args, **kwargs):
+            made = make_client(*args, **kwargs)
+            recorder.hook(made)
+            return made
+
+        session.client = hooked_client
+        return session
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(AwsCredentials, "get_boto3_session", recorded_session)
+        yield recorder
+
+
+@pytest.fixture(scope="session")
+def aws(moto_endpoint, prefect_harness, fruit_images, aws_calls) -> AwsEnv:
     """The bucket with the test images, default EMR roles, a key pair, and the ``fruitflow`` blocks."""
     from prefect_aws import AwsCredentials, S3Bucket
     from prefect_aws.client_parameters import AwsClientParameters
@@ -241,10 +371,22 @@ def aws(moto_endpoint, prefect_harness, fruit_images) -> AwsEnv:
 @pytest.fixture(scope="session")
 def fake_cluster(aws, spark):
     """The cluster player, watching moto for steps in a background thread for the whole session."""
+    from moto.emr.models import ElasticMapReduceBackend
+
     player = FakeCluster(aws=aws, spark=spark)
+    real_run_job_flow = ElasticMapReduceBackend.run_job_flow
+
+    def run_job_flow(backend, **kwargs):
+        cluster = real_run_job_flow(backend, **kwargs)
+        player._created(cluster)
+        return cluster
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(ElasticMapReduceBackend, "run_job_flow", run_job_flow)
     thread = threading.Thread(target=player.watch, name="fake-emr", daemon=True)
     thread.start()
     yield player
+    patch.undo()
     player._stop.set()
     thread.join(timeout=30)
     for folder in {path.parent for path in player._cache.values()}:

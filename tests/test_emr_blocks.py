@@ -7,7 +7,7 @@ from prefect_aws import AwsCredentials, S3Bucket
 
 from blocks.create_blocks import build_blocks, create_blocks
 from blocks.emr_cluster import EmrClusterConfig
-from tasks.emr_cluster import TAG_CREATED_BY, TAG_FLOW_RUN, cluster_request
+from tasks.emr_cluster import TAG_CREATED_BY, TAG_FLOW_RUN, TAG_KEEP, cluster_request
 from tasks.emr_steps import run_token, step_definition
 from tasks.job_spec import JobSpec, job_arguments
 from tasks.preflight import PreflightError, check_uris
@@ -54,8 +54,23 @@ def test_cluster_request_carries_tags_idle_policy_and_no_public_ssh():
     assert not any("SecurityGroup" in key for key in request["Instances"])
     assert "Ec2KeyName" not in request["Instances"]
     assert request["Configurations"] == [
-        {"Classification": "spark-defaults", "Properties": {"spark.executor.memory": "6g"}}
+        {"Classification": "spark-defaults", "Properties": {"spark.executor.memory": "6g"}},
+        # The job's output is written through EMRFS: SSE-S3 on every object, whatever the bucket's default.
+        {"Classification": "emrfs-site", "Properties": {"fs.s3.enableServerSideEncryption": "true"}},
     ]
+    assert TAG_KEEP not in tags
+
+
+def test_every_cluster_request_has_the_idle_policy_whatever_the_block_says():
+    """SIGKILL runs no hook: the idle auto-termination policy must be on every cluster we create."""
+    for config in (EmrClusterConfig(), EmrClusterConfig(idle_timeout_minutes=1), EmrClusterConfig(market="SPOT")):
+        for keep in (False, True):
+            request = cluster_request(config, name="n", log_uri="s3://b/l/", bootstrap_uri="s3://b/b.sh",
+                                      requirements_uri="s3://b/r.txt", flow_run_id="r", keep=keep)  # fmt: skip
+            assert request["AutoTerminationPolicy"] == {"IdleTimeout": config.idle_timeout_minutes * 60}
+            assert ({"Key": TAG_KEEP, "Value": "true"} in request["Tags"]) is keep
+    with pytest.raises(ValueError):
+        EmrClusterConfig(idle_timeout_minutes=0)  # no way to switch the net off
 
 
 def test_the_step_runs_spark_submit_with_the_job_arguments_built_in_one_place():

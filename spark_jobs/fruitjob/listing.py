@@ -41,8 +41,16 @@ def is_local(uri: str) -> bool:
 
 
 def local_path(uri: str) -> str:
-    """The file-system path of a local URI (``file:/x``, ``file:///x`` or a plain path)."""
-    return urlparse(uri).path if uri.startswith("file:") else uri
+    """The file-system path of a local URI (``file:/x``, ``file:///x`` or a plain path).
+
+    Our URIs are not URL-encoded, so ``#`` and ``?`` are parts of a file name here, not a fragment or a query.
+    """
+    if not uri.startswith("file:"):
+        return uri
+    rest = uri[len("file:") :]
+    if rest.startswith("//"):  # file://authority/path: the authority is empty or localhost for local files
+        rest = rest[rest.find("/", 2) :] if rest.find("/", 2) >= 0 else "/"
+    return rest
 
 
 def to_uri(path: str) -> str:

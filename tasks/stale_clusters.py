@@ -1,0 +1,89 @@
+"""Clusters a dead flow left behind: ours by tag, and older than a limit or belonging to a flow run that has ended.
+
+A SIGKILLed flow runs no cleanup. The idle auto-termination policy ends its cluster once nothing runs on it; this is
+the second net, for a cluster whose step hangs (idle never fires while a step runs) or whose run is gone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import StateType
+from prefect.exceptions import ObjectNotFound
+from prefect_aws import AwsCredentials
+
+from tasks.aws_clients import client
+from tasks.emr_cluster import ACTIVE_STATES, CREATED_BY, TAG_CREATED_BY, TAG_FLOW_RUN, TAG_KEEP
+
+# A flow run in one of these may still be using its cluster.
+LIVE_RUN_STATES = {StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING}
+
+
+def flow_run_state(flow_run_id: str) -> StateType | None:
+    """The state type of a flow run, or None when this Prefect server does not know it."""
+    try:
+        run_id = uuid.UUID(flow_run_id)
+    except ValueError:
+        return None
+    with get_client(sync_client=True) as prefect:
+        try:
+            flow_run = prefect.read_flow_run(run_id)
+        except ObjectNotFound:
+            return None
+    return flow_run.state.type if flow_run.state else None
+
+
+def stale_reason(
+    tags: dict[str, str], age_hours: float, max_age_hours: float, run_state: StateType | None
+) -> str | None:
+    """Why a cluster should go, or None to leave it.
+
+    A run unknown to this Prefect server is left until the age limit: it may belong to another server.
+
+    Example:
+        >>> stale_reason({"fruitflow:created-by": "fruitflow"}, 1.0, 6.0, StateType.COMPLETED)
+        'its flow run is COMPLETED'
+    """
+    if tags.get(TAG_CREATED_BY) != CREATED_BY:
+        return None
+    if age_hours > max_age_hours:
+        return f"older than {max_age_hours:g} h ({age_hours:.1f} h)"
+    if tags.get(TAG_KEEP) == "true" or run_state is None or run_state in LIVE_RUN_STATES:
+        return None
+    return f"its flow run is {run_state.value}"
+
+
+@task(name="find-stale-clusters", cache_policy=NO_CACHE)
+def find_stale_clusters(credentials: AwsCredentials, max_age_hours: float) -> list[dict]:
+    """Active clusters with our tags that are older than ``max_age_hours`` or whose flow run is no longer live.
+
+    Returns:
+        one dict per cluster to terminate: cluster_id, name, flow_run_id, age_hours, reason.
+    """
+    logger = get_run_logger()
+    emr = client(credentials, "emr")
+    now = datetime.now(UTC)
+    stale = []
+    for page in emr.get_paginator("list_clusters").paginate(ClusterStates=ACTIVE_STATES):
+        for summary in page["Clusters"]:
+            cluster = emr.describe_cluster(ClusterId=summary["Id"])["Cluster"]
+            tags = {tag["Key"]: tag["Value"] for tag in cluster.get("Tags", [])}
+            if tags.get(TAG_CREATED_BY) != CREATED_BY:
+                continue
+            created = cluster["Status"]["Timeline"].get("CreationDateTime") or now
+            age_hours = (now - created).total_seconds() / 3600
+            run_id = tags.get(TAG_FLOW_RUN, "")
+            state = flow_run_state(run_id)
+            reason = stale_reason(tags, age_hours, max_age_hours, state)
+            if reason is None:
+                logger.info("cluster %s (flow run %s, %s) is left running", cluster["Id"], run_id, state or "unknown")
+                continue
+            stale.append(
+                {"cluster_id": cluster["Id"], "name": cluster.get("Name", ""), "flow_run_id": run_id,
+                 "age_hours": round(age_hours, 2), "reason": reason}
+            )  # fmt: skip
+    return stale

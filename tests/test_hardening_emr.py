@@ -1,0 +1,357 @@
+"""The EMR flow under injected faults, with sentinel credentials, against least privilege (moto + the fake cluster).
+
+One module fixture plays the scenarios once and the tests read what they left: a run with throttling injected into
+boto3 and sentinel credentials; the same with a failing step (exception messages); a step that hangs until its
+timeout (the cancel path); a cluster whose bootstrap fails. Every AWS call goes through the session's recorder
+(tests/emr_fixtures.py ``aws_calls``), which the least-privilege policy test compares with docs/iam-policy.json.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import traceback
+import uuid
+from pathlib import Path
+
+import pytest
+from botocore.awsrequest import AWSResponse
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter, LogFilterFlowRunId
+from prefect_aws import AwsCredentials
+from prefect_aws.client_parameters import AwsClientParameters
+
+import tasks.emr_steps as emr_steps
+from blocks.emr_cluster import EmrClusterConfig
+from flows.fruit_features import fruit_features
+from tasks.emr_cluster import ClusterError
+from tasks.emr_steps import StepFailed, step_definition, wait_for_step
+from tests.emr_fixtures import KEY_PAIR, REGION, _moto_clusters
+from tests.emr_flow import TEST_JOB
+
+REPO = Path(__file__).resolve().parent.parent
+SENTINEL_KEY = "AKIAFRUITFLOWSENTINEL7"
+SENTINEL_SECRET = "sentinel/Secret+Never-Printed-3f9c1e7a"
+BLOCK = "hardening"
+# Throttling injected into the flow's own clients: each is retried by botocore's standard mode.
+THROTTLES = {
+    "elasticmapreduce:RunJobFlow": 1,
+    "elasticmapreduce:DescribeCluster": 2,
+    "elasticmapreduce:AddJobFlowSteps": 1,
+    "elasticmapreduce:DescribeStep": 1,
+    "elasticmapreduce:TerminateJobFlows": 1,
+    "s3:PutObject": 1,
+}
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+def _run(**parameters) -> tuple[object, str]:
+    """The flow with the test job options; returns (final state, flow run id)."""
+    state = fruit_features(engine="emr", **{**TEST_JOB, **parameters}, return_state=True)
+    return state, str(state.state_details.flow_run_id)
+
+
+def _hang_until_cancelled(aws) -> None:
+    """A step that never ends: wait_for_step cancels it at its timeout (moto answers CancelSteps 500: answer 200)."""
+    cluster_id = aws.client("emr").run_job_flow(
+        Name="hung", ReleaseLabel="emr-7.13.0", ServiceRole="EMR_DefaultRole", JobFlowRole="EMR_EC2_DefaultRole",
+        Instances={"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True},
+    )["JobFlowId"]  # fmt: skip
+    step = step_definition(cluster_id=cluster_id, script_uri="s3://b/j.py", py_files_uri="s3://b/j.zip", job_args=[],
+                           token="hardening-hung")  # fmt: skip
+    step_id = aws.client("emr").add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])["StepIds"][0]
+    real_client = emr_steps.client
+
+    def answering_client(credentials, service):
+        made = real_client(credentials, service)
+        made.meta.events.register("before-call.emr.CancelSteps", lambda **_: (AWSResponse("moto", 200, {}, None), {}))
+        return made
+
+    @flow
+    def wait_briefly() -> str:
+        return wait_for_step(AwsCredentials.load(BLOCK), cluster_id, step_id, timeout_minutes=0.05, poll_seconds=1)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(emr_steps, "client", answering_client)
+        with pytest.raises(StepFailed, match="cancelled"):
+            wait_briefly()
+    aws.client("emr").terminate_job_flows(JobFlowIds=[cluster_id])
+
+
+@pytest.fixture(scope="module")
+def scenarios(aws, fake_cluster, aws_calls) -> dict:
+    """Play every scenario once, with sentinel credentials, collecting logs, states and exceptions."""
+    ec2 = aws.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.7.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.7.1.0/24")["Subnet"]["SubnetId"]
+    AwsCredentials(
+        aws_access_key_id=SENTINEL_KEY,
+        aws_secret_access_key=SENTINEL_SECRET,
+        region_name=REGION,
+        aws_client_parameters=AwsClientParameters(endpoint_url=aws.endpoint),
+    ).save(BLOCK, overwrite=True)
+    EmrClusterConfig(key_pair_name=KEY_PAIR, subnet_id=subnet, poll_seconds=1, idle_timeout_minutes=45).save(
+        BLOCK, overwrite=True
+    )
+    names = {"aws_credentials_block": BLOCK, "cluster_block": BLOCK}
+    collect = _Collect()
+    loggers = [logging.getLogger(), logging.getLogger("prefect")]
+    for logger in loggers:
+        logger.addHandler(collect)
+    result: dict = {"exceptions": [], "flow_runs": [], "logs": collect.lines, "subnet": subnet}
+    calls_before = len(aws_calls.calls)
+    try:
+        with aws_calls.throttling(THROTTLES):
+            state, run_id = _run(images=aws.images, output=f"s3://{aws.bucket}/out/hardened", **names)
+        result.update(state=state, flow_run_id=run_id, injected=list(aws_calls.injected))
+        result["flow_runs"].append(run_id)
+
+        fake_cluster.fail_next("Step failed with exitCode 1", "Traceback (most recent call last):\nValueError: x\n")
+        failed, failed_run = _run(images=aws.images, output=f"s3://{aws.bucket}/out/hardened-failing", **names)
+        result["flow_runs"].append(failed_run)
+        result["step_failure"] = failed
+
+        fake_cluster.fail_next_bootstrap(
+            "On the master instance (i-0f00ba5), bootstrap action 1 returned a non-zero return code"
+        )
+        before = set(aws.clusters())
+        bootstrap, bootstrap_run = _run(images=aws.images, output=f"s3://{aws.bucket}/out/hardened-boot", **names)
+        result["flow_runs"].append(bootstrap_run)
+        result.update(bootstrap=bootstrap, bootstrap_clusters=set(aws.clusters()) - before)
+
+        _hang_until_cancelled(aws)
+    finally:
+        for logger in loggers:
+            logger.removeHandler(collect)
+    for state in (result["step_failure"], result["bootstrap"]):
+        try:
+            state.result()
+        except Exception as exc:  # noqa: BLE001 - the message and traceback are what the tests read
+            result["exceptions"].append("".join(traceback.format_exception(exc)))
+    result["calls"] = aws_calls.calls[calls_before:]
+    return result
+
+
+def test_throttled_calls_are_retried_the_run_succeeds_and_retries_are_logged(scenarios):
+    assert scenarios["state"].is_completed(), scenarios["state"].message
+    injected = scenarios["injected"]
+    assert sorted(set(injected)) == sorted(THROTTLES) and len(injected) == sum(THROTTLES.values())
+    retries = [line for line in scenarios["logs"] if "retry 1 after" in line or "retry 2 after" in line]
+    assert any("emr.DescribeCluster: retry 2 after ThrottlingException" in line for line in retries), retries
+    assert any("emr.RunJobFlow: retry 1 after ThrottlingException" in line for line in retries)
+    assert any("s3.PutObject: retry 1 after SlowDown" in line for line in retries)
+    assert len(retries) >= len(injected)
+    assert scenarios["state"].result()["metrics"]["images_ok"] == 24
+
+
+def test_bootstrap_failure_is_named_and_nothing_is_left_running(aws, scenarios):
+    state = scenarios["bootstrap"]
+    assert state.is_failed()
+    with pytest.raises(ClusterError) as caught:
+        state.result()
+    message = str(caught.value)
+    assert "TERMINATED_WITH_ERRORS: BOOTSTRAP_FAILURE" in message
+    assert "bootstrap action 1 returned a non-zero return code" in message
+    assert "spark_jobs/bootstrap/install_packages.sh" in message and "/bootstrap-actions/1/" in message
+    (cluster_id,) = scenarios["bootstrap_clusters"]
+    assert aws.clusters()[cluster_id] == "TERMINATED_WITH_ERRORS"
+    assert not [c for c, s in aws.clusters().items() if c == cluster_id and s not in ("TERMINATED_WITH_ERRORS",)]
+
+
+def test_cluster_stuck_before_ready_is_terminated(aws, aws_calls):
+    """Not ready in time (stuck bootstrapping): the error says so and the cluster is terminated, not left running."""
+    from tasks.emr_cluster import cluster_request, provision_cluster
+
+    flow_run_id = str(uuid.uuid4())
+    uris = {"log_uri": f"s3://{aws.bucket}/l/", "bootstrap_uri": "s3://b/b.sh", "requirements_uri": "s3://b/r.txt"}
+    request = cluster_request(EmrClusterConfig(), name="stuck", flow_run_id=flow_run_id, **uris)
+    stuck = EmrClusterConfig.model_construct(poll_seconds=1, cluster_ready_timeout_minutes=0.02)
+
+    @flow
+    def provision() -> str:
+        from moto.emr.models import Cluster
+
+        real = Cluster.run_bootstrap_actions
+        with pytest.MonkeyPatch.context() as patch:  # moto never leaves BOOTSTRAPPING on its own
+            patch.setattr(Cluster, "run_bootstrap_actions", lambda self: setattr(self, "state", "BOOTSTRAPPING"))
+            try:
+                return provision_cluster(AwsCredentials.load("fruitflow"), request, flow_run_id, stuck)
+            finally:
+                patch.setattr(Cluster, "run_bootstrap_actions", real)
+
+    with pytest.raises(ClusterError, match="did not become ready: BOOTSTRAPPING.*terminated it"):
+        provision()
+    (cluster,) = [c for c in _moto_clusters() if {"Key": "fruitflow:flow-run-id", "Value": flow_run_id} in c.tags]
+    assert cluster.state == "TERMINATED"
+
+
+def _texts_that_could_leak(aws, scenarios) -> dict[str, str]:
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()  # logs are sent in batches: send what is queued before reading them back
+    texts = {"captured logs": "\n".join(scenarios["logs"]), "exceptions": "\n".join(scenarios["exceptions"])}
+    with get_client(sync_client=True) as prefect:
+        for run_id in scenarios["flow_runs"]:
+            run_uuid = uuid.UUID(run_id)
+            flow_run = prefect.read_flow_run(run_uuid)
+            texts[f"parameters of {run_id}"] = json.dumps(flow_run.parameters, default=str)
+            logs = prefect.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_uuid])))
+            texts[f"API logs of {run_id}"] = "\n".join(log.message for log in logs)
+            artifacts = prefect.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_uuid]))
+            )
+            texts[f"artifacts of {run_id}"] = "\n".join(f"{a.key} {a.description} {a.data}" for a in artifacts)
+    texts["step arguments"] = json.dumps([step.args for c in _moto_clusters() for step in c.steps])
+    s3 = aws.client("s3")
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=aws.bucket):
+        for item in page.get("Contents", []):
+            body = s3.get_object(Bucket=aws.bucket, Key=item["Key"])["Body"].read()
+            if body[:2] == b"\x1f\x8b":
+                body = gzip.decompress(body)
+            texts[f"s3://{aws.bucket}/{item['Key']}"] = body.decode("latin-1")
+    return texts
+
+
+def test_sentinel_credentials_appear_nowhere(aws, aws_calls, scenarios):
+    assert SENTINEL_KEY in aws_calls.access_keys, "the flow must really have used the sentinel credentials"
+    texts = _texts_that_could_leak(aws, scenarios)
+    assert any("API logs" in name and text for name, text in texts.items())
+    assert len(scenarios["exceptions"]) == 2
+    for secret in (SENTINEL_KEY, SENTINEL_SECRET, SENTINEL_SECRET.split("/")[1]):
+        leaks = [name for name, text in texts.items() if secret in text]
+        assert not leaks, f"{secret[:8]}... leaked into {leaks}"
+
+
+def test_every_created_cluster_has_idle_auto_termination_and_sse_and_no_public_ssh(aws, aws_calls, scenarios):
+    """SIGKILL runs no cleanup: the idle policy is the net. Checked on every RunJobFlow our code sent this session."""
+    requests = aws_calls.params("elasticmapreduce:RunJobFlow")
+    assert len(requests) >= 2
+    for request in requests:
+        assert request["AutoTerminationPolicy"]["IdleTimeout"] >= 60
+        tags = {tag["Key"] for tag in request["Tags"]}
+        assert {"fruitflow:created-by", "fruitflow:flow-run-id"} <= tags
+        assert {"Classification": "emrfs-site", "Properties": {"fs.s3.enableServerSideEncryption": "true"}} in request[
+            "Configurations"
+        ]
+        instances = request["Instances"]
+        assert not any("SecurityGroup" in key for key in instances), "we never choose or open security groups"
+    (ours, *_rest) = [params for _prefix, operation, params in scenarios["calls"] if operation == "RunJobFlow"]
+    assert ours["Instances"]["Ec2SubnetId"] == scenarios["subnet"]
+    assert not [a for a in aws_calls.actions() if a.startswith("ec2:") and not a.startswith("ec2:Describe")]
+    for group in aws.client("ec2").describe_security_groups()["SecurityGroups"]:
+        for rule in group["IpPermissions"]:
+            opens_ssh = rule.get("IpProtocol") == "-1" or rule.get("FromPort", 0) <= 22 <= rule.get("ToPort", -1)
+            world = any(r["CidrIp"] == "0.0.0.0/0" for r in rule.get("IpRanges", []))
+            assert not (opens_ssh and world), f"{group['GroupId']} lets the world in on port 22"
+
+
+def test_everything_we_upload_is_encrypted_at_rest(aws, aws_calls, scenarios):
+    puts = aws_calls.params("s3:PutObject")
+    assert puts and all(put.get("ServerSideEncryption") == "AES256" for put in puts)
+    s3 = aws.client("s3")
+    run_prefix = f"fruitflow/fruitflow-runs/{scenarios['flow_run_id']}/"
+    staged = s3.list_objects_v2(Bucket=aws.bucket, Prefix=run_prefix)["Contents"]
+    outputs = s3.list_objects_v2(Bucket=aws.bucket, Prefix="out/hardened/features/")["Contents"]
+    for item in staged + outputs:  # the job's output, as EMRFS writes it under the emrfs-site classification
+        assert s3.head_object(Bucket=aws.bucket, Key=item["Key"]).get("ServerSideEncryption") == "AES256", item["Key"]
+
+
+# Permissions no botocore call shows, each with the reason it is needed.
+IMPLIED = {
+    "iam:PassRole": "RunJobFlow passes the EMR service role and the instance profile's role",
+    "elasticmapreduce:AddTags": "RunJobFlow with Tags is authorised as AddTags too (tag on create)",
+}
+# s3:GetObject and s3:ListBucket are also used by pyarrow (validation, summary), which bypasses botocore; botocore
+# calls use them as well, so they are recorded. HeadBucket/HeadObject/ListObjectsV2 are authorised as these actions:
+AS_IAM_ACTION = {
+    "s3:HeadBucket": "s3:ListBucket",
+    "s3:ListObjectsV2": "s3:ListBucket",
+    "s3:HeadObject": "s3:GetObject",
+    "s3:CreateMultipartUpload": "s3:PutObject",
+    "s3:UploadPart": "s3:PutObject",
+    "s3:CompleteMultipartUpload": "s3:PutObject",
+}
+
+
+def _policy_actions() -> set[str]:
+    policy = json.loads((REPO / "docs" / "iam-policy.json").read_text())
+    actions = set()
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow"
+        listed = statement["Action"]
+        actions.update([listed] if isinstance(listed, str) else listed)
+    return actions
+
+
+def test_iam_policy_is_exactly_what_the_flows_call(aws_calls, scenarios, reaped):
+    used = {AS_IAM_ACTION.get(action, action) for action in aws_calls.actions()}
+    allowed = _policy_actions()
+    assert not [a for a in allowed if "*" in a], "no wildcard actions"
+    assert not used - allowed, f"called but not allowed by docs/iam-policy.json: {sorted(used - allowed)}"
+    unused = allowed - used - set(IMPLIED)
+    assert not unused, f"allowed but never called (remove, or add to IMPLIED with a reason): {sorted(unused)}"
+    assert set(IMPLIED) <= allowed
+
+
+@pytest.fixture(scope="module")
+def reaped(aws):
+    """The reaper against clusters in every situation; returns (states before/after, what it reported)."""
+    from prefect.states import Completed, Running
+
+    from flows.reap import reap_clusters
+    from tasks.emr_cluster import cluster_request
+
+    @flow
+    def some_run() -> None:
+        pass
+
+    with get_client(sync_client=True) as prefect:
+        running = str(prefect.create_flow_run(some_run, state=Running()).id)
+        finished = str(prefect.create_flow_run(some_run, state=Completed()).id)
+
+    def ours(run_id: str, keep: bool = False) -> str:
+        request = cluster_request(EmrClusterConfig(), name="reap", log_uri=f"s3://{aws.bucket}/l/",
+                                  bootstrap_uri="s3://b/b.sh", requirements_uri="s3://b/r.txt", flow_run_id=run_id,
+                                  keep=keep)  # fmt: skip
+        return aws.client("emr").run_job_flow(**request)["JobFlowId"]
+
+    clusters = {
+        "live run": ours(running),
+        "finished run": ours(finished),
+        "unknown run": ours(str(uuid.uuid4())),
+        "kept, finished run": ours(finished, keep=True),
+        "old, live run": ours(running),
+        "not ours": aws.client("emr").run_job_flow(
+            Name="not ours", ReleaseLabel="emr-7.13.0", ServiceRole="EMR_DefaultRole",
+            JobFlowRole="EMR_EC2_DefaultRole",
+            Instances={"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True},
+        )["JobFlowId"],
+    }  # fmt: skip
+    from datetime import timedelta
+
+    for cluster in _moto_clusters():
+        if cluster.id == clusters["old, live run"]:
+            cluster.creation_datetime -= timedelta(hours=7)
+    report = reap_clusters(aws_credentials_block="fruitflow", max_age_hours=6, poll_seconds=1)
+    states = aws.clusters()
+    yield {name: states[cluster_id] for name, cluster_id in clusters.items()}, report, clusters
+    aws.client("emr").terminate_job_flows(JobFlowIds=list(clusters.values()))
+
+
+def test_reaper_terminates_our_old_or_orphaned_clusters_only(reaped):
+    states, report, clusters = reaped
+    terminated = {name for name, state in states.items() if state == "TERMINATED"}
+    assert terminated == {"finished run", "old, live run"}
+    reasons = {entry["cluster_id"]: entry["reason"] for entry in report}
+    assert reasons[clusters["finished run"]] == "its flow run is COMPLETED"
+    assert reasons[clusters["old, live run"]].startswith("older than 6 h (7.0 h)")
