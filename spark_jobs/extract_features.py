@@ -16,13 +16,14 @@ import os
 import platform
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Dict, List, Optional
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from fruitjob import layout, progress, storage
@@ -33,7 +34,7 @@ from fruitjob.listing import ImageFile, is_local, list_input
 from fruitjob.options import JobOptions, parse_options
 from fruitjob.packaging import ship_package
 from fruitjob.pca import FittedPca, components_for, fit_pca, load_pca, project, save_pca
-from fruitjob.reading import read_images
+from fruitjob.reading import read_images, unread_images
 from fruitjob.tflite_engine import convert_for_workers
 from fruitjob.weights import FEATURE_DIM, WeightsError, resolve_weights
 
@@ -64,6 +65,8 @@ def _configure(spark: SparkSession, opts: JobOptions, partitions: int) -> None:
     # with small images that is by count. Ask for `partitions` splits, whatever the total size.
     conf.set("spark.sql.files.minPartitionNum", str(partitions))
     conf.set("spark.sql.files.maxPartitionBytes", str(1 << 40))
+    # A file that vanishes between listing and reading is reported in errors/ (unread_images), not fatal.
+    conf.set("spark.sql.files.ignoreMissingFiles", "true")
     if is_local(opts.images):
         # binaryFile gets one path per listed image; above this threshold Spark lists them in a job of one task
         # per path (~25 ms each: 100 s for 4,000 images). Listing local files on the driver takes milliseconds.
@@ -100,30 +103,39 @@ def _versions(spark: SparkSession) -> Dict[str, str]:
     }
 
 
-def _featurize(spark: SparkSession, opts: JobOptions, weights, images: List[ImageFile], mode: str) -> None:
-    """Features of ``images`` into features/, failures into errors/ (mode: overwrite or append).
+def _featurize(spark: SparkSession, opts: JobOptions, weights, images: DataFrame, mode: str) -> None:
+    """Features of ``images`` into features/ (mode: overwrite or append); results stay staged for errors/.
 
-    The model runs once per image: its results are written to a staging dataset in one pass, which is then
-    split. (Caching instead would re-run inference on any evicted partition, and twice-read is cheap.)
+    The model runs once per image: its results are written to a staging dataset in one pass (uncompressed: it
+    is read once, right away), which is then split. Caching instead would re-run inference on any evicted
+    partition.
     """
     featurize = make_featurize_udf(spark.sparkContext.broadcast(weights), opts.featurizer, opts.batch_size)
-    staged = layout.child(opts.output, layout.STAGING)
     result = featurize("content")
-    read_images(spark, opts.images, images).select(
+    images.select(
         "path", "label", "size", result["features"].alias("features"), result["error"].alias("error")
-    ).write.mode("overwrite").parquet(staged)
-    done = spark.read.parquet(staged)
+    ).write.mode("overwrite").option("compression", "none").parquet(layout.child(opts.output, layout.STAGING))
+    done = spark.read.parquet(layout.child(opts.output, layout.STAGING))
     done.where(F.col("error").isNull()).drop("error").write.mode(mode).parquet(
         layout.child(opts.output, layout.FEATURES)
     )
-    done.where(F.col("error").isNotNull()).drop("features").write.mode(mode).parquet(
-        layout.child(opts.output, layout.ERRORS)
-    )
+
+
+def _write_errors(spark: SparkSession, opts: JobOptions, images: List[ImageFile], mode: str) -> None:
+    """Images the model could not take, and listed images Spark could not read, into errors/."""
+    staged = layout.child(opts.output, layout.STAGING)
+    done = spark.read.parquet(staged)
+    failed = done.where(F.col("error").isNotNull()).drop("features")
+    if done.count() < len(images):  # only then is a listed image missing: skip the join otherwise
+        failed = failed.unionByName(unread_images(spark, images, done))
+    failed.write.mode(mode).parquet(layout.child(opts.output, layout.ERRORS))
     storage.delete(spark, staged)
 
 
 def _drop_stale_rows(spark: SparkSession, output: str, paths: List[str]) -> None:
     """Images whose size changed since they were featurized: their old rows go before new ones come."""
+    if not paths:
+        return
     for name in (layout.FEATURES, layout.ERRORS, layout.PCA):
         uri = layout.child(output, name)
         if storage.exists(spark, uri):
@@ -189,8 +201,18 @@ def run(spark: SparkSession, opts: JobOptions) -> Dict[str, object]:
             "no images under %s (%d files seen; expected .jpg, .jpeg or .png)" % (opts.images, listing.files_seen)
         )
     log.info("listed %d images and %d other files under %s", len(listing.images), len(listing.skipped), opts.images)
+    plan = Plan(todo=listing.images, already_done=0, changed=[])
+    if opts.incremental:
+        plan = plan_increment(spark, opts.output, listing.images)
+        log.info("incremental: %d images already done, %d to featurize", plan.already_done, len(plan.todo))
+    partitions = _partitions(spark, len(plan.todo), opts.partitions)
+    _configure(spark, opts, partitions)
     lap("list")
 
+    # Spark indexes the image files (seconds for thousands of paths) in the JVM while Python resolves the weights.
+    indexing = ThreadPoolExecutor(max_workers=1)
+    images = indexing.submit(read_images, spark, opts.images, plan.todo) if plan.todo else None
+    indexing.shutdown(wait=False)
     weights = resolve_weights(spark, opts.weights, opts.alpha, opts.seed)
     identity = identity_of(weights.name, weights.sha256, weights.alpha, opts.featurizer)
     log.info("weights %s (alpha %s, sha256 %s)", weights.name, weights.alpha, weights.sha256[:12])
@@ -201,26 +223,25 @@ def run(spark: SparkSession, opts: JobOptions) -> Dict[str, object]:
         weights = convert_for_workers(weights)  # once here, instead of once per Python worker
     lap("weights")
 
-    plan = Plan(todo=listing.images, already_done=0, changed=[])
-    if opts.incremental:
-        plan = plan_increment(spark, opts.output, listing.images)
-        log.info("incremental: %d images already done, %d to featurize", plan.already_done, len(plan.todo))
-        _drop_stale_rows(spark, opts.output, plan.changed)
-    partitions = _partitions(spark, len(plan.todo), opts.partitions)
-    _configure(spark, opts, partitions)
+    _drop_stale_rows(spark, opts.output, plan.changed)
     errors_uri = layout.child(opts.output, layout.ERRORS)
     errors_before = (
         spark.read.parquet(errors_uri).count() if opts.incremental and storage.exists(spark, errors_uri) else 0
     )
+    mode = "append" if opts.incremental else "overwrite"
+    if images is not None:
+        _featurize(spark, opts, weights, images.result(), mode)
+    lap("featurize")  # read -> features written: the stage the benchmark compares
+
     if plan.todo:
-        _featurize(spark, opts, weights, plan.todo, "append" if opts.incremental else "overwrite")
+        _write_errors(spark, opts, plan.todo, mode)
     features = spark.read.parquet(layout.child(opts.output, layout.FEATURES))
     features_total = features.count()
     errors_total = spark.read.parquet(errors_uri).count()
     images_failed = errors_total - errors_before
     images_ok = len(plan.todo) - images_failed
     log.info("featurized %d images, %d failed, in %d partitions", images_ok, images_failed, partitions)
-    lap("featurize")
+    lap("errors")
 
     pca_note = None
     if source is None:

@@ -32,7 +32,7 @@ def test_valid_output_passes(job_output):
 
 
 def test_counts_that_do_not_reconcile_are_named(output_copy):
-    _edit_metrics(output_copy, images_ok=30)
+    _edit_metrics(output_copy, images_ok=30, features_total=30)
     with pytest.raises(OutputInvalid) as caught:
         check_output(str(output_copy), fs.LocalFileSystem())
     assert "images_ok 30 + images_failed 1 != images_total 25" in str(caught.value)

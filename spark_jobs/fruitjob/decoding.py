@@ -12,6 +12,8 @@ IMAGE_SIZE = 224
 # Above this many pixels an image is refused (a decompression bomb or far larger than a photo needs).
 MAX_PIXELS = 64_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+EMPTY_FILE = "empty file (0 bytes)"
+UNREADABLE = "file could not be read (vanished, unreadable or a dangling link)"
 
 
 class ImageDecodeError(ValueError):
@@ -39,7 +41,7 @@ def decode_image(data: bytes, size: int = IMAGE_SIZE) -> np.ndarray:
     which keeps memory and time low for big photos.
     """
     if not data:
-        raise ImageDecodeError("empty file (0 bytes)")
+        raise ImageDecodeError(EMPTY_FILE)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -13,7 +13,7 @@ import pandas as pd
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
 
-from fruitjob.decoding import ImageDecodeError, decode_image
+from fruitjob.decoding import UNREADABLE, ImageDecodeError, decode_image
 from fruitjob.weights import FEATURE_DIM, Weights
 
 RESULT_TYPE = StructType(
@@ -113,7 +113,7 @@ def featurize_contents(engine: Engine, contents: List[Optional[bytes]]) -> pd.Da
     decoded, positions = [], []
     for i, data in enumerate(contents):
         if data is None:
-            errors[i] = "file could not be read (vanished, unreadable or a dangling link)"
+            errors[i] = UNREADABLE
             continue
         try:
             decoded.append(decode_image(bytes(data)))

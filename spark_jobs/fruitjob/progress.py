@@ -20,7 +20,13 @@ from typing import Dict, List, Optional, Tuple
 log = logging.getLogger("fruitflow.job.progress")
 
 # (stage of run(), percent reached when it ends), in run()'s order.
-STAGES: List[Tuple[str, float]] = [("list", 5.0), ("weights", 10.0), ("featurize", 90.0), ("pca", 99.0)]
+STAGES: List[Tuple[str, float]] = [
+    ("list", 5.0),
+    ("weights", 10.0),
+    ("featurize", 88.0),
+    ("errors", 90.0),
+    ("pca", 99.0),
+]
 POLL_SECONDS = 2.0
 
 

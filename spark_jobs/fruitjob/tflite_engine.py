@@ -78,7 +78,8 @@ def tflite_model(weights: Weights) -> bytes:
 
 def convert_for_workers(weights: Weights) -> Weights:
     """The weights with their converted model attached, so that no Python worker converts again."""
-    return dataclasses.replace(weights, tflite=tflite_model(weights))
+    # The Keras file is not needed past this point: workers run the flatbuffer, so it is not shipped (half the bytes).
+    return dataclasses.replace(weights, tflite=tflite_model(weights), data=b"", digest=weights.sha256)
 
 
 def _interpreter(model: bytes, threads: int):

@@ -102,12 +102,25 @@ def _imagenet_bytes(alpha: float) -> bytes:
 
 
 def _random_weights(alpha: float, seed: int) -> Weights:
-    """Seeded initial values; identified by a hash of the values, the same in every process."""
-    import keras
+    """Seeded He-uniform kernels drawn by numpy: the same values (and the hash that identifies them) in every
+    process, whatever Keras' global random state went through, and activations that keep their scale through
+    the network (Keras' Glorot default shrinks the pooled features to ~1e-10, too small to compare)."""
+    import numpy as np
 
-    keras.utils.set_random_seed(seed)
     model = build_model(alpha)
-    digest = hashlib.sha256(b"".join(array.tobytes() for array in model.get_weights())).hexdigest()
+    rng = np.random.default_rng(seed)
+    values = []
+    for variable in model.weights:  # a fixed order: the model's structure
+        array = np.asarray(variable.numpy())
+        if array.ndim >= 2:
+            receptive = int(np.prod(array.shape[:-2])) if array.ndim > 2 else 1
+            depthwise = "depthwise" in variable.path
+            fan_in = receptive * (array.shape[-1] if depthwise else array.shape[-2])
+            limit = np.sqrt(6.0 / fan_in)
+            array = rng.uniform(-limit, limit, array.shape).astype(array.dtype)
+        values.append(array)  # 1-d: biases and batch-norm statistics keep Keras' constant initial values
+    model.set_weights(values)
+    digest = hashlib.sha256(b"".join(array.tobytes() for array in values)).hexdigest()
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "random.weights.h5")
         model.save_weights(path)
