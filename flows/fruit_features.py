@@ -18,6 +18,7 @@ from typing import Literal
 from prefect import flow, get_run_logger
 from prefect_aws import AwsCredentials, S3Bucket
 
+from flows.command_line import parser_for
 from tasks.aws_clients import s3_filesystem, s3_uri
 from tasks.emr_engine import run_on_emr, terminate_on_cancel_or_crash
 from tasks.input_checks import check_local_input
@@ -60,8 +61,8 @@ def _run_emr(spec: JobSpec, aws_credentials_block: str, **emr: object) -> dict:
 def fruit_features(
     images: str | None = None,
     output: str | None = None,
-    pca_components: int = 50,
-    weights: str = "imagenet",
+    pca_components: int = JobSpec.pca_components,
+    weights: str = JobSpec.weights,
     alpha: float | None = None,
     batch_size: int = JobSpec.batch_size,
     featurizer: Literal["keras", "tflite"] = JobSpec.featurizer,
@@ -161,28 +162,8 @@ def fruit_features(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m flows.fruit_features", description=fruit_features.description)
-    parser.add_argument("--images", help="input folder or s3:// prefix (default: generated sample images)")
-    parser.add_argument("--output", help="output folder or s3:// prefix (default: ./output/run-<time>)")
-    parser.add_argument("--pca-components", type=int, default=50)
-    parser.add_argument("--weights", default="imagenet", help="imagenet | random | PATH (.h5, local or s3://)")
-    parser.add_argument("--alpha", type=float, default=None)
-    parser.add_argument("--batch-size", type=int, default=JobSpec.batch_size)
-    parser.add_argument("--featurizer", choices=["keras", "tflite"], default=JobSpec.featurizer)
-    parser.add_argument("--partitions", type=int, default=None)
-    parser.add_argument("--pca-model", default=None)
-    parser.add_argument("--incremental", action="store_true")
-    parser.add_argument("--overwrite", action="store_true")
-    parser.add_argument("--engine", choices=["local", "emr"], default="local")
-    emr = parser.add_argument_group("EMR engine")
-    emr.add_argument("--cluster-block", default="fruitflow", help="EmrClusterConfig block name")
-    emr.add_argument("--aws-credentials-block", default="fruitflow", help="AwsCredentials block name")
-    emr.add_argument("--s3-bucket-block", default="fruitflow", help="S3Bucket block name")
-    emr.add_argument("--cluster-id", default=None, help="reuse this cluster (never terminated by us)")
-    emr.add_argument("--keep-cluster", action="store_true", help="leave the created cluster running")
-    emr.add_argument("--dry-run", action="store_true", help="preflight and cost estimate only")
-    emr.add_argument("--step-timeout-minutes", type=int, default=180)
-    return parser
+    """The command line: one ``--option`` per flow parameter (names with dashes), same defaults."""
+    return parser_for(fruit_features, prog="python -m flows.fruit_features")
 
 
 def main(argv: list[str] | None = None) -> int:
