@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-import platform
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,160 +21,26 @@ from typing import Dict, List, Optional
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import SparkSession
 
 from fruitjob import layout, progress, storage
-from fruitjob.featurizer import make_featurize_udf, warm_up_workers
-from fruitjob.identity import SpaceMismatch, check_same_space, identity_of, load_identity, save_identity
-from fruitjob.incremental import Plan, plan_increment, replace_dataset, without_paths
-from fruitjob.listing import ImageFile, is_local, list_input
+from fruitjob.featurizer import warm_up_workers
+from fruitjob.identity import SpaceMismatch, check_same_space, identity_of
+from fruitjob.incremental import Plan, plan_increment
+from fruitjob.listing import list_input
+from fruitjob.metrics import versions as job_versions
 from fruitjob.options import JobOptions, parse_options
+from fruitjob.outputs import JobError, check_output, drop_stale_rows, write_errors, write_features
 from fruitjob.packaging import ship_package
-from fruitjob.pca import FittedPca, components_for, fit_pca, load_pca, project, save_pca
-from fruitjob.reading import read_images, unread_images
+from fruitjob.pca import PcaError, existing_model, fit_and_save, project
+from fruitjob.reading import read_images
 from fruitjob.tflite_engine import convert_for_workers
+from fruitjob.tuning import configure, partitions_for
 from fruitjob.weights import FEATURE_DIM, WeightsError, resolve_weights
 
+__all__ = ["JobError", "main", "run"]
+
 log = logging.getLogger("fruitflow.job")
-IMAGES_PER_PARTITION = 2000
-
-
-class JobError(RuntimeError):
-    """A problem with the run's input or output that the user must fix; the message says how."""
-
-
-def _partitions(spark: SparkSession, images: int, asked: Optional[int]) -> int:
-    if asked:
-        return asked
-    slots = spark.sparkContext.defaultParallelism
-    return slots * max(1, math.ceil(images / float(slots * IMAGES_PER_PARTITION)))
-
-
-def _configure(spark: SparkSession, opts: JobOptions, partitions: int) -> None:
-    conf = spark.conf
-    # Small Arrow batches: a batch holds encoded and decoded images in the worker's memory (64 decoded
-    # 224x224 images are ~10 MB); fewer than that only add per-batch overhead.
-    conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(max(opts.batch_size * 4, 64)))
-    conf.set("spark.sql.shuffle.partitions", str(partitions))
-    # Images are small on disk but costly to featurize: never merge partitions because they are few bytes.
-    conf.set("spark.sql.adaptive.coalescePartitions.enabled", "false")
-    # binaryFile packs files into splits by bytes, each file costing openCostInBytes (4 MB) on top of its size:
-    # with small images that is by count. Ask for `partitions` splits, whatever the total size.
-    conf.set("spark.sql.files.minPartitionNum", str(partitions))
-    conf.set("spark.sql.files.maxPartitionBytes", str(1 << 40))
-    # A file that vanishes between listing and reading is reported in errors/ (unread_images), not fatal.
-    conf.set("spark.sql.files.ignoreMissingFiles", "true")
-    if is_local(opts.images):
-        # binaryFile gets one path per listed image; above this threshold Spark lists them in a job of one task
-        # per path (~25 ms each: 100 s for 4,000 images). Listing local files on the driver takes milliseconds.
-        conf.set("spark.sql.sources.parallelPartitionDiscovery.threshold", str(2**31 - 1))
-
-
-def _check_output(spark: SparkSession, opts: JobOptions) -> Optional[Dict[str, object]]:
-    """Refuse to clobber a finished run; returns its metrics when --incremental builds on it."""
-    metrics_uri = layout.child(opts.output, layout.METRICS)
-    previous = None
-    if storage.exists(spark, metrics_uri):
-        if not (opts.overwrite or opts.incremental):
-            raise JobError(
-                "%s already holds a finished run (metrics.json is there); pass --overwrite to replace it, "
-                "--incremental to add new images to it, or choose another --output" % opts.output
-            )
-        previous = json.loads(storage.read_bytes(spark, metrics_uri).decode())
-    # From here on a half-written run never looks finished; a rerun resumes or redoes it.
-    storage.delete(spark, metrics_uri)
-    return previous if opts.incremental else None
-
-
-def _versions(spark: SparkSession) -> Dict[str, str]:
-    import numpy
-    import PIL
-    import tensorflow
-
-    return {
-        "python": platform.python_version(),
-        "spark": spark.version,
-        "tensorflow": tensorflow.__version__,
-        "numpy": numpy.__version__,
-        "pillow": PIL.__version__,
-    }
-
-
-def _featurize(spark: SparkSession, opts: JobOptions, weights, images: DataFrame, mode: str) -> None:
-    """Features of ``images`` into features/ (mode: overwrite or append); results stay staged for errors/.
-
-    The model runs once per image: its results are written to a staging dataset in one pass (uncompressed: it
-    is read once, right away), which is then split. Caching instead would re-run inference on any evicted
-    partition.
-    """
-    featurize = make_featurize_udf(spark.sparkContext.broadcast(weights), opts.featurizer, opts.batch_size)
-    result = featurize("content")
-    images.select(
-        "path", "label", "size", result["features"].alias("features"), result["error"].alias("error")
-    ).write.mode("overwrite").option("compression", "none").parquet(layout.child(opts.output, layout.STAGING))
-    done = spark.read.parquet(layout.child(opts.output, layout.STAGING))
-    done.where(F.col("error").isNull()).drop("error").write.mode(mode).parquet(
-        layout.child(opts.output, layout.FEATURES)
-    )
-
-
-def _write_errors(spark: SparkSession, opts: JobOptions, images: List[ImageFile], mode: str) -> None:
-    """Images the model could not take, and listed images Spark could not read, into errors/."""
-    staged = layout.child(opts.output, layout.STAGING)
-    done = spark.read.parquet(staged)
-    failed = done.where(F.col("error").isNotNull()).drop("features")
-    if done.count() < len(images):  # only then is a listed image missing: skip the join otherwise
-        failed = failed.unionByName(unread_images(spark, images, done))
-    failed.write.mode(mode).parquet(layout.child(opts.output, layout.ERRORS))
-    storage.delete(spark, staged)
-
-
-def _drop_stale_rows(spark: SparkSession, output: str, paths: List[str]) -> None:
-    """Images whose size changed since they were featurized: their old rows go before new ones come."""
-    if not paths:
-        return
-    for name in (layout.FEATURES, layout.ERRORS, layout.PCA):
-        uri = layout.child(output, name)
-        if storage.exists(spark, uri):
-            replace_dataset(spark, uri, without_paths(spark.read.parquet(uri), paths))
-
-
-def _pca_source(spark: SparkSession, opts: JobOptions, identity: Dict[str, object]) -> Optional[FittedPca]:
-    """An existing model to project with (--pca-model, or the output's own when incremental), if any."""
-    if opts.pca_model:
-        uri = opts.pca_model
-        if storage.exists(spark, layout.child(uri, layout.PCA_MODEL)):
-            uri = layout.child(uri, layout.PCA_MODEL)  # the output folder of a run was given
-    elif opts.incremental and storage.exists(spark, layout.child(opts.output, layout.PCA_MODEL)):
-        uri = layout.child(opts.output, layout.PCA_MODEL)
-    else:
-        return None
-    saved = load_identity(spark, uri)
-    if saved is not None:
-        check_same_space(identity, saved, "PCA model %s" % uri)
-    return load_pca(uri, uri)
-
-
-def _fit(spark: SparkSession, opts: JobOptions, features, identity: Dict[str, object]):
-    images_ok = features.count()
-    k = components_for(opts.pca_components, images_ok, FEATURE_DIM)
-    note = None
-    if k < opts.pca_components:
-        note = "%d components asked, %d used: %d images give at most %d" % (
-            opts.pca_components,
-            k,
-            images_ok,
-            max(images_ok - 1, 0),
-        )
-        log.warning(note)
-    if k < 1:
-        raise JobError("PCA needs at least 2 decodable images; %d decoded (see errors/)" % images_ok)
-    model_uri = layout.child(opts.output, layout.PCA_MODEL)
-    fitted = fit_pca(features, k, model_uri)
-    save_pca(spark, fitted, model_uri)
-    save_identity(spark, model_uri, identity)
-    return fitted, note
 
 
 def run(spark: SparkSession, opts: JobOptions) -> Dict[str, object]:
@@ -193,7 +57,7 @@ def run(spark: SparkSession, opts: JobOptions) -> Dict[str, object]:
         progress.stage_done(stage)
 
     ship_package(spark)
-    previous = _check_output(spark, opts)
+    previous = check_output(spark, opts)
     warm_up_workers(spark)  # the workers import TensorFlow while the driver lists and resolves the weights
     listing = list_input(spark, opts.images)
     if not listing.images:
@@ -205,8 +69,8 @@ def run(spark: SparkSession, opts: JobOptions) -> Dict[str, object]:
     if opts.incremental:
         plan = plan_increment(spark, opts.output, listing.images)
         log.info("incremental: %d images already done, %d to featurize", plan.already_done, len(plan.todo))
-    partitions = _partitions(spark, len(plan.todo), opts.partitions)
-    _configure(spark, opts, partitions)
+    partitions = partitions_for(spark, len(plan.todo), opts.partitions)
+    configure(spark, opts, partitions)
     lap("list")
 
     # Spark indexes the image files (seconds for thousands of paths) in the JVM while Python resolves the weights.
@@ -218,23 +82,23 @@ def run(spark: SparkSession, opts: JobOptions) -> Dict[str, object]:
     log.info("weights %s (alpha %s, sha256 %s)", weights.name, weights.alpha, weights.sha256[:12])
     if previous is not None:
         check_same_space(identity, previous, "the run already in %s" % opts.output)
-    source = _pca_source(spark, opts, identity)  # before any image: a mismatch must fail fast
+    source = existing_model(spark, opts, identity)  # before any image: a mismatch must fail fast
     if opts.featurizer == "tflite":
         weights = convert_for_workers(weights)  # once here, instead of once per Python worker
     lap("weights")
 
-    _drop_stale_rows(spark, opts.output, plan.changed)
+    drop_stale_rows(spark, opts.output, plan.changed)
     errors_uri = layout.child(opts.output, layout.ERRORS)
     errors_before = (
         spark.read.parquet(errors_uri).count() if opts.incremental and storage.exists(spark, errors_uri) else 0
     )
     mode = "append" if opts.incremental else "overwrite"
     if images is not None:
-        _featurize(spark, opts, weights, images.result(), mode)
+        write_features(spark, opts, weights, images.result(), mode)
     lap("featurize")  # read -> features written: the stage the benchmark compares
 
     if plan.todo:
-        _write_errors(spark, opts, plan.todo, mode)
+        write_errors(spark, opts, plan.todo, mode)
     features = spark.read.parquet(layout.child(opts.output, layout.FEATURES))
     features_total = features.count()
     errors_total = spark.read.parquet(errors_uri).count()
@@ -245,7 +109,7 @@ def run(spark: SparkSession, opts: JobOptions) -> Dict[str, object]:
 
     pca_note = None
     if source is None:
-        fitted, pca_note = _fit(spark, opts, features, identity)
+        fitted, pca_note = fit_and_save(spark, opts, features, identity)
         project(fitted, features).write.mode("overwrite").parquet(layout.child(opts.output, layout.PCA))
     else:
         fitted = source
@@ -257,7 +121,7 @@ def run(spark: SparkSession, opts: JobOptions) -> Dict[str, object]:
     lap("pca")
 
     total = sum(durations.values())
-    versions = _versions(spark)
+    versions = job_versions(spark)
     metrics = {
         "images": opts.images,
         "output": opts.output,
@@ -324,7 +188,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         run(spark, opts)
         progress.finish()
-    except (JobError, WeightsError, SpaceMismatch) as exc:
+    except (JobError, WeightsError, SpaceMismatch, PcaError) as exc:
         log.error("%s", exc)
         return 2
     finally:

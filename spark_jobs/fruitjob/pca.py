@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass
-from typing import List
+from typing import Dict, List, Optional
 
 import numpy as np
 from pyspark.ml import Pipeline, PipelineModel
@@ -12,7 +13,16 @@ from pyspark.ml.feature import PCA, StandardScaler
 from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.sql import DataFrame, SparkSession
 
-from fruitjob import storage
+from fruitjob import layout, storage
+from fruitjob.identity import check_same_space, load_identity, save_identity
+from fruitjob.options import JobOptions
+from fruitjob.weights import FEATURE_DIM
+
+log = logging.getLogger("fruitflow.pca")
+
+
+class PcaError(ValueError):
+    """The PCA cannot be fitted (too few images); the message says why."""
 
 
 @dataclass(frozen=True)
@@ -64,3 +74,40 @@ def load_pca(uri: str, label: str) -> FittedPca:
     model = PipelineModel.load(uri)
     variance = [float(v) for v in model.stages[1].explainedVariance.toArray()]
     return FittedPca(model=model, explained_variance=variance, uri=label)
+
+
+def existing_model(spark: SparkSession, opts: JobOptions, identity: Dict[str, object]) -> Optional[FittedPca]:
+    """An existing model to project with (--pca-model, or the output's own when incremental), if any."""
+    if opts.pca_model:
+        uri = opts.pca_model
+        if storage.exists(spark, layout.child(uri, layout.PCA_MODEL)):
+            uri = layout.child(uri, layout.PCA_MODEL)  # the output folder of a run was given
+    elif opts.incremental and storage.exists(spark, layout.child(opts.output, layout.PCA_MODEL)):
+        uri = layout.child(opts.output, layout.PCA_MODEL)
+    else:
+        return None
+    saved = load_identity(spark, uri)
+    if saved is not None:
+        check_same_space(identity, saved, "PCA model %s" % uri)
+    return load_pca(uri, uri)
+
+
+def fit_and_save(spark: SparkSession, opts: JobOptions, features, identity: Dict[str, object]):
+    images_ok = features.count()
+    k = components_for(opts.pca_components, images_ok, FEATURE_DIM)
+    note = None
+    if k < opts.pca_components:
+        note = "%d components asked, %d used: %d images give at most %d" % (
+            opts.pca_components,
+            k,
+            images_ok,
+            max(images_ok - 1, 0),
+        )
+        log.warning(note)
+    if k < 1:
+        raise PcaError("PCA needs at least 2 decodable images; %d decoded (see errors/)" % images_ok)
+    model_uri = layout.child(opts.output, layout.PCA_MODEL)
+    fitted = fit_pca(features, k, model_uri)
+    save_pca(spark, fitted, model_uri)
+    save_identity(spark, model_uri, identity)
+    return fitted, note
