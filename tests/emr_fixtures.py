@@ -26,6 +26,7 @@ BUCKET = "fruitflow-test"
 REGION = "us-east-1"
 KEY_PAIR = "fruitflow-test-key"
 JOB_SCRIPT_NAME = "extract_features.py"
+UNPLAYED_TAG = "fruitflow-test:unplayed"  # a cluster tagged so (EmrClusterConfig.tags) keeps its steps RUNNING
 
 
 def _free_port() -> int:
@@ -161,13 +162,16 @@ class FakeCluster:
             cluster.state = "TERMINATED_WITH_ERRORS"
 
     def ignore(self, cluster_id: str) -> None:
-        """Leave this cluster's steps alone (tests that drive step states themselves)."""
+        """Leave this cluster's steps alone (tests that drive step states themselves).
+
+        A cluster created with the ``UNPLAYED_TAG`` tag is left alone from the start (no race with the watcher).
+        """
         self._ignored.add(cluster_id)
 
     def watch(self) -> None:
         while not self._stop.wait(0.2):
             for cluster in _moto_clusters():
-                if cluster.id in self._ignored:
+                if cluster.id in self._ignored or UNPLAYED_TAG in cluster._tags:
                     continue
                 for step in list(cluster.steps):
                     if step.id not in self._seen and step.state in ("PENDING", "RUNNING"):

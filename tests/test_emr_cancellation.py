@@ -1,0 +1,155 @@
+"""Cancelling a real EMR deployment run terminates the cluster the flow created.
+
+The whole path: a real Prefect server, ``fruit-features/emr`` deployed from prefect.yaml, a process worker whose
+flow-run subprocess reaches moto (in this process) over HTTP. The cluster is tagged so that the fake cluster, if the
+session runs it, leaves its step RUNNING (as moto does): the run is cancelled while it waits for the step.
+
+Two things end a cancelled run's cluster: the runner's SIGTERM reaches the flow as an exception, so ``run_on_emr``'s
+``finally`` terminates the cluster it provisioned; and the runner then runs the flow's ``on_cancellation`` hook (in
+a hook subprocess), which terminates every active cluster tagged with the flow run id. A second "witness" cluster,
+tagged for the run after the flow provisioned its own, can only be ended by the hook: it proves the hook ran.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.objects import StateType
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.states import Cancelling
+
+from tasks.emr_cluster import TAG_FLOW_RUN
+from tests.emr_fixtures import KEY_PAIR, UNPLAYED_TAG
+from tests.emr_flow import TEST_JOB
+from tests.prefect_server import PrefectServer, running_prefect
+from tests.test_deployments import _start, _wait
+
+pytestmark = pytest.mark.slow
+
+BLOCKS = "cancel-test"
+STEP_WAIT_S = 120  # the worker picks the run up, the flow-run process starts, preflight, stage, provision, submit
+CANCEL_WAIT_S = 90
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[PrefectServer]:
+    with running_prefect(tmp_path_factory.mktemp("prefect-home-emr")) as running:
+        yield running
+
+
+@pytest.fixture
+def client(server, aws) -> Iterator[SyncPrefectClient]:
+    """A client of the deployment server, which holds this test's blocks (pointed at moto)."""
+    from prefect_aws import AwsCredentials, S3Bucket
+    from prefect_aws.client_parameters import AwsClientParameters
+
+    from blocks.emr_cluster import EmrClusterConfig
+
+    with temporary_settings({PREFECT_API_URL: server.api_url}), get_client(sync_client=True) as prefect:
+        credentials = AwsCredentials(
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+            aws_client_parameters=AwsClientParameters(endpoint_url=aws.endpoint),
+        )
+        credentials.save(BLOCKS, overwrite=True)
+        S3Bucket(bucket_name=aws.bucket, bucket_folder="fruitflow", credentials=credentials).save(
+            BLOCKS, overwrite=True
+        )
+        EmrClusterConfig(
+            key_pair_name=KEY_PAIR, poll_seconds=1, idle_timeout_minutes=60, tags={UNPLAYED_TAG: "true"}
+        ).save(BLOCKS, overwrite=True)
+        yield prefect
+
+
+@pytest.fixture
+def step_added(monkeypatch) -> dict:
+    """Set when moto accepts a step for a cluster tagged unplayed: {'event': Event, 'cluster_id': str}."""
+    from moto.emr.models import ElasticMapReduceBackend
+
+    seen: dict = {"event": threading.Event(), "cluster_id": None}
+    real = ElasticMapReduceBackend.add_job_flow_steps
+
+    def add_job_flow_steps(backend, job_flow_id, steps):
+        added = real(backend, job_flow_id, steps)
+        if UNPLAYED_TAG in backend.clusters[job_flow_id]._tags:
+            seen["cluster_id"] = job_flow_id
+            seen["event"].set()
+        return added
+
+    monkeypatch.setattr(ElasticMapReduceBackend, "add_job_flow_steps", add_job_flow_steps)
+    return seen
+
+
+def _state(aws, cluster_id: str) -> str:
+    return aws.client("emr").describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]["State"]
+
+
+def _witness_cluster(aws, flow_run_id: str) -> str:
+    """A second cluster tagged as created by this flow run, made after the flow provisioned its own.
+
+    The flow's own ``finally`` terminates the cluster it provisioned (SIGTERM reaches it as an exception); only the
+    ``on_cancellation`` hook, which finds clusters by tag, can terminate this one: it shows the hook ran.
+    """
+    from blocks.emr_cluster import EmrClusterConfig
+    from tasks.emr_cluster import cluster_request
+
+    request = cluster_request(
+        EmrClusterConfig(tags={UNPLAYED_TAG: "true"}),
+        name="fruitflow witness",
+        log_uri=f"s3://{aws.bucket}/logs/",
+        bootstrap_uri=f"s3://{aws.bucket}/b.sh",
+        requirements_uri=f"s3://{aws.bucket}/r.txt",
+        flow_run_id=flow_run_id,
+    )
+    return aws.client("emr").run_job_flow(**request)["JobFlowId"]
+
+
+def _wait_terminated(aws, cluster_ids: list[str], timeout_s: float) -> dict[str, str]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        states = {cluster_id: _state(aws, cluster_id) for cluster_id in cluster_ids}
+        if set(states.values()) == {"TERMINATED"} or time.monotonic() > deadline:
+            return states
+        time.sleep(0.5)
+
+
+def test_cancelling_an_emr_run_terminates_its_cluster(server, client, aws, step_added):
+    output = f"s3://{aws.bucket}/cancelled-{uuid.uuid4().hex[:8]}"
+    flow_run_id = _start(
+        client,
+        "fruit-features/emr",
+        images=aws.images,
+        output=output,
+        **{**TEST_JOB, "step_timeout_minutes": 60},
+        aws_credentials_block=BLOCKS,
+        s3_bucket_block=BLOCKS,
+        cluster_block=BLOCKS,
+    )
+    if not step_added["event"].wait(STEP_WAIT_S):
+        run = client.read_flow_run(flow_run_id)
+        pytest.fail(f"no step submitted after {STEP_WAIT_S}s (run {run.state_name}):\n{server.log_tail('worker')}")
+    cluster_id = step_added["cluster_id"]
+    witness = _witness_cluster(aws, str(flow_run_id))  # after provisioning, which would adopt it (idempotency)
+    emr = aws.client("emr")
+    (step,) = emr.list_steps(ClusterId=cluster_id)["Steps"]
+    assert step["Status"]["State"] == "RUNNING"  # the flow is waiting on it; nothing will finish it
+    tags = {t["Key"]: t["Value"] for t in emr.describe_cluster(ClusterId=cluster_id)["Cluster"]["Tags"]}
+    assert tags[TAG_FLOW_RUN] == str(flow_run_id)
+    assert {_state(aws, cluster_id), _state(aws, witness)} <= {"STARTING", "WAITING", "RUNNING"}
+
+    client.set_flow_run_state(flow_run_id, Cancelling(message="cancelled by the test"))
+    run = _wait(client, server, flow_run_id, CANCEL_WAIT_S)
+    assert run.state.type == StateType.CANCELLED, run.state.message
+
+    # The runner runs the hooks before it proposes Cancelled; the short wait only absorbs moto's bookkeeping.
+    states = _wait_terminated(aws, [cluster_id, witness], 30)
+    assert states == {cluster_id: "TERMINATED", witness: "TERMINATED"}, (
+        f"{states} (witness {witness}: only the on_cancellation hook terminates it); "
+        f"worker log:\n{server.log_tail('worker')}"
+    )
