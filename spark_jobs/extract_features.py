@@ -30,7 +30,7 @@ from fruitjob.incremental import Plan, plan_increment
 from fruitjob.listing import list_input
 from fruitjob.metrics import versions as job_versions
 from fruitjob.options import JobOptions, parse_options
-from fruitjob.outputs import JobError, check_output, drop_stale_rows, write_errors, write_features
+from fruitjob.outputs import JobError, check_output, drop_stale_rows, mark_unfinished, write_errors, write_features
 from fruitjob.packaging import ship_package
 from fruitjob.pca import PcaError, existing_model, fit_and_save, project
 from fruitjob.reading import read_images
@@ -82,11 +82,12 @@ def run(spark: SparkSession, opts: JobOptions) -> Dict[str, object]:
     log.info("weights %s (alpha %s, sha256 %s)", weights.name, weights.alpha, weights.sha256[:12])
     if previous is not None:
         check_same_space(identity, previous, "the run already in %s" % opts.output)
-    source = existing_model(spark, opts, identity)  # before any image: a mismatch must fail fast
+    source = existing_model(spark, opts, identity, previous)  # before any image: a mismatch must fail fast
     if opts.featurizer == "tflite":
         weights = convert_for_workers(weights)  # once here, instead of once per Python worker
     lap("weights")
 
+    mark_unfinished(spark, opts.output)
     drop_stale_rows(spark, opts.output, plan.changed)
     errors_uri = layout.child(opts.output, layout.ERRORS)
     errors_before = (

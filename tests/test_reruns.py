@@ -78,3 +78,36 @@ def test_incremental_featurizes_only_new_images(run_job, growing_folder, spark):
     m = run(spark, parse_options([*argv, "--incremental"]))
     assert (m["images_total"], m["images_already_done"], m["features_total"]) == (0, 28, 27)
     check_output(str(output), fs.LocalFileSystem())
+
+
+def test_a_refused_rerun_leaves_the_finished_run_finished(spark, job_output, fruit_images, tmp_path):
+    from extract_features import run
+
+    from fruitjob.identity import SpaceMismatch
+    from fruitjob.options import parse_options
+
+    output = tmp_path / "finished"
+    shutil.copytree(job_output, output)
+    argv = ["--images", str(fruit_images), "--output", str(output), "--weights", "random", "--alpha", "0.5"]
+    with pytest.raises(SpaceMismatch, match="alpha"):
+        run(spark, parse_options([*argv, "--incremental"]))
+    assert (output / "metrics.json").exists()
+    check_output(str(output), fs.LocalFileSystem())
+
+
+def test_incremental_after_pca_model_stays_in_that_space(run_job, growing_folder, job_output, spark):
+    from extract_features import run
+
+    from fruitjob.options import parse_options
+
+    output = run_job(growing_folder, "--pca-model", str(job_output))
+    new_class = growing_folder / "Kiwi Gold"
+    new_class.mkdir()
+    for index in range(2):
+        draw_fruit(__import__("random").Random(index), (150, 140, 40), 64).save(new_class / f"k{index}.jpg")
+    argv = ["--images", str(growing_folder), "--output", str(output), "--weights", "random", "--alpha", "0.35"]
+    m = run(spark, parse_options([*argv, "--incremental"]))
+    assert m["pca_refit"] is False and m["pca_model"] == str(job_output / "pca_model")
+    assert not (output / "pca_model").exists()
+    assert len(read_parquet(output, "pca")) == 26
+    check_output(str(output), fs.LocalFileSystem())

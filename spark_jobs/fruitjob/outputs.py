@@ -21,7 +21,7 @@ class JobError(RuntimeError):
 
 
 def check_output(spark: SparkSession, opts: JobOptions) -> Optional[Dict[str, object]]:
-    """Refuse to clobber a finished run; returns its metrics when --incremental builds on it."""
+    """Refuse to clobber a finished run; returns its metrics when --incremental builds on it. Reads only."""
     metrics_uri = layout.child(opts.output, layout.METRICS)
     previous = None
     if storage.exists(spark, metrics_uri):
@@ -31,9 +31,13 @@ def check_output(spark: SparkSession, opts: JobOptions) -> Optional[Dict[str, ob
                 "--incremental to add new images to it, or choose another --output" % opts.output
             )
         previous = json.loads(storage.read_bytes(spark, metrics_uri).decode())
-    # From here on a half-written run never looks finished; a rerun resumes or redoes it.
-    storage.delete(spark, metrics_uri)
     return previous if opts.incremental else None
+
+
+def mark_unfinished(spark: SparkSession, output: str) -> None:
+    """Called once every check has passed, before the first write: from here on a half-written run never looks
+    finished, and a rerun resumes or redoes it. (A refused run leaves the finished one as it was.)"""
+    storage.delete(spark, layout.child(output, layout.METRICS))
 
 
 def write_features(spark: SparkSession, opts: JobOptions, weights, images: DataFrame, mode: str) -> None:

@@ -14,7 +14,7 @@ from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.sql import DataFrame, SparkSession
 
 from fruitjob import layout, storage
-from fruitjob.identity import check_same_space, load_identity, save_identity
+from fruitjob.identity import SpaceMismatch, check_same_space, load_identity, save_identity
 from fruitjob.options import JobOptions
 from fruitjob.weights import FEATURE_DIM
 
@@ -76,14 +76,28 @@ def load_pca(uri: str, label: str) -> FittedPca:
     return FittedPca(model=model, explained_variance=variance, uri=label)
 
 
-def existing_model(spark: SparkSession, opts: JobOptions, identity: Dict[str, object]) -> Optional[FittedPca]:
-    """An existing model to project with (--pca-model, or the output's own when incremental), if any."""
+def existing_model(
+    spark: SparkSession, opts: JobOptions, identity: Dict[str, object], previous: Optional[Dict[str, object]] = None
+) -> Optional[FittedPca]:
+    """The model to project with instead of fitting one, if any.
+
+    ``--pca-model`` (a pca_model/ folder or a run's output folder), or, for ``--incremental``, the model the
+    output's pca/ was made with: its own pca_model/, or the earlier run's ``--pca-model`` (``previous``).
+    """
+    earlier = (previous or {}).get("pca_model")
     if opts.pca_model:
         uri = opts.pca_model
         if storage.exists(spark, layout.child(uri, layout.PCA_MODEL)):
             uri = layout.child(uri, layout.PCA_MODEL)  # the output folder of a run was given
+        if opts.incremental and earlier and earlier != uri:
+            raise SpaceMismatch(
+                "pca/ in %s was projected with %s; adding rows projected with %s would mix two spaces"
+                % (opts.output, earlier, uri)
+            )
     elif opts.incremental and storage.exists(spark, layout.child(opts.output, layout.PCA_MODEL)):
         uri = layout.child(opts.output, layout.PCA_MODEL)
+    elif opts.incremental and earlier:
+        uri = str(earlier)  # the output was projected with another run's model: stay in that space
     else:
         return None
     saved = load_identity(spark, uri)
