@@ -11,7 +11,10 @@ java_major() {
 if ! command -v java >/dev/null 2>&1 || [ "$(java_major)" -lt 17 ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
     echo "setup: installing Java 17 (Spark needs it)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+    apt-get update -qq
+    # Debian 12 has 17; newer releases only 21 (default-jre-headless), which Spark 4 runs on too.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null 2>&1 \
+      || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless >/dev/null
   else
     echo "setup: Spark needs Java 17 or newer. Install it (e.g. 'sudo apt-get install openjdk-17-jre-headless'" \
          "or 'brew install openjdk@17') and run this again." >&2
@@ -28,8 +31,23 @@ if [ ! -e /usr/lib/x86_64-linux-gnu/liblapack.so.3 ] && [ ! -e /usr/lib/aarch64-
 fi
 
 PYTHON=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
+if ! "$PYTHON" -c "import ensurepip, venv" >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
+    echo "setup: installing python3 and python3-venv"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
+  else
+    echo "setup: needs Python 3.11 or 3.12 with venv (e.g. 'sudo apt-get install python3-venv')" >&2
+    exit 1
+  fi
+fi
+if ! "$PYTHON" -c "import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 12))"; then
+  echo "setup: fruitflow pins packages for Python 3.11-3.12; $($PYTHON --version) found." \
+       "Run with PYTHON=/path/to/python3.11 bash .ci/setup.sh" >&2
+  exit 1
+fi
+if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then  # missing, or half-made by an earlier failure
   echo "setup: creating .venv with $($PYTHON --version)"
+  rm -rf .venv
   "$PYTHON" -m venv .venv
 fi
 stamp=$(cat pyproject.toml .ci/constraints.txt | sha256sum | cut -c1-16)

@@ -57,6 +57,9 @@ def _run_emr(spec: JobSpec, aws_credentials_block: str, **emr: object) -> dict:
     log_prints=True,
     on_cancellation=[terminate_on_cancel_or_crash],
     on_crashed=[terminate_on_cancel_or_crash],
+    # Belt and braces: run_on_emr terminates in its `finally`, but a failure while provisioning can leave a
+    # cluster the flow created; the hook finds it by this run's tags (never a reused or kept cluster).
+    on_failure=[terminate_on_cancel_or_crash],
 )
 def fruit_features(
     images: str | None = None,

@@ -202,7 +202,7 @@ def _parameters(flow: Any, flow_run: Any) -> dict:
 
 
 def terminate_on_cancel_or_crash(flow: Any, flow_run: Any, state: Any) -> None:
-    """Flow hook (``on_cancellation``/``on_crashed``): terminate the clusters fruitflow created for this flow run.
+    """Flow hook (``on_cancellation``/``on_crashed``/``on_failure``): terminate the clusters created for this run.
 
     Found by the ``fruitflow:flow-run-id`` and ``fruitflow:created-by`` tags, so a reused cluster is never touched.
     """

@@ -136,3 +136,14 @@ def test_hung_step_is_cancelled_at_the_timeout(aws):
             wait_briefly()
     assert [c["StepIds"] for c in cancels][-1:] == [[step_id]]
     emr.terminate_job_flows(JobFlowIds=[cluster_id])
+
+
+def test_the_flow_tears_down_on_failure_crash_and_cancellation():
+    from tasks.emr_engine import terminate_on_cancel_or_crash
+
+    for hooks in (
+        fruit_features.on_failure_hooks,
+        fruit_features.on_crashed_hooks,
+        fruit_features.on_cancellation_hooks,
+    ):
+        assert terminate_on_cancel_or_crash in hooks
