@@ -162,6 +162,7 @@ def run_on_emr(
     finally:
         if created and not keep_cluster:
             _terminate_quietly(credentials, cluster_id, config.poll_seconds)
+            _terminate_strays(credentials, flow_run_id, config.poll_seconds)
         elif created:
             logger.warning(
                 "keeping cluster %s (--keep-cluster): about $%s/hour (estimate) until you terminate it or it idles "
@@ -186,6 +187,19 @@ def _terminate_quietly(credentials: AwsCredentials, cluster_id: str, poll_second
         terminate_cluster(credentials, cluster_id, poll_seconds)
     except Exception as exc:  # noqa: BLE001 - the original error matters more; the idle policy is the backstop
         get_run_logger().error("could not terminate cluster %s (%s); terminate it by hand", cluster_id, exc)
+
+
+def _terminate_strays(credentials: AwsCredentials, flow_run_id: str, poll_seconds: int) -> None:
+    """Any other cluster tagged with this run: RunJobFlow has no idempotency token, so a request that botocore
+    retried after the first had reached EMR (a timeout on the reply) leaves a second, identical cluster."""
+    try:
+        strays = find_run_clusters(client(credentials, "emr"), flow_run_id)
+    except Exception as exc:  # noqa: BLE001 - never mask the run's own outcome; the reaper is the backstop
+        get_run_logger().warning("could not look for other clusters of this run: %s", exc)
+        return
+    for stray in strays:
+        get_run_logger().warning("cluster %s also carries this run's tags: terminating it too", stray)
+        _terminate_quietly(credentials, stray, poll_seconds)
 
 
 def _parameters(flow: Any, flow_run: Any) -> dict:

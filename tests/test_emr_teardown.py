@@ -147,3 +147,23 @@ def test_the_flow_tears_down_on_failure_crash_and_cancellation():
         fruit_features.on_cancellation_hooks,
     ):
         assert terminate_on_cancel_or_crash in hooks
+
+
+def test_a_duplicate_cluster_of_the_run_is_terminated_with_it(aws):
+    """RunJobFlow has no idempotency token: a retried request may leave a second cluster with the run's tags."""
+    from prefect_aws import AwsCredentials
+
+    from tasks.emr_engine import _terminate_strays
+
+    run_id = str(uuid.uuid4())
+    duplicate, other_run, reused = _our_cluster(aws, run_id), _our_cluster(aws, str(uuid.uuid4())), _plain_cluster(aws)
+
+    @flow
+    def teardown() -> None:
+        _terminate_strays(AwsCredentials.load("fruitflow"), run_id, 1)
+
+    teardown()
+    states = aws.clusters()
+    assert states[duplicate] == "TERMINATED"
+    assert states[other_run] != "TERMINATED" and states[reused] != "TERMINATED"
+    aws.client("emr").terminate_job_flows(JobFlowIds=[other_run, reused])
