@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.emr_fixtures"]  # moto server, fruitflow AWS blocks, the fake EMR cluster
+# moto server, fruitflow AWS blocks, the fake EMR cluster; a real Prefect server with deployments and a worker
+pytest_plugins = ["tests.emr_fixtures", "tests.prefect_server"]
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"

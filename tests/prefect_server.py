@@ -123,3 +123,10 @@ def running_prefect(home: Path) -> Iterator[PrefectServer]:
     finally:
         for process in reversed(processes):  # the worker (and its flow runs) first, then the server
             _stop(process)
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory) -> Iterator[PrefectServer]:
+    """One real server + deployments + process worker for every test module that needs them (started once)."""
+    with running_prefect(tmp_path_factory.mktemp("prefect-home")) as running:
+        yield running

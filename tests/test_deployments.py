@@ -22,7 +22,7 @@ from prefect.states import Cancelling
 
 from tasks.reporting import CLASSES_KEY, SUMMARY_KEY
 from tests.conftest import TEST_ALPHA
-from tests.prefect_server import PrefectServer, running_prefect
+from tests.prefect_server import PrefectServer
 
 pytestmark = pytest.mark.slow
 
@@ -31,10 +31,9 @@ TASKS = {"check-input", "run-spark-job", "validate-output", "publish-summary"}
 RUN_TIMEOUT_S = 300
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[PrefectServer]:
-    with running_prefect(tmp_path_factory.mktemp("prefect-home")) as running:
-        yield running
+@pytest.fixture(scope="session")
+def server(prefect_server) -> PrefectServer:
+    return prefect_server
 
 
 @pytest.fixture

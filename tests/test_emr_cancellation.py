@@ -26,7 +26,7 @@ from prefect.states import Cancelling
 from tasks.emr_cluster import TAG_FLOW_RUN
 from tests.emr_fixtures import KEY_PAIR, UNPLAYED_TAG
 from tests.emr_flow import TEST_JOB
-from tests.prefect_server import PrefectServer, running_prefect
+from tests.prefect_server import PrefectServer
 from tests.test_deployments import _start, _wait
 
 pytestmark = pytest.mark.slow
@@ -36,10 +36,9 @@ STEP_WAIT_S = 120  # the worker picks the run up, the flow-run process starts, p
 CANCEL_WAIT_S = 90
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[PrefectServer]:
-    with running_prefect(tmp_path_factory.mktemp("prefect-home-emr")) as running:
-        yield running
+@pytest.fixture(scope="session")
+def server(prefect_server) -> PrefectServer:
+    return prefect_server
 
 
 @pytest.fixture
