@@ -31,14 +31,17 @@ from tasks.validation import validate_output
 DEFAULT_OUTPUT_ROOT = REPO_ROOT / "output"
 
 
-def _absolute(uri: str) -> str:
-    return uri if "://" in uri or uri.startswith("file:") else os.path.abspath(uri)
+def _absolute(uri: str | None) -> str | None:
+    """A local path resolved against the user's working directory (the job runs elsewhere); URIs unchanged."""
+    if uri is None or uri in ("imagenet", "random") or "://" in uri or uri.startswith("file:"):
+        return uri
+    return os.path.abspath(uri)
 
 
 def _run_local(spec: JobSpec) -> dict:
     check_local_input(spec.images, spec.output, spec.overwrite, spec.incremental)
     run_local_job(spec)
-    report = validate_output(spec.output)
+    report = validate_output(spec.output, images=spec.images)
     publish_summary(report, {"engine": "local"})
     return report
 
@@ -122,6 +125,7 @@ def fruit_features(
         if output is None:
             output = str(DEFAULT_OUTPUT_ROOT / f"run-{stamp}")
         images, output = _absolute(images), _absolute(output)
+    weights, pca_model = _absolute(weights), _absolute(pca_model)
     spec = JobSpec(
         images=images,
         output=output,

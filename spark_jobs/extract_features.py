@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Dict, List, Optional
@@ -24,127 +25,215 @@ if __package__ in (None, ""):
 from pyspark.sql import SparkSession
 
 from fruitjob import layout, progress, storage
+from fruitjob.errors import JobError
 from fruitjob.featurizer import warm_up_workers
 from fruitjob.identity import SpaceMismatch, check_same_space, identity_of
 from fruitjob.incremental import Plan, plan_increment
-from fruitjob.listing import list_input
+from fruitjob.listing import Listing, list_input
+from fruitjob.lock import Lease
 from fruitjob.metrics import versions as job_versions
 from fruitjob.options import JobOptions, parse_options
-from fruitjob.outputs import JobError, check_output, drop_stale_rows, mark_unfinished, write_errors, write_features
+from fruitjob.outputs import check_output, clear_output, drop_stale_rows, mark_unfinished, write_errors, write_features
 from fruitjob.packaging import ship_package
-from fruitjob.pca import PcaError, existing_model, fit_and_save, project
-from fruitjob.reading import read_images
+from fruitjob.pca import FittedPca, PcaError, existing_model, fit_and_save, project
+from fruitjob.reading import read_images, reader_for
+from fruitjob.rules import FEATURE_DIM
+from fruitjob.space import load_space, save_space
 from fruitjob.tflite_engine import convert_for_workers
 from fruitjob.tuning import configure, partitions_for
-from fruitjob.weights import FEATURE_DIM, WeightsError, resolve_weights
+from fruitjob.weights import WeightsError, resolve_weights
 
 __all__ = ["JobError", "main", "run"]
 
 log = logging.getLogger("fruitflow.job")
 
 
-def run(spark: SparkSession, opts: JobOptions) -> Dict[str, object]:
-    """Run the whole job; returns the metrics it wrote."""
-    started_at = datetime.now(timezone.utc)
-    durations: Dict[str, float] = {}
-    clock = time.monotonic()
+class _Laps:
+    """Seconds per stage of the job, in order; each lap also moves the progress reporter on."""
 
-    def lap(stage: str) -> None:
-        nonlocal clock
+    def __init__(self) -> None:
+        self.durations: Dict[str, float] = {}
+        self._clock = time.monotonic()
+
+    def __call__(self, stage: str) -> None:
         now = time.monotonic()
-        durations[stage] = round(now - clock, 3)
-        clock = now
+        self.durations[stage] = round(now - self._clock, 3)
+        self._clock = now
         progress.stage_done(stage)
 
-    ship_package(spark)
-    previous = check_output(spark, opts)
-    warm_up_workers(spark)  # the workers import TensorFlow while the driver lists and resolves the weights
+
+def _listing(spark: SparkSession, opts: JobOptions) -> Listing:
     listing = list_input(spark, opts.images)
     if not listing.images:
         raise JobError(
             "no images under %s (%d files seen; expected .jpg, .jpeg or .png)" % (opts.images, listing.files_seen)
         )
-    log.info("listed %d images and %d other files under %s", len(listing.images), len(listing.skipped), opts.images)
-    plan = Plan(todo=listing.images, already_done=0, changed=[])
+    log.info(
+        "listed %d images (%d unusable as listed) and %d other files under %s",
+        len(listing.images),
+        len(listing.problems),
+        len(listing.skipped),
+        opts.images,
+    )
+    return listing
+
+
+def _check_space(identity: Dict[str, object], opts: JobOptions, previous, space) -> None:
+    """An --incremental run adds to the output's own feature space, as its space.json (or older metrics) says."""
+    if space is not None:
+        check_same_space(identity, space.get("identity") or {}, "the run already in %s" % opts.output)
+    elif previous is not None:
+        check_same_space(identity, previous, "the run already in %s" % opts.output)
+
+
+def _write_pca(spark: SparkSession, opts: JobOptions, source: Optional[FittedPca], identity, features):
+    """pca/ for every row of features/, all in one space; returns (the model, a note on components or None)."""
+    pca_uri = layout.child(opts.output, layout.PCA)
+    if source is None:
+        fitted, note = fit_and_save(spark, opts, features, identity)
+        save_space(spark, opts.output, identity, fitted.uri, fitted.model_id)
+        project(fitted, features).write.mode("overwrite").parquet(pca_uri)
+        return fitted, note
+    save_space(spark, opts.output, identity, source.uri, source.model_id)
+    if not (opts.incremental and storage.exists(spark, pca_uri)):
+        project(source, features).write.mode("overwrite").parquet(pca_uri)
+        return source, None
+    from pyspark.sql import functions as F
+
+    existing = spark.read.parquet(pca_uri)
+    keep = existing.join(features.select("path"), on="path", how="left_semi")
+    if "pca_model_id" in existing.columns:
+        keep = keep.where(F.col("pca_model_id") == source.model_id)
+    new = project(source, features.join(keep.select("path"), on="path", how="left_anti"))
+    if "pca_model_id" in existing.columns and keep.count() == existing.count():
+        new.write.mode("append").parquet(pca_uri)
+    else:  # rows of a crashed run, or of an older output without model ids: rewrite them in the one space
+        from fruitjob.incremental import replace_dataset
+
+        keep = keep.withColumn("pca_model_id", F.lit(source.model_id)).select(*layout.PCA_COLUMNS)
+        replace_dataset(spark, pca_uri, keep.unionByName(new))
+    return source, None
+
+
+def run(spark: SparkSession, opts: JobOptions) -> Dict[str, object]:
+    """Run the whole job; returns the metrics it wrote."""
+    started_at = datetime.now(timezone.utc)
+    run_id = uuid.uuid4().hex
+    laps = _Laps()
+
+    ship_package(spark)
+    previous = check_output(spark, opts)
+    space = load_space(spark, opts.output) if opts.incremental else None
+    warm_up_workers(spark)  # the workers import their runtime while the driver lists and resolves the weights
+    listing = _listing(spark, opts)
+    plan = Plan(todo=listing.readable, already_done=0, changed=[])
     if opts.incremental:
         plan = plan_increment(spark, opts.output, listing.images)
         log.info("incremental: %d images already done, %d to featurize", plan.already_done, len(plan.todo))
     partitions = partitions_for(spark, len(plan.todo), opts.partitions)
     configure(spark, opts, partitions)
-    lap("list")
+    reader = reader_for(opts.images, opts.reader)
+    lease = Lease(spark, opts.output, os.environ.get("FRUITFLOW_FLOW_RUN_ID")).acquire()
+    try:
+        laps("list")
+        # Spark indexes the image files in the JVM (binaryFile) while Python resolves the weights.
+        indexing = ThreadPoolExecutor(max_workers=1)
+        images = indexing.submit(read_images, spark, opts.images, plan.todo, partitions, reader) if plan.todo else None
+        indexing.shutdown(wait=False)
+        weights = resolve_weights(spark, opts.weights, opts.alpha, opts.seed)
+        identity = identity_of(weights.name, weights.sha256, weights.alpha, opts.featurizer)
+        log.info("weights %s (alpha %s, sha256 %s)", weights.name, weights.alpha, weights.sha256[:12])
+        _check_space(identity, opts, previous, space)
+        source = existing_model(spark, opts, identity, previous, space)  # before any image: fail fast
+        if opts.featurizer == "tflite":
+            weights = convert_for_workers(weights)  # once here, instead of once per Python worker
+        laps("weights")
 
-    # Spark indexes the image files (seconds for thousands of paths) in the JVM while Python resolves the weights.
-    indexing = ThreadPoolExecutor(max_workers=1)
-    images = indexing.submit(read_images, spark, opts.images, plan.todo) if plan.todo else None
-    indexing.shutdown(wait=False)
-    weights = resolve_weights(spark, opts.weights, opts.alpha, opts.seed)
-    identity = identity_of(weights.name, weights.sha256, weights.alpha, opts.featurizer)
-    log.info("weights %s (alpha %s, sha256 %s)", weights.name, weights.alpha, weights.sha256[:12])
-    if previous is not None:
-        check_same_space(identity, previous, "the run already in %s" % opts.output)
-    source = existing_model(spark, opts, identity, previous)  # before any image: a mismatch must fail fast
-    if opts.featurizer == "tflite":
-        weights = convert_for_workers(weights)  # once here, instead of once per Python worker
-    lap("weights")
+        if opts.overwrite:
+            clear_output(spark, opts.output)
+        mark_unfinished(spark, opts.output)
+        save_space(spark, opts.output, identity, *((space or {}).get(k) for k in ("pca_model", "pca_model_id")))
+        drop_stale_rows(spark, opts.output, plan.changed)
+        if images is not None:
+            write_features(
+                spark, opts, weights, images.result(), reader, run_id, "append" if opts.incremental else "overwrite"
+            )
+        laps("featurize")  # read -> features written: the stage the benchmark compares
 
-    mark_unfinished(spark, opts.output)
-    drop_stale_rows(spark, opts.output, plan.changed)
-    errors_uri = layout.child(opts.output, layout.ERRORS)
-    errors_before = (
-        spark.read.parquet(errors_uri).count() if opts.incremental and storage.exists(spark, errors_uri) else 0
-    )
-    mode = "append" if opts.incremental else "overwrite"
-    if images is not None:
-        write_features(spark, opts, weights, images.result(), mode)
-    lap("featurize")  # read -> features written: the stage the benchmark compares
+        write_errors(spark, opts, listing.problems, plan.todo, run_id)
+        counts = _counts(spark, opts, listing, plan, run_id)
+        log.info(
+            "featurized %d images, %d failed, in %d partitions",
+            counts["images_ok"],
+            counts["images_failed"],
+            partitions,
+        )
+        laps("errors")
 
-    if plan.todo:
-        write_errors(spark, opts, plan.todo, mode)
-    features = spark.read.parquet(layout.child(opts.output, layout.FEATURES))
-    features_total = features.count()
-    errors_total = spark.read.parquet(errors_uri).count()
-    images_failed = errors_total - errors_before
-    images_ok = len(plan.todo) - images_failed
-    log.info("featurized %d images, %d failed, in %d partitions", images_ok, images_failed, partitions)
-    lap("errors")
+        features = spark.read.parquet(layout.child(opts.output, layout.FEATURES))
+        fitted, pca_note = _write_pca(spark, opts, source, identity, features)
+        laps("pca")
+        metrics = _metrics(spark, opts, listing, plan, counts, fitted, pca_note, source, identity, laps, partitions)
+        metrics.update(run_id=run_id, reader=reader, started_at=started_at.isoformat())
+        if previous is not None:
+            metrics["previous_run"] = {key: previous.get(key) for key in ("started_at", "finished_at", "images")}
+        metrics["finished_at"] = datetime.now(timezone.utc).isoformat()
+        storage.write_bytes(spark, layout.child(opts.output, layout.METRICS), json.dumps(metrics, indent=2).encode())
+        log.info("wrote %s", layout.child(opts.output, layout.METRICS))
+        return metrics
+    finally:
+        lease.release()
 
-    pca_note = None
-    if source is None:
-        fitted, pca_note = fit_and_save(spark, opts, features, identity)
-        project(fitted, features).write.mode("overwrite").parquet(layout.child(opts.output, layout.PCA))
-    else:
-        fitted = source
-        pca_uri = layout.child(opts.output, layout.PCA)
-        new = features
-        if opts.incremental and storage.exists(spark, pca_uri):
-            new = features.join(spark.read.parquet(pca_uri).select("path"), on="path", how="left_anti")
-        project(fitted, new).write.mode("append" if opts.incremental else "overwrite").parquet(pca_uri)
-    lap("pca")
 
-    total = sum(durations.values())
+def _counts(spark: SparkSession, opts: JobOptions, listing: Listing, plan: Plan, run_id: str) -> Dict[str, int]:
+    """What this run did, counted in the data it wrote (not derived from each other), and checked to add up."""
+    from pyspark.sql import functions as F
+
+    features_uri = layout.child(opts.output, layout.FEATURES)
+    if not storage.exists(spark, features_uri):
+        raise PcaError("no image could be featurized (%d errors: see errors/)" % len(listing.problems))
+    features = spark.read.parquet(features_uri)
+    errors = spark.read.parquet(layout.child(opts.output, layout.ERRORS))
+    counts = {
+        "images_total": len(plan.todo) + len(listing.problems),
+        "images_ok": features.where(F.col("run_id") == run_id).count() if "run_id" in features.columns else 0,
+        "images_failed": errors.count(),
+        "features_total": features.count(),
+        "errors_total": errors.count(),
+    }
+    lost = counts["images_total"] - counts["images_ok"] - counts["images_failed"]
+    if lost:
+        raise JobError(
+            "%d of this run's %d images are neither in features/ nor in errors/: the output is incomplete"
+            % (lost, counts["images_total"])
+        )
+    return counts
+
+
+def _metrics(spark, opts, listing, plan, counts, fitted, pca_note, source, identity, laps, partitions):
+    total = sum(laps.durations.values())
     versions = job_versions(spark)
     metrics = {
         "images": opts.images,
         "output": opts.output,
         "files_seen": listing.files_seen,
         "files_skipped": len(listing.skipped),
-        "images_total": len(plan.todo),
-        "images_ok": images_ok,
-        "images_failed": images_failed,
+        "folders_skipped": [{"path": path, "reason": reason} for path, reason in listing.skipped_folders],
+        **counts,
         "images_already_done": plan.already_done,
         "images_changed": len(plan.changed),
-        "features_total": features_total,
-        "errors_total": errors_total,
         "feature_dim": FEATURE_DIM,
         "pca_components_asked": opts.pca_components,
         "pca_components": fitted.components,
         "pca_note": pca_note,
         "pca_model": fitted.uri,
+        "pca_model_id": fitted.model_id,
         "pca_refit": source is None,
         "explained_variance": fitted.explained_variance,
         "explained_variance_total": float(sum(fitted.explained_variance)),
     }
     metrics.update(identity)
+    featurize = laps.durations.get("featurize")
     metrics.update(
         {
             "batch_size": opts.batch_size,
@@ -152,21 +241,15 @@ def run(spark: SparkSession, opts: JobOptions) -> Dict[str, object]:
             "versions": versions,
             "tensorflow_version": versions["tensorflow"],
             "spark_version": spark.version,
-            "durations_s": dict(durations, total=round(total, 3)),
-            "images_per_s": round(len(plan.todo) / durations["featurize"], 2) if durations["featurize"] else None,
-            "started_at": started_at.isoformat(),
-            "finished_at": datetime.now(timezone.utc).isoformat(),
+            "durations_s": dict(laps.durations, total=round(total, 3)),
+            "images_per_s": round(len(plan.todo) / featurize, 2) if featurize else None,
             "engine": os.environ.get("FRUITFLOW_ENGINE", "local"),
         }
     )
-    if previous is not None:
-        metrics["previous_run"] = {key: previous.get(key) for key in ("started_at", "finished_at", "images")}
     for key in ("cluster_id", "step_id"):
         value = os.environ.get("FRUITFLOW_" + key.upper())
         if value:
             metrics[key] = value
-    storage.write_bytes(spark, layout.child(opts.output, layout.METRICS), json.dumps(metrics, indent=2).encode())
-    log.info("wrote %s", layout.child(opts.output, layout.METRICS))
     return metrics
 
 

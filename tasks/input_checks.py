@@ -8,8 +8,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from prefect import get_run_logger, task
+from pyarrow import fs as pafs
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+from fruitjob import rules
+from tasks.input_listing import list_input_facts
 
 
 class InputError(ValueError):
@@ -36,48 +38,41 @@ def local_path(uri: str) -> Path:
 
 
 def summarize_local_input(images: str) -> InputSummary:
-    """Count image files (by extension, case-insensitive) and other files, without following dir links."""
+    """Count image files (by extension, case-insensitive) and other files, following folder links but not loops."""
     root = local_path(images)
     if not root.exists():
         raise InputError(f"input folder {images} does not exist")
     if not root.is_dir():
         raise InputError(f"input {images} is not a folder; pass the folder that holds one sub-folder per label")
-    count = other = size = 0
-    for folder, _dirs, names in os.walk(root, followlinks=False):
-        for name in names:
-            if name.lower().endswith(IMAGE_EXTENSIONS):
-                count += 1
-                try:
-                    size += os.stat(os.path.join(folder, name)).st_size
-                except OSError:
-                    pass  # a dangling link: the job reports it in errors/
-            else:
-                other += 1
-    if count == 0:
+    facts = list_input_facts(str(root), pafs.LocalFileSystem())
+    size = 0
+    for uri in facts.images:
+        try:
+            size += os.stat(rules.local_path(uri)).st_size
+        except OSError:
+            pass  # a dangling link or a non-UTF-8 name: the job reports it in errors/
+    if not facts.images:
         raise InputError(
-            f"no images under {images} ({other} other files); expected .jpg, .jpeg or .png files in "
+            f"no images under {images} ({facts.other_files} other files); expected .jpg, .jpeg or .png files in "
             "one sub-folder per label"
         )
-    return InputSummary(images=count, other_files=other, total_bytes=size)
+    return InputSummary(images=len(facts.images), other_files=facts.other_files, total_bytes=size)
 
 
-def ensure_output_free(output: str, overwrite: bool, incremental: bool) -> None:
-    """Refuse an output that holds a finished run unless the user said what to do with it."""
-    if overwrite or incremental:
-        return
-    metrics = local_path(output) / "metrics.json"
-    if metrics.exists():
-        raise InputError(
-            f"{output} already holds a finished run (metrics.json is there); pass --overwrite to replace it, "
-            "--incremental to add new images to it, or choose another --output"
-        )
+def ensure_output_free(images: str, output: str, overwrite: bool, incremental: bool) -> None:
+    """Refuse an output inside the input, or one holding a run (finished or not) the options say nothing about."""
+    folder = local_path(output)
+    present = [name for name in rules.OUTPUT_PARTS if (folder / name).exists()]
+    problem = rules.output_inside_input(images, output) or rules.output_refusal(output, present, overwrite, incremental)
+    if problem:
+        raise InputError(problem)
 
 
 @task(name="check-input")
 def check_local_input(images: str, output: str, overwrite: bool = False, incremental: bool = False) -> dict:
     """Check the local input and output before any Spark process starts."""
     summary = summarize_local_input(images)
-    ensure_output_free(output, overwrite, incremental)
+    ensure_output_free(images, output, overwrite, incremental)
     get_run_logger().info(
         "input %s: %d images (%.1f MB), %d other files",
         images,

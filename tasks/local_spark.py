@@ -47,8 +47,9 @@ def spark_submit_command(spec: JobSpec, master: str | None = None) -> list[str]:
     ]
 
 
-def job_environment() -> dict[str, str]:
-    """The Python of this process everywhere (driver and workers), and quiet TensorFlow start-up logs."""
+def job_environment(flow_run_id: str | None = None) -> dict[str, str]:
+    """The Python of this process everywhere (driver and workers), quiet TensorFlow start-up logs, and the flow
+    run id (the holder named in the output's lock)."""
     env = dict(os.environ)
     env.update(
         SPARK_HOME=str(spark_home()),
@@ -57,6 +58,8 @@ def job_environment() -> dict[str, str]:
         TF_CPP_MIN_LOG_LEVEL="2",
         FRUITFLOW_ENGINE="local",
     )
+    if flow_run_id:
+        env["FRUITFLOW_FLOW_RUN_ID"] = flow_run_id
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     return env
 
@@ -96,7 +99,7 @@ def run_local_job(spec: JobSpec, master: str | None = None) -> str:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=job_environment(),
+        env=job_environment(_flow_run_id()),
         cwd=str(JOB_SCRIPT.parent.parent),
     ) as process:
         assert process.stdout is not None
@@ -111,6 +114,12 @@ def run_local_job(spec: JobSpec, master: str | None = None) -> str:
         raise SparkJobFailed(f"the Spark job failed (exit {code}): {_failure_reason(tail)}")
     progress.update(100.0, "done")
     return spec.output
+
+
+def _flow_run_id() -> str | None:
+    from prefect.runtime import flow_run
+
+    return flow_run.id
 
 
 def _stop(process: subprocess.Popen, logger, grace_seconds: float = 10) -> None:

@@ -22,6 +22,8 @@ from pathlib import Path
 import boto3
 import pytest
 
+from tests.fake_emr_outputs import as_if_on_s3
+
 BUCKET = "fruitflow-test"
 REGION = "us-east-1"
 KEY_PAIR = "fruitflow-test-key"
@@ -219,7 +221,12 @@ class FakeCluster:
             with _environment(env):
                 run(self.spark, parse_options(local_args))
             self._cache[key] = local_out
-        _upload(s3, local_out, value["--output"], _emrfs_upload_args(cluster))
+        with tempfile.TemporaryDirectory(prefix="fake-emr-upload-") as staging:
+            as_s3 = Path(staging) / "output"
+            shutil.copytree(local_out, as_s3)
+            images_uri = value["--images"].rstrip("/")
+            as_if_on_s3(as_s3, {str(local_out.parent / "images"): images_uri, str(local_out): value["--output"]})
+            _upload(s3, as_s3, value["--output"], _emrfs_upload_args(cluster))
         self.runs.append({"cluster_id": cluster.id, "step_id": step.id, "args": job_args, "replayed": replayed})
 
     def _finish_failed(self, cluster, step, reason: str, stderr: str) -> None:

@@ -109,6 +109,21 @@ def make_hostile_corpus(root: Path) -> dict[str, str]:
     add("metadata/labels.csv", b"path,label\na.jpg,Apple\n", SKIPPED)
     add("metadata/2024/extra.csv", b"x,y\n1,2\n", SKIPPED)
     add("Banana/notes.jpg.txt", b"a text file whose name contains .jpg", SKIPPED)
+    # Names that Hadoop's Path, Spark's file sources or a shell trip over: each is an image like any other.
+    add("Apple Red/IMG 2026-11-30 12:30:00.jpg", _jpeg(_gradient(40, 40, 50)), OK)
+    add("Apple Red/new\nline\ttab.jpg", _jpeg(_gradient(40, 40, 51)), OK)
+    add("Apple Red/" + "long" * 60 + ".jpg", _jpeg(_gradient(40, 40, 52)), OK)  # 244 bytes: near NAME_MAX
+    add("Apple Red/50%25 off + more & {x} [y] *z* ?.jpg", _jpeg(_gradient(40, 40, 53)), OK)
+    # Deeper than one folder: labelled by the first folder under the root, as Keras does.
+    add("Apple Red/2026/November/deep.jpg", _jpeg(_gradient(40, 40, 54)), OK)
+    # Named like an image, and not one that may be decoded: a GIF (Pillow would decode it) and PostScript
+    # (Pillow would run Ghostscript on it).
+    gif = io.BytesIO()
+    _gradient(16, 16, 55).save(gif, format="GIF")
+    add("Broken/really a gif.jpg", gif.getvalue(), ERROR)
+    add("Broken/postscript.jpg", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n", ERROR)
+    # Directly under the root: no label folder.
+    add("at the root.jpg", _jpeg(_gradient(40, 40, 56)), ERROR)
 
     for relative, data in files.items():
         path = root / relative
@@ -125,4 +140,26 @@ def make_hostile_corpus(root: Path) -> dict[str, str]:
     # A link to a good image is an image like any other.
     os.symlink("plain 0.jpg", root / "Apple Red" / "link to plain 0.jpg")
     expected["Apple Red/link to plain 0.jpg"] = OK
+    # A label folder that is a link to a folder elsewhere (datasets are often assembled so): followed.
+    elsewhere = root.parent / (root.name + "-elsewhere")
+    elsewhere.mkdir()
+    for index in range(3):
+        (elsewhere / f"kiwi {index}.jpg").write_bytes(_jpeg(_gradient(40, 40, 60 + index)))
+        expected[f"Linked Kiwi/kiwi {index}.jpg"] = OK
+    os.symlink(elsewhere, root / "Linked Kiwi")
+    # Not files, or not readable whole: a FIFO (a read would block forever), a sparse 3 GB file (over Spark's
+    # 2 GB row limit), a name that is not UTF-8.
+    os.mkfifo(root / "Broken" / "fifo.jpg")
+    expected["Broken/fifo.jpg"] = ERROR
+    with open(root / "Broken" / "huge sparse.jpg", "wb") as handle:
+        handle.truncate(3 * 2**30)
+    expected["Broken/huge sparse.jpg"] = ERROR
+    not_utf8 = os.fsdecode(b"Broken/caf\xe9 latin-1.jpg")
+    (root / not_utf8).write_bytes(_jpeg(_gradient(40, 40, 63)))
+    expected[not_utf8] = ERROR
     return expected
+
+
+def output_uri(root: Path, relative: str) -> str:
+    """The ``path`` column value of a corpus file: a decoded ``file:`` URI, a name that is not UTF-8 escaped."""
+    return "file:" + os.fsencode(str(root / relative)).decode("utf-8", "backslashreplace")

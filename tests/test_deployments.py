@@ -83,6 +83,9 @@ def test_deploy_all_creates_both_deployments_on_the_process_pool(server, client)
         assert deployment.pull_steps == [
             {"prefect.deployments.steps.set_working_directory": {"directory": str(server.env["PWD"])}}
         ]
+        # One run at a time per deployment (and the output's own lock): never two writers on one output.
+        assert deployment.global_concurrency_limit.limit == 1
+        assert deployment.concurrency_options.collision_strategy == "ENQUEUE"
         # The flow's docstring gives every parameter a description in the UI's run form.
         assert deployment.parameter_openapi_schema["properties"]["images"]["description"]
 

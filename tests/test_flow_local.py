@@ -90,3 +90,23 @@ def test_bad_input_fails_fast_with_clear_message(prefect_harness, tmp_path, make
     assert message in state.message
     assert _task_names(state.state_details.flow_run_id) == {"check-input"}
     assert not output.exists()
+
+
+@pytest.mark.parametrize(
+    ("make_output", "message"),
+    [
+        (lambda images, tmp: images / "runs" / "1", "lies inside --images"),
+        (lambda images, tmp: _unfinished(tmp / "half"), "holds an unfinished run"),
+    ],
+    ids=["inside-input", "unfinished"],
+)
+def test_unusable_output_is_refused_before_spark(prefect_harness, fruit_images, tmp_path, make_output, message):
+    output = make_output(fruit_images, tmp_path)
+    state = fruit_features(images=str(fruit_images), output=str(output), return_state=True, **FLOW_ARGS)
+    assert state.is_failed() and message in state.message
+    assert _task_names(state.state_details.flow_run_id) == {"check-input"}
+
+
+def _unfinished(folder):
+    (folder / "features").mkdir(parents=True)  # a run died before metrics.json
+    return folder

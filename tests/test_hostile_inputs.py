@@ -16,7 +16,7 @@ from pyarrow import fs as pafs
 
 from tasks.validation import OutputInvalid, check_output
 from tests.helpers import metrics, read_parquet
-from tests.hostile_inputs import ERROR, OK, SKIPPED, make_hostile_corpus
+from tests.hostile_inputs import ERROR, OK, SKIPPED, make_hostile_corpus, output_uri
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def hostile_run(spark, run_job, corpus, tmp_path_factory) -> Path:
 
 
 def _uri(root: Path, relative: str) -> str:
-    return "file:" + str(root / relative)
+    return output_uri(root, relative)
 
 
 def test_every_decodable_image_has_features(corpus, hostile_run):
@@ -55,6 +55,8 @@ def test_every_decodable_image_has_features(corpus, hostile_run):
     labels = dict(zip(features["path"], features["label"], strict=True))
     assert labels[_uri(root, "Pêche Blanche/ünïcødé 桃 🍑.jpg")] == "Pêche Blanche"
     assert labels[_uri(root, "Apple Red/100% fresh #1 (copy).jpg")] == "Apple Red"
+    assert labels[_uri(root, "Apple Red/2026/November/deep.jpg")] == "Apple Red"  # the first folder, not the parent
+    assert labels[_uri(root, "Linked Kiwi/kiwi 0.jpg")] == "Linked Kiwi"  # a linked label folder is followed
 
 
 def test_every_undecodable_image_is_an_error_with_a_reason(corpus, hostile_run):
@@ -70,18 +72,27 @@ def test_every_undecodable_image_is_an_error_with_a_reason(corpus, hostile_run):
     assert "Truncated" in reasons[_uri(root, "Broken/truncated.jpg")]
     assert "could not be read" in reasons[_uri(root, "Broken/loop-a.jpg")]
     assert "could not be read" in reasons[_uri(root, "Broken/dangling.jpg")]
+    assert "not a regular file (a FIFO)" in reasons[_uri(root, "Broken/fifo.jpg")]
+    assert "file too large to read (3221.2 MB" in reasons[_uri(root, "Broken/huge sparse.jpg")]
+    assert "not valid UTF-8" in reasons[_uri(root, "Broken/caf\udce9 latin-1.jpg")]
+    assert reasons[_uri(root, "at the root.jpg")].startswith("not inside a label folder")
+    for name in ("Broken/really a gif.jpg", "Broken/postscript.jpg"):
+        assert "JPEG or PNG" in reasons[_uri(root, name)], reasons[_uri(root, name)]
 
 
 def test_counts_reconcile_and_validation_passes(corpus, hostile_run):
-    _root, expected = corpus
+    root, expected = corpus
     m = metrics(hostile_run)
     outcomes = list(expected.values())
     assert m["files_seen"] == len(expected)
+    skipped_folders = {entry["path"] for entry in m["folders_skipped"]}
+    assert skipped_folders == {_uri(root, "Banana/loop"), _uri(root, "Broken/back to root")}  # loops, named
     assert m["files_skipped"] == outcomes.count(SKIPPED)
     assert (m["images_ok"], m["images_failed"]) == (outcomes.count(OK), outcomes.count(ERROR))
     assert m["images_ok"] + m["images_failed"] + m["files_skipped"] == m["files_seen"]
     report = check_output(str(hostile_run), pafs.LocalFileSystem())  # raises if anything does not reconcile
-    assert report.per_class["Broken"]["failed"] == outcomes.count(ERROR) and "Empty Class" not in report.per_class
+    assert report.per_class["Broken"]["failed"] == outcomes.count(ERROR) - 1 and "Empty Class" not in report.per_class
+    assert report.per_class[""] == {"ok": 0, "failed": 1}  # the image directly under the root: no label
 
 
 def test_killed_worker_task_is_retried_without_losing_or_duplicating_rows(hostile_run):
@@ -94,7 +105,7 @@ def test_killed_worker_task_is_retried_without_losing_or_duplicating_rows(hostil
 @pytest.mark.slow
 def test_unfinished_output_is_refused_by_validation_then_redone_by_a_rerun(spark, corpus, hostile_run, tmp_path):
     """A run that died after writing features/ but before metrics.json: it never looks finished, a rerun redoes it."""
-    from extract_features import run
+    from extract_features import JobError, run
 
     from fruitjob.options import parse_options
     from tests.conftest import JOB_DEFAULTS
@@ -108,12 +119,20 @@ def test_unfinished_output_is_refused_by_validation_then_redone_by_a_rerun(spark
         check_output(str(half_done), pafs.LocalFileSystem())
 
     argv = ["--images", str(root), "--output", str(half_done), *JOB_DEFAULTS, "--pca-components", "3"]
-    run(spark, parse_options(argv))  # no --overwrite needed: nothing finished was there
+    with pytest.raises(JobError, match="holds an unfinished run"):
+        run(spark, parse_options(argv))  # a plain run never writes over a half-done one
+    run(spark, parse_options([*argv, "--incremental"]))  # --incremental finishes it
 
     check_output(str(half_done), pafs.LocalFileSystem())
     before, after = read_parquet(hostile_run, "features"), read_parquet(half_done, "features")
     assert list(after["path"]) == list(before["path"])
-    assert metrics(half_done)["images_ok"] == metrics(hostile_run)["images_ok"]
+    resumed, first = metrics(half_done), metrics(hostile_run)
+    # The features that were written are kept (not featurized again); the failed images are retried.
+    assert (resumed["images_already_done"], resumed["images_ok"]) == (first["images_ok"], 0)
+    assert resumed["images_failed"] == first["images_failed"]
+    # pca_model/ and space.json were written before the crash: the resumed run stays in that one space.
+    assert resumed["pca_refit"] is False and resumed["pca_model_id"] == first["pca_model_id"]
+    assert sorted(read_parquet(half_done, "pca")["path"]) == sorted(before["path"])
 
 
 def test_a_large_photo_is_decoded_at_reduced_scale(monkeypatch):

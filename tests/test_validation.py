@@ -36,7 +36,7 @@ def test_counts_that_do_not_reconcile_are_named(output_copy):
     with pytest.raises(OutputInvalid) as caught:
         check_output(str(output_copy), fs.LocalFileSystem())
     assert "images_ok 30 + images_failed 1 != images_total 25" in str(caught.value)
-    assert "features/ has 24 rows, metrics say 30" in str(caught.value)
+    assert "features/ has 24 rows of this run, metrics say images_ok 30" in str(caught.value)
 
 
 def test_increasing_explained_variance_is_refused(output_copy):

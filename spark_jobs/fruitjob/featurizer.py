@@ -14,6 +14,7 @@ from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
 
 from fruitjob.decoding import UNREADABLE, ImageDecodeError, decode_image
+from fruitjob.reading import read_local_file
 from fruitjob.weights import FEATURE_DIM, Weights
 
 RESULT_TYPE = StructType(
@@ -106,14 +107,19 @@ def warm_up_workers(spark) -> threading.Thread:
     return thread
 
 
-def featurize_contents(engine: Engine, contents: List[Optional[bytes]]) -> pd.DataFrame:
-    """Features or an error for each image: an image that fails never fails its neighbours."""
+def featurize_contents(
+    engine: Engine, contents: List[Optional[bytes]], reasons: Optional[List[Optional[str]]] = None
+) -> pd.DataFrame:
+    """Features or an error for each image: an image that fails never fails its neighbours.
+
+    ``reasons`` says why a ``None`` content could not be read (else it is reported as unreadable).
+    """
     features: List[Optional[np.ndarray]] = [None] * len(contents)
     errors: List[Optional[str]] = [None] * len(contents)
     decoded, positions = [], []
     for i, data in enumerate(contents):
         if data is None:
-            errors[i] = UNREADABLE
+            errors[i] = (reasons[i] if reasons else None) or UNREADABLE
             continue
         try:
             decoded.append(decode_image(bytes(data)))
@@ -148,14 +154,19 @@ def _kill_worker_once_for_tests() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def make_featurize_udf(weights_broadcast, featurizer: str, batch_size: int):
-    """A pandas UDF: binary content column -> struct(features array<float>, error string)."""
+def make_featurize_udf(weights_broadcast, featurizer: str, batch_size: int, from_paths: bool = False):
+    """A pandas UDF -> struct(features array<float>, error string), over a binary content column, or over a
+    column of local ``file:`` paths that the worker reads itself (``from_paths``)."""
 
     @pandas_udf(RESULT_TYPE)
     def featurize(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
         _kill_worker_once_for_tests()
         engine = get_engine(weights_broadcast.value, featurizer, batch_size)
-        for contents in batches:
-            yield featurize_contents(engine, list(contents))
+        for column in batches:
+            if from_paths:
+                read = [read_local_file(path) for path in column]
+                yield featurize_contents(engine, [data for data, _ in read], [reason for _, reason in read])
+            else:
+                yield featurize_contents(engine, list(column))
 
     return featurize

@@ -1,9 +1,9 @@
-"""Which listed images a previous run into the same output already handled (by path and size)."""
+"""Which listed images a previous run into the same output already featurized (same size, time and ETag)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -11,35 +11,49 @@ from pyspark.sql import functions as F
 from fruitjob import layout, storage
 from fruitjob.listing import ImageFile
 
+Key = Tuple[Optional[int], Optional[int], Optional[str]]
+
 
 @dataclass(frozen=True)
 class Plan:
-    todo: List[ImageFile]
-    already_done: int
-    changed: List[str]  # paths done before whose size changed: their old rows are replaced
+    todo: List[ImageFile]  # readable images to featurize in this run
+    already_done: int  # listed images whose features are there and still current
+    changed: List[str]  # paths with features that no longer match the file: their old rows are replaced
 
 
-def _done_sizes(spark: SparkSession, output: str) -> Dict[str, int]:
-    """path -> size of every image with a row in features/ or errors/ (errors/ has no size: -1)."""
-    done: Dict[str, int] = {}
-    features = layout.child(output, layout.FEATURES)
-    if storage.exists(spark, features):
-        for row in spark.read.parquet(features).select("path", "size").collect():
-            done[row["path"]] = int(row["size"])
-    errors = layout.child(output, layout.ERRORS)
-    if storage.exists(spark, errors):
-        frame = spark.read.parquet(errors)
-        size = F.col("size") if "size" in frame.columns else F.lit(-1)
-        for row in frame.select("path", size.alias("size")).collect():
-            done.setdefault(row["path"], int(row["size"]))
+def _done_keys(spark: SparkSession, output: str) -> Dict[str, Key]:
+    """path -> (size, modified, etag) of every image with a row in features/ (older outputs lack the last two)."""
+    uri = layout.child(output, layout.FEATURES)
+    if not storage.exists(spark, uri):
+        return {}
+    frame = spark.read.parquet(uri)
+    columns = [name for name in ("path", "size", "modified", "etag") if name in frame.columns]
+    done = {}
+    for row in frame.select(*columns).collect():
+        values = row.asDict()
+        done[values["path"]] = (values.get("size"), values.get("modified"), values.get("etag"))
     return done
 
 
+def is_current(done: Key, image: ImageFile) -> bool:
+    """The features of ``done`` are still those of ``image``: same size, and the same modification time and ETag
+    wherever both sides know them."""
+    size, modified, etag = done
+    if image.problem is not None or size != image.size:
+        return False
+    if modified is not None and image.modified is not None and modified != image.modified:
+        return False
+    return not (etag and image.etag and etag != image.etag)
+
+
 def plan_increment(spark: SparkSession, output: str, images: List[ImageFile]) -> Plan:
-    done = _done_sizes(spark, output)
-    todo = [image for image in images if image.path not in done or done[image.path] not in (image.size, -1)]
-    changed = [image.path for image in todo if image.path in done]
-    return Plan(todo=todo, already_done=len(images) - len(todo), changed=changed)
+    """Every image is featurized again unless its features are current; images that failed before are retried."""
+    done = _done_keys(spark, output)
+    current = [image for image in images if image.path in done and is_current(done[image.path], image)]
+    current_paths = {image.path for image in current}
+    todo = [image for image in images if image.problem is None and image.path not in current_paths]
+    changed = [image.path for image in images if image.path in done and image.path not in current_paths]
+    return Plan(todo=todo, already_done=len(current), changed=changed)
 
 
 def without_paths(frame: DataFrame, paths: List[str]) -> DataFrame:

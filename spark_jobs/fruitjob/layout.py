@@ -8,6 +8,14 @@ ERRORS = "errors"
 PCA_MODEL = "pca_model"
 METRICS = "metrics.json"
 STAGING = "_featurized"  # one pass of the model, split into features/ and errors/, then removed
+SPACE = "space.json"  # the feature space and the one PCA model the output's rows are in, recorded once
+LOCK = "_fruitflow.lock"  # the lease of the run writing the output
+SUMMARY = "summary.md"
+PLOT = "explained_variance.png"
+# Columns, in order; the first of each are the documented ones (INTERFACE.md), the others serve reruns.
+FEATURE_COLUMNS = ["path", "label", "size", "features", "modified", "etag", "run_id"]
+ERROR_COLUMNS = ["path", "label", "error", "size", "modified", "etag", "run_id"]
+PCA_COLUMNS = ["path", "label", "pca", "pca_model_id"]
 
 
 def child(output: str, name: str) -> str:

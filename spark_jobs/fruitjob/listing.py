@@ -1,104 +1,171 @@
-"""What is under the input: image files with their labels, and the files we skip.
+"""What is under the input: every image file with its label and what is known of it, and what we skip.
 
-The input is listed here, on the driver, rather than by Spark's recursive file lookup: Hadoop's local
-file system follows symbolic links, so a link loop would be listed until paths overflow. Locally we walk
-without following directory links; on object stores (no links) Hadoop's flat listing is used.
+The input is listed here, on the driver, rather than by Spark's recursive file lookup. Locally, folder links are
+followed (a label folder is often a link into another disk) but a link back to a folder already on the way down
+is a loop: it is not descended and is reported. A folder that cannot be listed is reported too; nothing is
+dropped without a name. Image-named files that cannot be images (a FIFO, a file too big to read, a name that is
+not UTF-8, an image directly under the root) carry the reason here and become ``errors/`` rows without a read.
+On object stores (no links) Hadoop's flat listing is used.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import stat
 from dataclasses import dataclass, field
-from typing import List, Tuple
-from urllib.parse import unquote, urlparse
+from typing import List, Optional, Tuple
 
 from pyspark.sql import SparkSession
 
 from fruitjob import storage
+from fruitjob.decoding import EMPTY_FILE, UNREADABLE
+from fruitjob.rules import MAX_IMAGE_BYTES, NOT_IN_LABEL_FOLDER, is_image_name, is_local, label_of, local_path, to_uri
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+log = logging.getLogger("fruitflow.listing")
+NOT_UTF8 = "file name is not valid UTF-8 (shown with \\x escapes): rename the file"
 
 
 @dataclass(frozen=True)
 class ImageFile:
-    path: str  # decoded URI: file:/abs/Apple Braeburn 1/x.jpg, s3://bucket/key with space.jpg
-    label: str
-    size: int
+    path: str  # canonical URI, not URL-encoded: file:/abs/Apple Braeburn 1/x.jpg, s3://bucket/key with space.jpg
+    label: str  # the first folder under the input root; "" directly under the root
+    size: Optional[int]  # None when unknown (a dangling link)
+    modified: Optional[int] = None  # modification time, ms since the epoch
+    etag: Optional[str] = None  # S3 only, where the file system reports it
+    problem: Optional[str] = None  # why it cannot be featurized, known without reading it
+
+    @property
+    def key(self) -> Tuple[Optional[int], Optional[int], Optional[str]]:
+        """What tells a changed file from the one featurized before: size, modification time, ETag."""
+        return (self.size, self.modified, self.etag)
 
 
 @dataclass
 class Listing:
     images: List[ImageFile] = field(default_factory=list)
     skipped: List[str] = field(default_factory=list)  # not an image by extension
+    skipped_folders: List[Tuple[str, str]] = field(default_factory=list)  # (folder, why it was not listed)
 
     @property
     def files_seen(self) -> int:
         return len(self.images) + len(self.skipped)
 
+    @property
+    def readable(self) -> List[ImageFile]:
+        return [image for image in self.images if image.problem is None]
 
-def is_local(uri: str) -> bool:
-    return urlparse(uri).scheme in ("", "file")
-
-
-def local_path(uri: str) -> str:
-    """The file-system path of a local URI (``file:/x``, ``file:///x`` or a plain path).
-
-    Our URIs are not URL-encoded, so ``#`` and ``?`` are parts of a file name here, not a fragment or a query.
-    """
-    if not uri.startswith("file:"):
-        return uri
-    rest = uri[len("file:") :]
-    if rest.startswith("//"):  # file://authority/path: the authority is empty or localhost for local files
-        rest = rest[rest.find("/", 2) :] if rest.find("/", 2) >= 0 else "/"
-    return rest
+    @property
+    def problems(self) -> List[ImageFile]:
+        return [image for image in self.images if image.problem is not None]
 
 
-def to_uri(path: str) -> str:
-    """The canonical decoded URI of a local path or of a URI, as ``path`` columns hold it."""
-    if is_local(path):
-        return "file:" + os.path.abspath(local_path(path))
-    return path
+def _uri(path: str) -> Tuple[str, bool]:
+    """The path as a URI string, and whether its name is valid UTF-8 (else shown with \\x escapes)."""
+    try:
+        path.encode("utf-8")
+        return "file:" + path, True
+    except UnicodeEncodeError:
+        return "file:" + os.fsencode(path).decode("utf-8", "backslashreplace"), False
 
 
-def decode_spark_path(path: str, encoded: bool) -> str:
-    """Spark < 4 gives ``binaryFile`` paths URL-encoded ("Apple%20Braeburn%201"); Spark 4 does not."""
-    return unquote(path) if encoded else path
-
-
-def label_of(path: str) -> str:
-    """The label of an image is the name of the folder it is in."""
-    parts = path.rstrip("/").split("/")
-    return parts[-2] if len(parts) >= 2 else ""
-
-
-def is_image_name(path: str) -> bool:
-    return path.lower().endswith(IMAGE_EXTENSIONS)
-
-
-def _walk_local(root: str) -> List[Tuple[str, int]]:
-    found = []
-    # followlinks=False: a directory link (possibly a loop) is not descended; file links are kept.
-    for folder, _dirs, names in os.walk(root, followlinks=False):
-        for name in names:
+def _walk_local(root: str, skipped_folders: List[Tuple[str, str]]) -> List[str]:
+    """Every non-folder entry under ``root``, following folder links but never around a loop."""
+    found: List[str] = []
+    try:
+        top = os.stat(root)
+    except OSError as exc:
+        skipped_folders.append((_uri(root)[0], "folder could not be listed: %s" % (exc.strerror or exc)))
+        return found
+    stack = [(root, frozenset([(top.st_dev, top.st_ino)]))]
+    while stack:
+        folder, ancestors = stack.pop()
+        try:
+            with os.scandir(folder) as entries:
+                names = sorted(entry.name for entry in entries)
+        except OSError as exc:
+            skipped_folders.append((_uri(folder)[0], "folder could not be listed: %s" % (exc.strerror or exc)))
+            continue
+        for name in reversed(names):  # the stack pops the first name first
             full = os.path.join(folder, name)
             try:
-                size = os.stat(full).st_size
+                info = os.stat(full)
+                is_dir = stat.S_ISDIR(info.st_mode)
             except OSError:
-                size = -1  # a dangling link: listed, and reported as unreadable later
-            found.append(("file:" + full, size))
+                is_dir = False  # a dangling link or a link loop: listed, and an error row later
+            if not is_dir:
+                found.append(full)
+                continue
+            key = (info.st_dev, info.st_ino)
+            if key in ancestors:
+                skipped_folders.append((_uri(full)[0], "folder link loop: it leads back to a folder above it"))
+                continue
+            stack.append((full, ancestors | {key}))
     return found
 
 
-def list_input(spark: SparkSession, images_uri: str) -> Listing:
-    """List every file under ``images_uri`` and sort it into images and skipped files."""
-    if is_local(images_uri):
-        files = _walk_local(os.path.abspath(local_path(images_uri)))
-    else:
-        files = list(storage.list_files_recursive(spark, images_uri))
-    listing = Listing()
-    for path, size in sorted(files):
-        if is_image_name(path):
-            listing.images.append(ImageFile(path=path, label=label_of(path), size=size))
-        else:
+def _local_facts(path: str, utf8: bool) -> Tuple[Optional[int], Optional[int], Optional[str]]:
+    """(size, modified ms, problem) of a local image-named file, from one stat that follows links."""
+    if not utf8:
+        return None, None, NOT_UTF8
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        return None, None, UNREADABLE + (": a link loop" if exc.errno == errno.ELOOP else "")
+    modified = int(info.st_mtime_ns // 1_000_000)
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) else "a device"
+        return None, modified, "not a regular file (%s): only files are read" % kind
+    return int(info.st_size), modified, None
+
+
+def _common_problem(label: str, size: Optional[int], problem: Optional[str] = None) -> Optional[str]:
+    """The reason an image-named file becomes an error row without being read, or None."""
+    if not label:
+        return NOT_IN_LABEL_FOLDER
+    if problem:
+        return problem
+    if size == 0:
+        return EMPTY_FILE
+    if size is not None and size > MAX_IMAGE_BYTES:
+        return "file too large to read (%.1f MB; images up to %d MB are read)" % (size / 1e6, MAX_IMAGE_BYTES >> 20)
+    return None
+
+
+def _list_local(images_uri: str, listing: Listing) -> None:
+    root = os.path.abspath(local_path(images_uri))
+    root_uri = "file:" + root
+    for path in sorted(_walk_local(root, listing.skipped_folders)):
+        uri, utf8 = _uri(path)
+        if not is_image_name(uri):
+            listing.skipped.append(uri)
+            continue
+        label = label_of(root_uri, uri)
+        size, modified, problem = _local_facts(path, utf8)
+        listing.images.append(ImageFile(uri, label, size, modified, None, _common_problem(label, size, problem)))
+
+
+def _list_remote(spark: SparkSession, images_uri: str, listing: Listing) -> None:
+    root = images_uri.rstrip("/")
+    for path, size, modified, etag in sorted(storage.list_files_recursive(spark, root)):
+        if not is_image_name(path):
             listing.skipped.append(path)
+            continue
+        label = label_of(root, path)
+        listing.images.append(ImageFile(path, label, size, modified, etag, _common_problem(label, size)))
+
+
+def list_input(spark: SparkSession, images_uri: str) -> Listing:
+    """List every file under ``images_uri`` and sort it into images (with any known problem) and skipped files."""
+    listing = Listing()
+    if is_local(images_uri):
+        _list_local(images_uri, listing)
+    else:
+        _list_remote(spark, images_uri, listing)
+    for folder, reason in listing.skipped_folders:
+        log.warning("not listed: %s: %s", folder, reason)
     return listing
+
+
+__all__ = ["ImageFile", "Listing", "list_input", "is_local", "local_path", "to_uri", "NOT_UTF8"]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from dataclasses import dataclass
 from typing import List, Optional
+
+from fruitjob.rules import READERS
 
 DEFAULT_PCA_COMPONENTS = 50
 # Images per engine call: TFLite runs batches of 1-4 as fast as larger ones (caches stay warm), with less memory.
@@ -32,6 +35,7 @@ class JobOptions:
     incremental: bool = False
     overwrite: bool = False
     seed: int = 0
+    reader: str = "auto"
 
 
 def alpha_from_weights_name(weights: str) -> Optional[float]:
@@ -75,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--incremental", action="store_true", help="featurize only images not yet in the output")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished run in --output")
     parser.add_argument("--seed", type=int, default=0, help="seed of --weights random")
+    parser.add_argument(
+        "--reader",
+        choices=READERS,
+        default="auto",
+        help="how image bytes are read: auto (python workers for local files, binaryFile for object stores)",
+    )
     return parser
 
 
@@ -86,16 +96,25 @@ def parse_options(argv: Optional[List[str]] = None) -> JobOptions:
     if args.overwrite and args.incremental:
         raise SystemExit("--overwrite and --incremental exclude each other")
     return JobOptions(
-        images=args.images.rstrip("/"),
-        output=args.output.rstrip("/"),
+        images=resolve_path(args.images),
+        output=resolve_path(args.output),
         pca_components=args.pca_components,
-        weights=args.weights,
+        weights=args.weights if args.weights in ("imagenet", "random") else resolve_path(args.weights),
         alpha=alpha,
         batch_size=args.batch_size,
         featurizer=args.featurizer,
         partitions=args.partitions,
-        pca_model=args.pca_model,
+        pca_model=resolve_path(args.pca_model) if args.pca_model else None,
         incremental=args.incremental,
         overwrite=args.overwrite,
         seed=args.seed,
+        reader=args.reader,
     )
+
+
+def resolve_path(uri: str) -> str:
+    """A local path made absolute against the working directory (as the user typed it); URIs unchanged."""
+    uri = uri.rstrip("/") or uri
+    if "://" in uri or uri.startswith("file:"):
+        return uri
+    return os.path.abspath(uri)

@@ -9,29 +9,53 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from fruitjob import layout, storage
+from fruitjob.errors import JobError
 from fruitjob.featurizer import make_featurize_udf
 from fruitjob.incremental import replace_dataset, without_paths
 from fruitjob.listing import ImageFile
 from fruitjob.options import JobOptions
-from fruitjob.reading import unread_images
+from fruitjob.reading import LISTING_COLUMNS, listing_frame, unread_images
+from fruitjob.rules import OUTPUT_PARTS, output_inside_input, output_refusal
+
+__all__ = [
+    "JobError",
+    "check_output",
+    "clear_output",
+    "drop_stale_rows",
+    "listing_frame",
+    "mark_unfinished",
+    "present_parts",
+    "write_errors",
+    "write_features",
+]
 
 
-class JobError(RuntimeError):
-    """A problem with the run's input or output that the user must fix; the message says how."""
+def present_parts(spark: SparkSession, output: str) -> List[str]:
+    """Which of the output's parts (features/, errors/, pca/, pca_model/, metrics.json) are there."""
+    return [name for name in OUTPUT_PARTS if storage.exists(spark, layout.child(output, name))]
 
 
 def check_output(spark: SparkSession, opts: JobOptions) -> Optional[Dict[str, object]]:
-    """Refuse to clobber a finished run; returns its metrics when --incremental builds on it. Reads only."""
+    """Refuse an output inside the input, or holding a run the options do not say what to do with.
+
+    Reads only. Returns the finished run's metrics when --incremental builds on it.
+    """
+    problem = output_inside_input(opts.images, opts.output) or output_refusal(
+        opts.output, present_parts(spark, opts.output), opts.overwrite, opts.incremental
+    )
+    if problem:
+        raise JobError(problem)
     metrics_uri = layout.child(opts.output, layout.METRICS)
-    previous = None
-    if storage.exists(spark, metrics_uri):
-        if not (opts.overwrite or opts.incremental):
-            raise JobError(
-                "%s already holds a finished run (metrics.json is there); pass --overwrite to replace it, "
-                "--incremental to add new images to it, or choose another --output" % opts.output
-            )
-        previous = json.loads(storage.read_bytes(spark, metrics_uri).decode())
-    return previous if opts.incremental else None
+    if opts.incremental and storage.exists(spark, metrics_uri):
+        return json.loads(storage.read_bytes(spark, metrics_uri).decode())
+    return None
+
+
+def clear_output(spark: SparkSession, output: str) -> None:
+    """--overwrite, once every check has passed: nothing of the replaced run is left for a later run to pick up
+    (its pca_model/ above all, which an --incremental run would otherwise prefer)."""
+    for name in (*OUTPUT_PARTS, layout.STAGING, layout.SPACE, layout.SUMMARY, layout.PLOT):
+        storage.delete(spark, layout.child(output, name))
 
 
 def mark_unfinished(spark: SparkSession, output: str) -> None:
@@ -40,40 +64,62 @@ def mark_unfinished(spark: SparkSession, output: str) -> None:
     storage.delete(spark, layout.child(output, layout.METRICS))
 
 
-def write_features(spark: SparkSession, opts: JobOptions, weights, images: DataFrame, mode: str) -> None:
+def write_features(
+    spark: SparkSession, opts: JobOptions, weights, images: DataFrame, reader: str, run_id: str, mode: str
+) -> None:
     """Features of ``images`` into features/ (mode: overwrite or append); results stay staged for errors/.
 
     The model runs once per image: its results are written to a staging dataset in one pass (uncompressed: it
     is read once, right away), which is then split. Caching instead would re-run inference on any evicted
     partition.
     """
-    featurize = make_featurize_udf(spark.sparkContext.broadcast(weights), opts.featurizer, opts.batch_size)
-    result = featurize("content")
+    from_paths = reader == "python"
+    featurize = make_featurize_udf(spark.sparkContext.broadcast(weights), opts.featurizer, opts.batch_size, from_paths)
+    result = featurize("path" if from_paths else "content")
     images.select(
-        "path", "label", "size", result["features"].alias("features"), result["error"].alias("error")
+        *LISTING_COLUMNS,
+        result["features"].alias("features"),
+        result["error"].alias("error"),
+        F.lit(run_id).alias("run_id"),
     ).write.mode("overwrite").option("compression", "none").parquet(layout.child(opts.output, layout.STAGING))
     done = spark.read.parquet(layout.child(opts.output, layout.STAGING))
-    done.where(F.col("error").isNull()).drop("error").write.mode(mode).parquet(
+    done.where(F.col("error").isNull()).select(*layout.FEATURE_COLUMNS).write.mode(mode).parquet(
         layout.child(opts.output, layout.FEATURES)
     )
 
 
-def write_errors(spark: SparkSession, opts: JobOptions, images: List[ImageFile], mode: str) -> None:
-    """Images the model could not take, and listed images Spark could not read, into errors/."""
+def _problem_rows(spark: SparkSession, images: List[ImageFile], run_id: str) -> DataFrame:
+    rows = [(i.path, i.label, i.problem, i.size, i.modified, i.etag, run_id) for i in images]
+    schema = "path string, label string, error string, size long, modified long, etag string, run_id string"
+    return spark.createDataFrame(rows, schema)
+
+
+def write_errors(
+    spark: SparkSession, opts: JobOptions, problems: List[ImageFile], todo: List[ImageFile], run_id: str
+) -> None:
+    """Every image of this run that has no features, with its reason, into errors/ (replacing the last run's:
+    an --incremental run retries every image that failed before).
+
+    Images known to be unusable from the listing, images the model could not take, and listed images Spark's
+    reader did not return (binaryFile skips what it cannot read).
+    """
+    failed = _problem_rows(spark, problems, run_id)
     staged = layout.child(opts.output, layout.STAGING)
-    done = spark.read.parquet(staged)
-    failed = done.where(F.col("error").isNotNull()).drop("features")
-    if done.count() < len(images):  # only then is a listed image missing: skip the join otherwise
-        failed = failed.unionByName(unread_images(spark, images, done))
-    failed.write.mode(mode).parquet(layout.child(opts.output, layout.ERRORS))
+    if todo:
+        done = spark.read.parquet(staged)
+        failed = failed.unionByName(done.where(F.col("error").isNotNull()).select(*layout.ERROR_COLUMNS))
+        if done.count() < len(todo):  # only then is a listed image missing: skip the join otherwise
+            unread = unread_images(spark, todo, done).withColumn("run_id", F.lit(run_id))
+            failed = failed.unionByName(unread.select(*layout.ERROR_COLUMNS))
+    failed.coalesce(1).write.mode("overwrite").parquet(layout.child(opts.output, layout.ERRORS))
     storage.delete(spark, staged)
 
 
 def drop_stale_rows(spark: SparkSession, output: str, paths: List[str]) -> None:
-    """Images whose size changed since they were featurized: their old rows go before new ones come."""
+    """Images changed since they were featurized: their old rows go before new ones come."""
     if not paths:
         return
-    for name in (layout.FEATURES, layout.ERRORS, layout.PCA):
+    for name in (layout.FEATURES, layout.PCA):
         uri = layout.child(output, name)
         if storage.exists(spark, uri):
             replace_dataset(spark, uri, without_paths(spark.read.parquet(uri), paths))

@@ -1,25 +1,38 @@
-"""Reading image bytes with Spark's ``binaryFile`` source, for exactly the listed images."""
+"""Getting the listed images' bytes to the featurizer: read by the Python workers, or by Spark's ``binaryFile``.
+
+Local files are read by the Python workers from the listing's paths, as the featurizer consumes them: a file
+name is never parsed by Hadoop (colons, ``[*?{``, leading dots and underscores, newlines all break its ``Path``
+or are silently skipped by Spark's file sources), a FIFO never blocks a read, and no image bytes cross the JVM.
+Object stores (``s3://`` on EMR) are read with ``binaryFile`` under the input prefix, its glob characters
+escaped, and kept to exactly the listed objects; objects Spark cannot read (Glacier, KMS denied) are skipped
+by Spark (``ignoreCorruptFiles``) and come back as ``errors/`` rows through :func:`unread_images`.
+"""
 
 from __future__ import annotations
 
-from typing import List, Optional
+import os
+import stat
+from typing import List, Optional, Tuple
+from urllib.parse import unquote
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import BinaryType, LongType, StringType, StructField, StructType
+from pyspark.sql.types import LongType, StringType, StructField, StructType
 
-from fruitjob.decoding import EMPTY_FILE, UNREADABLE
-from fruitjob.listing import ImageFile, decode_spark_path, is_local, local_path
+from fruitjob.decoding import UNREADABLE
+from fruitjob.listing import ImageFile
+from fruitjob.rules import MAX_IMAGE_BYTES, is_local, local_path
 
 LISTING_SCHEMA = StructType(
     [
         StructField("path", StringType(), False),
         StructField("label", StringType(), False),
-        StructField("size", LongType(), False),
+        StructField("size", LongType(), True),
+        StructField("modified", LongType(), True),
+        StructField("etag", StringType(), True),
     ]
 )
-# Hadoop glob syntax; matched against file names only.
-IMAGE_GLOB = "*.{[jJ][pP][gG],[jJ][pP][eE][gG],[pP][nN][gG]}"
+LISTING_COLUMNS = [column.name for column in LISTING_SCHEMA.fields]
 _GLOB_SPECIALS = "\\[]{}*?"
 
 
@@ -28,86 +41,80 @@ def escape_glob(path: str) -> str:
     return "".join("\\" + c if c in _GLOB_SPECIALS else c for c in path)
 
 
-def listing_frame(spark: SparkSession, images: List[ImageFile]) -> DataFrame:
-    rows = [(image.path, image.label, image.size) for image in images]
+def listing_frame(spark: SparkSession, images: List[ImageFile], partitions: Optional[int] = None) -> DataFrame:
+    """The listed images as rows, spread over ``partitions`` slices (no shuffle)."""
+    rows = [(i.path, i.label, i.size, i.modified, i.etag) for i in images]
+    if partitions:
+        return spark.createDataFrame(spark.sparkContext.parallelize(rows, max(1, partitions)), LISTING_SCHEMA)
     return spark.createDataFrame(rows, LISTING_SCHEMA)
 
 
-def is_hidden_name(path: str) -> bool:
-    """Names Spark's file sources silently leave out, even when given one by one (``_x``, ``.x``, ``x._COPYING_``).
+def read_local_file(uri: str) -> Tuple[Optional[bytes], Optional[str]]:
+    """(bytes, None) of a local ``file:`` image, or (None, reason) when it cannot be read.
 
-    A superset of Spark's own rule, so that no file is read twice: these are read by :func:`_hidden_files`.
+    Opened without blocking and checked to be a regular file, so a file swapped for a FIFO since the listing
+    never hangs a worker; never more than the size limit is read.
     """
-    name = path.rstrip("/").rsplit("/", 1)[-1]
-    return name.startswith(("_", ".")) or name.endswith("._COPYING_")
-
-
-def read_local_file(path: str) -> Optional[bytes]:
-    """The bytes of a local ``file:`` path, or None when it cannot be read (gone, a link loop, no permission)."""
     try:
-        with open(local_path(path), "rb") as handle:
-            return handle.read()
-    except OSError:
-        return None
+        fd = os.open(local_path(uri), os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        return None, "%s: %s" % (UNREADABLE, exc.strerror or type(exc).__name__)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None, "not a regular file: only files are read"
+        if info.st_size > MAX_IMAGE_BYTES:
+            return None, "file too large to read (%.1f MB)" % (info.st_size / 1e6)
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read(MAX_IMAGE_BYTES + 1), None
+    except OSError as exc:
+        return None, "%s: %s" % (UNREADABLE, exc.strerror or type(exc).__name__)
+    finally:
+        os.close(fd)
 
 
-def _hidden_files(spark: SparkSession, images: List[ImageFile]) -> DataFrame:
-    """Read hidden-named local files in the Python workers: binaryFile would drop them without a word."""
-    frame = listing_frame(spark, images).select("path", "size")
-    return frame.select("path", "size", F.udf(read_local_file, BinaryType())("path").alias("content"))
+def reader_for(images_uri: str, asked: str = "auto") -> str:
+    """``python`` for local inputs, ``binaryfile`` for object stores, unless asked for one."""
+    if asked != "auto":
+        return asked
+    return "python" if is_local(images_uri) else "binaryfile"
 
 
-def label_column(path: Column) -> Column:
-    """:func:`fruitjob.listing.label_of` as a Spark expression: the name of the folder the file is in."""
-    return F.element_at(F.split(path, "/"), -2)
+# Hadoop glob syntax; matched against file names only.
+IMAGE_GLOB = "*.{[jJ][pP][gG],[jJ][pP][eE][gG],[pP][nN][gG]}"
 
 
 def _binary_files(spark: SparkSession, images_uri: str, images: List[ImageFile]) -> DataFrame:
-    """(path, size, content) of the listed images that binaryFile reads (or, for hidden names, Python)."""
+    """(listing columns..., content) of the listed images binaryFile reads."""
     reader = spark.read.format("binaryFile")
-    encoded = int(spark.version.split(".")[0]) < 4
-    decode = F.udf(lambda p: decode_spark_path(p, encoded), StringType())
-
-    def decoded(frame: DataFrame) -> DataFrame:
-        path = decode("path") if encoded else F.col("path")
-        return frame.select(path.alias("path"), F.col("length").alias("size"), "content")
-
-    if not is_local(images_uri):
-        frame = decoded(
-            reader.option("recursiveFileLookup", "true").option("pathGlobFilter", IMAGE_GLOB).load(images_uri)
-        )
-        # Only what was listed: a file uploaded since then is left for the next run, not half-counted in this one.
-        return frame.join(F.broadcast(listing_frame(spark, images).select("path")), on="path", how="left_semi")
-    # Exactly the listed, readable files: a recursive lookup would follow link loops.
-    readable = [image for image in images if image.size >= 0]
-    hidden = [image for image in readable if is_hidden_name(image.path)]
-    visible = [image.path for image in readable if not is_hidden_name(image.path)]
-    frames = [_hidden_files(spark, hidden)] if hidden else []
-    if visible:
-        # Spark prints local paths as file:/x, as the listing does; file:/// is normalised just in case.
-        frame = reader.load([escape_glob(path) for path in visible])
-        frames.append(decoded(frame.withColumn("path", F.regexp_replace("path", "^file:///", "file:/"))))
-    if not frames:
-        return spark.createDataFrame([], "path string, size long, content binary")
-    return frames[0] if len(frames) == 1 else frames[0].unionByName(frames[1])
+    if is_local(images_uri):
+        # Exactly the listed files: a recursive lookup would follow link loops.
+        frame = reader.load([escape_glob(image.path) for image in images])
+    else:
+        frame = reader.option("recursiveFileLookup", "true").option("pathGlobFilter", IMAGE_GLOB)
+        frame = frame.load(escape_glob(images_uri.rstrip("/")))
+    # Spark < 4 gives binaryFile paths URL-encoded ("Apple%20Braeburn%201"); Spark 4 does not.
+    if int(spark.version.split(".")[0]) < 4:
+        frame = frame.withColumn("path", F.udf(unquote, StringType())("path"))
+    # Spark prints local paths as file:/x, as the listing does; file:/// is normalised just in case.
+    frame = frame.select(F.regexp_replace("path", "^file:///", "file:/").alias("path"), "content")
+    # Only what was listed (a file uploaded since is left for the next run), with the listing's facts: the listing
+    # is the small side of the join, so the image bytes are never shuffled nor sent through the driver.
+    listed = F.broadcast(listing_frame(spark, images))
+    return frame.join(listed, on="path", how="inner").select(*LISTING_COLUMNS, "content")
 
 
-def read_images(spark: SparkSession, images_uri: str, images: List[ImageFile]) -> DataFrame:
-    """(path, label, size, content) of the listed images Spark could read, in binaryFile's own splits.
-
-    No join with the listing: the image bytes are never shuffled nor sent through the driver. Listed images
-    that were not read are found afterwards by :func:`unread_images`, so that they are reported, not dropped.
-    """
-    frame = _binary_files(spark, images_uri, images)
-    return frame.select("path", label_column(F.col("path")).alias("label"), "size", "content")
+def read_images(spark: SparkSession, images_uri: str, images: List[ImageFile], partitions: int, reader: str):
+    """The rows the featurizer takes: listing columns, plus ``content`` when Spark read the bytes (binaryfile)."""
+    if reader == "python":
+        return listing_frame(spark, images, partitions)
+    return _binary_files(spark, images_uri, images)
 
 
 def unread_images(spark: SparkSession, images: List[ImageFile], done: DataFrame) -> DataFrame:
-    """(path, label, size, error) of the listed images missing from ``done``, each with its reason."""
+    """(listing columns..., error) of the listed images missing from ``done``, each with its reason."""
     missing = listing_frame(spark, images).join(done.select("path"), on="path", how="left_anti")
-    # Spark's file sources read no split of an empty file: it is an empty image, not an unreadable one.
-    reason = F.when(F.col("size") == 0, F.lit(EMPTY_FILE)).otherwise(F.lit(UNREADABLE))
-    return missing.withColumn("error", reason)
+    return missing.withColumn("error", F.lit(UNREADABLE))
 
 
-__all__ = ["read_images", "unread_images", "escape_glob", "local_path"]
+__all__ = ["read_images", "unread_images", "escape_glob", "read_local_file", "reader_for", "listing_frame"]

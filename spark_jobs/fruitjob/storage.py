@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Tuple
+from typing import Iterator, Optional, Tuple
 
 from pyspark.sql import SparkSession
 
@@ -42,13 +42,21 @@ def delete(spark: SparkSession, uri: str) -> None:
         fs.delete(path, True)
 
 
-def list_files_recursive(spark: SparkSession, uri: str) -> Iterator[Tuple[str, int]]:
-    """Yield (path, size) of every file under ``uri``; paths as Hadoop prints them (not URL-encoded)."""
+def list_files_recursive(spark: SparkSession, uri: str) -> Iterator[Tuple[str, int, int, Optional[str]]]:
+    """Yield (path, size, modified ms, ETag or None) of every file under ``uri``; paths as Hadoop prints them
+    (not URL-encoded). The ETag comes from file systems that report one (Hadoop's ``EtagSource``: S3A)."""
     path, fs = _path_and_fs(spark, uri)
     files = fs.listFiles(path, True)
+    etags = True
     while files.hasNext():
         status = files.next()
-        yield str(status.getPath().toString()), int(status.getLen())
+        etag = None
+        if etags:
+            try:
+                etag = str(status.getEtag())
+            except Exception:  # noqa: BLE001 - py4j raises when the status has no such method: stop asking
+                etags = False
+        yield str(status.getPath().toString()), int(status.getLen()), int(status.getModificationTime()), etag
 
 
 def rename(spark: SparkSession, source: str, target: str) -> None:

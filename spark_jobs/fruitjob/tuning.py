@@ -7,8 +7,8 @@ from typing import Optional
 
 from pyspark.sql import SparkSession
 
-from fruitjob.listing import is_local
 from fruitjob.options import JobOptions
+from fruitjob.rules import is_local
 
 IMAGES_PER_PARTITION = 2000
 
@@ -34,6 +34,9 @@ def configure(spark: SparkSession, opts: JobOptions, partitions: int) -> None:
     conf.set("spark.sql.files.maxPartitionBytes", str(1 << 40))
     # A file that vanishes between listing and reading is reported in errors/ (unread_images), not fatal.
     conf.set("spark.sql.files.ignoreMissingFiles", "true")
+    # binaryFile skips an object it cannot read (S3 Glacier class, KMS denied, permission) instead of failing the
+    # job; it comes back as an errors/ row through unread_images.
+    conf.set("spark.sql.files.ignoreCorruptFiles", "true")
     if is_local(opts.images):
         # binaryFile gets one path per listed image; above this threshold Spark lists them in a job of one task
         # per path (~25 ms each: 100 s for 4,000 images). Listing local files on the driver takes milliseconds.
