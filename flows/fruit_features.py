@@ -18,6 +18,7 @@ from typing import Literal
 from prefect import flow, get_run_logger
 from prefect_aws import AwsCredentials, S3Bucket
 
+from flows.cli_errors import failure_message, quiet_expected_errors
 from flows.command_line import parser_for
 from tasks.aws_clients import s3_filesystem, s3_uri
 from tasks.emr_engine import run_on_emr, terminate_on_cancel_or_crash
@@ -175,9 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
+    # The temporary server started for this run would log an ERROR for every telemetry send it cannot make offline.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    quiet_expected_errors()
     state = fruit_features(**args, return_state=True)
     if state.is_failed() or state.is_crashed():
-        print(f"fruit-features failed: {state.message}", file=sys.stderr)
+        print(f"fruit-features failed: {failure_message(state)}", file=sys.stderr)
         return 1
     report = state.result()
     if args["dry_run"]:
