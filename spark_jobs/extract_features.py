@@ -36,6 +36,7 @@ from fruitjob.options import JobOptions, parse_options
 from fruitjob.outputs import check_output, clear_output, drop_stale_rows, mark_unfinished, write_errors, write_features
 from fruitjob.packaging import ship_package
 from fruitjob.pca import FittedPca, PcaError, existing_model, fit_and_save, project
+from fruitjob.quality import feature_quality
 from fruitjob.reading import read_images, reader_for
 from fruitjob.rules import FEATURE_DIM
 from fruitjob.space import load_space, save_space
@@ -173,8 +174,10 @@ def run(spark: SparkSession, opts: JobOptions) -> Dict[str, object]:
         features = spark.read.parquet(layout.child(opts.output, layout.FEATURES))
         fitted, pca_note = _write_pca(spark, opts, source, identity, features)
         laps("pca")
+        quality = feature_quality(features, spark.read.parquet(layout.child(opts.output, layout.PCA)))
+        laps("quality")
         metrics = _metrics(spark, opts, listing, plan, counts, fitted, pca_note, source, identity, laps, partitions)
-        metrics.update(run_id=run_id, reader=reader, started_at=started_at.isoformat())
+        metrics.update(run_id=run_id, reader=reader, started_at=started_at.isoformat(), feature_quality=quality)
         if previous is not None:
             metrics["previous_run"] = {key: previous.get(key) for key in ("started_at", "finished_at", "images")}
         metrics["finished_at"] = datetime.now(timezone.utc).isoformat()

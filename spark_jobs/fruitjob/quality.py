@@ -1,0 +1,84 @@
+"""Do the features separate the classes? Leave-one-out nearest-class-centroid accuracy, without training anything.
+
+Each image is classified by the nearest class centroid (L2-normalised vectors), its own class's centroid computed
+without it; on the full features and in the PCA space. Cheap: on the driver, over every image of a small output
+or a fixed-size stratified sample of a big one (the same images per class whatever the partitioning: chosen by a
+hash of the path). Classes of one image cannot be scored and are left out.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+import numpy as np
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+SAMPLE_SIZE = 5000
+METHOD = "leave-one-out nearest class centroid (L2-normalised), on the driver"
+
+
+def loo_predictions(vectors: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The class each row's nearest centroid gives, its own class's centroid computed without it."""
+    x = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    names, index, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    sums = np.zeros((len(names), x.shape[1]))
+    np.add.at(sums, index, x)
+    centroids = sums / counts[:, None]
+    distances = (x**2).sum(1)[:, None] - 2 * x @ centroids.T + (centroids**2).sum(1)[None, :]
+    own = counts[index]
+    scored = own > 1
+    loo = (sums[index][scored] - x[scored]) / (own[scored] - 1)[:, None]
+    distances[np.flatnonzero(scored), index[scored]] = ((x[scored] - loo) ** 2).sum(1)
+    distances[np.flatnonzero(~scored), index[~scored]] = np.inf  # one image: its class has no other member
+    return names[distances.argmin(axis=1)]
+
+
+def _per_class(labels: np.ndarray, by_features: np.ndarray, by_pca: np.ndarray) -> List[Dict[str, object]]:
+    """Accuracy per class on both spaces, and the class its images are most often taken for (full features)."""
+    rows = []
+    for label in sorted(set(labels.tolist())):
+        mine = labels == label
+        wrong = by_features[mine][by_features[mine] != label]
+        values, counts = np.unique(wrong, return_counts=True)
+        rows.append(
+            {
+                "label": label,
+                "images": int(mine.sum()),
+                "accuracy_features": round(float((by_features[mine] == label).mean()), 4),
+                "accuracy_pca": round(float((by_pca[mine] == label).mean()), 4),
+                "most_confused_with": str(values[counts.argmax()]) if len(values) else None,
+            }
+        )
+    return rows
+
+
+def sample(features: DataFrame, pca: DataFrame, size: int = SAMPLE_SIZE) -> DataFrame:
+    """(label, features, pca) of every image, or of about ``size`` images stratified by class."""
+    joined = features.select("path", "label", "features").join(pca.select("path", "pca"), on="path")
+    total = joined.count()
+    if total > size:
+        classes = max(1, joined.select("label").distinct().count())
+        quota = max(2, size // classes)
+        rank = F.row_number().over(Window.partitionBy("label").orderBy(F.xxhash64("path"), "path"))
+        joined = joined.withColumn("rank", rank).where(F.col("rank") <= quota).drop("rank")
+    return joined.select("label", "features", "pca")
+
+
+def feature_quality(features: DataFrame, pca: DataFrame, size: int = SAMPLE_SIZE) -> Optional[Dict[str, object]]:
+    """The ``feature_quality`` entry of metrics.json, or None when no class has two images."""
+    rows = sample(features, pca, size).collect()
+    labels = np.asarray([row["label"] for row in rows])
+    if not len(rows) or max(np.unique(labels, return_counts=True)[1]) < 2:
+        return None
+    full = loo_predictions(np.asarray([row["features"] for row in rows], dtype=np.float64), labels)
+    reduced = loo_predictions(np.asarray([row["pca"] for row in rows], dtype=np.float64), labels)
+    scored = np.isin(labels, [k for k, n in zip(*np.unique(labels, return_counts=True)) if n > 1])
+    return {
+        "method": METHOD,
+        "sample_size": int(scored.sum()),
+        "images_total": int(features.count()),
+        "accuracy_features": round(float((full[scored] == labels[scored]).mean()), 4),
+        "accuracy_pca": round(float((reduced[scored] == labels[scored]).mean()), 4),
+        "per_class": _per_class(labels[scored], full[scored], reduced[scored]),
+    }
