@@ -1,0 +1,86 @@
+"""The job as an EMR 7.x cluster runs it: Python 3.9, Spark 3.5.6 and the cluster's pins (tests/parity_env.py).
+
+Its features equal the local engine's (Spark 4, Python 3.11, numpy 2) on the same images within 1e-4, its output
+validates, and the incremental and ``--pca-model`` paths work there too. Skipped, with the reason, where Python 3.9
+is not installed.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from pyarrow import fs
+
+from tasks.sample_images import draw_fruit
+from tasks.validation import check_output
+from tests.conftest import JOB_DEFAULTS
+from tests.helpers import metrics, read_parquet, vectors
+from tests.parity_env import EMR_SPARK, base_python, build
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def parity():
+    python = base_python()
+    if python is None:
+        pytest.skip("Python 3.9 (pyenv 3.9.18) is not installed: the EMR parity environment cannot be built")
+    return build(python)
+
+
+@pytest.fixture(scope="module")
+def parity_images(fruit_images, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("parity") / "images"
+    shutil.copytree(fruit_images, folder)
+    return folder
+
+
+def _submit(parity, images, output, *extra: str):
+    done = parity.spark_submit("--images", str(images), "--output", str(output), *JOB_DEFAULTS, *extra)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+    return output
+
+
+@pytest.fixture(scope="module")
+def parity_output(parity, parity_images, tmp_path_factory):
+    return _submit(parity, parity_images, tmp_path_factory.mktemp("parity-out") / "run", "--pca-components", "5")
+
+
+def test_the_cluster_stack_is_what_ran(parity_output):
+    versions = metrics(parity_output)["versions"]
+    assert versions["python"].startswith("3.9.") and versions["spark"] == EMR_SPARK["emr-7.13.0"]
+    assert versions["numpy"].startswith("1.26") and versions["tensorflow"].startswith("2.20")
+
+
+def test_features_equal_the_local_engine_and_the_output_validates(
+    parity_output, parity_images, job_output, fruit_images
+):
+    check_output(str(parity_output), fs.LocalFileSystem())
+    here, there = read_parquet(job_output, "features"), read_parquet(parity_output, "features")
+    relative = [p[len(f"file:{fruit_images}") :] for p in here["path"]]
+    assert relative == [p[len(f"file:{parity_images}") :] for p in there["path"]]
+    assert list(here["label"]) == list(there["label"])
+    diff = np.abs(vectors(here, "features") - vectors(there, "features")).max()
+    assert diff <= 1e-4, f"max abs diff {diff:.3g} between Spark 4 / Python 3.11 and the EMR stack"
+
+
+def test_incremental_and_pca_model_runs_on_the_cluster_stack(parity, parity_images, parity_output, tmp_path):
+    projected = _submit(parity, parity_images, tmp_path / "projected", "--pca-model", str(parity_output))
+    assert metrics(projected)["pca_model_id"] == metrics(parity_output)["pca_model_id"]
+    np.testing.assert_allclose(
+        vectors(read_parquet(projected, "pca"), "pca"), vectors(read_parquet(parity_output, "pca"), "pca"), atol=1e-5
+    )
+    check_output(str(projected), fs.LocalFileSystem())
+
+    output = tmp_path / "grown"  # the finished run, grown by two images (the last test of the module)
+    shutil.copytree(parity_output, output)
+    grown = parity_images
+    (grown / "Kiwi Gold").mkdir()
+    for index in range(2):
+        draw_fruit(__import__("random").Random(index), (150, 140, 40), 64).save(grown / "Kiwi Gold" / f"k{index}.jpg")
+    _submit(parity, grown, output, "--incremental")
+    m = metrics(output)
+    assert (m["images_ok"], m["images_already_done"], m["pca_refit"]) == (2, 24, False)
+    check_output(str(output), fs.LocalFileSystem())
