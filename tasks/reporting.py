@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import urllib.parse
 from pathlib import Path
 
 from prefect import get_run_logger, task
@@ -42,14 +43,76 @@ def variance_plot_png(explained_variance: list[float]) -> bytes:
     return buffer.getvalue()
 
 
-_OUTPUT_ROW = re.compile(r"^\| output \| `([^`]+)` \|$", re.MULTILINE)
+# Names and keys come from whoever filled the input folder or bucket: everything taken from them is escaped,
+# so that a name with backticks, pipes or newlines never adds a cell, a row, a heading or a link. The rules
+# hold for both GFM table parsers in use: cmark-gfm (a pipe after a backslash is escaped) and marked, the
+# Prefect UI's (a pipe after an odd number of backslashes is escaped).
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_SHOWN_BREAK = {"\r\n": "\\r\\n", "\r": "\\r", "\n": "\\n"}
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_PIPE = re.compile(r"(\\*)\|")
+_INLINE_MARKUP = re.compile(r"([\\`*_\[\]<>|~&!])")
+_OUTPUT_ROW = re.compile(r"^\| output \| (`+)(.*?)\1 \|$", re.MULTILINE)
+_LINK_SAFE = ":/?#[]@!$&'*+,;=%~-._"
+
+
+def _one_line(text: object) -> str:
+    r"""``text`` on one line: a line break is shown as ``\n``, another control character as ``\xNN``."""
+    text = _LINE_BREAK.sub(lambda found: _SHOWN_BREAK[found.group()], str(text))
+    return _CONTROL.sub(lambda found: "\\x%02x" % ord(found.group()), text)
+
+
+def _escape_pipes(text: str) -> str:
+    # An odd number of backslashes before every pipe: escaped for both parsers (one backslash is added to an
+    # odd run already there, so that marked does not pair it up; cmark-gfm then shows one backslash more).
+    return _PIPE.sub(lambda found: found.group(1) + "\\" * (len(found.group(1)) % 2) + "\\|", text)
+
+
+def md_code(text: object, in_table: bool = True) -> str:
+    r"""``text`` as one code span: nothing inside it is markup.
+
+    The fence is longer than any run of backticks in the text (padded with a space where the text starts or
+    ends with a backtick or a space), line breaks are shown as ``\n``, and in a table cell pipes are escaped
+    (GFM splits a row at a pipe even inside a code span; elsewhere the backslash would be shown).
+    """
+    text = _one_line(text)
+    if in_table:
+        text = _escape_pipes(text)
+    runs = [len(run) for run in re.findall(r"`+", text)]
+    fence = "`" * (max(runs, default=0) + 1)
+    if not text or text[0] in "` " or text[-1] in "` ":
+        text = f" {text} "
+    return f"{fence}{text}{fence}"
+
+
+def md_text(text: object) -> str:
+    """``text`` as plain inline text, one line, every character that could start markup backslash-escaped."""
+    return _INLINE_MARKUP.sub(r"\\\1", _one_line(text))
+
+
+def _link_target(url: str) -> str:
+    """A link destination with no space, parenthesis, pipe, backtick or line break left unencoded."""
+    return urllib.parse.quote(url, safe=_LINK_SAFE)
+
+
+def _code_text(fence: str, content: str) -> str:
+    """The text a :func:`md_code` span shows (pipes unescaped, the padding removed)."""
+    if len(content) >= 2 and content[0] == content[-1] == " " and content.strip(" "):
+        content = content[1:-1]
+    return content.replace("\\|", "|")
+
+
+def output_of(markdown: str) -> str | None:
+    """The output a summary names in its ``output`` row."""
+    match = _OUTPUT_ROW.search(markdown)
+    return _code_text(match.group(1), match.group(2)) if match else None
 
 
 def file_link(uri: str) -> str:
     """A link a browser can follow: ``file://`` for a local path, the S3 console for ``s3://``."""
     if uri.startswith("s3://"):
         bucket, _, key = uri[len("s3://") :].partition("/")
-        return f"https://s3.console.aws.amazon.com/s3/object/{bucket}?prefix={key}"
+        return f"https://s3.console.aws.amazon.com/s3/object/{bucket}?prefix={urllib.parse.quote(key, safe='/')}"
     return Path(uri.removeprefix("file:")).as_uri() if "://" not in uri else uri
 
 
@@ -64,10 +127,9 @@ def previous_summary() -> dict | None:
         )
     if not latest:
         return None
-    match = _OUTPUT_ROW.search(str(latest[0].data or ""))
     flow_run_id = latest[0].flow_run_id
     return {
-        "output": match.group(1) if match else None,
+        "output": output_of(str(latest[0].data or "")),
         "flow_run_id": str(flow_run_id) if flow_run_id else None,
         "url": url_for("flow-run", obj_id=flow_run_id) if flow_run_id else None,
     }
@@ -77,52 +139,57 @@ def _previous_run_rows(metrics: dict, previous: dict | None) -> list[str]:
     rows = []
     if metrics.get("previous_run"):  # --incremental: this run added to the one already in the output
         before = metrics["previous_run"]
-        rows.append(f"| added to the run of | {before.get('finished_at')} (input `{before.get('images')}`) |")
+        finished, images = md_text(before.get("finished_at")), md_code(before.get("images"))
+        rows.append(f"| added to the run of | {finished} (input {images}) |")
     if previous and previous.get("output"):
-        run = f"flow run [{previous['flow_run_id']}]({previous['url']})" if previous.get("url") else "flow run"
-        rows.append(f"| previous run | `{previous['output']}` ({run}) |")
+        run_id = md_text(previous.get("flow_run_id"))
+        run = f"flow run [{run_id}]({_link_target(previous['url'])})" if previous.get("url") else "flow run"
+        rows.append(f"| previous run | {md_code(previous['output'])} ({run}) |")
     return rows
 
 
 def summary_markdown(report: dict, run: dict) -> str:
     m = report["metrics"]
     variance = m["explained_variance"]
+    plot = report["output"].rstrip("/") + "/explained_variance.png"
+    sha256 = m["weights_sha256"][:12]
     lines = [
         f"# fruit-features: {m['images_ok']} of {m['images_total']} images featurized",
         "",
         "| | |",
         "|---|---|",
-        f"| input | `{m['images']}` |",
-        f"| output | `{report['output']}` |",
-        f"| engine | {run.get('engine', m.get('engine', 'local'))} |",
+        f"| input | {md_code(m['images'])} |",
+        f"| output | {md_code(report['output'])} |",
+        f"| engine | {md_text(run.get('engine', m.get('engine', 'local')))} |",
         f"| files seen / skipped (not images) | {m['files_seen']} / {m['files_skipped']} |",
         f"| images total / ok / failed | {m['images_total']} / {m['images_ok']} / {m['images_failed']} |",
         f"| already done (incremental) | {m.get('images_already_done', 0)} |",
-        f"| weights | {m['weights']} (alpha {m['alpha']}, sha256 `{m['weights_sha256'][:12]}`) |",
-        f"| featurizer | {m['featurizer']} |",
+        f"| weights | {md_code(m['weights'])} (alpha {md_text(m['alpha'])}, sha256 {md_code(sha256)}) |",
+        f"| featurizer | {md_text(m['featurizer'])} |",
         f"| PCA | {m['pca_components']} components, explained variance {m['explained_variance_total']:.3f} |",
-        f"| timings (s) | {', '.join(f'{k} {v}' for k, v in m['durations_s'].items())} |",
+        f"| timings (s) | {md_text(', '.join(f'{k} {v}' for k, v in m['durations_s'].items()))} |",
     ]
-    for key in ("cluster_id", "step_id", "console_url"):
+    for key in ("cluster_id", "step_id"):
         if run.get(key):
-            lines.append(f"| {key.replace('_', ' ')} | {run[key]} |")
+            lines.append(f"| {key.replace('_', ' ')} | {md_text(run[key])} |")
+    if run.get("console_url"):
+        lines.append(f"| console url | <{_link_target(run['console_url'])}> |")
     lines += _previous_run_rows(m, run.get("previous_summary"))
     if run.get("cost_estimate"):
         cost = run["cost_estimate"]
-        lines.append(f"| cost (estimate) | {cost.get('text', cost)} |")
+        lines.append(f"| cost (estimate) | {md_text(cost.get('text', cost))} |")
     if m.get("pca_note"):
-        lines += ["", f"Note: {m['pca_note']}"]
+        lines += ["", f"Note: {md_text(m['pca_note'])}"]
     lines += [
         "",
         "## Explained variance",
         "",
         f"First components: {', '.join(f'{v:.3f}' for v in variance[:10])}",
-        f"Plot: [explained_variance.png]({file_link(report['output'].rstrip('/') + '/explained_variance.png')})"
-        f" (`{report['output'].rstrip('/')}/explained_variance.png`)",
+        f"Plot: [explained_variance.png]({_link_target(file_link(plot))}) ({md_code(plot, in_table=False)})",
     ]
     if report["error_samples"]:
         lines += ["", "## Errors (first 20)", "", "| path | error |", "|---|---|"]
-        lines += [f"| `{e['path']}` | {e['error']} |" for e in report["error_samples"]]
+        lines += [f"| {md_code(e['path'])} | {md_text(e['error'])} |" for e in report["error_samples"]]
     return "\n".join(lines) + "\n"
 
 

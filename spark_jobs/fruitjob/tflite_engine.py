@@ -13,12 +13,12 @@ import dataclasses
 import io
 import logging
 import os
-import tempfile
 import warnings
 from typing import Callable
 
 import numpy as np
 
+from fruitjob import private_files
 from fruitjob.weights import FEATURE_DIM, Weights
 
 log = logging.getLogger("fruitflow.tflite")
@@ -47,32 +47,33 @@ def convert(weights: Weights) -> bytes:
         return converter.convert()
 
 
-def _cache_path(weights: Weights) -> str:
-    name = "fruitflow-%s-a%s-tf%s.tflite" % (weights.sha256[:16], weights.alpha, _tf_version())
-    return os.path.join(tempfile.gettempdir(), name)
+def _cache_stem(weights: Weights) -> str:
+    """What a cached model is converted from: the weights' hash, alpha and the converter's version."""
+    return "tflite-%s-a%s-tf%s" % (weights.sha256[:16], weights.alpha, _tf_version())
 
 
 def clear_cache() -> None:
-    """Forget every converted model on this machine (the benchmark measures a cold conversion)."""
-    folder = tempfile.gettempdir()
+    """Forget every converted model of this user on this machine (the benchmark measures a cold conversion)."""
+    folder = private_files.private_dir()
     for name in os.listdir(folder):
-        if name.startswith("fruitflow-") and name.endswith(".tflite"):
-            os.remove(os.path.join(folder, name))
+        if name.startswith("tflite-") and name.endswith(".tflite"):
+            private_files.remove(os.path.join(folder, name))
 
 
 def tflite_model(weights: Weights) -> bytes:
-    """The converted model: the bytes shipped with the weights, else a cached file, else converted now."""
+    """The converted model: the bytes shipped with the weights, else a cached file, else converted now.
+
+    The cache is this user's private temp directory; a cached file is named by the sha256 of its own bytes
+    as well, and is used only when they match (the bytes read are the bytes checked and returned).
+    """
     if weights.tflite:
         return weights.tflite
-    path = _cache_path(weights)
-    if os.path.exists(path):
-        with open(path, "rb") as handle:
-            return handle.read()
+    stem = _cache_stem(weights)
+    cached = private_files.load(stem, ".tflite")
+    if cached is not None:
+        return cached
     data = convert(weights)
-    fd, partial = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".partial")
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    os.replace(partial, path)  # atomic: two processes converting at once never see half a file
+    private_files.store(stem, data, ".tflite")  # atomic: two processes converting at once never see half a file
     return data
 
 

@@ -15,7 +15,7 @@ from typing import Optional
 
 from pyspark.sql import SparkSession
 
-from fruitjob import storage
+from fruitjob import private_files, storage
 from fruitjob.listing import is_local, local_path
 
 IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
@@ -60,14 +60,12 @@ def build_model(alpha: float):
 
 
 def write_temp_weights(weights: Weights) -> str:
-    """Materialise the bytes once per process (Keras loads weights from a file)."""
-    target = os.path.join(tempfile.gettempdir(), "fruitflow-weights-%s%s" % (weights.sha256[:16], weights.suffix))
-    if not os.path.exists(target):
-        fd, partial = tempfile.mkstemp(dir=os.path.dirname(target), suffix=weights.suffix)
-        with os.fdopen(fd, "wb") as out:
-            out.write(weights.data)
-        os.replace(partial, target)
-    return target
+    """Materialise the bytes once per machine (Keras loads weights from a file), in this user's private
+    temp directory, under the sha256 of the bytes themselves: a file there whose bytes do not match its
+    name (planted, half-written) is replaced, never loaded."""
+    path = private_files.store("weights", weights.data, weights.suffix)
+    private_files.prune("weights", weights.suffix, keep=path)  # random weights' bytes differ in every run
+    return path
 
 
 def load_model(weights: Weights):
