@@ -19,6 +19,9 @@ from pyarrow import fs as pafs
 
 # Standard retry mode backs off on throttling (EMR's DescribeCluster and ListSteps are throttled under load).
 _RETRIES = Config(retries={"max_attempts": 8, "mode": "standard"})
+# For calls that are not idempotent (AddJobFlowSteps has no client token): a lost reply resent by botocore would run
+# the step twice. One attempt; the caller retries only what it knows EMR refused (see tasks/emr_steps.py).
+_ONE_ATTEMPT = Config(retries={"total_max_attempts": 1, "mode": "standard"})  # max_attempts counts retries
 DEFAULT_REGION = "us-east-1"
 
 
@@ -68,13 +71,16 @@ def _log_retry(request=None, event_name: str = "", **_kwargs: Any) -> None:
         )
 
 
-def client(credentials: AwsCredentials, service: str) -> Any:
+def client(credentials: AwsCredentials, service: str, *, retries: bool = True) -> Any:
     """A boto3 client for ``service`` from the block, with standard retries unless the block sets a config.
 
     Retries (throttling, 5xx, connection errors) are logged to the run's log, with the error that caused them.
+    ``retries=False`` makes every call a single attempt, whatever the block says: for calls that must not be resent.
     """
     params = credentials.aws_client_parameters.get_params_override()
     params.setdefault("config", _RETRIES)
+    if not retries:
+        params["config"] = params["config"].merge(_ONE_ATTEMPT)
     params["region_name"] = region_of(credentials)
     made = credentials.get_boto3_session().client(service, **params)
     made.meta.events.register("needs-retry", _note_retry_cause)

@@ -6,6 +6,7 @@ import math
 from datetime import UTC, datetime
 
 from botocore.exceptions import WaiterError
+from botocore.waiter import WaiterModel, create_waiter_with_client
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect_aws import AwsCredentials
@@ -16,11 +17,32 @@ from tasks.aws_clients import client, region_of
 TAG_FLOW_RUN = "fruitflow:flow-run-id"
 TAG_CREATED_BY = "fruitflow:created-by"
 TAG_KEEP = "fruitflow:keep-cluster"  # set on --keep-cluster runs: the reaper leaves them alone until their max age
+# The longest this run may legitimately hold its cluster (provisioning + step timeout + teardown), in hours: the
+# reaper never ends a cluster younger than this, whatever its own --max-age-hours.
+TAG_MAX_AGE = "fruitflow:max-age-hours"
+TEARDOWN_SLACK_MINUTES = 30  # staging, validation, the failed step's log wait (6 min) and termination
 CREATED_BY = "fruitflow"
 TERMINATED_STATES = ("TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS")
 # EMRFS (s3:// from the job) writes every object with SSE-S3, whatever the bucket's default encryption.
 EMRFS_ENCRYPTION = {"Classification": "emrfs-site", "Properties": {"fs.s3.enableServerSideEncryption": "true"}}
 ACTIVE_STATES = ["STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING"]
+# boto3's cluster_terminated waiter fails on TERMINATED_WITH_ERRORS; for a teardown that is just as terminated.
+_CLUSTER_TERMINATED = WaiterModel(
+    {
+        "version": 2,
+        "waiters": {
+            "ClusterTerminated": {
+                "operation": "DescribeCluster",
+                "delay": 30,
+                "maxAttempts": 60,
+                "acceptors": [
+                    {"state": "success", "matcher": "path", "argument": "Cluster.Status.State", "expected": state}
+                    for state in ("TERMINATED", "TERMINATED_WITH_ERRORS")
+                ],
+            }
+        },
+    }
+)
 
 
 class ClusterError(RuntimeError):
@@ -29,6 +51,16 @@ class ClusterError(RuntimeError):
 
 def console_url(region: str, cluster_id: str) -> str:
     return f"https://{region}.console.aws.amazon.com/emr/home?region={region}#/clusterDetails/{cluster_id}"
+
+
+def run_max_age_hours(config: EmrClusterConfig, step_timeout_minutes: float) -> float:
+    """How long a run may hold its cluster: provisioning, the step timeout and teardown (the reaper's floor).
+
+    Example:
+        >>> run_max_age_hours(EmrClusterConfig(cluster_ready_timeout_minutes=30), 180)
+        4.0
+    """
+    return (config.cluster_ready_timeout_minutes + step_timeout_minutes + TEARDOWN_SLACK_MINUTES) / 60
 
 
 def waiter_config(poll_seconds: int, timeout_minutes: float) -> dict:
@@ -45,8 +77,11 @@ def cluster_request(
     requirements_uri: str,
     flow_run_id: str,
     keep: bool = False,
+    max_age_hours: float | None = None,
 ) -> dict:
     """The ``run_job_flow`` arguments for the block's shape, with our tags and the idle auto-termination policy.
+
+    ``max_age_hours`` (see :func:`run_max_age_hours`) is tagged so that the reaper leaves the cluster alone that long.
 
     No security group and no SSH rule is ever part of it: EMR's managed groups (and block public access) apply.
     """
@@ -71,6 +106,8 @@ def cluster_request(
     tags = {**config.tags, TAG_FLOW_RUN: flow_run_id, TAG_CREATED_BY: CREATED_BY}
     if keep:
         tags[TAG_KEEP] = "true"
+    if max_age_hours is not None:
+        tags[TAG_MAX_AGE] = f"{max_age_hours:g}"
     configurations = []
     if config.spark_configuration:
         configurations.append({"Classification": "spark-defaults", "Properties": dict(config.spark_configuration)})
@@ -168,11 +205,12 @@ def provision_cluster(credentials: AwsCredentials, request: dict, flow_run_id: s
 
 
 def terminate(credentials: AwsCredentials, cluster_id: str, poll_seconds: int = 30, timeout_minutes: int = 30) -> None:
-    """Terminate a cluster and wait until EMR says TERMINATED (plain function: hooks call it outside tasks)."""
+    """Terminate a cluster and wait until EMR says TERMINATED or TERMINATED_WITH_ERRORS (plain function: hooks call
+    it outside tasks)."""
     emr = client(credentials, "emr")
     emr.terminate_job_flows(JobFlowIds=[cluster_id])
     try:
-        emr.get_waiter("cluster_terminated").wait(
+        create_waiter_with_client("ClusterTerminated", _CLUSTER_TERMINATED, emr).wait(
             ClusterId=cluster_id, WaiterConfig=waiter_config(poll_seconds, timeout_minutes)
         )
     except WaiterError as exc:

@@ -19,9 +19,11 @@ How the flow wires it in (``flows/fruit_features.py``)::
 
 ``run_on_emr`` must be called inside a flow run: the flow run id tags the cluster, names the staging prefix and
 makes the step submission idempotent. The hook reads the flow run's parameters by those names; it does nothing
-for ``engine="local"`` or ``keep_cluster=True``, and never touches a reused cluster (only ours carry our tags).
-A failure anywhere after provisioning terminates the cluster in this function's ``finally``; the hooks cover
-crashes and cancellations that skip it; a SIGKILL runs neither, and the idle auto-termination policy is left.
+for ``engine="local"``; it never terminates a reused cluster (only ours carry our tags) or a kept one, but it cancels
+this run's pending or running step on them (found by the flow run id in the step's name).
+A failure anywhere after provisioning terminates the cluster in this function's ``finally`` (or, on a reused or kept
+cluster, cancels the run's step); the hooks cover crashes and cancellations that skip it; a SIGKILL runs neither, and
+the idle auto-termination policy and the reaper are left. Nothing in the ``finally`` replaces the run's own error.
 """
 
 from __future__ import annotations
@@ -44,10 +46,11 @@ from tasks.emr_cluster import (
     console_url,
     find_run_clusters,
     provision_cluster,
+    run_max_age_hours,
     terminate,
     terminate_cluster,
 )
-from tasks.emr_steps import run_token, step_definition, submit_step, wait_for_step
+from tasks.emr_steps import cancel_run_steps, run_token, step_definition, submit_step, wait_for_step
 from tasks.job_spec import JobSpec, job_arguments
 from tasks.preflight import preflight
 from tasks.staging import run_prefix, stage_job
@@ -79,8 +82,9 @@ def run_on_emr(
         aws_credentials_block: name of the AwsCredentials block every client comes from.
         s3_bucket_block: name of the S3Bucket block that holds the staged job and, by default, the logs.
         cluster_block: name of the EmrClusterConfig block.
-        cluster_id: an existing cluster to run on; it is never terminated by us.
-        keep_cluster: leave the created cluster running (its idle auto-termination still applies).
+        cluster_id: an existing cluster to run on; it is never terminated by us (a failing run cancels its step).
+        keep_cluster: leave the created cluster running (its idle auto-termination still applies; a failing run
+            cancels its step).
         dry_run: preflight and cost estimate only; nothing is created.
         step_timeout_minutes: a step running longer is cancelled and the run fails.
 
@@ -134,6 +138,7 @@ def run_on_emr(
             requirements_uri=staged["requirements"],
             flow_run_id=flow_run_id,
             keep=keep_cluster,
+            max_age_hours=run_max_age_hours(config, step_timeout_minutes),
         )
         cluster_id = provision_cluster(credentials, request, flow_run_id, config)
     else:
@@ -151,6 +156,7 @@ def run_on_emr(
             py_files_uri=staged["py_files"],
             job_args=job_args,
             token=run_token(flow_run_id, job_args),
+            flow_run_id=flow_run_id,
         )
         step_id = submit_step(credentials, cluster_id, step)
         result.update(step_id=step_id, step_log_uri=f"{log_uri}{cluster_id}/steps/{step_id}/")
@@ -158,12 +164,15 @@ def run_on_emr(
         wait_for_step(
             credentials, cluster_id, step_id, timeout_minutes=step_timeout_minutes, poll_seconds=config.poll_seconds
         )
-        result["validation"] = validate_output(spec.output, s3_filesystem(credentials))
+        result["validation"] = validate_output(spec.output, s3_filesystem(credentials), spec.images)
     finally:
+        failing = sys.exc_info()[0] is not None
         if created and not keep_cluster:
             _terminate_quietly(credentials, cluster_id, config.poll_seconds)
             _terminate_strays(credentials, flow_run_id, config.poll_seconds)
-        elif created:
+        elif failing:  # the cluster stays up (reused or kept): our step must not go on writing to the output
+            _cancel_steps_quietly(credentials, cluster_id, flow_run_id)
+        if created and keep_cluster:
             logger.warning(
                 "keeping cluster %s (--keep-cluster): about $%s/hour (estimate) until you terminate it or it idles "
                 "for %d minutes",
@@ -171,11 +180,38 @@ def run_on_emr(
                 config.hourly_usd(),
                 config.idle_timeout_minutes,
             )
-        hours = (time.monotonic() - started) / 3600
-        if created:
-            hours = max(hours, cluster_hours(credentials, cluster_id))
-        result["cost_estimate"] = config.estimate_cost(hours)
+        result["cost_estimate"] = config.estimate_cost(_hours_quietly(credentials, cluster_id, created, started))
     return result
+
+
+def _hours_quietly(credentials: AwsCredentials, cluster_id: str, created: bool, started: float) -> float:
+    """Hours for the cost estimate; EMR's timeline when it answers, else this run's own clock.
+
+    Called in the ``finally``: an error here must never replace the run's own error (or fail a finished run).
+    """
+    hours = (time.monotonic() - started) / 3600
+    if not created:
+        return hours
+    try:
+        return max(hours, cluster_hours(credentials, cluster_id))
+    except Exception as exc:  # noqa: BLE001 - only an estimate; the run's outcome matters more
+        get_run_logger().warning("cost estimate from this run's clock: cluster %s not described (%s)", cluster_id, exc)
+        return hours
+
+
+def _cancel_steps_quietly(credentials: AwsCredentials, cluster_id: str, flow_run_id: str) -> None:
+    """Cancel this run's live steps on a cluster left running; logged, never raised (an error is on its way out)."""
+    try:
+        cancelled = cancel_run_steps(client(credentials, "emr"), cluster_id, flow_run_id)
+    except Exception as exc:  # noqa: BLE001 - the run's own error matters more; say what to do by hand
+        get_run_logger().error(
+            "could not cancel this run's step on cluster %s (%s): cancel it by hand (aws emr cancel-steps)",
+            cluster_id,
+            exc,
+        )
+        return
+    if cancelled:
+        get_run_logger().warning("cancelled step(s) %s on cluster %s, which is left running", cancelled, cluster_id)
 
 
 def _terminate_quietly(credentials: AwsCredentials, cluster_id: str, poll_seconds: int) -> None:
@@ -216,20 +252,37 @@ def _parameters(flow: Any, flow_run: Any) -> dict:
 
 
 def terminate_on_cancel_or_crash(flow: Any, flow_run: Any, state: Any) -> None:
-    """Flow hook (``on_cancellation``/``on_crashed``/``on_failure``): terminate the clusters created for this run.
+    """Flow hook (``on_cancellation``/``on_crashed``/``on_failure``): end what this run left running on EMR.
 
-    Found by the ``fruitflow:flow-run-id`` and ``fruitflow:created-by`` tags, so a reused cluster is never touched.
+    Clusters created for the run (found by the ``fruitflow:flow-run-id`` and ``fruitflow:created-by`` tags) are
+    terminated, unless ``keep_cluster``; on a kept cluster and on a reused one (``cluster_id``, never terminated) the
+    run's pending or running steps are cancelled, found by the flow run id in their name.
     """
     logger = flow_run_logger(flow_run, flow)
     params = _parameters(flow, flow_run)
-    if params.get("engine", "emr") != "emr" or params.get("keep_cluster"):
+    if params.get("engine", "emr") != "emr":
         return
+    run_id = str(flow_run.id)
     credentials = AwsCredentials.load(params.get("aws_credentials_block") or "fruitflow")
     try:
         poll_seconds = EmrClusterConfig.load(params.get("cluster_block") or "fruitflow").poll_seconds
     except ValueError:
         poll_seconds = 30
-    for cluster_id in find_run_clusters(client(credentials, "emr"), str(flow_run.id)):
+    emr = client(credentials, "emr")
+    ours = find_run_clusters(emr, run_id)
+    left_running = [params["cluster_id"]] if params.get("cluster_id") else []
+    if params.get("keep_cluster"):
+        left_running += ours
+        ours = []
+    for cluster_id in dict.fromkeys(left_running):
+        try:
+            cancelled = cancel_run_steps(emr, cluster_id, run_id)
+        except Exception as exc:  # noqa: BLE001 - still terminate what is ours; say what to do by hand
+            logger.error("could not cancel this run's step on cluster %s (%s): cancel it by hand", cluster_id, exc)
+            continue
+        if cancelled:
+            logger.warning("flow run %s: cancelled step(s) %s on cluster %s", state.name, cancelled, cluster_id)
+    for cluster_id in ours:
         logger.warning("flow run %s: terminating cluster %s", state.name, cluster_id)
         terminate(credentials, cluster_id, poll_seconds)
         logger.info("cluster %s is terminated", cluster_id)

@@ -14,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect_aws import AwsCredentials
 
 from blocks.emr_cluster import EmrClusterConfig
+from fruitjob import rules
 from tasks.aws_clients import S3UriError, check_s3_uri, client, region_of, split_s3_uri
 from tasks.job_spec import JobSpec
 
@@ -50,8 +51,41 @@ def check_uris(spec: JobSpec) -> None:
                 check_s3_uri(uri, option)
         except S3UriError as exc:
             problems.append(str(exc))
+    if not problems and output_inside_input(spec.output, spec.images):
+        problems.append(output_inside_input_problem(spec))
     if problems:
         raise PreflightError("preflight failed, nothing was created:\n- " + "\n- ".join(problems))
+
+
+def _as_prefix(uri: str) -> tuple[str, str]:
+    """(bucket, key prefix ending in '/'): ``s3://b/images`` and ``s3://b/images/`` name the same folder."""
+    bucket, key = split_s3_uri(uri)
+    key = key.strip("/")
+    return bucket, f"{key}/" if key else ""
+
+
+def output_inside_input(output: str, images: str) -> bool:
+    """Whether ``output`` is ``images`` or lies under it (bucket and key prefix, compared folder by folder).
+
+    Example:
+        >>> output_inside_input("s3://b/images/out", "s3://b/images/"), output_inside_input("s3://b/images2", "s3://b/images")
+        (True, False)
+    """
+    out_bucket, out_key = _as_prefix(output)
+    in_bucket, in_key = _as_prefix(images)
+    return out_bucket == in_bucket and out_key.startswith(in_key)
+
+
+def output_inside_input_problem(spec: JobSpec) -> str:
+    """The message for an output under the input: the next run would read the output's files as images."""
+    default = "/fruitflow-output/run-" in spec.output
+    which = "the default output (under the bucket folder of the S3Bucket block) " if default else ""
+    return (
+        f"--output {spec.output}: {which}lies inside --images {spec.images}; the job would write into the folder it "
+        "reads, and the next run would take the output's files for images. Choose an --output outside the input "
+        f"prefix, e.g. s3://{split_s3_uri(spec.images)[0]}/runs/<name>"
+        + (", or keep the images in a sub-folder of the bucket folder (e.g. .../images/)" if default else "")
+    )
 
 
 def _error_code(exc: ClientError) -> str:
@@ -84,15 +118,14 @@ def count_images(s3, uri: str) -> tuple[int, int, int]:
     return images, size, files
 
 
-def _object_exists(s3, uri: str) -> bool:
-    bucket, key = split_s3_uri(uri)
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
-            return False
-        raise
-    return True
+def present_parts(s3, output: str) -> list[str]:
+    """Which of a run's parts (features/, errors/, pca/, pca_model/, metrics.json) are under the output prefix."""
+    bucket, prefix = split_s3_uri(output.rstrip("/") + "/")
+    found = set()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+        found.update(item["Prefix"][len(prefix) :].rstrip("/") for item in page.get("CommonPrefixes", []))
+        found.update(item["Key"][len(prefix) :] for item in page.get("Contents", []))
+    return [name for name in rules.OUTPUT_PARTS if name in found]
 
 
 def _check_iam(iam, config: EmrClusterConfig) -> list[str]:
@@ -191,12 +224,9 @@ def preflight(
             f"no images (.jpg, .jpeg, .png) under {spec.images} ({files} files): upload them with "
             f"`aws s3 sync <local folder> {spec.images.rstrip('/')}/` or fix --images"
         )
-    finished = spec.output.rstrip("/") + "/metrics.json"
-    if _object_exists(s3, finished) and not (spec.overwrite or spec.incremental):
-        problems.append(
-            f"{spec.output} already holds a finished run: pass --overwrite to replace it, --incremental to add "
-            "new images, or choose another --output"
-        )
+    refusal = rules.output_refusal(spec.output, present_parts(s3, spec.output), spec.overwrite, spec.incremental)
+    if refusal:
+        problems.append(refusal)
     if cluster_id:
         problems += _check_cluster(client(credentials, "emr"), cluster_id)
     else:

@@ -17,7 +17,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect_aws import AwsCredentials
 
 from tasks.aws_clients import client
-from tasks.emr_cluster import ACTIVE_STATES, CREATED_BY, TAG_CREATED_BY, TAG_FLOW_RUN, TAG_KEEP
+from tasks.emr_cluster import ACTIVE_STATES, CREATED_BY, TAG_CREATED_BY, TAG_FLOW_RUN, TAG_KEEP, TAG_MAX_AGE
 
 # A flow run in one of these may still be using its cluster.
 LIVE_RUN_STATES = {StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING}
@@ -37,21 +37,33 @@ def flow_run_state(flow_run_id: str) -> StateType | None:
     return flow_run.state.type if flow_run.state else None
 
 
+def run_limit_hours(tags: dict[str, str]) -> float:
+    """The run's own age limit from its tag (0 when absent or unreadable: then only ``max_age_hours`` counts)."""
+    try:
+        return max(float(tags.get(TAG_MAX_AGE, "0")), 0.0)
+    except ValueError:
+        return 0.0
+
+
 def stale_reason(
     tags: dict[str, str], age_hours: float, max_age_hours: float, run_state: StateType | None
 ) -> str | None:
     """Why a cluster should go, or None to leave it.
 
-    A run unknown to this Prefect server is left until the age limit: it may belong to another server.
+    A run unknown to this Prefect server is left until the age limit: it may belong to another server. The age limit
+    is never below the run's own (tag ``fruitflow:max-age-hours``: provisioning + its step timeout + teardown), so a
+    legitimate long step is not cut short by a reaper run with a smaller ``max_age_hours``.
 
     Example:
         >>> stale_reason({"fruitflow:created-by": "fruitflow"}, 1.0, 6.0, StateType.COMPLETED)
         'its flow run is COMPLETED'
+        >>> stale_reason({"fruitflow:created-by": "fruitflow", "fruitflow:max-age-hours": "8"}, 7.0, 6.0, None)
     """
     if tags.get(TAG_CREATED_BY) != CREATED_BY:
         return None
-    if age_hours > max_age_hours:
-        return f"older than {max_age_hours:g} h ({age_hours:.1f} h)"
+    limit = max(max_age_hours, run_limit_hours(tags))
+    if age_hours > limit:
+        return f"older than {limit:g} h ({age_hours:.1f} h)"
     if tags.get(TAG_KEEP) == "true" or run_state is None or run_state in LIVE_RUN_STATES:
         return None
     return f"its flow run is {run_state.value}"

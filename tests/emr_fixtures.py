@@ -70,6 +70,26 @@ class AwsCallRecorder:
     access_keys: set[str] = field(default_factory=set)
     injected: list[str] = field(default_factory=list)
     _throttle: dict[str, int] = field(default_factory=dict)
+    _handlers: list[tuple[str, object]] = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def on(self, event: str, handler):
+        """Run ``handler`` for botocore ``event`` (e.g. ``before-send.emr.AddJobFlowSteps``) on every client of ours
+        while the block is active; its return value is the event's answer (a response, a short-circuit)."""
+        entry = (event, handler)
+        self._handlers.append(entry)
+        try:
+            yield self
+        finally:
+            self._handlers.remove(entry)
+
+    def _dispatch(self, event_name: str, **kwargs):
+        for event, handler in list(self._handlers):
+            if event_name == event or event_name.startswith(event + "."):
+                answer = handler(event_name=event_name, **kwargs)
+                if answer is not None:
+                    return answer
+        return None
 
     def actions(self) -> set[str]:
         """The IAM-style names of what was called, e.g. ``elasticmapreduce:RunJobFlow``."""
@@ -110,6 +130,8 @@ class AwsCallRecorder:
     def hook(self, made) -> None:
         made.meta.events.register("provide-client-params", self._record)
         made.meta.events.register("before-send", self._maybe_throttle)
+        for stage in ("before-send", "before-call"):
+            made.meta.events.register(stage, self._dispatch)
         credentials = made._request_signer._credentials
         if credentials is not None:
             self.access_keys.add(credentials.access_key)
@@ -311,14 +333,96 @@ def _emrfs_upload_args(cluster) -> dict:
     return {}
 
 
+@dataclass
+class HttpRequestLog:
+    """Every HTTP request moto's server received, with the access key that signed it: what pyarrow sends too.
+
+    pyarrow's S3 file system does not go through botocore, so the botocore recorder cannot see its calls; this
+    wraps moto's WSGI application instead.
+    """
+
+    requests: list[dict] = field(default_factory=list)
+
+    def wrap(self, app):
+        def recorded(environ, start_response):
+            self.requests.append(_describe_request(environ))
+            return app(environ, start_response)
+
+        return recorded
+
+    def s3_actions(self, access_key: str) -> list[tuple[str, str]]:
+        """(IAM action, resource ARN) of each S3 REST request signed with ``access_key``."""
+        return [
+            mapped
+            for request in self.requests
+            if request["access_key"] == access_key and request["service"] == "s3"
+            if (mapped := s3_iam_action(request))
+        ]
+
+
+def _describe_request(environ) -> dict:
+    from urllib.parse import parse_qs, unquote
+
+    authorization = environ.get("HTTP_AUTHORIZATION", "")
+    credential = authorization.partition("Credential=")[2].split(",")[0].split("/")
+    return {
+        "method": environ["REQUEST_METHOD"],
+        "path": unquote(environ.get("PATH_INFO", "")),
+        "query": parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True),
+        "access_key": credential[0] if credential else "",
+        "service": credential[3] if len(credential) > 3 else "",
+        "copy_source": environ.get("HTTP_X_AMZ_COPY_SOURCE"),
+    }
+
+
+def s3_iam_action(request: dict) -> tuple[str, str] | None:
+    """The IAM action and resource ARN an S3 REST request (path style) is authorised as; None if not S3-shaped.
+
+    Example:
+        >>> s3_iam_action({"method": "HEAD", "path": "/b", "query": {}, "copy_source": None})
+        ('s3:ListBucket', 'arn:aws:s3:::b')
+    """
+    bucket, _, key = request["path"].lstrip("/").partition("/")
+    if not bucket:
+        return ("s3:ListAllMyBuckets", "*") if request["method"] == "GET" else None
+    method, query = request["method"], request["query"]
+    if not key:
+        bucket_arn = f"arn:aws:s3:::{bucket}"
+        if method in ("GET", "HEAD") and not ({"location", "policy", "acl", "versioning"} & set(query)):
+            return "s3:ListBucket", bucket_arn
+        if method == "GET" and "location" in query:
+            return "s3:GetBucketLocation", bucket_arn
+        if method == "POST" and "delete" in query:
+            return "s3:DeleteObject", f"{bucket_arn}/*"
+        if method == "PUT":
+            return "s3:CreateBucket", bucket_arn
+        if method == "DELETE":
+            return "s3:DeleteBucket", bucket_arn
+        return f"s3:{method}Bucket?{'&'.join(query)}", bucket_arn
+    object_arn = f"arn:aws:s3:::{bucket}/{key}"
+    if method in ("GET", "HEAD"):
+        return "s3:GetObject", object_arn
+    if method in ("PUT", "POST"):
+        return "s3:PutObject", object_arn  # single PUT, copy, and each multipart upload step
+    if method == "DELETE":
+        return ("s3:AbortMultipartUpload" if "uploadId" in query else "s3:DeleteObject"), object_arn
+    return None
+
+
 @pytest.fixture(scope="session")
-def moto_endpoint():
-    """moto in server mode on a free port: a real HTTP AWS endpoint in this process."""
+def moto_http() -> HttpRequestLog:
+    return HttpRequestLog()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(moto_http):
+    """moto in server mode on a free port: a real HTTP AWS endpoint in this process, every request recorded."""
     from moto.server import ThreadedMotoServer
 
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
+    server._server.app = moto_http.wrap(server._server.app)  # werkzeug's handler reads server.app per request
     yield f"http://127.0.0.1:{port}"
     server.stop()
 

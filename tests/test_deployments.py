@@ -15,7 +15,7 @@ from uuid import UUID
 import psutil
 import pytest
 from prefect.client.orchestration import SyncPrefectClient, get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Cancelling
@@ -163,3 +163,16 @@ def test_cancelling_mid_spark_stops_the_job(server, client, fruit_images, tmp_pa
         time.sleep(0.5)
     assert not _spark_submits(output), "spark-submit outlived the cancelled run"
     assert not os.path.exists(os.path.join(output, "metrics.json"))
+
+
+def test_the_scheduled_reaper_completes_on_a_server_without_aws_blocks(server, client):
+    """`prefect deploy --all` schedules the reaper every 30 minutes: without AWS blocks it must not go red."""
+    flow_run_id = _start(client, "reap-clusters/scheduled")
+    run = _wait(client, server, flow_run_id, RUN_TIMEOUT_S)
+    assert run.state.type == StateType.COMPLETED, run.state.message
+    deadline, said = time.monotonic() + 30, False
+    while not said and time.monotonic() < deadline:  # the worker's flow run sends its logs in batches
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+        said = any("no AwsCredentials block 'fruitflow'" in log.message for log in logs)
+        time.sleep(0.5)
+    assert said, [log.message for log in logs]

@@ -77,14 +77,57 @@ def test_the_step_runs_spark_submit_with_the_job_arguments_built_in_one_place():
     spec = JobSpec(images="s3://b/in", output="s3://b/out", weights="/tmp/w_0.35_224_no_top.h5", alpha=0.35)
     args = job_arguments(spec, weights="s3://b/run/weights/w_0.35_224_no_top.h5")
     step = step_definition(
-        cluster_id="j-1", script_uri="s3://b/job.py", py_files_uri="s3://b/fruitjob.zip", job_args=args, token="t"
+        cluster_id="j-1",
+        script_uri="s3://b/job.py",
+        py_files_uri="s3://b/fruitjob.zip",
+        job_args=args,
+        token="t",
+        flow_run_id="5f0c8a4e-1b2d-4c3e-9f80-0123456789ab",
     )
+    # The full flow run id in the name: the hooks find this run's steps on a reused or kept cluster by it.
+    assert step["Name"] == "fruitflow extract-features 5f0c8a4e-1b2d-4c3e-9f80-0123456789ab t"
     command = step["HadoopJarStep"]["Args"]
     assert step["HadoopJarStep"]["Jar"] == "command-runner.jar"
     submit = command[command.index("spark-submit") :]
     assert submit[-len(args) - 1 :] == ["s3://b/job.py", *args]
     assert submit[submit.index("--py-files") + 1] == "s3://b/fruitjob.zip"
     assert run_token("r", args) == run_token("r", list(args)) != run_token("other", args)
+
+
+def test_an_output_inside_the_input_is_refused():
+    """The job would write into the folder it reads; the next run would take the output's files for images."""
+    for images, output in (
+        ("s3://fruit/images", "s3://fruit/images"),
+        ("s3://fruit/images/", "s3://fruit/images/run-1"),
+        ("s3://fruit", "s3://fruit/out"),
+        ("s3://fruit/fruitflow", "s3://fruit/fruitflow/fruitflow-output/run-20261201-120000"),  # the EMR default output
+    ):
+        with pytest.raises(PreflightError, match="lies inside --images .*Choose an --output outside the input prefix"):
+            check_uris(JobSpec(images=images, output=output))
+    with pytest.raises(PreflightError, match="the default output"):
+        check_uris(JobSpec(images="s3://fruit/fruitflow", output="s3://fruit/fruitflow/fruitflow-output/run-1"))
+    for images, output in (("s3://fruit/images", "s3://fruit/images2"), ("s3://fruit/images", "s3://other-fruit/images"),
+                           ("s3://fruit/data/images", "s3://fruit/data/out")):  # fmt: skip
+        check_uris(JobSpec(images=images, output=output))  # siblings and other buckets are fine
+
+
+def test_created_clusters_carry_the_run_age_limit_and_the_reaper_honours_it():
+    """The reaper never ends a cluster younger than its run's step timeout + provisioning (+ teardown slack)."""
+    from prefect.client.schemas.objects import StateType
+
+    from tasks.emr_cluster import TAG_MAX_AGE, run_max_age_hours
+    from tasks.stale_clusters import stale_reason
+
+    config = EmrClusterConfig(cluster_ready_timeout_minutes=30)
+    limit = run_max_age_hours(config, step_timeout_minutes=480)
+    assert limit == (30 + 480 + 30) / 60
+    request = cluster_request(config, name="n", log_uri="s3://b/l/", bootstrap_uri="s3://b/b.sh",
+                              requirements_uri="s3://b/r.txt", flow_run_id="r", max_age_hours=limit)  # fmt: skip
+    tags = {tag["Key"]: tag["Value"] for tag in request["Tags"]}
+    assert float(tags[TAG_MAX_AGE]) == limit
+    assert stale_reason(tags, 7.0, 6.0, StateType.RUNNING) is None, "an 8-hour step timeout: 7 hours is legitimate"
+    assert stale_reason(tags, 9.5, 6.0, StateType.RUNNING) == f"older than {limit:g} h (9.5 h)"
+    assert stale_reason({**tags, TAG_MAX_AGE: "junk"}, 7.0, 6.0, StateType.RUNNING) == "older than 6 h (7.0 h)"
 
 
 def test_local_images_are_refused_with_the_sync_command():

@@ -6,8 +6,9 @@ import pytest
 from prefect_aws import S3Bucket
 
 from blocks.emr_cluster import EmrClusterConfig
+from flows.fruit_features import fruit_features
 from tasks.preflight import PreflightError
-from tests.emr_flow import emr_test_flow
+from tests.emr_flow import TEST_JOB, emr_test_flow
 
 
 @pytest.fixture
@@ -65,6 +66,12 @@ def test_finished_output_is_refused_without_overwrite(aws, no_cluster_created):
     assert "already holds a finished run" in message and "--overwrite" in message
 
 
+def test_unfinished_output_is_refused_without_incremental_or_overwrite(aws, no_cluster_created):
+    aws.client("s3").put_object(Bucket=aws.bucket, Key="out/half/features/part-0.parquet", Body=b"PAR1")
+    message = _fails_in_preflight(images=aws.images, output=f"s3://{aws.bucket}/out/half")
+    assert "holds an unfinished run (features, but no metrics.json)" in message and "--incremental" in message
+
+
 def test_every_problem_is_listed_at_once(aws, no_cluster_created):
     EmrClusterConfig(service_role="NoRole", instance_profile="NoProfile", key_pair_name="nokey").save(
         "all-wrong", overwrite=True
@@ -86,3 +93,20 @@ def test_dry_run_creates_nothing_and_estimates_cost(aws, no_cluster_created):
     estimate = result["cost_estimate"]
     assert estimate["usd_per_hour"] == pytest.approx(0.72) and "estimate" in estimate["label"]
     assert _keys(aws) == keys, "a dry run uploads nothing"
+
+
+def test_default_output_under_the_images_folder_is_refused(aws, no_cluster_created):
+    """Images in the S3Bucket block's folder itself: the EMR default output (<folder>/fruitflow-output/run-...) would
+    land inside the input."""
+    S3Bucket.load("fruitflow").save("images-in-folder", overwrite=True)  # bucket folder "fruitflow"
+    with pytest.raises(PreflightError) as caught:
+        fruit_features(images=f"s3://{aws.bucket}/fruitflow", engine="emr", s3_bucket_block="images-in-folder",
+                       **TEST_JOB)  # fmt: skip
+    message = str(caught.value)
+    assert f"s3://{aws.bucket}/fruitflow/fruitflow-output/run-" in message and "the default output" in message
+    assert "Choose an --output outside the input prefix" in message
+
+
+def test_output_inside_the_images_prefix_is_refused(aws, no_cluster_created):
+    message = _fails_in_preflight(images=aws.images, output=f"{aws.images}/features-run")
+    assert "lies inside --images" in message and "outside the input prefix" in message

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 
 import pytest
 from botocore.awsrequest import AWSResponse
-from botocore.exceptions import ConnectionClosedError
+from botocore.exceptions import ClientError, ConnectionClosedError
+from botocore.httpsession import URLLib3Session
 from prefect import flow
 from prefect.client.schemas.objects import FlowRun
 from prefect.states import Cancelled
@@ -14,9 +17,11 @@ from prefect.states import Cancelled
 import tasks.emr_steps as emr_steps
 from blocks.emr_cluster import EmrClusterConfig
 from flows.fruit_features import fruit_features
-from tasks.emr_cluster import cluster_request
+from tasks.emr_cluster import cluster_request, terminate
 from tasks.emr_engine import terminate_on_cancel_or_crash
 from tasks.emr_steps import StepFailed, step_definition, submit_step, wait_for_step
+from tests.emr_fixtures import UNPLAYED_TAG, _moto_clusters
+from tests.emr_flow import emr_test_flow
 
 
 def _our_cluster(aws, flow_run_id: str) -> str:
@@ -65,25 +70,23 @@ def test_hook_leaves_local_runs_and_kept_clusters_alone(aws):
     aws.client("emr").terminate_job_flows(JobFlowIds=[cluster_id])
 
 
-def test_step_is_not_added_twice_when_submit_is_retried(aws, monkeypatch):
+def test_step_is_not_added_twice_when_submit_is_retried(aws, aws_calls):
+    """A lost reply to AddJobFlowSteps (EMR added the step, the answer never came back): one step, whoever retries.
+
+    The handler really delivers the first request to moto, then raises ConnectionClosedError: an HTTPClientError,
+    which botocore's standard retry mode would answer by sending the same request again (a second step).
+    """
     cluster_id = _plain_cluster(aws)  # the fake cluster, if running, leaves steps that are not the job alone
-    real_client = emr_steps.client
-    dropped = []
+    delivered = []
 
-    def drop_first_response(**_kwargs):
-        if not dropped:  # EMR added the step, but the answer never reached us
-            dropped.append(True)
-            raise ConnectionClosedError(endpoint_url="moto")
+    def deliver_then_lose_the_reply(request, **_kwargs):
+        if delivered:
+            return None
+        delivered.append(URLLib3Session().send(request).status_code)
+        raise ConnectionClosedError(endpoint_url=request.url)
 
-    def flaky_client(credentials, service):
-        made = real_client(credentials, service)
-        made.meta.events.register("after-call.emr.AddJobFlowSteps", drop_first_response)
-        return made
-
-    monkeypatch.setattr(emr_steps, "client", flaky_client)
-    step = step_definition(
-        cluster_id=cluster_id, script_uri="s3://b/job.py", py_files_uri="s3://b/j.zip", job_args=["--x"], token="t1"
-    )
+    step = step_definition(cluster_id=cluster_id, script_uri="s3://b/job.py", py_files_uri="s3://b/j.zip",
+                           job_args=["--x"], token="t1", flow_run_id=str(uuid.uuid4()))  # fmt: skip
 
     @flow
     def submit_with_retry() -> str:
@@ -91,18 +94,58 @@ def test_step_is_not_added_twice_when_submit_is_retried(aws, monkeypatch):
 
         return submit_step.with_options(retry_delay_seconds=0)(AwsCredentials.load("fruitflow"), cluster_id, step)
 
-    step_id = submit_with_retry()
+    with aws_calls.on("before-send.emr.AddJobFlowSteps", deliver_then_lose_the_reply):
+        step_id = submit_with_retry()
 
-    assert dropped, "the first attempt must have failed"
+    assert delivered == [200], "the first request must have reached moto"
     steps = aws.client("emr").list_steps(ClusterId=cluster_id)["Steps"]
     assert [s["Id"] for s in steps] == [step_id]
+    aws.client("emr").terminate_job_flows(JobFlowIds=[cluster_id])
+
+
+def _moto_cluster(cluster_id: str):
+    (cluster,) = [c for c in _moto_clusters() if c.id == cluster_id]
+    return cluster
+
+
+def test_terminate_accepts_terminated_with_errors(aws, aws_calls):
+    """A cluster that ends TERMINATED_WITH_ERRORS is terminated (boto3's cluster_terminated waiter calls it failure)."""
+    from prefect_aws import AwsCredentials
+
+    cluster_id = _plain_cluster(aws)
+    _moto_cluster(cluster_id).state = "TERMINATED_WITH_ERRORS"  # as EMR leaves a cluster whose nodes failed
+    # moto would rewrite the state to TERMINATED; EMR leaves an ended cluster's state alone: answer 200 instead.
+    with aws_calls.on("before-call.emr.TerminateJobFlows", lambda **_: (AWSResponse("moto", 200, {}, None), {})):
+        terminate(AwsCredentials.load("fruitflow"), cluster_id, poll_seconds=1, timeout_minutes=0.1)
+    assert aws.clusters()[cluster_id] == "TERMINATED_WITH_ERRORS"
+
+
+def test_an_interrupted_step_ends_the_wait_at_once(aws):
+    """INTERRUPTED is an end state; boto3's step_complete waiter ignores it and would wait out the whole timeout."""
+    cluster_id = _plain_cluster(aws)
+    step = step_definition(cluster_id=cluster_id, script_uri="s3://b/j.py", py_files_uri="s3://b/j.zip", job_args=[],
+                           token="interrupted", flow_run_id=str(uuid.uuid4()))  # fmt: skip
+    step_id = aws.client("emr").add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])["StepIds"][0]
+    (moto_step,) = [s for s in _moto_cluster(cluster_id).steps if s.id == step_id]
+    moto_step.state = "INTERRUPTED"  # e.g. a spot core node lost under it
+
+    @flow
+    def wait() -> str:
+        from prefect_aws import AwsCredentials
+
+        return wait_for_step(AwsCredentials.load("fruitflow"), cluster_id, step_id, timeout_minutes=0.5, poll_seconds=1)
+
+    started = time.monotonic()
+    with pytest.raises(StepFailed, match="INTERRUPTED"):
+        wait()
+    assert time.monotonic() - started < 15, "the wait must end on INTERRUPTED, not at the 30 s timeout"
     aws.client("emr").terminate_job_flows(JobFlowIds=[cluster_id])
 
 
 def test_hung_step_is_cancelled_at_the_timeout(aws):
     cluster_id = _plain_cluster(aws)  # the step is not the job: it stays RUNNING forever, as moto leaves it
     step = step_definition(cluster_id=cluster_id, script_uri="s3://b/j.py", py_files_uri="s3://b/j.zip", job_args=[],
-                           token="hung")  # fmt: skip
+                           token="hung", flow_run_id=str(uuid.uuid4()))  # fmt: skip
     emr = aws.client("emr")
     step_id = emr.add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])["StepIds"][0]
     cancels = []
@@ -167,3 +210,94 @@ def test_a_duplicate_cluster_of_the_run_is_terminated_with_it(aws):
     assert states[duplicate] == "TERMINATED"
     assert states[other_run] != "TERMINATED" and states[reused] != "TERMINATED"
     aws.client("emr").terminate_job_flows(JobFlowIds=[other_run, reused])
+
+
+def _answer_cancel(params, **_kwargs):
+    """moto 5.2.5 answers CancelSteps with HTTP 500: do what EMR does (the steps end CANCELLED) and answer 200."""
+    request = json.loads(params["body"])
+    for step in _moto_cluster(request["ClusterId"]).steps:
+        if step.id in request["StepIds"]:
+            step.state = "CANCELLED"
+    return AWSResponse("moto", 200, {}, None), {}
+
+
+def _error(code: str, status: int = 400):
+    """A before-send answer: EMR refusing the call with ``code`` (not retryable: botocore raises it at once)."""
+    from tests.emr_fixtures import _Raw
+
+    def answer(request, **_kwargs):
+        body = json.dumps({"__type": code, "message": "injected by the test"}).encode()
+        return AWSResponse(request.url, status, {"Content-Type": "application/x-amz-json-1.1"}, _Raw(body))
+
+    return answer
+
+
+def _cancelled_since(aws_calls, start: int) -> list[tuple[str, list[str]]]:
+    return [(p["ClusterId"], p["StepIds"]) for _s, op, p in aws_calls.calls[start:] if op == "CancelSteps"]
+
+
+def _running_step(aws, cluster_id: str, flow_run_id: str, token: str) -> str:
+    step = step_definition(cluster_id=cluster_id, script_uri="s3://b/j.py", py_files_uri="s3://b/j.zip", job_args=[],
+                           token=token, flow_run_id=flow_run_id)  # fmt: skip
+    return aws.client("emr").add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])["StepIds"][0]
+
+
+def test_a_failing_run_on_a_reused_cluster_cancels_its_step(aws, aws_calls):
+    """--cluster-id: the cluster is left running, so run_on_emr's finally cancels the step the run added."""
+    emr = aws.client("emr")
+    reused = emr.run_job_flow(
+        Name="my own cluster", ReleaseLabel="emr-7.13.0", ServiceRole="EMR_DefaultRole",
+        JobFlowRole="EMR_EC2_DefaultRole", Tags=[{"Key": UNPLAYED_TAG, "Value": "true"}],  # its steps keep RUNNING
+        Instances={"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True},
+    )["JobFlowId"]  # fmt: skip
+    start = len(aws_calls.calls)
+    with (
+        aws_calls.on("before-send.emr.DescribeStep", _error("AccessDeniedException")),
+        aws_calls.on("before-call.emr.CancelSteps", _answer_cancel),
+        pytest.raises(ClientError, match="AccessDenied"),
+    ):
+        emr_test_flow(images=aws.images, output=f"s3://{aws.bucket}/out/reused-{uuid.uuid4().hex[:6]}",
+                      cluster_id=reused)  # fmt: skip
+    (step,) = emr.list_steps(ClusterId=reused)["Steps"]
+    assert _cancelled_since(aws_calls, start) == [(reused, [step["Id"]])]
+    assert aws.clusters()[reused] in ("WAITING", "RUNNING"), "a reused cluster is never terminated"
+    emr.terminate_job_flows(JobFlowIds=[reused])
+
+
+def test_the_hook_cancels_the_run_step_on_reused_and_kept_clusters(aws, aws_calls):
+    """Cancelled or crashed with --cluster-id / --keep-cluster: the step is cancelled, the clusters stay up."""
+    run_id = uuid.uuid4()
+    reused, kept = _plain_cluster(aws), _our_cluster(aws, str(run_id))
+    theirs = _running_step(aws, reused, str(uuid.uuid4()), "someone-else")  # RUNNING: moto runs the first step
+    on_reused = _running_step(aws, reused, str(run_id), "ours")  # PENDING behind it
+    on_kept = _running_step(aws, kept, str(run_id), "kept")
+    flow_run = FlowRun(id=run_id, name="cancelled-run", flow_id=uuid.uuid4(),
+                       parameters={"engine": "emr", "cluster_id": reused, "keep_cluster": True})  # fmt: skip
+    start = len(aws_calls.calls)
+    with aws_calls.on("before-call.emr.CancelSteps", _answer_cancel):
+        terminate_on_cancel_or_crash(fruit_features, flow_run, Cancelled())
+
+    assert sorted(_cancelled_since(aws_calls, start)) == sorted([(reused, [on_reused]), (kept, [on_kept])])
+    assert theirs != on_reused
+    states = aws.clusters()
+    assert states[reused] != "TERMINATED" and states[kept] != "TERMINATED"
+    aws.client("emr").terminate_job_flows(JobFlowIds=[reused, kept])
+
+
+def test_teardown_errors_never_replace_the_run_error(aws, fake_cluster, aws_calls):
+    """The step fails; then, during teardown, DescribeCluster fails (strays, cost): the flow still raises StepFailed."""
+    fake_cluster.fail_next("Step failed with exitCode 3", "Traceback (most recent call last):\nValueError: y\n")
+    seen: list[str] = []
+
+    def describe_fails_in_teardown(event_name: str, request=None, **_kwargs):
+        operation = event_name.split(".")[2]
+        seen.append(operation)
+        torn_down = "TerminateJobFlows" in seen and "ListClusters" in seen[seen.index("TerminateJobFlows") :]
+        if operation == "DescribeCluster" and torn_down:
+            return _error("AccessDeniedException")(request)
+        return None
+
+    with aws_calls.on("before-send.emr", describe_fails_in_teardown), pytest.raises(StepFailed, match="exitCode 3"):
+        emr_test_flow(images=aws.images, output=f"s3://{aws.bucket}/out/teardown-{uuid.uuid4().hex[:6]}")
+    teardown = seen[seen.index("TerminateJobFlows") :]
+    assert teardown.count("DescribeCluster") >= 2, f"teardown must have described the cluster (failing): {teardown}"

@@ -61,14 +61,14 @@ def _run(**parameters) -> tuple[object, str]:
     return state, str(state.state_details.flow_run_id)
 
 
-def _hang_until_cancelled(aws) -> None:
+def _hang_until_cancelled(aws) -> str:
     """A step that never ends: wait_for_step cancels it at its timeout (moto answers CancelSteps 500: answer 200)."""
     cluster_id = aws.client("emr").run_job_flow(
         Name="hung", ReleaseLabel="emr-7.13.0", ServiceRole="EMR_DefaultRole", JobFlowRole="EMR_EC2_DefaultRole",
         Instances={"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True},
     )["JobFlowId"]  # fmt: skip
     step = step_definition(cluster_id=cluster_id, script_uri="s3://b/j.py", py_files_uri="s3://b/j.zip", job_args=[],
-                           token="hardening-hung")  # fmt: skip
+                           token="hardening-hung", flow_run_id=str(uuid.uuid4()))  # fmt: skip
     step_id = aws.client("emr").add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])["StepIds"][0]
     real_client = emr_steps.client
 
@@ -86,6 +86,7 @@ def _hang_until_cancelled(aws) -> None:
         with pytest.raises(StepFailed, match="cancelled"):
             wait_briefly()
     aws.client("emr").terminate_job_flows(JobFlowIds=[cluster_id])
+    return cluster_id
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +130,7 @@ def scenarios(aws, fake_cluster, aws_calls) -> dict:
         result["flow_runs"].append(bootstrap_run)
         result.update(bootstrap=bootstrap, bootstrap_clusters=set(aws.clusters()) - before)
 
-        _hang_until_cancelled(aws)
+        result["own_cluster"] = _hang_until_cancelled(aws)  # a cluster not ours: what --cluster-id runs on
     finally:
         for logger in loggers:
             logger.removeHandler(collect)
@@ -247,6 +248,8 @@ def test_every_created_cluster_has_idle_auto_termination_and_sse_and_no_public_s
         assert not any("SecurityGroup" in key for key in instances), "we never choose or open security groups"
     (ours, *_rest) = [params for _prefix, operation, params in scenarios["calls"] if operation == "RunJobFlow"]
     assert ours["Instances"]["Ec2SubnetId"] == scenarios["subnet"]
+    # The reaper's floor for this run: provisioning (30 min) + the step timeout (TEST_JOB: 10 min) + teardown (30).
+    assert {"Key": "fruitflow:max-age-hours", "Value": f"{(30 + 10 + 30) / 60:g}"} in ours["Tags"]
     assert not [a for a in aws_calls.actions() if a.startswith("ec2:") and not a.startswith("ec2:Describe")]
     for group in aws.client("ec2").describe_security_groups()["SecurityGroups"]:
         for rule in group["IpPermissions"]:
@@ -293,14 +296,116 @@ def _policy_actions() -> set[str]:
     return actions
 
 
-def test_iam_policy_is_exactly_what_the_flows_call(aws_calls, scenarios, reaped):
-    used = {AS_IAM_ACTION.get(action, action) for action in aws_calls.actions()}
+def test_iam_policy_is_exactly_what_the_flows_call(aws_calls, moto_http, scenarios, reaped):
+    """Every action called (botocore's calls, and pyarrow's S3 requests as moto's server saw them) is allowed, and
+    everything allowed is called (or IMPLIED)."""
+    from_pyarrow_too = {action for action, _resource in moto_http.s3_actions(SENTINEL_KEY)}
+    assert from_pyarrow_too, "moto's server must have recorded the sentinel credentials' S3 requests"
+    used = {AS_IAM_ACTION.get(action, action) for action in aws_calls.actions()} | from_pyarrow_too
     allowed = _policy_actions()
     assert not [a for a in allowed if "*" in a], "no wildcard actions"
     assert not used - allowed, f"called but not allowed by docs/iam-policy.json: {sorted(used - allowed)}"
     unused = allowed - used - set(IMPLIED)
     assert not unused, f"allowed but never called (remove, or add to IMPLIED with a reason): {sorted(unused)}"
     assert set(IMPLIED) <= allowed
+
+
+# The policy's placeholders as the hardening scenarios fill them (blocks: bucket fruitflow-test, folder fruitflow).
+PLACEHOLDERS = {
+    "YOUR-FRUITFLOW-BUCKET": "fruitflow-test",
+    "YOUR-BUCKET-FOLDER": "fruitflow",
+    "YOUR-IMAGES-PREFIX": "images",
+    "YOUR-OUTPUT-PREFIX": "out",
+    "YOUR-REGION": REGION,
+    "YOUR-ACCOUNT-ID": "123456789012",
+}
+_CLUSTER_PARAMS = ("ClusterId", "JobFlowId", "ResourceId")
+
+
+def _filled_policy(own_cluster: str) -> list[dict]:
+    text = (REPO / "docs" / "iam-policy.json").read_text()
+    for placeholder, value in {**PLACEHOLDERS, "YOUR-CLUSTER-ID": own_cluster}.items():
+        text = text.replace(placeholder, value)
+    return json.loads(text)["Statement"]
+
+
+def _listed(value) -> list:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _condition_holds(operator: str, keys: dict, request_tags: dict, resource_tags: dict) -> bool:
+    """The few condition forms the policy uses, evaluated as IAM does (a missing tag never matches)."""
+    if operator != "StringEquals":
+        return False
+    for key, expected in keys.items():
+        if key == "iam:PassedToService":
+            continue  # no call shows PassRole (IMPLIED)
+        kind, _, tag = key.partition("/")
+        actual = {"aws:RequestTag": request_tags, "aws:ResourceTag": resource_tags}.get(kind, {}).get(tag)
+        if actual not in _listed(expected):
+            return False
+    return True
+
+
+def _allows(statements: list[dict], action: str, resource: str, request_tags=None, resource_tags=None) -> bool:
+    import fnmatch
+
+    for statement in statements:
+        if action not in _listed(statement["Action"]):
+            continue
+        if not any(fnmatch.fnmatchcase(resource, pattern) for pattern in _listed(statement["Resource"])):
+            continue
+        conditions = statement.get("Condition", {})
+        if all(_condition_holds(op, keys, request_tags or {}, resource_tags or {}) for op, keys in conditions.items()):
+            return True
+    return False
+
+
+def _requests_to_check(scenarios, moto_http) -> list[tuple[str, str, dict, dict]]:
+    """(action, resource ARN, request tags, resource tags) of everything the sentinel credentials did."""
+    tags_of = {c.id: dict(c._tags) for c in _moto_clusters()}
+    cluster_arn = f"arn:aws:elasticmapreduce:{REGION}:123456789012:cluster/"
+    checked = [(action, resource, {}, {}) for action, resource in moto_http.s3_actions(SENTINEL_KEY)]
+    for prefix, operation, params in scenarios["calls"]:
+        if prefix == "s3":
+            continue  # every S3 request is in moto_http's log, with its resource
+        action = f"{prefix}:{operation}"
+        ids = [params[name] for name in _CLUSTER_PARAMS if name in params] + list(params.get("JobFlowIds", []))
+        if operation == "RunJobFlow":
+            request_tags = {tag["Key"]: tag["Value"] for tag in params.get("Tags", [])}
+            checked.append((action, "*", request_tags, {}))
+            checked.append((f"{prefix}:AddTags", cluster_arn + "j-NEW", request_tags, {}))  # tag on create
+        elif ids and operation not in ("DescribeCluster",):
+            checked += [(action, cluster_arn + cluster_id, {}, tags_of.get(cluster_id, {})) for cluster_id in ids]
+        else:
+            checked.append((action, "*", {}, {}))
+    return checked
+
+
+def test_the_policy_conditions_allow_every_request_the_flows_made(aws, moto_http, scenarios):
+    """Resources and tag conditions, not just action names: each request of the scenarios (sentinel credentials) is
+    allowed by docs/iam-policy.json with its placeholders filled; and the scoping really bites."""
+    statements = _filled_policy(scenarios["own_cluster"])
+    checked = _requests_to_check(scenarios, moto_http)
+    refused = sorted(
+        {(a, r) for a, r, request_tags, tags in checked if not _allows(statements, a, r, request_tags, tags)}
+    )
+    assert not refused, f"requests docs/iam-policy.json would refuse: {refused[:10]}"
+    actions = {action for action, *_rest in checked}
+    assert {
+        "s3:GetObject",
+        "s3:PutObject",
+        "elasticmapreduce:TerminateJobFlows",
+        "elasticmapreduce:CancelSteps",
+    } <= actions
+    # The scoping bites: a foreign cluster, an untagged creation, another bucket, a key outside the named prefixes.
+    foreign = f"arn:aws:elasticmapreduce:{REGION}:123456789012:cluster/j-SOMEONEELSE"
+    assert not _allows(statements, "elasticmapreduce:TerminateJobFlows", foreign, {}, {"team": "x"})
+    assert not _allows(statements, "elasticmapreduce:AddJobFlowSteps", foreign, {}, {})
+    assert not _allows(statements, "elasticmapreduce:RunJobFlow", "*", {"team": "x"}, {})
+    assert not _allows(statements, "elasticmapreduce:AddTags", foreign, {"team": "x"}, {})
+    assert not _allows(statements, "s3:GetObject", "arn:aws:s3:::another-bucket/images/a.jpg")
+    assert not _allows(statements, "s3:PutObject", "arn:aws:s3:::fruitflow-test/images/Apple/planted.jpg")
 
 
 @pytest.fixture(scope="module")
@@ -319,10 +424,10 @@ def reaped(aws):
         running = str(prefect.create_flow_run(some_run, state=Running()).id)
         finished = str(prefect.create_flow_run(some_run, state=Completed()).id)
 
-    def ours(run_id: str, keep: bool = False) -> str:
+    def ours(run_id: str, keep: bool = False, max_age_hours: float | None = None) -> str:
         request = cluster_request(EmrClusterConfig(), name="reap", log_uri=f"s3://{aws.bucket}/l/",
                                   bootstrap_uri="s3://b/b.sh", requirements_uri="s3://b/r.txt", flow_run_id=run_id,
-                                  keep=keep)  # fmt: skip
+                                  keep=keep, max_age_hours=max_age_hours)  # fmt: skip
         return aws.client("emr").run_job_flow(**request)["JobFlowId"]
 
     clusters = {
@@ -331,6 +436,7 @@ def reaped(aws):
         "unknown run": ours(str(uuid.uuid4())),
         "kept, finished run": ours(finished, keep=True),
         "old, live run": ours(running),
+        "old, live run, 8 h step timeout": ours(running, max_age_hours=9.0),  # 8 h step + provisioning + teardown
         "not ours": aws.client("emr").run_job_flow(
             Name="not ours", ReleaseLabel="emr-7.13.0", ServiceRole="EMR_DefaultRole",
             JobFlowRole="EMR_EC2_DefaultRole",
@@ -340,7 +446,7 @@ def reaped(aws):
     from datetime import timedelta
 
     for cluster in _moto_clusters():
-        if cluster.id == clusters["old, live run"]:
+        if cluster.id in (clusters["old, live run"], clusters["old, live run, 8 h step timeout"]):
             cluster.creation_datetime -= timedelta(hours=7)
     report = reap_clusters(aws_credentials_block="fruitflow", max_age_hours=6, poll_seconds=1)
     states = aws.clusters()
@@ -355,3 +461,4 @@ def test_reaper_terminates_our_old_or_orphaned_clusters_only(reaped):
     reasons = {entry["cluster_id"]: entry["reason"] for entry in report}
     assert reasons[clusters["finished run"]] == "its flow run is COMPLETED"
     assert reasons[clusters["old, live run"]].startswith("older than 6 h (7.0 h)")
+    assert states["old, live run, 8 h step timeout"] != "TERMINATED", "its own limit (9 h) outranks --max-age-hours 6"
