@@ -168,8 +168,13 @@ def measure_reference(images: Path, workdir: Path, master: str, alpha: float) ->
     return dict(sampled, **json.loads(result.read_text()))
 
 
-def measure_job(images: Path, workdir: Path, alpha: float, featurizer: str, batch_size: int | None) -> dict:
-    """Our job, with the flow's own spark-submit command and environment (tasks/local_spark.py)."""
+def measure_job(
+    images: Path, workdir: Path, alpha: float, featurizer: str, batch_size: int | None, reader: str = "auto"
+) -> dict:
+    """Our job, with the flow's own spark-submit command and environment (tasks/local_spark.py).
+
+    ``reader``: ``auto`` (local files read by the Python workers) or ``binaryfile`` (Spark's reader, as on S3).
+    """
     from fruitjob.options import DEFAULT_BATCH_SIZE
     from fruitjob.tflite_engine import clear_cache
     from tasks.job_spec import JobSpec
@@ -184,8 +189,9 @@ def measure_job(images: Path, workdir: Path, alpha: float, featurizer: str, batc
         batch_size=batch_size or DEFAULT_BATCH_SIZE,
     )
     clear_cache()  # the conversion is then paid, as on a fresh cluster, and shows in the weights stage
-    command = spark_submit_command(spec)
-    sampled = run_sampled(command, job_environment(), workdir / "job.log")
+    shutil.rmtree(workdir / "job-out", ignore_errors=True)
+    command = spark_submit_command(spec) + ([] if reader == "auto" else ["--reader", reader])
+    sampled = run_sampled(command, job_environment(), workdir / f"job-{reader}.log")
     metrics = json.loads((workdir / "job-out" / "metrics.json").read_text())
     return dict(
         sampled,
@@ -195,6 +201,7 @@ def measure_job(images: Path, workdir: Path, alpha: float, featurizer: str, batc
         partitions=metrics["partitions"],
         batch_size=metrics["batch_size"],
         featurizer=metrics["featurizer"],
+        reader=metrics.get("reader", reader),
     )
 
 
@@ -268,6 +275,13 @@ def report(results: dict) -> str:
         "  (c) our job, %s, %s, batch %d, %d partitions: %.1f  (%.1f s)"
         % (c["featurizer"], c["master"], c["batch_size"], c["partitions"], rate_c, d["featurize"])
     )
+    if results.get("job_binaryfile"):
+        e = results["job_binaryfile"]
+        rate_e = e["images"] / e["durations_s"]["featurize"]
+        lines.append(
+            "  (c') our job, Spark's binaryFile reader (as on S3): %.1f  (%.1f s); c/c' = %.2f"
+            % (rate_e, e["durations_s"]["featurize"], rate_c / rate_e)
+        )
     if a:
         lines.append(
             "ratios: c/a = %.2f (target >= 5), c/b = %.2f (target >= 0.85)"
@@ -311,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--featurizer", choices=("keras", "tflite"), default=DEFAULT_FEATURIZER)
     parser.add_argument("--batch-size", type=int, default=None, help="default: the job's default")
     parser.add_argument("--skip-reference", action="store_true", help="leave out (a), the slowest row")
+    parser.add_argument(
+        "--compare-readers", action="store_true", help="also run (c) with Spark's binaryFile reader (as on S3)"
+    )
     args = parser.parse_args(argv)
 
     cores = os.cpu_count() or 1
@@ -324,6 +341,11 @@ def main(argv: list[str] | None = None) -> int:
         print("startup: %.1f s" % results["startup"]["wall_s"], flush=True)
         results["job"] = measure_job(images, workdir, args.alpha, args.featurizer, args.batch_size)
         print("(c) job: %s" % results["job"]["durations_s"], flush=True)
+        if args.compare_readers:
+            results["job_binaryfile"] = measure_job(
+                images, workdir, args.alpha, args.featurizer, args.batch_size, "binaryfile"
+            )
+            print("(c') job, binaryFile reader: %s" % results["job_binaryfile"]["durations_s"], flush=True)
         results["loop"] = measure_loop(images, args.alpha, args.featurizer, args.batch_size, cores)
         print("(b) loop: %s" % results["loop"]["variants"], flush=True)
         results["reference"] = None

@@ -178,8 +178,12 @@ def summary_markdown(report: dict, run: dict) -> str:
     if run.get("cost_estimate"):
         cost = run["cost_estimate"]
         lines.append(f"| cost (estimate) | {md_text(cost.get('text', cost))} |")
+    lines += _quality_rows(m)
     if m.get("pca_note"):
         lines += ["", f"Note: {md_text(m['pca_note'])}"]
+    if m.get("folders_skipped"):
+        lines += ["", "## Folders not listed", "", "| folder | why |", "|---|---|"]
+        lines += [f"| {md_code(f['path'])} | {md_text(f['reason'])} |" for f in m["folders_skipped"]]
     lines += [
         "",
         "## Explained variance",
@@ -191,6 +195,36 @@ def summary_markdown(report: dict, run: dict) -> str:
         lines += ["", "## Errors (first 20)", "", "| path | error |", "|---|---|"]
         lines += [f"| {md_code(e['path'])} | {md_text(e['error'])} |" for e in report["error_samples"]]
     return "\n".join(lines) + "\n"
+
+
+def _quality_rows(metrics: dict) -> list[str]:
+    """Do the features separate the classes? The job's leave-one-out nearest-centroid accuracy, both spaces."""
+    quality = metrics.get("feature_quality")
+    if not quality:
+        return []
+    return [
+        f"| classes separated (nearest class centroid, leave-one-out, {quality['sample_size']} images) | "
+        f"accuracy {quality['accuracy_features']:.3f} on the {metrics['feature_dim']} features, "
+        f"{quality['accuracy_pca']:.3f} in the {metrics['pca_components']} PCA components |"
+    ]
+
+
+def class_rows(report: dict) -> list[dict]:
+    """The per-class table: images ok and failed, and how well each class is told apart from the others."""
+    quality = {row["label"]: row for row in (report["metrics"].get("feature_quality") or {}).get("per_class", [])}
+    rows = []
+    for label, counts in report["per_class"].items():
+        scored = quality.get(label, {})
+        rows.append(
+            {
+                "label": label,
+                **counts,
+                "accuracy_features": scored.get("accuracy_features"),
+                "accuracy_pca": scored.get("accuracy_pca"),
+                "most_confused_with": scored.get("most_confused_with"),
+            }
+        )
+    return rows
 
 
 def _write(filesystem: pafs.FileSystem, uri: str, data: bytes) -> None:
@@ -211,7 +245,10 @@ def publish_summary(report: dict, run: dict, filesystem: pafs.FileSystem | None 
     _write(filesystem, f"{output}/summary.md", markdown.encode())
     _write(filesystem, f"{output}/explained_variance.png", variance_plot_png(report["metrics"]["explained_variance"]))
     create_markdown_artifact(key=SUMMARY_KEY, markdown=markdown, description="fruit-features run summary")
-    rows = [{"label": label, **counts} for label, counts in report["per_class"].items()]
-    create_table_artifact(key=CLASSES_KEY, table=rows, description="images per class: ok and failed")
+    create_table_artifact(
+        key=CLASSES_KEY,
+        table=class_rows(report),
+        description="images per class: ok, failed, nearest-centroid accuracy and the class most confused with",
+    )
     get_run_logger().info("summary written to %s/summary.md", output)
     return markdown

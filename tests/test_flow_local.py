@@ -60,7 +60,10 @@ def test_flow_publishes_summary_and_class_table(flow_run):
     summary = by_key[SUMMARY_KEY].data
     assert "24 of 25 images featurized" in summary and "broken.jpg" in summary and str(output) in summary
     rows = json.loads(by_key[CLASSES_KEY].data)
-    assert {"label": "Pêche Blanche", "ok": 4, "failed": 0} in rows
+    peach = next(row for row in rows if row["label"] == "Pêche Blanche")
+    assert (peach["ok"], peach["failed"]) == (4, 0)
+    assert {"accuracy_features", "accuracy_pca", "most_confused_with"} <= set(peach)
+    assert "classes separated (nearest class centroid, leave-one-out, 24 images)" in summary
     assert (output / "summary.md").read_text() == summary
 
 
