@@ -152,7 +152,8 @@ def _spark_submits(output: str) -> list[psutil.Process]:
 def test_cancelling_mid_spark_stops_the_job(server, client, fruit_images, tmp_path):
     output = str(tmp_path / "cancelled")
     flow_run_id = _start(client, "fruit-features/local", images=str(fruit_images), output=output, **NEW_BATCH)
-    deadline = time.monotonic() + 120
+    # The run may first wait for the deployment's concurrency slot, released once the previous run has ended.
+    deadline = time.monotonic() + RUN_TIMEOUT_S
     while not _spark_submits(output) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _spark_submits(output), f"spark-submit never started:\n{server.log_tail('worker')}"

@@ -1,0 +1,166 @@
+"""``python -m flows.serve``: the deployments of prefect.yaml, served from one process without a work pool.
+
+The deployments it builds are compared field by field with prefect.yaml (read independently here); the slow test
+serves them against a fresh Prefect server of its own (serving re-points deployments of the same names at the
+serving process, which must not happen to the shared server the worker tests use), runs one, and stops serving.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+import yaml
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.objects import StateType
+from prefect.exceptions import ObjectNotFound
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from flows.serve import build_deployments
+from tests.prefect_server import REPO, PrefectServer, _start, _stop, _wait_healthy, free_port
+
+ENTRIES = yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
+FLOW_NAMES = {
+    "flows/fruit_features.py:fruit_features": "fruit-features",
+    "flows/reap.py:reap_clusters": "reap-clusters",
+    "flows/weekly.py:fruit_features_weekly": "fruit-features-weekly",
+}
+
+
+def _full_name(entry: dict) -> str:
+    return f"{FLOW_NAMES[entry['entrypoint']]}/{entry['name']}"
+
+
+def test_serves_every_deployment_of_prefect_yaml_with_the_same_settings():
+    built = {f"{d.flow_name}/{d.name}": d for d in build_deployments()}
+    assert set(built) == {_full_name(entry) for entry in ENTRIES}
+    assert {"fruit-features/local", "fruit-features/emr", "reap-clusters/scheduled"} <= set(built)
+    for entry in ENTRIES:
+        deployment = built[_full_name(entry)]
+        assert deployment.entrypoint == entry["entrypoint"]
+        assert deployment.description == entry["description"]
+        assert deployment.tags == entry["tags"]
+        assert deployment.parameters == entry["parameters"]
+        assert deployment.work_pool_name is None  # served: run by the serving process, not a worker
+        schedules = [
+            {"cron": s.schedule.cron, "timezone": s.schedule.timezone, "active": s.active} for s in deployment.schedules
+        ]
+        assert schedules == entry["schedules"]
+        limit = entry.get("concurrency_limit")
+        if limit:
+            assert deployment.concurrency_limit == limit["limit"]
+            assert deployment.concurrency_options.collision_strategy == limit["collision_strategy"]
+        else:
+            assert deployment.concurrency_limit is None
+
+
+def test_the_reaper_keeps_its_30_minute_cron():
+    (reaper,) = [d for d in build_deployments() if d.flow_name == "reap-clusters"]
+    (schedule,) = reaper.schedules
+    assert schedule.schedule.cron == "*/30 * * * *" and schedule.schedule.timezone == "UTC" and schedule.active
+
+
+def test_list_prints_what_would_be_served():
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.serve", "--list"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    for entry in ENTRIES:
+        assert f"{_full_name(entry)}: {entry['entrypoint']}" in done.stdout
+    assert "reap-clusters/scheduled: flows/reap.py:reap_clusters  */30 * * * * UTC" in done.stdout
+
+
+@pytest.fixture
+def own_server(tmp_path) -> Iterator[PrefectServer]:
+    """A bare Prefect server (no pool, no deployments) for this test alone."""
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        PREFECT_HOME=str(tmp_path),
+        PREFECT_API_URL=api_url,
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_UI_ENABLED="false",
+    )
+    server = PrefectServer(api_url=api_url, env=env, logs=tmp_path)
+    process = _start("server", ["server", "start", "--host", "127.0.0.1", "--port", str(port)], server)
+    try:
+        _wait_healthy(server, process)
+        yield server
+    finally:
+        _stop(process)
+
+
+@pytest.fixture
+def serving(own_server) -> Iterator[subprocess.Popen]:
+    """``python -m flows.serve`` against the test's server, in its own session; stopped (SIGTERM) after."""
+    log = (own_server.logs / "serve.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flows.serve"],
+        cwd=REPO,
+        env=own_server.env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        yield process
+    finally:
+        _stop(process)
+
+
+def _client(server: PrefectServer):
+    return temporary_settings({PREFECT_API_URL: server.api_url})
+
+
+def _wait_for(predicate, timeout_s: float, what: str, server: PrefectServer):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(1)
+    pytest.fail(f"{what} after {timeout_s}s; serve log:\n{server.log_tail('serve')}")
+
+
+def _deployment(client: SyncPrefectClient, name: str):
+    try:
+        return client.read_deployment_by_name(name)
+    except ObjectNotFound:  # not there yet
+        return None
+
+
+@pytest.mark.slow
+def test_serve_runs_a_deployment_and_stops(own_server, serving):
+    with _client(own_server), get_client(sync_client=True) as client:
+        deployed = _wait_for(
+            lambda: all(found := [_deployment(client, _full_name(entry)) for entry in ENTRIES]) and found,
+            120,
+            "not every deployment served",
+            own_server,
+        )
+        for entry, deployment in zip(ENTRIES, deployed, strict=True):
+            assert deployment.work_pool_name is None
+            assert deployment.parameters == entry["parameters"] and deployment.description == entry["description"]
+        reaper = client.read_deployment_by_name("reap-clusters/scheduled")
+        (schedule,) = reaper.schedules
+        assert schedule.schedule.cron == "*/30 * * * *" and schedule.active
+
+        # No AWS blocks on this server: the reaper has nothing to do and completes (run by the serving process).
+        run = client.create_flow_run_from_deployment(reaper.id, parameters={"dry_run": True})
+        run = _wait_for(
+            lambda: (found := client.read_flow_run(run.id)).state.is_final() and found,
+            180,
+            "served run not finished",
+            own_server,
+        )
+        assert run.state.type == StateType.COMPLETED, run.state.message
+
+        serving.terminate()  # Ctrl-C / SIGTERM: serving stops and pauses the schedules it served
+        serving.wait(timeout=60)
+        paused = client.read_deployment_by_name("reap-clusters/scheduled")
+        assert paused.paused or not any(s.active for s in paused.schedules)
