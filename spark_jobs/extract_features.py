@@ -23,12 +23,13 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from fruitjob import layout, progress, storage
 from fruitjob.errors import JobError
 from fruitjob.featurizer import warm_up_workers
 from fruitjob.identity import SpaceMismatch, check_same_space, identity_of
-from fruitjob.incremental import Plan, plan_increment
+from fruitjob.incremental import Plan, plan_increment, replace_dataset
 from fruitjob.listing import Listing, list_input
 from fruitjob.lock import Lease
 from fruitjob.metrics import versions as job_versions
@@ -99,8 +100,6 @@ def _write_pca(spark: SparkSession, opts: JobOptions, source: Optional[FittedPca
     if not (opts.incremental and storage.exists(spark, pca_uri)):
         project(source, features).write.mode("overwrite").parquet(pca_uri)
         return source, None
-    from pyspark.sql import functions as F
-
     existing = spark.read.parquet(pca_uri)
     keep = existing.join(features.select("path"), on="path", how="left_semi")
     if "pca_model_id" in existing.columns:
@@ -109,8 +108,6 @@ def _write_pca(spark: SparkSession, opts: JobOptions, source: Optional[FittedPca
     if "pca_model_id" in existing.columns and keep.count() == existing.count():
         new.write.mode("append").parquet(pca_uri)
     else:  # rows of a crashed run, or of an older output without model ids: rewrite them in the one space
-        from fruitjob.incremental import replace_dataset
-
         keep = keep.withColumn("pca_model_id", F.lit(source.model_id)).select(*layout.PCA_COLUMNS)
         replace_dataset(spark, pca_uri, keep.unionByName(new))
     return source, None
@@ -190,19 +187,17 @@ def run(spark: SparkSession, opts: JobOptions) -> Dict[str, object]:
 
 def _counts(spark: SparkSession, opts: JobOptions, listing: Listing, plan: Plan, run_id: str) -> Dict[str, int]:
     """What this run did, counted in the data it wrote (not derived from each other), and checked to add up."""
-    from pyspark.sql import functions as F
-
     features_uri = layout.child(opts.output, layout.FEATURES)
     if not storage.exists(spark, features_uri):
         raise PcaError("no image could be featurized (%d errors: see errors/)" % len(listing.problems))
     features = spark.read.parquet(features_uri)
-    errors = spark.read.parquet(layout.child(opts.output, layout.ERRORS))
+    failed = spark.read.parquet(layout.child(opts.output, layout.ERRORS)).count()  # errors/ is this run's only
     counts = {
         "images_total": len(plan.todo) + len(listing.problems),
         "images_ok": features.where(F.col("run_id") == run_id).count() if "run_id" in features.columns else 0,
-        "images_failed": errors.count(),
+        "images_failed": failed,
         "features_total": features.count(),
-        "errors_total": errors.count(),
+        "errors_total": failed,
     }
     lost = counts["images_total"] - counts["images_ok"] - counts["images_failed"]
     if lost:

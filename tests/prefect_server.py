@@ -97,10 +97,8 @@ def _wait_healthy(server: PrefectServer, process: subprocess.Popen, timeout_s: f
     pytest.fail(f"prefect server not healthy after {timeout_s}s:\n{server.log_tail('server')}")
 
 
-@contextmanager
-def running_prefect(home: Path) -> Iterator[PrefectServer]:
-    """Server + work pool + ``deploy --all`` + worker; all stopped on exit."""
-    port = free_port()
+def server_environment(home: Path, port: int) -> PrefectServer:
+    """A server's API URL and the environment of every CLI call against it (its own PREFECT_HOME, no telemetry)."""
     api_url = f"http://127.0.0.1:{port}/api"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(
@@ -108,10 +106,30 @@ def running_prefect(home: Path) -> Iterator[PrefectServer]:
         PREFECT_API_URL=api_url,
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_SERVER_UI_ENABLED="false",
+    )
+    return PrefectServer(api_url=api_url, env=env, logs=home)
+
+
+def wait_final(client, server: PrefectServer, flow_run_id, timeout_s: float):
+    """Poll a flow run's state until it is final, with a deadline; fail with the worker's log tail."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        run = client.read_flow_run(flow_run_id)
+        if run.state is not None and run.state.is_final():
+            return run
+        time.sleep(1)
+    pytest.fail(f"flow run {flow_run_id} not finished after {timeout_s}s; worker log:\n{server.log_tail('worker')}")
+
+
+@contextmanager
+def running_prefect(home: Path) -> Iterator[PrefectServer]:
+    """Server + work pool + ``deploy --all`` + worker; all stopped on exit."""
+    port = free_port()
+    server = server_environment(home, port)
+    server.env.update(
         PREFECT_WORKER_QUERY_SECONDS="1",
         PWD=str(REPO),  # what `{{ $PWD }}` in prefect.yaml reads: as if deployed from a shell in the repo root
     )
-    server = PrefectServer(api_url=api_url, env=env, logs=home)
     processes: list[subprocess.Popen] = []
     try:
         processes.append(_start("server", ["server", "start", "--host", "127.0.0.1", "--port", str(port)], server))

@@ -22,7 +22,7 @@ from prefect.states import Cancelling
 
 from tasks.reporting import CLASSES_KEY, SUMMARY_KEY
 from tests.conftest import TEST_ALPHA
-from tests.prefect_server import PrefectServer
+from tests.prefect_server import PrefectServer, wait_final
 
 pytestmark = pytest.mark.slow
 
@@ -50,13 +50,7 @@ def _start(client: SyncPrefectClient, deployment: str, **parameters: object) -> 
 
 def _wait(client: SyncPrefectClient, server: PrefectServer, flow_run_id: UUID, timeout_s: float) -> FlowRun:
     """Poll the run's state until it is final (the worker runs it), with a deadline."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        run = client.read_flow_run(flow_run_id)
-        if run.state is not None and run.state.is_final():
-            return run
-        time.sleep(1)
-    pytest.fail(f"flow run {flow_run_id} not finished after {timeout_s}s; worker log:\n{server.log_tail('worker')}")
+    return wait_final(client, server, flow_run_id, timeout_s)
 
 
 def _artifacts(client: SyncPrefectClient, flow_run_id: UUID) -> list:

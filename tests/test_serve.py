@@ -7,7 +7,6 @@ serving process, which must not happen to the shared server the worker tests use
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.serve import build_deployments
-from tests.prefect_server import REPO, PrefectServer, _start, _stop, _wait_healthy, free_port
+from tests.prefect_server import REPO, PrefectServer, _start, _stop, _wait_healthy, free_port, server_environment
 
 ENTRIES = yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
 FLOW_NAMES = {
@@ -78,15 +77,7 @@ def test_list_prints_what_would_be_served():
 def own_server(tmp_path) -> Iterator[PrefectServer]:
     """A bare Prefect server (no pool, no deployments) for this test alone."""
     port = free_port()
-    api_url = f"http://127.0.0.1:{port}/api"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(
-        PREFECT_HOME=str(tmp_path),
-        PREFECT_API_URL=api_url,
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_SERVER_UI_ENABLED="false",
-    )
-    server = PrefectServer(api_url=api_url, env=env, logs=tmp_path)
+    server = server_environment(tmp_path, port)
     process = _start("server", ["server", "start", "--host", "127.0.0.1", "--port", str(port)], server)
     try:
         _wait_healthy(server, process)

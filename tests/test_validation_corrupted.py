@@ -48,6 +48,17 @@ def _problems(output: Path) -> str:
     return str(caught.value)
 
 
+def _set_first(column: str, value: str):
+    """A change for :func:`_rewrite`: the first row's ``column`` becomes ``value``."""
+
+    def change(table: pa.Table) -> pa.Table:
+        values = table[column].to_pylist()
+        values[0] = value
+        return table.set_column(table.schema.get_field_index(column), column, pa.array(values))
+
+    return change
+
+
 def _without(table: pa.Table, path_part: str) -> pa.Table:
     return table.filter(pc.invert(pc.match_substring(table["path"], path_part)))
 
@@ -88,22 +99,12 @@ def test_a_path_in_both_features_and_errors_is_refused(output):
 
 
 def test_a_label_other_than_the_first_folder_is_refused(output):
-    def relabel(table: pa.Table) -> pa.Table:
-        labels = table["label"].to_pylist()
-        labels[0] = "2026"  # e.g. the image's direct parent instead of its label folder
-        return table.set_column(table.schema.get_field_index("label"), "label", pa.array(labels))
-
-    _rewrite(output, "features", relabel)
+    _rewrite(output, "features", _set_first("label", "2026"))  # e.g. the direct parent instead of the label folder
     assert "rows do not carry their label" in _problems(output)
 
 
 def test_images_ok_must_be_this_runs_rows(output):
-    def other_run(table: pa.Table) -> pa.Table:
-        ids = table["run_id"].to_pylist()
-        ids[0] = "an-earlier-run"
-        return table.set_column(table.schema.get_field_index("run_id"), "run_id", pa.array(ids))
-
-    _rewrite(output, "features", other_run)
+    _rewrite(output, "features", _set_first("run_id", "an-earlier-run"))
     assert "features/ has 23 rows of this run, metrics say images_ok 24" in _problems(output)
 
 
@@ -113,12 +114,7 @@ def test_pca_must_have_exactly_the_paths_of_features(output):
 
 
 def test_every_pca_row_is_in_the_one_pca_space(output):
-    def other_space(table: pa.Table) -> pa.Table:
-        ids = table["pca_model_id"].to_pylist()
-        ids[0] = "0123456789abcdef"
-        return table.set_column(table.schema.get_field_index("pca_model_id"), "pca_model_id", pa.array(ids))
-
-    _rewrite(output, "pca", other_space)
+    _rewrite(output, "pca", _set_first("pca_model_id", "0123456789abcdef"))
     assert "pca/ rows are in 2 PCA space(s)" in _problems(output)
 
 

@@ -29,7 +29,7 @@ from prefect.server.events.schemas.events import ReceivedEvent
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.weekly import AUTOMATIONS_YAML, TemplateError, automation_specs, fill, run_date
-from tests.prefect_server import REPO, PrefectServer
+from tests.prefect_server import REPO, PrefectServer, wait_final
 
 PREFECT_YAML = REPO / "prefect.yaml"
 
@@ -166,13 +166,7 @@ def _notify(server: PrefectServer, *args: str) -> str:
 
 
 def _wait_final(client: SyncPrefectClient, server: PrefectServer, flow_run_id, timeout_s: float = 300):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        run = client.read_flow_run(flow_run_id)
-        if run.state is not None and run.state.is_final():
-            return run
-        time.sleep(1)
-    pytest.fail(f"flow run {flow_run_id} not final after {timeout_s}s; worker log:\n{server.log_tail('worker')}")
+    return wait_final(client, server, flow_run_id, timeout_s)
 
 
 @pytest.mark.slow

@@ -70,9 +70,10 @@ def _uri(path: str) -> Tuple[str, bool]:
         return "file:" + os.fsencode(path).decode("utf-8", "backslashreplace"), False
 
 
-def _walk_local(root: str, skipped_folders: List[Tuple[str, str]]) -> List[str]:
-    """Every non-folder entry under ``root``, following folder links but never around a loop."""
-    found: List[str] = []
+def _walk_local(root: str, skipped_folders: List[Tuple[str, str]]) -> List[Tuple[str, object]]:
+    """Every non-folder entry under ``root`` with its stat (or the OSError of a dangling link or a link loop),
+    following folder links but never around a loop."""
+    found: List[Tuple[str, object]] = []
     try:
         top = os.stat(root)
     except OSError as exc:
@@ -91,11 +92,11 @@ def _walk_local(root: str, skipped_folders: List[Tuple[str, str]]) -> List[str]:
             full = os.path.join(folder, name)
             try:
                 info = os.stat(full)
-                is_dir = stat.S_ISDIR(info.st_mode)
-            except OSError:
-                is_dir = False  # a dangling link or a link loop: listed, and an error row later
-            if not is_dir:
-                found.append(full)
+            except OSError as exc:  # a dangling link or a link loop: listed, and an error row later
+                found.append((full, exc))
+                continue
+            if not stat.S_ISDIR(info.st_mode):
+                found.append((full, info))
                 continue
             key = (info.st_dev, info.st_ino)
             if key in ancestors:
@@ -105,14 +106,12 @@ def _walk_local(root: str, skipped_folders: List[Tuple[str, str]]) -> List[str]:
     return found
 
 
-def _local_facts(path: str, utf8: bool) -> Tuple[Optional[int], Optional[int], Optional[str]]:
-    """(size, modified ms, problem) of a local image-named file, from one stat that follows links."""
+def _local_facts(info, utf8: bool) -> Tuple[Optional[int], Optional[int], Optional[str]]:
+    """(size, modified ms, problem) of a local image-named file, from the walk's stat (which follows links)."""
     if not utf8:
         return None, None, NOT_UTF8
-    try:
-        info = os.stat(path)
-    except OSError as exc:
-        return None, None, UNREADABLE + (": a link loop" if exc.errno == errno.ELOOP else "")
+    if isinstance(info, OSError):
+        return None, None, UNREADABLE + (": a link loop" if info.errno == errno.ELOOP else "")
     modified = int(info.st_mtime_ns // 1_000_000)
     if not stat.S_ISREG(info.st_mode):
         kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) else "a device"
@@ -136,13 +135,13 @@ def _common_problem(label: str, size: Optional[int], problem: Optional[str] = No
 def _list_local(images_uri: str, listing: Listing) -> None:
     root = os.path.abspath(local_path(images_uri))
     root_uri = "file:" + root
-    for path in sorted(_walk_local(root, listing.skipped_folders)):
+    for path, info in sorted(_walk_local(root, listing.skipped_folders), key=lambda found: found[0]):
         uri, utf8 = _uri(path)
         if not is_image_name(uri):
             listing.skipped.append(uri)
             continue
         label = label_of(root_uri, uri)
-        size, modified, problem = _local_facts(path, utf8)
+        size, modified, problem = _local_facts(info, utf8)
         listing.images.append(ImageFile(uri, label, size, modified, None, _common_problem(label, size, problem)))
 
 
