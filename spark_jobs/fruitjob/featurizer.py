@@ -15,7 +15,8 @@ from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, Str
 
 from fruitjob.decoding import UNREADABLE, ImageDecodeError, decode_image
 from fruitjob.reading import read_local_file
-from fruitjob.weights import FEATURE_DIM, Weights
+from fruitjob.rules import FEATURE_DIM
+from fruitjob.weights import Weights
 
 RESULT_TYPE = StructType(
     [

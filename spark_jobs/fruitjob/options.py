@@ -8,12 +8,11 @@ import re
 from dataclasses import dataclass
 from typing import List, Optional
 
-from fruitjob.rules import READERS
+from fruitjob.rules import FEATURIZERS, READERS
 
 DEFAULT_PCA_COMPONENTS = 50
 # Images per engine call: TFLite runs batches of 1-4 as fast as larger ones (caches stay warm), with less memory.
 DEFAULT_BATCH_SIZE = 4
-FEATURIZERS = ("keras", "tflite")
 # Chosen by bench/featurize_bench.py: about twice Keras' speed on CPU with the same features (docs/performance.md).
 DEFAULT_FEATURIZER = "tflite"
 _ALPHA_IN_NAME = re.compile(r"_(\d+(?:\.\d+)?)_\d+(?:_no_top)?\.h5$")

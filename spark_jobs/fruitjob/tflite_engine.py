@@ -19,7 +19,8 @@ from typing import Callable
 import numpy as np
 
 from fruitjob import private_files
-from fruitjob.weights import FEATURE_DIM, Weights
+from fruitjob.rules import FEATURE_DIM
+from fruitjob.weights import Weights
 
 log = logging.getLogger("fruitflow.tflite")
 Engine = Callable[[np.ndarray], np.ndarray]
