@@ -17,7 +17,6 @@ from pyspark.sql import SparkSession
 
 from fruitjob import private_files, storage
 from fruitjob.listing import is_local, local_path
-from fruitjob.rules import FEATURE_DIM  # noqa: F401 - re-exported for the engines
 
 IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
 
