@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from prefect_aws import AwsCredentials, S3Bucket
 from prefect_aws.client_parameters import AwsClientParameters
 
-from blocks.emr_cluster import EmrClusterConfig
+from blocks.emr_cluster_config import EmrClusterConfig
 
 
 def build_blocks(env: Mapping[str, str]) -> tuple[AwsCredentials, S3Bucket, EmrClusterConfig]:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 
-from tasks.aws_clients import S3UriError
-from tasks.emr_cluster import ClusterError
-from tasks.emr_steps import StepFailed
-from tasks.input_checks import InputError
-from tasks.local_spark import SparkJobFailed
-from tasks.preflight import PreflightError
+from tasks.aws.preflight import PreflightError
+from tasks.aws.s3_uris import S3UriError
+from tasks.emr.cluster import ClusterError
+from tasks.emr.step_wait import StepFailed
+from tasks.local.input_checks import InputError
+from tasks.local.spark_submit import SparkJobFailed
 from tasks.validation import OutputInvalid
 
 # Every error class the flow raises on purpose; each message tells the user what to do.

@@ -7,20 +7,20 @@ Run on a schedule (deployment ``reap-clusters/scheduled`` in prefect.yaml), or b
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from prefect import flow, get_run_logger
-from prefect_aws import AwsCredentials
 
-from tasks.emr_cluster import terminate_cluster
-from tasks.stale_clusters import find_stale_clusters
+from flows.command_line import parser_for
+from tasks.aws.clients import AwsClients
+from tasks.emr.cluster import terminate_cluster
+from tasks.emr.reaper import StaleCluster, find_stale_clusters
 
 
 @flow(name="reap-clusters")
 def reap_clusters(
     aws_credentials_block: str = "fruitflow", max_age_hours: float = 6.0, dry_run: bool = False, poll_seconds: int = 30
-) -> list[dict]:
+) -> list[StaleCluster]:
     """Terminate clusters tagged ``fruitflow:created-by`` that are too old or whose flow run is no longer running.
 
     Args:
@@ -35,30 +35,27 @@ def reap_clusters(
     """
     logger = get_run_logger()
     try:
-        credentials = AwsCredentials.load(aws_credentials_block)
+        aws = AwsClients.from_block(aws_credentials_block)
     except ValueError as exc:
         if "Unable to find block document" not in str(exc):
             raise
         # A local-only setup has no AWS blocks, hence no clusters of ours: nothing to do, and not a failure.
         logger.info("no AwsCredentials block %r on this server: no EMR clusters to reap", aws_credentials_block)
         return []
-    stale = find_stale_clusters(credentials, max_age_hours)
+    stale = find_stale_clusters(aws, max_age_hours)
     for cluster in stale:
-        logger.warning("%s cluster %s: %s", "would terminate" if dry_run else "terminating", cluster["cluster_id"],
-                       cluster["reason"])  # fmt: skip
+        doing = "would terminate" if dry_run else "terminating"
+        logger.warning("%s cluster %s: %s", doing, cluster.cluster_id, cluster.reason)
         if not dry_run:
-            terminate_cluster(credentials, cluster["cluster_id"], poll_seconds)
+            terminate_cluster(aws, cluster.cluster_id, poll_seconds)
     logger.info("%d stale cluster(s)%s", len(stale), " (dry run: none terminated)" if dry_run else " terminated")
     return stale
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.reap", description=reap_clusters.description)
-    parser.add_argument("--aws-credentials-block", default="fruitflow")
-    parser.add_argument("--max-age-hours", type=float, default=6.0)
-    parser.add_argument("--dry-run", action="store_true")
+    parser = parser_for(reap_clusters, prog="python -m flows.reap")
     for cluster in reap_clusters(**vars(parser.parse_args(argv))):
-        print(f"{cluster['cluster_id']}: {cluster['reason']}")
+        print(f"{cluster.cluster_id}: {cluster.reason}")
     return 0
 
 

@@ -16,6 +16,15 @@ from fruitjob.rules import is_image_name, is_local, label_of, local_path
 from tasks.uris import filesystem_path
 
 
+@dataclass(frozen=True)
+class InputCount:
+    """How much an engine's checks found under the input, before anything runs."""
+
+    images: int
+    bytes: int
+    other_files: int
+
+
 @dataclass
 class InputFacts:
     """What is under the input: image-named files (URI -> label), other files, folders that could not be listed."""

@@ -44,7 +44,7 @@ def spark():
     from pyspark.sql import SparkSession
 
     session = (
-        # local[2,2], as tasks/local_spark.py runs the job: a failed task (a killed Python worker) is tried again.
+        # local[2,2], as the local engine runs the job: a failed task (a killed Python worker) is tried again.
         SparkSession.builder.master("local[2,2]")
         .appName("fruitflow-tests")
         .config("spark.ui.enabled", "false")
@@ -61,7 +61,7 @@ def spark():
 @pytest.fixture(scope="session")
 def fruit_images(tmp_path_factory) -> Path:
     """6 classes x 4 small JPEGs (labels with spaces and non-ASCII), a corrupt image and a README."""
-    from tasks.sample_images import make_sample_images
+    from tasks.local.sample_images import make_sample_images
 
     root = make_sample_images(tmp_path_factory.mktemp("fruits"), per_class=4, size=64)
     (root / "Banana" / "broken.jpg").write_bytes(b"this is not a jpeg")

@@ -58,14 +58,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _start(name: str, args: list[str], server: PrefectServer) -> subprocess.Popen:
+def start_process(name: str, args: list[str], server: PrefectServer) -> subprocess.Popen:
     log = (server.logs / f"{name}.log").open("w")
     return subprocess.Popen(
         [PREFECT, *args], cwd=REPO, env=server.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
 
 
-def _stop(process: subprocess.Popen, grace_seconds: float = 20) -> None:
+def stop_process(process: subprocess.Popen, grace_seconds: float = 20) -> None:
     """SIGTERM the process group this fixture started, SIGKILL what is left after the grace period."""
     try:
         os.killpg(process.pid, signal.SIGTERM)
@@ -82,7 +82,7 @@ def _stop(process: subprocess.Popen, grace_seconds: float = 20) -> None:
     process.wait(timeout=grace_seconds)
 
 
-def _wait_healthy(server: PrefectServer, process: subprocess.Popen, timeout_s: float = 120) -> None:
+def wait_healthy(server: PrefectServer, process: subprocess.Popen, timeout_s: float = 120) -> None:
     """Poll /api/health until it answers (readiness), the server dies, or the time is up."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -132,15 +132,16 @@ def running_prefect(home: Path) -> Iterator[PrefectServer]:
     )
     processes: list[subprocess.Popen] = []
     try:
-        processes.append(_start("server", ["server", "start", "--host", "127.0.0.1", "--port", str(port)], server))
-        _wait_healthy(server, processes[0])
+        serve = ["server", "start", "--host", "127.0.0.1", "--port", str(port)]
+        processes.append(start_process("server", serve, server))
+        wait_healthy(server, processes[0])
         server.cli("work-pool", "create", POOL, "--type", "process")
         server.cli("deploy", "--all")
-        processes.append(_start("worker", ["worker", "start", "--pool", POOL, "--limit", "2"], server))
+        processes.append(start_process("worker", ["worker", "start", "--pool", POOL, "--limit", "2"], server))
         yield server
     finally:
         for process in reversed(processes):  # the worker (and its flow runs) first, then the server
-            _stop(process)
+            stop_process(process)
 
 
 @pytest.fixture(scope="session")
@@ -148,3 +149,9 @@ def prefect_server(tmp_path_factory) -> Iterator[PrefectServer]:
     """One real server + deployments + process worker for every test module that needs them (started once)."""
     with running_prefect(tmp_path_factory.mktemp("prefect-home")) as running:
         yield running
+
+
+def start_deployment_run(client, deployment: str, **parameters: object):
+    """A run of ``deployment`` (``flow/deployment``) with these parameters, as `prefect deployment run` starts it."""
+    found = client.read_deployment_by_name(deployment)
+    return client.create_flow_run_from_deployment(found.id, parameters=parameters).id

@@ -34,4 +34,4 @@ def test_choices_are_enforced_and_help_shows_descriptions(capsys):
         parser.parse_args(["--featurizer", "onnx"])
     assert exit_.value.code == 2
     assert "invalid choice: 'onnx'" in capsys.readouterr().err
-    assert "Preflight checks and a cost estimate only" in parser.format_help()
+    assert "Checks and a cost estimate only; nothing is created" in " ".join(parser.format_help().split())

@@ -22,7 +22,7 @@ from prefect.states import Cancelling
 
 from tasks.reporting import CLASSES_KEY, SUMMARY_KEY
 from tests.conftest import TEST_ALPHA
-from tests.prefect_server import PrefectServer, wait_final
+from tests.prefect_server import PrefectServer, start_deployment_run, wait_final
 
 pytestmark = pytest.mark.slow
 
@@ -43,16 +43,6 @@ def client(server) -> Iterator[SyncPrefectClient]:
         yield prefect
 
 
-def _start(client: SyncPrefectClient, deployment: str, **parameters: object) -> UUID:
-    found = client.read_deployment_by_name(deployment)
-    return client.create_flow_run_from_deployment(found.id, parameters=parameters).id
-
-
-def _wait(client: SyncPrefectClient, server: PrefectServer, flow_run_id: UUID, timeout_s: float) -> FlowRun:
-    """Poll the run's state until it is final (the worker runs it), with a deadline."""
-    return wait_final(client, server, flow_run_id, timeout_s)
-
-
 def _artifacts(client: SyncPrefectClient, flow_run_id: UUID) -> list:
     return client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
 
@@ -62,8 +52,10 @@ def deployed_run(server, fruit_images, tmp_path_factory) -> tuple[FlowRun, str]:
     """One run of fruit-features/local on a new image set, triggered like `prefect deployment run` would."""
     output = str(tmp_path_factory.mktemp("deployed") / "batch-1")
     with temporary_settings({PREFECT_API_URL: server.api_url}), get_client(sync_client=True) as client:
-        flow_run_id = _start(client, "fruit-features/local", images=str(fruit_images), output=output, **NEW_BATCH)
-        return _wait(client, server, flow_run_id, RUN_TIMEOUT_S), output
+        flow_run_id = start_deployment_run(
+            client, "fruit-features/local", images=str(fruit_images), output=output, **NEW_BATCH
+        )
+        return wait_final(client, server, flow_run_id, RUN_TIMEOUT_S), output
 
 
 def test_deploy_all_creates_both_deployments_on_the_process_pool(server, client):
@@ -111,10 +103,10 @@ def test_deployed_run_publishes_summary_table_and_full_progress(deployed_run, cl
 def test_second_batch_links_the_previous_run(deployed_run, server, client, fruit_images, tmp_path_factory):
     first, first_output = deployed_run
     output = str(tmp_path_factory.mktemp("deployed") / "batch-2")
-    flow_run_id = _start(
+    flow_run_id = start_deployment_run(
         client, "fruit-features/local", images=str(fruit_images), output=output, pca_model=first_output, **NEW_BATCH
     )
-    run = _wait(client, server, flow_run_id, RUN_TIMEOUT_S)
+    run = wait_final(client, server, flow_run_id, RUN_TIMEOUT_S)
     assert run.state.is_completed(), run.state.message
     (summary,) = [a for a in _artifacts(client, run.id) if a.key == SUMMARY_KEY]
     assert f"| previous run | `{first_output}` (flow run [{first.id}]" in summary.data
@@ -124,8 +116,10 @@ def test_second_batch_links_the_previous_run(deployed_run, server, client, fruit
 
 def test_failed_run_says_why_in_its_state_message(server, client, tmp_path):
     (tmp_path / "notes.txt").write_text("no images here")
-    flow_run_id = _start(client, "fruit-features/local", images=str(tmp_path), output=str(tmp_path / "out"))
-    run = _wait(client, server, flow_run_id, RUN_TIMEOUT_S)
+    flow_run_id = start_deployment_run(
+        client, "fruit-features/local", images=str(tmp_path), output=str(tmp_path / "out")
+    )
+    run = wait_final(client, server, flow_run_id, RUN_TIMEOUT_S)
     assert run.state.type == StateType.FAILED
     assert "no images under" in run.state.message
 
@@ -145,14 +139,16 @@ def _spark_submits(output: str) -> list[psutil.Process]:
 
 def test_cancelling_mid_spark_stops_the_job(server, client, fruit_images, tmp_path):
     output = str(tmp_path / "cancelled")
-    flow_run_id = _start(client, "fruit-features/local", images=str(fruit_images), output=output, **NEW_BATCH)
+    flow_run_id = start_deployment_run(
+        client, "fruit-features/local", images=str(fruit_images), output=output, **NEW_BATCH
+    )
     # The run may first wait for the deployment's concurrency slot, released once the previous run has ended.
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while not _spark_submits(output) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _spark_submits(output), f"spark-submit never started:\n{server.log_tail('worker')}"
     client.set_flow_run_state(flow_run_id, Cancelling(message="cancelled by the test"))
-    run = _wait(client, server, flow_run_id, 120)
+    run = wait_final(client, server, flow_run_id, 120)
     assert run.state.type == StateType.CANCELLED, run.state.message
     deadline = time.monotonic() + 30
     while _spark_submits(output) and time.monotonic() < deadline:
@@ -163,8 +159,8 @@ def test_cancelling_mid_spark_stops_the_job(server, client, fruit_images, tmp_pa
 
 def test_the_scheduled_reaper_completes_on_a_server_without_aws_blocks(server, client):
     """`prefect deploy --all` schedules the reaper every 30 minutes: without AWS blocks it must not go red."""
-    flow_run_id = _start(client, "reap-clusters/scheduled")
-    run = _wait(client, server, flow_run_id, RUN_TIMEOUT_S)
+    flow_run_id = start_deployment_run(client, "reap-clusters/scheduled")
+    run = wait_final(client, server, flow_run_id, RUN_TIMEOUT_S)
     assert run.state.type == StateType.COMPLETED, run.state.message
     deadline, said = time.monotonic() + 30, False
     while not said and time.monotonic() < deadline:  # the worker's flow run sends its logs in batches

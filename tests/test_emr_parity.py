@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from pyarrow import fs
 
-from tasks.sample_images import draw_fruit
-from tasks.validation import check_output
+from tasks.local.sample_images import draw_fruit
+from tasks.validation import verify_output
 from tests.conftest import JOB_DEFAULTS
 from tests.helpers import metrics, read_parquet, vectors
 from tests.parity_env import EMR_SPARK, base_python, build
@@ -57,7 +57,7 @@ def test_the_cluster_stack_is_what_ran(parity_output):
 def test_features_equal_the_local_engine_and_the_output_validates(
     parity_output, parity_images, job_output, fruit_images
 ):
-    check_output(str(parity_output), fs.LocalFileSystem())
+    verify_output(str(parity_output), fs.LocalFileSystem())
     here, there = read_parquet(job_output, "features"), read_parquet(parity_output, "features")
     relative = [p[len(f"file:{fruit_images}") :] for p in here["path"]]
     assert relative == [p[len(f"file:{parity_images}") :] for p in there["path"]]
@@ -72,7 +72,7 @@ def test_incremental_and_pca_model_runs_on_the_cluster_stack(parity, parity_imag
     np.testing.assert_allclose(
         vectors(read_parquet(projected, "pca"), "pca"), vectors(read_parquet(parity_output, "pca"), "pca"), atol=1e-5
     )
-    check_output(str(projected), fs.LocalFileSystem())
+    verify_output(str(projected), fs.LocalFileSystem())
 
     output = tmp_path / "grown"  # the finished run, grown by two images (the last test of the module)
     shutil.copytree(parity_output, output)
@@ -83,4 +83,4 @@ def test_incremental_and_pca_model_runs_on_the_cluster_stack(parity, parity_imag
     _submit(parity, grown, output, "--incremental")
     m = metrics(output)
     assert (m["images_ok"], m["images_already_done"], m["pca_refit"]) == (2, 24, False)
-    check_output(str(output), fs.LocalFileSystem())
+    verify_output(str(output), fs.LocalFileSystem())

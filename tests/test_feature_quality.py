@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fruitjob.metrics import ClassQuality
 from tests.helpers import metrics
 
 
@@ -28,15 +29,15 @@ def test_leave_one_out_predictions_equal_a_brute_force_loop():
 
 
 def test_separable_classes_score_one_and_the_confusion_is_named():
-    from fruitjob.quality import _per_class, loo_predictions
+    from fruitjob.quality import loo_predictions, per_class
 
     labels = np.array(["x"] * 4 + ["y"] * 4)
     vectors = np.vstack([np.eye(3)[[0] * 4] + 0.01 * np.arange(4)[:, None], np.eye(3)[[1] * 4]])
     predicted = loo_predictions(vectors, labels)
     assert (predicted == labels).all()
-    rows = _per_class(labels, np.array(["x", "x", "x", "y", "y", "y", "y", "y"]), predicted)
-    assert rows[0] == {"label": "x", "images": 4, "accuracy_features": 0.75, "accuracy_pca": 1.0,
-                       "most_confused_with": "y"}  # fmt: skip
+    rows = per_class(labels, np.array(["x", "x", "x", "y", "y", "y", "y", "y"]), predicted)
+    assert rows[0] == ClassQuality(label="x", images=4, accuracy_features=0.75, accuracy_pca=1.0,
+                                   most_confused_with="y")  # fmt: skip
 
 
 def test_the_job_reports_feature_quality(job_output):
@@ -53,5 +54,5 @@ def test_big_outputs_are_scored_on_a_stratified_sample_of_stated_size(spark, job
 
     features, pca = (spark.read.parquet(str(job_output / name)) for name in ("features", "pca"))
     quality = feature_quality(features, pca, size=12)  # 6 classes: 2 images each
-    assert (quality["sample_size"], quality["images_total"]) == (12, 24)
-    assert all(row["images"] == 2 for row in quality["per_class"])
+    assert (quality.sample_size, quality.images_total) == (12, 24)
+    assert all(row.images == 2 for row in quality.per_class)

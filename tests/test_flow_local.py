@@ -10,6 +10,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, Fl
 
 from flows.fruit_features import fruit_features
 from tasks.reporting import CLASSES_KEY, SUMMARY_KEY
+from tasks.validation import ClassCounts
 from tests.conftest import TEST_ALPHA
 from tests.helpers import metrics
 
@@ -33,13 +34,15 @@ def _task_names(flow_run_id) -> set[str]:
 def test_flow_end_to_end(flow_run):
     state, output = flow_run
     assert state.is_completed(), state.message
-    report = state.result()
+    result = state.result()
+    assert (result.engine, result.output, result.dry_run) == ("local", str(output), False)
     for name in ("features", "pca", "errors", "pca_model", "metrics.json", "summary.md", "explained_variance.png"):
         assert (output / name).exists(), name
     m = metrics(output)
     assert (m["images_ok"], m["images_failed"], m["images_total"]) == (24, 1, 25)
     assert m["feature_dim"] == 1280 and m["pca_components"] == 5
-    assert report["per_class"]["Banana"] == {"ok": 4, "failed": 1}
+    assert result.validation.per_class["Banana"] == ClassCounts(ok=4, failed=1)
+    assert result.validation.metrics.images_ok == m["images_ok"]
     assert _task_names(state.state_details.flow_run_id) == {
         "check-input",
         "run-spark-job",

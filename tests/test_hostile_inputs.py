@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from pyarrow import fs as pafs
 
-from tasks.validation import OutputInvalid, check_output
+from tasks.validation import ClassCounts, OutputInvalid, verify_output
 from tests.helpers import metrics, read_parquet
 from tests.hostile_inputs import ERROR, OK, SKIPPED, make_hostile_corpus, output_uri
 
@@ -90,9 +90,9 @@ def test_counts_reconcile_and_validation_passes(corpus, hostile_run):
     assert m["files_skipped"] == outcomes.count(SKIPPED)
     assert (m["images_ok"], m["images_failed"]) == (outcomes.count(OK), outcomes.count(ERROR))
     assert m["images_ok"] + m["images_failed"] + m["files_skipped"] == m["files_seen"]
-    report = check_output(str(hostile_run), pafs.LocalFileSystem())  # raises if anything does not reconcile
-    assert report.per_class["Broken"]["failed"] == outcomes.count(ERROR) - 1 and "Empty Class" not in report.per_class
-    assert report.per_class[""] == {"ok": 0, "failed": 1}  # the image directly under the root: no label
+    report = verify_output(str(hostile_run), pafs.LocalFileSystem())  # raises if anything does not reconcile
+    assert report.per_class["Broken"].failed == outcomes.count(ERROR) - 1 and "Empty Class" not in report.per_class
+    assert report.per_class[""] == ClassCounts(ok=0, failed=1)  # the image directly under the root: no label
 
 
 def test_killed_worker_task_is_retried_without_losing_or_duplicating_rows(hostile_run):
@@ -116,14 +116,14 @@ def test_unfinished_output_is_refused_by_validation_then_redone_by_a_rerun(spark
     (half_done / "metrics.json").unlink()
     shutil.rmtree(half_done / "pca")
     with pytest.raises(OutputInvalid, match="metrics.json is missing"):
-        check_output(str(half_done), pafs.LocalFileSystem())
+        verify_output(str(half_done), pafs.LocalFileSystem())
 
     argv = ["--images", str(root), "--output", str(half_done), *JOB_DEFAULTS, "--pca-components", "3"]
     with pytest.raises(JobError, match="holds an unfinished run"):
         run(spark, parse_options(argv))  # a plain run never writes over a half-done one
     run(spark, parse_options([*argv, "--incremental"]))  # --incremental finishes it
 
-    check_output(str(half_done), pafs.LocalFileSystem())
+    verify_output(str(half_done), pafs.LocalFileSystem())
     before, after = read_parquet(hostile_run, "features"), read_parquet(half_done, "features")
     assert list(after["path"]) == list(before["path"])
     resumed, first = metrics(half_done), metrics(hostile_run)

@@ -9,8 +9,8 @@ import pytest
 from pyarrow import fs
 
 from tasks.input_listing import list_input_facts
-from tasks.sample_images import make_sample_images
-from tasks.validation import check_output
+from tasks.local.sample_images import make_sample_images
+from tasks.validation import verify_output
 from tests.helpers import metrics, read_parquet
 
 
@@ -79,4 +79,4 @@ def test_the_binaryfile_reader_accounts_for_every_image(run_job, images):
     assert m["images_ok"] + m["images_failed"] == 14
     errors = read_parquet(output, "errors")
     assert f"file:{images}/Banana/_hidden.jpg" in set(errors["path"])
-    check_output(str(output), fs.LocalFileSystem())
+    verify_output(str(output), fs.LocalFileSystem())

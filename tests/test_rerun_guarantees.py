@@ -14,8 +14,8 @@ import time
 import pytest
 from pyarrow import fs
 
-from tasks.sample_images import draw_fruit, make_sample_images
-from tasks.validation import check_output
+from tasks.local.sample_images import draw_fruit, make_sample_images
+from tasks.validation import verify_output
 from tests.conftest import JOB_DEFAULTS
 from tests.helpers import metrics, read_parquet
 
@@ -42,9 +42,9 @@ def test_overwrite_with_a_pca_model_leaves_no_old_model_for_incremental(spark, i
     assert not (output / "pca_model").exists(), "the replaced run's model must go"
     (images / "Banana" / "new.jpg").write_bytes((images / "Banana" / "000.jpg").read_bytes())
     later = _run(spark, images, output, "--incremental")
-    assert later["pca_model"] == m["pca_model"] == str(job_output / "pca_model")
-    assert later["pca_model_id"] == metrics(job_output)["pca_model_id"]
-    check_output(str(output), fs.LocalFileSystem())
+    assert later.pca_model == m.pca_model == str(job_output / "pca_model")
+    assert later.pca_model_id == metrics(job_output)["pca_model_id"]
+    verify_output(str(output), fs.LocalFileSystem())
 
 
 def test_a_crashed_incremental_run_on_a_pca_model_output_stays_in_that_space(spark, images, job_output, tmp_path):
@@ -53,9 +53,9 @@ def test_a_crashed_incremental_run_on_a_pca_model_output_stays_in_that_space(spa
     (output / "metrics.json").unlink()  # died between features/ and metrics.json
     shutil.rmtree(output / "errors")  # ... before errors/ was written, even
     m = _run(spark, images, output, "--incremental")
-    assert m["pca_refit"] is False and m["pca_model"] == str(job_output / "pca_model")
+    assert m.pca_refit is False and m.pca_model == str(job_output / "pca_model")
     assert not (output / "pca_model").exists()
-    check_output(str(output), fs.LocalFileSystem())
+    verify_output(str(output), fs.LocalFileSystem())
 
 
 def test_a_file_changed_with_the_same_size_is_featurized_again(spark, images, tmp_path):
@@ -70,10 +70,10 @@ def test_a_file_changed_with_the_same_size_is_featurized_again(spark, images, tm
     target.write_bytes(data)
     os.utime(target, ns=(time.time_ns(), time.time_ns() + 5_000_000_000))
     m = _run(spark, images, output, "--incremental")
-    assert m["images_changed"] == 1 and f"file:{target}" in set(read_parquet(output, "features")["path"]) | set(
+    assert m.images_changed == 1 and f"file:{target}" in set(read_parquet(output, "features")["path"]) | set(
         read_parquet(output, "errors")["path"]
     )
-    check_output(str(output), fs.LocalFileSystem())
+    verify_output(str(output), fs.LocalFileSystem())
 
 
 def test_images_that_failed_before_are_retried(spark, images, tmp_path):
@@ -82,10 +82,10 @@ def test_images_that_failed_before_are_retried(spark, images, tmp_path):
     assert list(read_parquet(output, "errors")["path"]) == [f"file:{images}/Banana/broken.jpg"]
     shutil.copyfile(images / "Banana" / "000.jpg", images / "Banana" / "broken.jpg")  # fixed since
     m = _run(spark, images, output, "--incremental")
-    assert (m["images_total"], m["images_ok"], m["images_failed"]) == (1, 1, 0)
+    assert (m.images_total, m.images_ok, m.images_failed) == (1, 1, 0)
     assert f"file:{images}/Banana/broken.jpg" in set(read_parquet(output, "features")["path"])
     assert read_parquet(output, "errors").empty
-    check_output(str(output), fs.LocalFileSystem())
+    verify_output(str(output), fs.LocalFileSystem())
 
 
 def test_a_second_writer_is_refused_while_the_lease_is_fresh(spark, images, tmp_path):
@@ -109,7 +109,7 @@ def test_a_lease_whose_process_died_is_taken_over(spark, images, tmp_path):
     (output / "_fruitflow.lock").write_text(json.dumps(holder))
     _run(spark, images, output, "--pca-components", "3")
     assert not (output / "_fruitflow.lock").exists(), "released at the end"
-    check_output(str(output), fs.LocalFileSystem())
+    verify_output(str(output), fs.LocalFileSystem())
 
 
 def test_an_output_inside_the_input_is_refused(spark, images):

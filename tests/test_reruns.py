@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from pyarrow import fs
 
-from tasks.sample_images import draw_fruit
-from tasks.validation import check_output
+from tasks.local.sample_images import draw_fruit
+from tasks.validation import ClassCounts, verify_output
 from tests.helpers import metrics, read_parquet, vectors
 
 
@@ -22,7 +22,7 @@ def test_pca_model_projects_into_the_first_batch_space(run_job, fruit_images, jo
     first, second = read_parquet(job_output, "pca"), read_parquet(again, "pca")
     assert list(first["path"]) == list(second["path"])
     np.testing.assert_allclose(vectors(second, "pca"), vectors(first, "pca"), rtol=0, atol=1e-5)
-    check_output(str(again), fs.LocalFileSystem())
+    verify_output(str(again), fs.LocalFileSystem())
 
 
 def test_pca_model_from_another_feature_space_is_refused(spark, fruit_images, job_output, tmp_path):
@@ -63,22 +63,22 @@ def test_incremental_featurizes_only_new_images(run_job, growing_folder, spark):
     argv = ["--images", str(growing_folder), "--output", str(output), "--weights", "random", "--alpha", "0.35"]
     m = run(spark, parse_options([*argv, "--incremental", "--batch-size", "8"]))
     # 3 new, 1 changed, and the broken image of the first run retried (it may have been fixed since).
-    assert (m["images_total"], m["images_ok"], m["images_already_done"], m["images_changed"]) == (5, 4, 23, 1)
-    assert m["features_total"] == 27 and m["pca_refit"] is False
+    assert (m.images_total, m.images_ok, m.images_already_done, m.images_changed) == (5, 4, 23, 1)
+    assert m.features_total == 27 and m.pca_refit is False
     after = read_parquet(output, "features")
     assert not after["path"].duplicated().any()
     assert set(after["path"]) - set(before["path"]) == {f"file:{new_class}/k{i}.jpg" for i in range(3)}
     kept = after[after["path"].isin(before["path"]) & (after["path"] != f"file:{changed}")]
     expected = before.set_index("path").loc[kept["path"]]
     np.testing.assert_array_equal(vectors(kept, "features"), vectors(expected.reset_index(), "features"))
-    report = check_output(str(output), fs.LocalFileSystem())
-    assert report.per_class["Kiwi Gold"] == {"ok": 3, "failed": 0}
+    report = verify_output(str(output), fs.LocalFileSystem())
+    assert report.per_class["Kiwi Gold"] == ClassCounts(ok=3, failed=0)
     assert len(read_parquet(output, "pca")) == 27
 
     # Nothing new: a third run featurizes nothing (the broken image is retried) and still reconciles.
     m = run(spark, parse_options([*argv, "--incremental"]))
-    assert (m["images_total"], m["images_ok"], m["images_already_done"], m["features_total"]) == (1, 0, 27, 27)
-    check_output(str(output), fs.LocalFileSystem())
+    assert (m.images_total, m.images_ok, m.images_already_done, m.features_total) == (1, 0, 27, 27)
+    verify_output(str(output), fs.LocalFileSystem())
 
 
 def test_a_refused_rerun_leaves_the_finished_run_finished(spark, job_output, fruit_images, tmp_path):
@@ -93,7 +93,7 @@ def test_a_refused_rerun_leaves_the_finished_run_finished(spark, job_output, fru
     with pytest.raises(SpaceMismatch, match="alpha"):
         run(spark, parse_options([*argv, "--incremental"]))
     assert (output / "metrics.json").exists()
-    check_output(str(output), fs.LocalFileSystem())
+    verify_output(str(output), fs.LocalFileSystem())
 
 
 def test_incremental_after_pca_model_stays_in_that_space(run_job, growing_folder, job_output, spark):
@@ -108,7 +108,7 @@ def test_incremental_after_pca_model_stays_in_that_space(run_job, growing_folder
         draw_fruit(__import__("random").Random(index), (150, 140, 40), 64).save(new_class / f"k{index}.jpg")
     argv = ["--images", str(growing_folder), "--output", str(output), "--weights", "random", "--alpha", "0.35"]
     m = run(spark, parse_options([*argv, "--incremental"]))
-    assert m["pca_refit"] is False and m["pca_model"] == str(job_output / "pca_model")
+    assert m.pca_refit is False and m.pca_model == str(job_output / "pca_model")
     assert not (output / "pca_model").exists()
     assert len(read_parquet(output, "pca")) == 26
-    check_output(str(output), fs.LocalFileSystem())
+    verify_output(str(output), fs.LocalFileSystem())

@@ -1,15 +1,17 @@
-"""One run, described once: every field of JobSpec survives spec -> job argv -> the job's parsed options, and the
-flow's parameters carry the same defaults."""
+"""One run, declared once (JobOptions + EngineSettings): every option survives options -> the job's argv -> the job's
+parsed options, and the flow's parameters, its schema and its command line are made from the same fields."""
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
+from pathlib import Path
 
 import pytest
 
-from flows.fruit_features import fruit_features
-from tasks.job_spec import JobSpec, job_arguments
+from flows.fruit_features import build_parser, fruit_features
+from flows.parameters import split
+from fruitjob.options import JobOptions, job_arguments, parse_options
+from tasks.contract import EngineSettings
 
 # A value other than the default for every field, as the job must read it back.
 CHANGED = {
@@ -17,44 +19,92 @@ CHANGED = {
     "output": "s3://fruit/out/run-1",
     "pca_components": 7,
     "weights": "s3://fruit/w/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.5_224_no_top.h5",
-    "alpha": 0.5,
+    "alpha": 0.75,
     "batch_size": 2,
     "featurizer": "keras",
     "partitions": 9,
     "pca_model": "s3://fruit/out/run-0",
     "incremental": True,
     "overwrite": False,  # excludes incremental: checked on its own below
+    "seed": 3,
+    "reader": "binaryfile",
 }
+FIELDS = [item.name for item in dataclasses.fields(JobOptions)]
 
 
-@pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(JobSpec)])
-def test_every_option_round_trips_to_the_job(field):
-    from fruitjob.options import parse_options
-
-    assert set(CHANGED) == {f.name for f in dataclasses.fields(JobSpec)}, "a new JobSpec field needs a value here"
-    spec = JobSpec(**CHANGED)
-    options = parse_options(job_arguments(spec))
-    assert getattr(options, field) == getattr(spec, field)
-
-
-def test_overwrite_round_trips_and_the_defaults_are_the_jobs():
-    from fruitjob.options import JobOptions, parse_options
-
-    spec = JobSpec(images="s3://fruit/in", output="s3://fruit/out", overwrite=True)
-    options = parse_options(job_arguments(spec))
-    assert options.overwrite is True and options.incremental is False
-    for field in dataclasses.fields(JobSpec):
-        if field.name not in ("images", "output", "alpha"):
-            assert field.default == getattr(JobOptions, field.name), field.name  # the job's own default
-    assert options.alpha == 1.0  # alpha: None in the spec means "from the weights name, else 1.0"
+@pytest.mark.parametrize("name", FIELDS)
+def test_every_option_round_trips_to_the_job(name):
+    assert set(CHANGED) == set(FIELDS), "a new JobOptions field needs a value here"
+    options = JobOptions(**CHANGED)
+    parsed = parse_options(job_arguments(options))
+    assert getattr(parsed, name) == getattr(options, name) == CHANGED[name]
+    assert parsed == options
 
 
-def test_the_flow_parameters_have_the_specs_defaults():
-    parameters = inspect.signature(fruit_features.fn).parameters
-    for field in dataclasses.fields(JobSpec):
-        if field.name in ("images", "output"):
-            assert parameters[field.name].default is None  # empty: sample images, ./output/<run>
+def test_defaults_round_trip_and_alpha_comes_from_the_weights_name():
+    options = JobOptions(images="s3://fruit/in", output="s3://fruit/out", overwrite=True)
+    assert parse_options(job_arguments(options)) == options
+    assert options.alpha == 1.0  # not given: from the weights name, else 1.0
+    named = JobOptions(images="/in", output="/out", weights="/w/mobilenet_v2_1.0_0.35_224_no_top.h5")
+    assert named.alpha == 0.35 and parse_options(job_arguments(named)) == named
+
+
+def test_a_relative_path_is_made_absolute_once_whoever_builds_the_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    options = JobOptions(images="in/", output="out", pca_model="old/run")
+    assert options.images == str(tmp_path / "in") and options.pca_model == str(tmp_path / "old" / "run")
+    assert parse_options(["--images", "in/", "--output", "out", "--pca-model", "old/run"]) == options
+
+
+def test_an_impossible_run_is_refused_with_every_reason():
+    with pytest.raises(ValueError) as refused:
+        JobOptions(images="/in", output="/out", batch_size=0, featurizer="onnx", overwrite=True, incremental=True)
+    message = str(refused.value)
+    assert "batch_size" in message and "featurizer" in message and "exclude each other" in message
+    with pytest.raises(SystemExit):
+        parse_options(["--images", "/in", "--output", "/out", "--overwrite", "--incremental"])
+
+
+def test_the_flow_parameters_are_the_declared_fields_with_their_defaults():
+    parameters = fruit_features.parameters.properties
+    declared = FIELDS + [item.name for item in dataclasses.fields(EngineSettings)]
+    assert list(parameters) == declared
+    for cls in (JobOptions, EngineSettings):
+        for item in dataclasses.fields(cls):
+            schema = parameters[item.name]
+            assert schema.get("default") == item.default, item.name
+            assert schema.get("description") == item.metadata["flow_help"], item.name
+    assert parameters["featurizer"]["enum"] == ["keras", "tflite", *parameters["featurizer"]["enum"][2:]]
+    assert parameters["engine"]["enum"][:2] == ["local", "emr"]
+
+
+def test_the_command_line_is_the_flow_parameters():
+    parser = build_parser()
+    given = parser.parse_args(
+        ["--images", "/in", "--pca-components", "7", "--incremental", "--engine", "emr", "--cluster-id", "j-1"]
+    )
+    job, settings = split(vars(given))
+    assert job["pca_components"] == 7 and job["incremental"] is True and job["output"] is None
+    assert settings == EngineSettings(engine="emr", cluster_id="j-1")
+    flags = {action.dest for action in parser._actions} - {"help"}
+    assert flags == set(fruit_features.parameters.properties)
+
+
+def test_prefect_yaml_lists_only_what_a_deployment_changes():
+    import yaml
+
+    from flows.reap import reap_clusters
+
+    flows = {"flows/fruit_features.py:fruit_features": fruit_features, "flows/reap.py:reap_clusters": reap_clusters}
+    config = yaml.safe_load((Path(__file__).resolve().parent.parent / "prefect.yaml").read_text())
+    checked = 0
+    for deployment in config["deployments"]:
+        flow = flows.get(deployment["entrypoint"])
+        if flow is None:
             continue
-        assert parameters[field.name].default == field.default, field.name
-    schema = fruit_features.parameters.properties
-    assert all(schema[f.name].get("description") for f in dataclasses.fields(JobSpec))
+        defaults = {name: schema.get("default") for name, schema in flow.parameters.properties.items()}
+        for name, value in (deployment.get("parameters") or {}).items():
+            assert name in defaults, f"{deployment['name']}: {name} is no parameter of the flow"
+            assert name == "engine" or value != defaults[name], f"{deployment['name']}: {name} repeats its default"
+        checked += 1
+    assert checked == 3

@@ -20,7 +20,15 @@ from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.serve import build_deployments
-from tests.prefect_server import REPO, PrefectServer, _start, _stop, _wait_healthy, free_port, server_environment
+from tests.prefect_server import (
+    REPO,
+    PrefectServer,
+    free_port,
+    server_environment,
+    start_process,
+    stop_process,
+    wait_healthy,
+)
 
 ENTRIES = yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
 FLOW_NAMES = {
@@ -78,12 +86,12 @@ def own_server(tmp_path) -> Iterator[PrefectServer]:
     """A bare Prefect server (no pool, no deployments) for this test alone."""
     port = free_port()
     server = server_environment(tmp_path, port)
-    process = _start("server", ["server", "start", "--host", "127.0.0.1", "--port", str(port)], server)
+    process = start_process("server", ["server", "start", "--host", "127.0.0.1", "--port", str(port)], server)
     try:
-        _wait_healthy(server, process)
+        wait_healthy(server, process)
         yield server
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 @pytest.fixture
@@ -101,7 +109,7 @@ def serving(own_server) -> Iterator[subprocess.Popen]:
     try:
         yield process
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 def _client(server: PrefectServer):

@@ -10,7 +10,10 @@ import re
 
 import pytest
 
-from tasks.reporting import summary_markdown
+from fruitjob.metrics import RunMetrics
+from tasks.contract import Detail, RunResult
+from tasks.summary import PreviousRun, summary_markdown
+from tasks.validation import ErrorSample, ValidationReport
 
 NASTY_PATHS = [
     "file:/data/Apple`Red/a``b|c.jpg",
@@ -26,8 +29,10 @@ INPUT = "s3://bucket/in|put`x`\n# Injected heading"
 OUTPUT = "/tmp/out `|` dir\n| injected | row |"
 
 
-def _report(paths: list[str], images: str = INPUT, output: str = OUTPUT) -> tuple[dict, dict]:
+def _report(paths: list[str], images: str = INPUT, output: str = OUTPUT) -> tuple[ValidationReport, RunResult]:
     metrics = {
+        "output": output,
+        "feature_dim": 1280,
         "images_ok": 3,
         "images_total": 3 + len(paths),
         "images_failed": len(paths),
@@ -45,18 +50,20 @@ def _report(paths: list[str], images: str = INPUT, output: str = OUTPUT) -> tupl
         "pca_note": "2 components asked | 1 used\n# heading",
         "previous_run": {"finished_at": "2026-12-01T10:00:00", "images": "file:/prev|ious\n`x`"},
     }
-    report = {
-        "metrics": metrics,
-        "output": output,
-        "error_samples": [{"path": path, "error": NASTY_ERROR} for path in paths],
-    }
-    run = {
-        "engine": "emr",
-        "cluster_id": "j-1|2",
-        "console_url": "https://console.example/emr?x=1 | y\n",
-        "previous_summary": {"output": "/old `out` | put", "flow_run_id": "abc", "url": "http://ui/runs/abc (x)"},
-    }
+    report = ValidationReport(
+        output=output,
+        metrics=RunMetrics.from_dict(metrics),
+        error_samples=[ErrorSample(path, NASTY_ERROR) for path in paths],
+    )
+    run = RunResult(
+        engine="emr",
+        output=output,
+        details=[Detail("cluster id", "j-1|2"), Detail("console url", "https://console.example/emr?x=1 | y\n", True)],
+    )
     return report, run
+
+
+PREVIOUS = PreviousRun(output="/old `out` | put", flow_run_id="abc", url="http://ui/runs/abc (x)")
 
 
 def _cells(row: str, parser: str) -> list[str]:
@@ -117,7 +124,7 @@ def _shown(text: str) -> str:
 @pytest.mark.parametrize("parser", ["cmark-gfm", "marked"])
 def test_every_table_row_keeps_its_cells_whatever_the_names(parser):
     report, run = _report(NASTY_PATHS)
-    markdown = summary_markdown(report, run)
+    markdown = summary_markdown(report, run, PREVIOUS)
     lines = markdown.splitlines()
 
     headings = [line for line in lines if line.startswith("#")]
@@ -131,7 +138,7 @@ def test_every_table_row_keeps_its_cells_whatever_the_names(parser):
 
 def test_names_are_shown_exactly_as_code_and_reasons_as_plain_text():
     report, run = _report(NASTY_PATHS)
-    rows = [line for line in summary_markdown(report, run).splitlines() if line.startswith("|")]
+    rows = [line for line in summary_markdown(report, run, PREVIOUS).splitlines() if line.startswith("|")]
     error_rows = rows[rows.index("| path | error |") + 2 :]
     for path, row in zip(NASTY_PATHS, error_rows, strict=True):
         for parser in ("cmark-gfm", "marked"):
@@ -153,27 +160,35 @@ def test_plot_link_and_paragraphs_stay_on_their_line():
     assert target, plot
     assert _code_span_text(target.group(2)) == _shown("s3://bucket/runs/a b)(|`\nc/explained_variance.png")
     (note,) = [line for line in lines if line.startswith("Note: ")]
-    assert _plain_text(note[len("Note: ") :]) == _shown(report["metrics"]["pca_note"])
+    assert _plain_text(note[len("Note: ") :]) == _shown(report.metrics.pca_note)
 
 
-def test_the_output_row_reads_back_as_the_output():
-    from tasks.reporting import output_of
+def test_the_previous_run_comes_from_data_not_from_markdown(prefect_harness):
+    from prefect.variables import Variable
 
-    for output in ("/tmp/plain output", "/tmp/a`b``c|d", "/`edge` ", "s3://b/x\\y"):
-        report, run = _report([], output=output)
-        assert output_of(summary_markdown(report, run)) == output
+    from tasks.reporting import LAST_RUN_VARIABLE, previous_run
+
+    Variable.unset(LAST_RUN_VARIABLE)
+    assert previous_run() is None
+    odd = "/tmp/a`b``c|d\n| output | `/elsewhere` |"
+    Variable.set(LAST_RUN_VARIABLE, {"output": odd, "flow_run_id": "0f1e"}, overwrite=True)
+    previous = previous_run()
+    assert (previous.output, previous.flow_run_id) == (odd, "0f1e") and "0f1e" in previous.url
+    report, run = _report([], output="/tmp/now")
+    rows = [row for row in summary_markdown(report, run, previous).splitlines() if row.startswith("| previous run")]
+    assert len(rows) == 1 and _code_span_text(_cells(rows[0], "marked")[1].split(" (flow run")[0]) == _shown(odd)
 
 
 def test_ordinary_names_look_as_before():
     report, run = _report(["file:/data/Banana/broken.jpg"], images="/data/in", output="/tmp/run-1")
-    markdown = summary_markdown(report, {"engine": "local"})
+    markdown = summary_markdown(report, RunResult(engine="local", output="/tmp/run-1"))
     assert "| input | `/data/in` |" in markdown and "| output | `/tmp/run-1` |" in markdown
     assert "| `file:/data/Banana/broken.jpg` |" in markdown
     assert "(file:///tmp/run-1/explained_variance.png)" in markdown
 
 
 def test_helpers_on_their_own():
-    from tasks.reporting import file_link, md_code, md_text
+    from tasks.markdown import file_link, md_code, md_text
 
     assert md_code("a|b") == "`a\\|b`"
     assert md_code("x`y") == "``x`y``"

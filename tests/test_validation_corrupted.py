@@ -1,7 +1,7 @@
 """Validation checks the output against independent facts: each check fails on an output corrupted to break it.
 
 Every test copies the session's finished run, corrupts one thing (a row dropped, a label, a model id, a count)
-and expects ``check_output`` to name it. The first test is the case the last review found: images lost with
+and expects ``verify_output`` to name it. The first test is the case the last review found: images lost with
 counts edited to agree, which only a listing of the input itself can catch.
 """
 
@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from pyarrow import fs
 
-from tasks.validation import OutputInvalid, check_output
+from tasks.validation import OutputInvalid, verify_output
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def _edit_metrics(output: Path, **changes) -> None:
 
 def _problems(output: Path) -> str:
     with pytest.raises(OutputInvalid) as caught:
-        check_output(str(output), fs.LocalFileSystem())
+        verify_output(str(output), fs.LocalFileSystem())
     return str(caught.value)
 
 
@@ -64,7 +64,7 @@ def _without(table: pa.Table, path_part: str) -> pa.Table:
 
 
 def test_the_untouched_copy_is_valid(output):
-    check_output(str(output), fs.LocalFileSystem())
+    verify_output(str(output), fs.LocalFileSystem())
 
 
 def test_lost_images_are_found_even_when_every_count_agrees(output):

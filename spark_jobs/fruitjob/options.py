@@ -1,40 +1,129 @@
-"""Command-line options of the Spark job; the flow builds the same arguments in one place."""
+"""One run of the job, declared once: :class:`JobOptions`.
+
+Its fields (name, type, default, help) are the only place an option is written down. Everything else follows:
+
+- the job's command line: :func:`build_parser` / :func:`parse_options` (``spark-submit extract_features.py ...``);
+- the job's argv as an engine builds it: :func:`job_arguments` (the local ``spark-submit``, the EMR step);
+- the flow's parameters and its ``python -m flows.fruit_features`` options (``flows/parameters.py``).
+
+``parse_options(job_arguments(options)) == options`` holds for every run (tests/test_run_description.py).
+Pure Python 3.9: it runs on the cluster.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
-from dataclasses import dataclass
-from typing import List, Optional
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
 
 from fruitjob.rules import FEATURIZERS, READERS
 
-DEFAULT_PCA_COMPONENTS = 50
-# Images per engine call: TFLite runs batches of 1-4 as fast as larger ones (caches stay warm), with less memory.
-DEFAULT_BATCH_SIZE = 4
-# Chosen by bench/featurize_bench.py: about twice Keras' speed on CPU with the same features (docs/performance.md).
-DEFAULT_FEATURIZER = "tflite"
+NAMED_WEIGHTS = ("imagenet", "random")
 _ALPHA_IN_NAME = re.compile(r"_(\d+(?:\.\d+)?)_\d+(?:_no_top)?\.h5$")
+
+
+def option(default: Any, help: str, *, choices: Tuple[str, ...] = (), path: bool = False, flow_help: str = ""):
+    """A field of :class:`JobOptions` with what the command lines need: help, choices, whether it is a path.
+
+    ``flow_help`` replaces ``help`` where the flow means something more (an empty ``images`` makes samples).
+    """
+    metadata = {"help": help, "choices": choices, "path": path, "flow_help": flow_help or help}
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
 class JobOptions:
-    """Everything one run of the job needs, parsed from its command line."""
+    """What to featurize, where to write it, and how: every option of the job (and of the flow's run).
 
-    images: str
-    output: str
-    pca_components: int = DEFAULT_PCA_COMPONENTS
-    weights: str = "imagenet"
-    alpha: float = 1.0
-    batch_size: int = DEFAULT_BATCH_SIZE
-    featurizer: str = DEFAULT_FEATURIZER
-    partitions: Optional[int] = None
-    pca_model: Optional[str] = None
-    incremental: bool = False
-    overwrite: bool = False
-    seed: int = 0
-    reader: str = "auto"
+    Local paths are made absolute against the working directory and alpha is resolved on construction, so that
+    the same run always has the same value whoever built it.
+
+    Example:
+        >>> JobOptions(images="s3://b/in", output="s3://b/out", weights="random").pca_components
+        50
+    """
+
+    images: str = option(
+        None,
+        "input folder or s3:// prefix, one sub-folder per label",
+        path=True,
+        flow_help="Folder or s3:// prefix with one sub-folder per label. Empty: sample images are made.",
+    )
+    output: str = option(
+        None,
+        "output folder or s3:// prefix",
+        path=True,
+        flow_help="Where features/, pca/, errors/, pca_model/ and metrics.json go. Empty: ./output/<run> "
+        "(local), or under the S3Bucket block's folder (EMR).",
+    )
+    pca_components: int = option(50, "number of principal components (fewer when there are fewer images)")
+    weights: str = option(
+        "imagenet",
+        "imagenet (Keras download, cached in ~/.keras/models), random (seeded, offline), or a local/s3:// .h5 file",
+        path=True,
+    )
+    alpha: Optional[float] = option(None, "MobileNetV2 width (default: from the weights file name, else 1.0)")
+    batch_size: int = option(4, "images per model call in a worker (TFLite runs 1-4 as fast as more)")
+    featurizer: str = option("tflite", "inference engine (tflite: docs/performance.md)", choices=FEATURIZERS)
+    partitions: Optional[int] = option(None, "Spark partitions (default: sized to the input)")
+    pca_model: Optional[str] = option(None, "project with this fitted pca_model/ instead of fitting", path=True)
+    incremental: bool = option(False, "featurize only images not yet in the output, and append")
+    overwrite: bool = option(False, "replace a run already in the output")
+    seed: int = option(0, "seed of --weights random")
+    reader: str = option(
+        "auto",
+        "how image bytes are read: auto (python workers for local files, binaryFile for object stores)",
+        choices=READERS,
+    )
+
+    def __post_init__(self) -> None:
+        problems = _problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        for name in ("images", "output", "pca_model"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, resolve_path(value))
+        if self.weights not in NAMED_WEIGHTS:
+            object.__setattr__(self, "weights", resolve_path(self.weights))
+        if self.alpha is None:
+            object.__setattr__(self, "alpha", alpha_from_weights_name(self.weights) or 1.0)
+        object.__setattr__(self, "alpha", float(self.alpha))
+
+    def replace(self, **changes: Any) -> JobOptions:
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _problems(opts: JobOptions) -> List[str]:
+    problems = []
+    if not opts.images or not opts.output:
+        problems.append("images and output are required")
+    for name in ("pca_components", "batch_size", "partitions"):
+        value = getattr(opts, name)
+        if value is not None and value < 1:
+            problems.append("%s must be a positive integer, got %r" % (name, value))
+    for item in fields():
+        choices, value = item.metadata["choices"], getattr(opts, item.name)
+        if choices and value not in choices:
+            problems.append("%s must be one of %s, got %r" % (item.name, ", ".join(choices), value))
+    if opts.overwrite and opts.incremental:
+        problems.append("--overwrite and --incremental exclude each other")
+    return problems
+
+
+def fields() -> Tuple[dataclasses.Field, ...]:
+    return dataclasses.fields(JobOptions)
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def alpha_from_weights_name(weights: str) -> Optional[float]:
@@ -48,11 +137,21 @@ def alpha_from_weights_name(weights: str) -> Optional[float]:
     return float(match.group(1)) if match else None
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("expected a positive integer, got %s" % text)
-    return value
+def resolve_path(uri: str) -> str:
+    """A local path made absolute against the working directory (as the user typed it); URIs unchanged."""
+    uri = uri.rstrip("/") or uri
+    if "://" in uri or uri.startswith("file:"):
+        return uri
+    return os.path.abspath(uri)
+
+
+REQUIRED = ("images", "output")
+
+
+def value_type(name: str) -> type:
+    """The plain type of a field: ``Optional[int]`` -> ``int``."""
+    hint = typing.get_type_hints(JobOptions)[name]
+    return next((arg for arg in typing.get_args(hint) if arg is not type(None)), hint)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,60 +159,43 @@ def build_parser() -> argparse.ArgumentParser:
         prog="extract_features.py",
         description="MobileNetV2 features and PCA for a folder or S3 prefix of images.",
     )
-    parser.add_argument("--images", required=True, help="input folder or s3:// prefix")
-    parser.add_argument("--output", required=True, help="output folder or s3:// prefix")
-    parser.add_argument("--pca-components", type=_positive_int, default=DEFAULT_PCA_COMPONENTS)
-    parser.add_argument(
-        "--weights",
-        default="imagenet",
-        help="imagenet (Keras download, cached in ~/.keras/models), random (seeded), or a local/s3:// .h5 weights file",
-    )
-    parser.add_argument(
-        "--alpha", type=float, default=None, help="width multiplier (default: from the weights file name, else 1.0)"
-    )
-    parser.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE)
-    parser.add_argument("--featurizer", choices=FEATURIZERS, default=DEFAULT_FEATURIZER)
-    parser.add_argument("--partitions", type=_positive_int, default=None, help="default: sized to the input")
-    parser.add_argument("--pca-model", default=None, help="project with this fitted pca_model/ instead of fitting")
-    parser.add_argument("--incremental", action="store_true", help="featurize only images not yet in the output")
-    parser.add_argument("--overwrite", action="store_true", help="replace a finished run in --output")
-    parser.add_argument("--seed", type=int, default=0, help="seed of --weights random")
-    parser.add_argument(
-        "--reader",
-        choices=READERS,
-        default="auto",
-        help="how image bytes are read: auto (python workers for local files, binaryFile for object stores)",
-    )
+    for item in fields():
+        if value_type(item.name) is bool:
+            parser.add_argument(flag(item.name), action="store_true", help=item.metadata["help"])
+            continue
+        parser.add_argument(
+            flag(item.name),
+            type=value_type(item.name),
+            default=item.default,
+            choices=item.metadata["choices"] or None,
+            required=item.name in REQUIRED,
+            help=item.metadata["help"],
+        )
     return parser
 
 
 def parse_options(argv: Optional[List[str]] = None) -> JobOptions:
-    args = build_parser().parse_args(argv)
-    alpha = args.alpha
-    if alpha is None:
-        alpha = alpha_from_weights_name(args.weights) or 1.0
-    if args.overwrite and args.incremental:
-        raise SystemExit("--overwrite and --incremental exclude each other")
-    return JobOptions(
-        images=resolve_path(args.images),
-        output=resolve_path(args.output),
-        pca_components=args.pca_components,
-        weights=args.weights if args.weights in ("imagenet", "random") else resolve_path(args.weights),
-        alpha=alpha,
-        batch_size=args.batch_size,
-        featurizer=args.featurizer,
-        partitions=args.partitions,
-        pca_model=resolve_path(args.pca_model) if args.pca_model else None,
-        incremental=args.incremental,
-        overwrite=args.overwrite,
-        seed=args.seed,
-        reader=args.reader,
-    )
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
+    try:
+        return JobOptions(**args)
+    except ValueError as exc:
+        parser.error(str(exc))
+        raise  # parser.error exits; for type checkers
 
 
-def resolve_path(uri: str) -> str:
-    """A local path made absolute against the working directory (as the user typed it); URIs unchanged."""
-    uri = uri.rstrip("/") or uri
-    if "://" in uri or uri.startswith("file:"):
-        return uri
-    return os.path.abspath(uri)
+def job_arguments(opts: JobOptions, **replaced: Any) -> List[str]:
+    """The job's own command line (what follows the script in ``spark-submit``), for every field that is set.
+
+    ``replaced`` swaps values where the engine staged a file elsewhere (``weights="s3://.../w.h5"``) without
+    resolving them again here.
+    """
+    values = dict(opts.as_dict(), **replaced)
+    argv: List[str] = []
+    for item in fields():
+        value = values[item.name]
+        if value_type(item.name) is bool:
+            argv += [flag(item.name)] if value else []
+        elif value is not None:
+            argv += [flag(item.name), repr(value) if isinstance(value, float) else str(value)]
+    return argv

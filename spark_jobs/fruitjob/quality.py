@@ -8,11 +8,13 @@ hash of the path). Classes of one image cannot be scored and are left out.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import numpy as np
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
+
+from fruitjob.metrics import ClassQuality, FeatureQuality
 
 SAMPLE_SIZE = 5000
 METHOD = "leave-one-out nearest class centroid (L2-normalised), on the driver"
@@ -34,7 +36,7 @@ def loo_predictions(vectors: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return names[distances.argmin(axis=1)]
 
 
-def _per_class(labels: np.ndarray, by_features: np.ndarray, by_pca: np.ndarray) -> List[Dict[str, object]]:
+def per_class(labels: np.ndarray, by_features: np.ndarray, by_pca: np.ndarray) -> List[ClassQuality]:
     """Accuracy per class on both spaces, and the class its images are most often taken for (full features)."""
     rows = []
     for label in sorted(set(labels.tolist())):
@@ -42,13 +44,13 @@ def _per_class(labels: np.ndarray, by_features: np.ndarray, by_pca: np.ndarray) 
         wrong = by_features[mine][by_features[mine] != label]
         values, counts = np.unique(wrong, return_counts=True)
         rows.append(
-            {
-                "label": label,
-                "images": int(mine.sum()),
-                "accuracy_features": round(float((by_features[mine] == label).mean()), 4),
-                "accuracy_pca": round(float((by_pca[mine] == label).mean()), 4),
-                "most_confused_with": str(values[counts.argmax()]) if len(values) else None,
-            }
+            ClassQuality(
+                label=label,
+                images=int(mine.sum()),
+                accuracy_features=round(float((by_features[mine] == label).mean()), 4),
+                accuracy_pca=round(float((by_pca[mine] == label).mean()), 4),
+                most_confused_with=str(values[counts.argmax()]) if len(values) else None,
+            )
         )
     return rows
 
@@ -65,7 +67,7 @@ def sample(features: DataFrame, pca: DataFrame, size: int = SAMPLE_SIZE) -> Data
     return joined.select("label", "features", "pca")
 
 
-def feature_quality(features: DataFrame, pca: DataFrame, size: int = SAMPLE_SIZE) -> Optional[Dict[str, object]]:
+def feature_quality(features: DataFrame, pca: DataFrame, size: int = SAMPLE_SIZE) -> Optional[FeatureQuality]:
     """The ``feature_quality`` entry of metrics.json, or None when no class has two images."""
     rows = sample(features, pca, size).collect()
     labels = np.asarray([row["label"] for row in rows])
@@ -74,11 +76,11 @@ def feature_quality(features: DataFrame, pca: DataFrame, size: int = SAMPLE_SIZE
     full = loo_predictions(np.asarray([row["features"] for row in rows], dtype=np.float64), labels)
     reduced = loo_predictions(np.asarray([row["pca"] for row in rows], dtype=np.float64), labels)
     scored = np.isin(labels, [k for k, n in zip(*np.unique(labels, return_counts=True)) if n > 1])
-    return {
-        "method": METHOD,
-        "sample_size": int(scored.sum()),
-        "images_total": int(features.count()),
-        "accuracy_features": round(float((full[scored] == labels[scored]).mean()), 4),
-        "accuracy_pca": round(float((reduced[scored] == labels[scored]).mean()), 4),
-        "per_class": _per_class(labels[scored], full[scored], reduced[scored]),
-    }
+    return FeatureQuality(
+        method=METHOD,
+        sample_size=int(scored.sum()),
+        images_total=int(features.count()),
+        accuracy_features=round(float((full[scored] == labels[scored]).mean()), 4),
+        accuracy_pca=round(float((reduced[scored] == labels[scored]).mean()), 4),
+        per_class=per_class(labels[scored], full[scored], reduced[scored]),
+    )

@@ -7,6 +7,7 @@ the second net, for a cluster whose step hangs (idle never fires while a step ru
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from prefect import get_run_logger, task
@@ -14,10 +15,20 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.exceptions import ObjectNotFound
-from prefect_aws import AwsCredentials
 
-from tasks.aws_clients import client
-from tasks.emr_cluster import ACTIVE_STATES, CREATED_BY, TAG_CREATED_BY, TAG_FLOW_RUN, TAG_KEEP, TAG_MAX_AGE
+from tasks.aws.clients import AwsClients
+from tasks.aws.tags import TAG_FLOW_RUN, TAG_KEEP, TAG_MAX_AGE, is_ours
+from tasks.emr.cluster import our_clusters
+
+
+@dataclass(frozen=True)
+class StaleCluster:
+    cluster_id: str
+    name: str
+    flow_run_id: str
+    age_hours: float
+    reason: str
+
 
 # A flow run in one of these may still be using its cluster.
 LIVE_RUN_STATES = {StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING}
@@ -59,7 +70,7 @@ def stale_reason(
         'its flow run is COMPLETED'
         >>> stale_reason({"fruitflow:created-by": "fruitflow", "fruitflow:max-age-hours": "8"}, 7.0, 6.0, None)
     """
-    if tags.get(TAG_CREATED_BY) != CREATED_BY:
+    if not is_ours(tags):
         return None
     limit = max(max_age_hours, run_limit_hours(tags))
     if age_hours > limit:
@@ -70,32 +81,23 @@ def stale_reason(
 
 
 @task(name="find-stale-clusters", cache_policy=NO_CACHE)
-def find_stale_clusters(credentials: AwsCredentials, max_age_hours: float) -> list[dict]:
+def find_stale_clusters(aws: AwsClients, max_age_hours: float) -> list[StaleCluster]:
     """Active clusters with our tags that are older than ``max_age_hours`` or whose flow run is no longer live.
 
     Returns:
-        one dict per cluster to terminate: cluster_id, name, flow_run_id, age_hours, reason.
+        one entry per cluster to terminate.
     """
     logger = get_run_logger()
-    emr = client(credentials, "emr")
     now = datetime.now(UTC)
     stale = []
-    for page in emr.get_paginator("list_clusters").paginate(ClusterStates=ACTIVE_STATES):
-        for summary in page["Clusters"]:
-            cluster = emr.describe_cluster(ClusterId=summary["Id"])["Cluster"]
-            tags = {tag["Key"]: tag["Value"] for tag in cluster.get("Tags", [])}
-            if tags.get(TAG_CREATED_BY) != CREATED_BY:
-                continue
-            created = cluster["Status"]["Timeline"].get("CreationDateTime") or now
-            age_hours = (now - created).total_seconds() / 3600
-            run_id = tags.get(TAG_FLOW_RUN, "")
-            state = flow_run_state(run_id)
-            reason = stale_reason(tags, age_hours, max_age_hours, state)
-            if reason is None:
-                logger.info("cluster %s (flow run %s, %s) is left running", cluster["Id"], run_id, state or "unknown")
-                continue
-            stale.append(
-                {"cluster_id": cluster["Id"], "name": cluster.get("Name", ""), "flow_run_id": run_id,
-                 "age_hours": round(age_hours, 2), "reason": reason}
-            )  # fmt: skip
+    for cluster, tags in our_clusters(aws("emr")):
+        created = cluster["Status"]["Timeline"].get("CreationDateTime") or now
+        age_hours = (now - created).total_seconds() / 3600
+        run_id = tags.get(TAG_FLOW_RUN, "")
+        state = flow_run_state(run_id)
+        reason = stale_reason(tags, age_hours, max_age_hours, state)
+        if reason is None:
+            logger.info("cluster %s (flow run %s, %s) is left running", cluster["Id"], run_id, state or "unknown")
+            continue
+        stale.append(StaleCluster(cluster["Id"], cluster.get("Name", ""), run_id, round(age_hours, 2), reason))
     return stale

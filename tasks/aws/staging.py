@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect_aws import AwsCredentials
 
-from tasks.aws_clients import client, s3_uri
-from tasks.job_spec import JOB_SCRIPT, REPO_ROOT
+from fruitjob.packaging import zip_package
+from tasks.aws.clients import AwsClients
+from tasks.aws.s3_uris import s3_uri
+from tasks.job_files import BOOTSTRAP_DIR, JOB_SCRIPT
 
-BOOTSTRAP_DIR = REPO_ROOT / "spark_jobs" / "bootstrap"
 BOOTSTRAP_SCRIPT = BOOTSTRAP_DIR / "install_packages.sh"
 REQUIREMENTS = BOOTSTRAP_DIR / "requirements-emr.txt"
 # Encrypted at rest whatever the bucket's default (the job's own output: emrfs-site in the cluster request).
@@ -31,17 +30,8 @@ def run_prefix(bucket_folder: str, flow_run_id: str) -> str:
     return "/".join(p.strip("/") for p in (bucket_folder, "fruitflow-runs", flow_run_id) if p and p.strip("/"))
 
 
-def _zip_job_package(target_dir: str) -> str:
-    spark_jobs = str(JOB_SCRIPT.parent)
-    if spark_jobs not in sys.path:  # the job's package is importable only from its own folder
-        sys.path.insert(0, spark_jobs)
-    from fruitjob.packaging import zip_package
-
-    return zip_package(target_dir)
-
-
 @task(name="stage-job", cache_policy=NO_CACHE)
-def stage_job(credentials: AwsCredentials, bucket: str, prefix: str, weights: str) -> dict:
+def stage_job(aws: AwsClients, bucket: str, prefix: str, weights: str) -> dict:
     """Upload the job script, its ``fruitjob`` zip, the bootstrap and its pinned requirements, and a local weights file.
 
     Uploads are idempotent (same keys, same content), so the task may be retried.
@@ -51,7 +41,7 @@ def stage_job(credentials: AwsCredentials, bucket: str, prefix: str, weights: st
         for a local file, else None).
     """
     logger = get_run_logger()
-    s3 = client(credentials, "s3")
+    s3 = aws("s3")
 
     def upload(local: Path, *key: str) -> str:
         full_key = "/".join([prefix, *key])
@@ -59,7 +49,7 @@ def stage_job(credentials: AwsCredentials, bucket: str, prefix: str, weights: st
         return s3_uri(bucket, full_key)
 
     with tempfile.TemporaryDirectory(prefix="fruitflow-stage-") as tmp:
-        package = Path(_zip_job_package(tmp))
+        package = Path(zip_package(tmp))
         staged = {
             "script": upload(JOB_SCRIPT, "job", JOB_SCRIPT.name),
             "py_files": upload(package, "job", package.name),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -11,18 +10,11 @@ from prefect import get_run_logger, task
 from pyarrow import fs as pafs
 
 from fruitjob import rules
-from tasks.input_listing import list_input_facts
+from tasks.input_listing import InputCount, list_input_facts
 
 
 class InputError(ValueError):
     """The input or output location cannot be used as given; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class InputSummary:
-    images: int
-    other_files: int
-    total_bytes: int
 
 
 def local_path(uri: str) -> Path:
@@ -37,7 +29,7 @@ def local_path(uri: str) -> Path:
     return Path(uri)
 
 
-def summarize_local_input(images: str) -> InputSummary:
+def summarize_local_input(images: str) -> InputCount:
     """Count image files (by extension, case-insensitive) and other files, following folder links but not loops."""
     root = local_path(images)
     if not root.exists():
@@ -56,7 +48,7 @@ def summarize_local_input(images: str) -> InputSummary:
             f"no images under {images} ({facts.other_files} other files); expected .jpg, .jpeg or .png files in "
             "one sub-folder per label"
         )
-    return InputSummary(images=len(facts.images), other_files=facts.other_files, total_bytes=size)
+    return InputCount(images=len(facts.images), other_files=facts.other_files, bytes=size)
 
 
 def ensure_output_free(images: str, output: str, overwrite: bool, incremental: bool) -> None:
@@ -77,7 +69,7 @@ def check_local_input(images: str, output: str, overwrite: bool = False, increme
         "input %s: %d images (%.1f MB), %d other files",
         images,
         summary.images,
-        summary.total_bytes / 1e6,
+        summary.bytes / 1e6,
         summary.other_files,
     )
-    return {"images": summary.images, "other_files": summary.other_files, "total_bytes": summary.total_bytes}
+    return {"images": summary.images, "other_files": summary.other_files, "bytes": summary.bytes}

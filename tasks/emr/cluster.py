@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import math
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from botocore.exceptions import WaiterError
 from botocore.waiter import WaiterModel, create_waiter_with_client
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect_aws import AwsCredentials
 
-from blocks.emr_cluster import EmrClusterConfig
-from tasks.aws_clients import client, region_of
+from blocks.emr_cluster_config import EmrClusterConfig
+from tasks.aws.clients import AwsClients
+from tasks.aws.tags import TAG_KEEP, TAG_MAX_AGE, is_ours, run_tags
+from tasks.aws.waiting import wait
 
-TAG_FLOW_RUN = "fruitflow:flow-run-id"
-TAG_CREATED_BY = "fruitflow:created-by"
-TAG_KEEP = "fruitflow:keep-cluster"  # set on --keep-cluster runs: the reaper leaves them alone until their max age
-# The longest this run may legitimately hold its cluster (provisioning + step timeout + teardown), in hours: the
-# reaper never ends a cluster younger than this, whatever its own --max-age-hours.
-TAG_MAX_AGE = "fruitflow:max-age-hours"
 TEARDOWN_SLACK_MINUTES = 30  # staging, validation, the failed step's log wait (6 min) and termination
-CREATED_BY = "fruitflow"
 TERMINATED_STATES = ("TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS")
 # EMRFS (s3:// from the job) writes every object with SSE-S3, whatever the bucket's default encryption.
 EMRFS_ENCRYPTION = {"Classification": "emrfs-site", "Properties": {"fs.s3.enableServerSideEncryption": "true"}}
@@ -63,9 +57,9 @@ def run_max_age_hours(config: EmrClusterConfig, step_timeout_minutes: float) -> 
     return (config.cluster_ready_timeout_minutes + step_timeout_minutes + TEARDOWN_SLACK_MINUTES) / 60
 
 
-def waiter_config(poll_seconds: int, timeout_minutes: float) -> dict:
-    """An explicit WaiterConfig: a poll delay and as many attempts as fit in the timeout."""
-    return {"Delay": poll_seconds, "MaxAttempts": max(1, math.ceil(timeout_minutes * 60 / poll_seconds))}
+def cluster_state(response: dict) -> str:
+    """The state a DescribeCluster response shows, for the wait's log lines."""
+    return response["Cluster"]["Status"]["State"]
 
 
 def cluster_request(
@@ -103,7 +97,7 @@ def cluster_request(
         instances["Ec2KeyName"] = config.key_pair_name
     if config.subnet_id:
         instances["Ec2SubnetId"] = config.subnet_id
-    tags = {**config.tags, TAG_FLOW_RUN: flow_run_id, TAG_CREATED_BY: CREATED_BY}
+    tags = run_tags(flow_run_id, config.tags)
     if keep:
         tags[TAG_KEEP] = "true"
     if max_age_hours is not None:
@@ -136,16 +130,22 @@ def cluster_request(
     }
 
 
-def find_run_clusters(emr, flow_run_id: str, states: list[str] | None = None) -> list[str]:
-    """Ids of clusters fruitflow created for this flow run (by tag), in ``states`` (default: active)."""
-    found = []
+def our_clusters(emr, states: list[str] | None = None) -> Iterator[tuple[dict, dict[str, str]]]:
+    """(cluster, its tags) for every cluster fruitflow created, in ``states`` (default: active).
+
+    ListClusters gives no tags: each cluster is described, once, here (the run's teardown and the reaper both list).
+    """
     for page in emr.get_paginator("list_clusters").paginate(ClusterStates=states or ACTIVE_STATES):
         for summary in page["Clusters"]:
             cluster = emr.describe_cluster(ClusterId=summary["Id"])["Cluster"]
             tags = {tag["Key"]: tag["Value"] for tag in cluster.get("Tags", [])}
-            if tags.get(TAG_FLOW_RUN) == flow_run_id and tags.get(TAG_CREATED_BY) == CREATED_BY:
-                found.append(summary["Id"])
-    return found
+            if is_ours(tags):
+                yield cluster, tags
+
+
+def find_run_clusters(emr, flow_run_id: str, states: list[str] | None = None) -> list[str]:
+    """Ids of clusters fruitflow created for this flow run (by tag), in ``states`` (default: active)."""
+    return [cluster["Id"] for cluster, tags in our_clusters(emr, states) if is_ours(tags, flow_run_id)]
 
 
 def _state_reason(emr, cluster_id: str) -> str:
@@ -174,7 +174,7 @@ def _not_ready(emr, cluster_id: str) -> ClusterError:
 
 
 @task(name="provision-cluster", cache_policy=NO_CACHE)
-def provision_cluster(credentials: AwsCredentials, request: dict, flow_run_id: str, config: EmrClusterConfig) -> str:
+def provision_cluster(aws: AwsClients, request: dict, flow_run_id: str, config: EmrClusterConfig) -> str:
     """Create the cluster (or find the one this flow run already created) and wait until it is ready.
 
     ``run_job_flow`` has no idempotency token, so a retry first looks for an active cluster tagged with this
@@ -184,18 +184,22 @@ def provision_cluster(credentials: AwsCredentials, request: dict, flow_run_id: s
         the cluster id.
     """
     logger = get_run_logger()
-    emr = client(credentials, "emr")
+    emr = aws("emr")
     existing = find_run_clusters(emr, flow_run_id)
     if existing:
         cluster_id = existing[0]
         logger.info("reusing cluster %s that this flow run created earlier", cluster_id)
     else:
         cluster_id = emr.run_job_flow(**request)["JobFlowId"]
-        logger.info("created cluster %s: %s", cluster_id, console_url(region_of(credentials), cluster_id))
+        logger.info("created cluster %s: %s", cluster_id, console_url(aws.region, cluster_id))
     try:
-        emr.get_waiter("cluster_running").wait(
+        wait(
+            emr.get_waiter("cluster_running"),
+            what=f"cluster {cluster_id} ready",
+            state=cluster_state,
+            delay=config.poll_seconds,
+            timeout_minutes=config.cluster_ready_timeout_minutes,
             ClusterId=cluster_id,
-            WaiterConfig=waiter_config(config.poll_seconds, config.cluster_ready_timeout_minutes),
         )
     except WaiterError as exc:
         error = _not_ready(emr, cluster_id)
@@ -204,32 +208,37 @@ def provision_cluster(credentials: AwsCredentials, request: dict, flow_run_id: s
     return cluster_id
 
 
-def terminate(credentials: AwsCredentials, cluster_id: str, poll_seconds: int = 30, timeout_minutes: int = 30) -> None:
+def terminate(aws: AwsClients, cluster_id: str, poll_seconds: int = 30, timeout_minutes: int = 30) -> None:
     """Terminate a cluster and wait until EMR says TERMINATED or TERMINATED_WITH_ERRORS (plain function: hooks call
     it outside tasks)."""
-    emr = client(credentials, "emr")
+    emr = aws("emr")
     emr.terminate_job_flows(JobFlowIds=[cluster_id])
     try:
-        create_waiter_with_client("ClusterTerminated", _CLUSTER_TERMINATED, emr).wait(
-            ClusterId=cluster_id, WaiterConfig=waiter_config(poll_seconds, timeout_minutes)
+        wait(
+            create_waiter_with_client("ClusterTerminated", _CLUSTER_TERMINATED, emr),
+            what=f"cluster {cluster_id} terminated",
+            state=cluster_state,
+            delay=poll_seconds,
+            timeout_minutes=timeout_minutes,
+            ClusterId=cluster_id,
         )
     except WaiterError as exc:
         raise ClusterError(f"cluster {cluster_id} did not terminate: {_state_reason(emr, cluster_id)}") from exc
 
 
 @task(name="terminate-cluster", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
-def terminate_cluster(credentials: AwsCredentials, cluster_id: str, poll_seconds: int = 30) -> str:
+def terminate_cluster(aws: AwsClients, cluster_id: str, poll_seconds: int = 30) -> str:
     """Terminate the cluster this flow created and wait until it is TERMINATED; safe to retry."""
     logger = get_run_logger()
     logger.info("terminating cluster %s", cluster_id)
-    terminate(credentials, cluster_id, poll_seconds)
+    terminate(aws, cluster_id, poll_seconds)
     logger.info("cluster %s is terminated", cluster_id)
     return cluster_id
 
 
-def cluster_hours(credentials: AwsCredentials, cluster_id: str) -> float:
+def cluster_hours(aws: AwsClients, cluster_id: str) -> float:
     """Hours from the cluster's creation to its end (or now, while it still runs)."""
-    timeline = client(credentials, "emr").describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]["Timeline"]
+    timeline = aws("emr").describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]["Timeline"]
     start = timeline.get("CreationDateTime")
     if start is None:
         return 0.0

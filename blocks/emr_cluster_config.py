@@ -39,16 +39,21 @@ class EmrClusterConfig(Block):
     """How fruitflow builds the EMR cluster for a run: release, shape, network, roles, logs, safety net, price.
 
     Example:
-        Save a cluster of 1 master and 4 core spot nodes:
+        Load the saved shape, and save one of 1 master and 4 core spot nodes:
         ```python
-        from blocks.emr_cluster import EmrClusterConfig
+        from blocks.emr_cluster_config import EmrClusterConfig
 
+        emr_cluster_config = EmrClusterConfig.load("BLOCK_NAME")
         EmrClusterConfig(core_instance_count=4, market="SPOT").save("fruitflow", overwrite=True)
         ```
     """
 
     _block_type_name = "EMR Cluster Config"
     _block_type_slug = "emr-cluster-config"
+    # The AWS logo prefect-aws's blocks show; what EMR itself documents about a cluster's shape (the repo's own
+    # page is docs/emr.md).
+    _logo_url = "https://cdn.sanity.io/images/3ugk85nk/production/d74b16fe84ce626345adf235a47008fea2869a60-225x225.png"
+    _documentation_url = "https://docs.aws.amazon.com/emr/latest/ManagementGuide/emr-plan.html"
     _description = "The EMR cluster fruitflow creates for a run: shape, roles, network, logs and a price table."
 
     release_label: str = Field(
@@ -114,43 +119,3 @@ class EmrClusterConfig(Block):
     spot_price_fraction: float = Field(
         default=0.4, gt=0, le=1, description="Spot price as a fraction of on-demand EC2, for the estimate."
     )
-
-    def instance_counts(self) -> dict[str, int]:
-        """Instances per EC2 type over the whole cluster."""
-        counts: dict[str, int] = {}
-        for kind, count in (
-            (self.master_instance_type, self.master_instance_count),
-            (self.core_instance_type, self.core_instance_count),
-        ):
-            counts[kind] = counts.get(kind, 0) + count
-        return counts
-
-    def hourly_usd(self) -> float | None:
-        """Estimated USD per hour for the whole cluster; None when a type is missing from the price table."""
-        total = 0.0
-        for kind, count in self.instance_counts().items():
-            if kind not in self.ec2_hourly_usd or kind not in self.emr_hourly_usd:
-                return None
-            ec2 = self.ec2_hourly_usd[kind] * (self.spot_price_fraction if self.market == "SPOT" else 1.0)
-            total += count * (ec2 + self.emr_hourly_usd[kind])
-        return round(total, 4)
-
-    def estimate_cost(self, hours: float) -> dict:
-        """Instance-hours times the price table: an estimate, not what AWS will bill.
-
-        Example:
-            >>> EmrClusterConfig().estimate_cost(1.0)["usd"]
-            0.72
-        """
-        hourly = self.hourly_usd()
-        instances = sum(self.instance_counts().values())
-        return {
-            "label": "estimate (instance-hours x the block's price table; not a bill)",
-            "hours": round(hours, 3),
-            "instances": instances,
-            "instance_hours": round(hours * instances, 3),
-            "usd_per_hour": hourly,
-            "usd": None if hourly is None else round(hourly * hours, 2),
-            "market": self.market,
-            "missing_prices": sorted(k for k in self.instance_counts() if k not in self.ec2_hourly_usd),
-        }

@@ -12,7 +12,8 @@ import pyspark
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.job_spec import JOB_SCRIPT, JobSpec, job_arguments
+from fruitjob.options import JobOptions, job_arguments
+from tasks.job_files import JOB_SCRIPT
 from tasks.progress import JobProgress
 
 JOB_LOG_PREFIX = "fruitflow "
@@ -31,7 +32,7 @@ def local_master(cores: int | None = None) -> str:
     return f"local[{cores or os.cpu_count() or 1},2]"
 
 
-def spark_submit_command(spec: JobSpec, master: str | None = None) -> list[str]:
+def spark_submit_command(job: JobOptions, master: str | None = None) -> list[str]:
     return [
         str(spark_home() / "bin" / "spark-submit"),
         "--master",
@@ -43,7 +44,7 @@ def spark_submit_command(spec: JobSpec, master: str | None = None) -> list[str]:
         "--conf",
         "spark.ui.enabled=false",
         str(JOB_SCRIPT),
-        *job_arguments(spec),
+        *job_arguments(job),
     ]
 
 
@@ -87,10 +88,10 @@ def _failure_reason(tail: collections.deque) -> str:
 
 
 @task(name="run-spark-job", cache_policy=NO_CACHE)
-def run_local_job(spec: JobSpec, master: str | None = None) -> str:
+def run_local_job(job: JobOptions, master: str | None = None) -> str:
     """spark-submit the job on this machine, streaming its log into the run log; returns the output URI."""
     logger = get_run_logger()
-    command = spark_submit_command(spec, master)
+    command = spark_submit_command(job, master)
     logger.info("spark-submit %s", " ".join(command[1:]))
     tail: collections.deque = collections.deque(maxlen=200)
     progress = JobProgress("Spark job")
@@ -113,7 +114,7 @@ def run_local_job(spec: JobSpec, master: str | None = None) -> str:
     if code != 0:
         raise SparkJobFailed(f"the Spark job failed (exit {code}): {_failure_reason(tail)}")
     progress.update(100.0, "done")
-    return spec.output
+    return job.output
 
 
 def _flow_run_id() -> str | None:

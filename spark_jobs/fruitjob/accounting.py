@@ -1,0 +1,147 @@
+"""What a run did, counted in the data it wrote, and the :class:`RunMetrics` the job writes last (metrics.json)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Dict, Optional
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from fruitjob import layout, storage
+from fruitjob.errors import JobError
+from fruitjob.incremental import Plan
+from fruitjob.listing import Listing
+from fruitjob.metrics import FeatureQuality, FolderSkipped, RunMetrics, versions
+from fruitjob.options import JobOptions
+from fruitjob.pca import FittedPca, PcaError
+from fruitjob.rules import FEATURE_DIM
+
+log = logging.getLogger("fruitflow.job")
+PREVIOUS_RUN_KEYS = ("started_at", "finished_at", "images")
+# Set by the EMR step's wrapper (tasks/emr/steps.py); absent locally.
+_ENGINE_ENVIRONMENT = {
+    "engine": "FRUITFLOW_ENGINE",
+    "cluster_id": "FRUITFLOW_CLUSTER_ID",
+    "step_id": "FRUITFLOW_STEP_ID",
+}
+
+
+@dataclass(frozen=True)
+class Counts:
+    images_total: int
+    images_ok: int
+    images_failed: int
+    features_total: int
+    errors_total: int
+
+
+@dataclass(frozen=True)
+class Done:
+    """Everything the job knows at its end, for :func:`run_metrics`."""
+
+    listing: Listing
+    plan: Plan
+    counts: Counts
+    fitted: FittedPca
+    pca_note: Optional[str]
+    pca_refit: bool
+    identity: Dict[str, object]
+    durations: Dict[str, float]
+    partitions: int
+
+
+def count_outputs(spark: SparkSession, opts: JobOptions, listing: Listing, plan: Plan, run_id: str) -> Counts:
+    """What this run did, counted in the data it wrote (not derived from each other), and checked to add up."""
+    features_uri = layout.child(opts.output, layout.FEATURES)
+    if not storage.exists(spark, features_uri):
+        raise PcaError("no image could be featurized (%d errors: see errors/)" % len(listing.problems))
+    features = spark.read.parquet(features_uri)
+    failed = spark.read.parquet(layout.child(opts.output, layout.ERRORS)).count()  # errors/ is this run's only
+    counts = Counts(
+        images_total=len(plan.todo) + len(listing.problems),
+        images_ok=features.where(F.col("run_id") == run_id).count() if "run_id" in features.columns else 0,
+        images_failed=failed,
+        features_total=features.count(),
+        errors_total=failed,
+    )
+    lost = counts.images_total - counts.images_ok - counts.images_failed
+    if lost:
+        raise JobError(
+            "%d of this run's %d images are neither in features/ nor in errors/: the output is incomplete"
+            % (lost, counts.images_total)
+        )
+    return counts
+
+
+def run_metrics(
+    spark: SparkSession,
+    opts: JobOptions,
+    done: Done,
+    *,
+    run_id: str,
+    reader: str,
+    started_at: datetime,
+    quality: Optional[FeatureQuality],
+) -> RunMetrics:
+    durations = dict(done.durations, total=round(sum(done.durations.values()), 3))
+    featurize = done.durations.get("featurize")
+    found = versions(spark.version)
+    engine = {key: os.environ.get(variable) for key, variable in _ENGINE_ENVIRONMENT.items()}
+    identity = dict(done.identity)
+    return RunMetrics(
+        images=opts.images,
+        output=opts.output,
+        files_seen=done.listing.files_seen,
+        files_skipped=len(done.listing.skipped),
+        folders_skipped=[FolderSkipped(path, reason) for path, reason in done.listing.skipped_folders],
+        images_total=done.counts.images_total,
+        images_ok=done.counts.images_ok,
+        images_failed=done.counts.images_failed,
+        features_total=done.counts.features_total,
+        errors_total=done.counts.errors_total,
+        images_already_done=done.plan.already_done,
+        images_changed=len(done.plan.changed),
+        feature_dim=FEATURE_DIM,
+        pca_components_asked=opts.pca_components,
+        pca_components=done.fitted.components,
+        pca_note=done.pca_note,
+        pca_model=done.fitted.uri,
+        pca_model_id=done.fitted.model_id,
+        pca_refit=done.pca_refit,
+        explained_variance=done.fitted.explained_variance,
+        explained_variance_total=float(sum(done.fitted.explained_variance)),
+        weights=str(identity.pop("weights")),
+        weights_sha256=str(identity.pop("weights_sha256")),
+        alpha=float(identity.pop("alpha")),  # type: ignore[arg-type]
+        featurizer=str(identity.pop("featurizer")),
+        calibration=identity.pop("calibration", None),  # type: ignore[arg-type]
+        batch_size=opts.batch_size,
+        partitions=done.partitions,
+        reader=reader,
+        versions=found,
+        tensorflow_version=found["tensorflow"],
+        spark_version=spark.version,
+        durations_s=durations,
+        images_per_s=round(len(done.plan.todo) / featurize, 2) if featurize else None,
+        engine=engine["engine"] or "local",
+        cluster_id=engine["cluster_id"] or None,
+        step_id=engine["step_id"] or None,
+        run_id=run_id,
+        started_at=started_at.isoformat(),
+        feature_quality=quality,
+        extra=identity,  # identity fields this module does not name yet stay in metrics.json
+    )
+
+
+def write_metrics(spark: SparkSession, output: str, metrics: RunMetrics) -> RunMetrics:
+    """Written last: its presence means the run finished."""
+    metrics = metrics.replace(finished_at=datetime.now(timezone.utc).isoformat())
+    uri = layout.child(output, layout.METRICS)
+    storage.write_bytes(spark, uri, json.dumps(metrics.to_dict(), indent=2).encode())
+    log.info("wrote %s", uri)
+    return metrics

@@ -1,0 +1,129 @@
+"""Preflight shared by the AWS engines: everything about credentials and data that can be checked for free.
+
+Credentials (STS), the buckets, the input prefix (images counted), the output prefix (the finished-run rule,
+not inside the input) and the URIs themselves. Every problem says how to fix it, and all are listed at once.
+"""
+
+from __future__ import annotations
+
+import os
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from fruitjob import rules
+from fruitjob.options import NAMED_WEIGHTS, JobOptions
+from tasks.aws.clients import AwsClients
+from tasks.aws.s3_uris import S3UriError, check_s3_uri, split_s3_uri
+from tasks.input_listing import InputCount
+
+
+class PreflightError(RuntimeError):
+    """Something the run needs is missing; the message lists each problem and how to fix it."""
+
+
+def refuse(problems: list[str]) -> None:
+    """Raise :class:`PreflightError` listing every problem, if there is any."""
+    if problems:
+        raise PreflightError("preflight failed, nothing was created:\n- " + "\n- ".join(problems))
+
+
+def check_uris(job: JobOptions) -> None:
+    """The AWS engines read and write S3 only: refuse local paths with the command that uploads them."""
+    if not job.images.startswith("s3://"):
+        raise PreflightError(
+            f"--images {job.images} is not an s3:// prefix; the cluster cannot read this machine's files. "
+            f"Upload them first, e.g. `aws s3 sync '{job.images}' s3://<bucket>/images/`, and pass that prefix."
+        )
+    if not job.output.startswith("s3://"):
+        raise PreflightError(f"--output {job.output} must be an s3:// prefix on AWS")
+    if job.weights not in NAMED_WEIGHTS and not job.weights.startswith("s3://") and not os.path.isfile(job.weights):
+        raise PreflightError(f"--weights {job.weights} is neither imagenet, random, an s3:// URI nor a local file")
+    if job.pca_model and not job.pca_model.startswith("s3://"):
+        raise PreflightError(f"--pca-model {job.pca_model} must be on S3 on AWS (aws s3 sync it)")
+    named = {"--images": job.images, "--output": job.output, "--pca-model": job.pca_model}
+    if job.weights.startswith("s3://"):
+        named["--weights"] = job.weights
+    problems = []
+    for flag, uri in named.items():
+        try:
+            if uri:
+                check_s3_uri(uri, flag)
+        except S3UriError as exc:
+            problems.append(str(exc))
+    if not problems:
+        problems += [p for p in [rules.output_inside_input(job.images, job.output)] if p]
+        if problems and "/fruitflow-output/run-" in job.output:
+            problems[-1] += " (it is the default output, under the S3Bucket block's folder: keep the images in a "
+            problems[-1] += "sub-folder of the bucket folder, e.g. .../images/, or pass --output)"
+    refuse(problems)
+
+
+def error_code(exc: ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code", "")
+
+
+def _check_bucket(s3, bucket: str, region: str) -> str | None:
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        code = error_code(exc)
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            return f"bucket {bucket} does not exist: create it with `aws s3 mb s3://{bucket} --region {region}`"
+        return f"bucket {bucket} is not reachable ({code or exc}): check its name and that these credentials may use it"
+    except BotoCoreError as exc:
+        return f"bucket {bucket} is not reachable ({type(exc).__name__}): check the endpoint and network"
+    return None
+
+
+def count_images(s3, uri: str) -> InputCount:
+    """Images (by the one rule of what an image is), their bytes, and all files under an s3:// prefix."""
+    bucket, prefix = split_s3_uri(uri.rstrip("/") + "/")
+    images = size = files = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            files += 1
+            if rules.is_image_name(item["Key"]):
+                images += 1
+                size += item["Size"]
+    return InputCount(images=images, bytes=size, other_files=files - images)
+
+
+def present_parts(s3, output: str) -> list[str]:
+    """Which of a run's parts (features/, errors/, pca/, pca_model/, metrics.json) are under the output prefix."""
+    bucket, prefix = split_s3_uri(output.rstrip("/") + "/")
+    found = set()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+        found.update(item["Prefix"][len(prefix) :].rstrip("/") for item in page.get("CommonPrefixes", []))
+        found.update(item["Key"][len(prefix) :] for item in page.get("Contents", []))
+    return [name for name in rules.OUTPUT_PARTS if name in found]
+
+
+def check_account_and_data(job: JobOptions, aws: AwsClients, bucket: str, logger) -> tuple[dict, list[str]]:
+    """Credentials, buckets, the input and the output: (what was found, the problems beyond the fatal ones)."""
+    check_uris(job)
+    try:
+        identity = aws("sts").get_caller_identity()
+    except (ClientError, BotoCoreError) as exc:
+        raise PreflightError(
+            f"the AWS credentials do not work ({type(exc).__name__}): fix the AwsCredentials block "
+            "(or re-create it with `python -m blocks.create_blocks`)"
+        ) from None
+    logger.info("AWS account %s, region %s", identity["Account"], aws.region)
+    s3 = aws("s3")
+    buckets = dict.fromkeys([bucket, split_s3_uri(job.images)[0], split_s3_uri(job.output)[0]])
+    refuse([p for name in buckets if (p := _check_bucket(s3, name, aws.region))])
+
+    problems = []
+    found = count_images(s3, job.images)
+    logger.info("input %s: %d images (%.1f MB), %d other files", job.images, found.images, found.bytes / 1e6,
+                found.other_files)  # fmt: skip
+    if found.images == 0:
+        problems.append(
+            f"no images ({', '.join(rules.IMAGE_EXTENSIONS)}) under {job.images} ({found.other_files} other files): "
+            f"upload them with `aws s3 sync <local folder> {job.images.rstrip('/')}/` or fix --images"
+        )
+    refusal = rules.output_refusal(job.output, present_parts(s3, job.output), job.overwrite, job.incremental)
+    problems += [refusal] if refusal else []
+    checked = {"account": identity["Account"], "region": aws.region, "images": found.images, "bytes": found.bytes,
+               "files": found.images + found.other_files}  # fmt: skip
+    return checked, problems

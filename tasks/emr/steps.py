@@ -1,0 +1,133 @@
+"""The EMR step: its definition and name (the flow run id in it), submitted once (idempotently), found, cancelled."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from botocore.exceptions import ClientError
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.aws.clients import AwsClients
+
+STEP_PREFIX = "fruitflow extract-features"
+# States in which an existing step with our name is the one to follow rather than adding another.
+LIVE_STATES = ["PENDING", "RUNNING", "COMPLETED", "CANCEL_PENDING"]
+# States in which a step still runs (or will): what a cancelled, crashed or failed run must cancel.
+ACTIVE_STEP_STATES = ["PENDING", "RUNNING"]
+FAILED_STATES = ("FAILED", "CANCELLED", "INTERRUPTED")
+# EMR refused these before doing anything: safe to send again (anything else may have added the step).
+_REFUSED_CODES = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
+_SUBMIT_ATTEMPTS = 5
+_STEP_WRAPPER = (
+    'export FRUITFLOW_ENGINE=emr FRUITFLOW_CLUSTER_ID="$1"; shift; '
+    'case "$(basename "$PWD")" in s-*) export FRUITFLOW_STEP_ID="$(basename "$PWD")";; esac; '
+    'exec "$@"'
+)
+
+
+def run_token(flow_run_id: str, job_args: list[str]) -> str:
+    """Same flow run + same arguments -> same token: what makes a retried submit find its step."""
+    return hashlib.sha256("\0".join([flow_run_id, *job_args]).encode()).hexdigest()[:16]
+
+
+def step_name(flow_run_id: str, token: str) -> str:
+    """The step's name: the full flow run id (hooks find the run's steps by it) and the submission token.
+
+    Example:
+        >>> step_name("0f1e", "ab12")
+        'fruitflow extract-features 0f1e ab12'
+    """
+    return f"{STEP_PREFIX} {flow_run_id} {token}"
+
+
+def is_run_step(name: str, flow_run_id: str) -> bool:
+    """Whether a step name is one of this flow run's steps."""
+    return name.startswith(f"{STEP_PREFIX} {flow_run_id} ")
+
+
+def step_definition(
+    *, cluster_id: str, script_uri: str, py_files_uri: str, job_args: list[str], token: str, flow_run_id: str
+) -> dict:  # fmt: skip
+    """``command-runner.jar`` running ``spark-submit`` with the job's own arguments (from ``job_arguments``)."""
+    submit = ["spark-submit", "--deploy-mode", "client", "--py-files", py_files_uri, script_uri, *job_args]
+    return {
+        "Name": step_name(flow_run_id, token),
+        # The flow tears the cluster down itself; CONTINUE keeps the cluster for the flow to read the step's state.
+        "ActionOnFailure": "CONTINUE",
+        "HadoopJarStep": {
+            "Jar": "command-runner.jar",
+            "Args": ["bash", "-c", _STEP_WRAPPER, "fruitflow-step", cluster_id, *submit],
+        },  # fmt: skip
+    }
+
+
+def find_step(emr, cluster_id: str, name: str) -> str | None:
+    """The id of a live (pending, running, done) step with this name, if any."""
+    for page in emr.get_paginator("list_steps").paginate(ClusterId=cluster_id, StepStates=LIVE_STATES):
+        for step in page["Steps"]:
+            if step["Name"] == name:
+                return step["Id"]
+    return None
+
+
+def _add_step_once(emr_once, cluster_id: str, step: dict, delay_seconds: float = 1.0) -> str:
+    """AddJobFlowSteps on a one-attempt client: resent only when EMR refused it (throttling), never after a lost reply.
+
+    A connection error or a 5xx may mean EMR added the step; it propagates, and the task's retry looks the step up by
+    name first (:func:`submit_step`).
+    """
+    for attempt in range(1, _SUBMIT_ATTEMPTS + 1):
+        try:
+            return emr_once.add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])["StepIds"][0]
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code not in _REFUSED_CODES or attempt == _SUBMIT_ATTEMPTS:
+                raise
+            get_run_logger().warning(
+                "AWS emr.AddJobFlowSteps: retry %d after %s (refused, so it cannot have been added)", attempt, code
+            )
+            time.sleep(delay_seconds * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
+
+
+@task(name="submit-step", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def submit_step(aws: AwsClients, cluster_id: str, step: dict) -> str:
+    """Add the step unless this run already did: a retry (say, after a timeout on the response) finds it by name.
+
+    botocore never resends the AddJobFlowSteps request itself (that would add a second step after a lost reply):
+    it is sent on a one-attempt client, and this task's own retry looks the step up before sending again.
+
+    Returns:
+        the step id.
+    """
+    logger = get_run_logger()
+    emr = aws("emr")
+    step_id = find_step(emr, cluster_id, step["Name"])
+    if step_id:
+        logger.info("step %s already submitted on %s; following it", step_id, cluster_id)
+        return step_id
+    step_id = _add_step_once(aws.once("emr"), cluster_id, step)
+    logger.info("submitted step %s on cluster %s", step_id, cluster_id)
+    return step_id
+
+
+def run_steps(emr, cluster_id: str, flow_run_id: str, states: list[str] | None = None) -> list[str]:
+    """Ids of this flow run's steps on a cluster (by the run id in their name), in ``states`` (default: active)."""
+    found = []
+    for page in emr.get_paginator("list_steps").paginate(ClusterId=cluster_id, StepStates=states or ACTIVE_STEP_STATES):
+        found += [step["Id"] for step in page["Steps"] if is_run_step(step["Name"], flow_run_id)]
+    return found
+
+
+def cancel_run_steps(emr, cluster_id: str, flow_run_id: str) -> list[str]:
+    """Cancel this flow run's pending or running steps on a cluster we leave running (reused or kept).
+
+    Without it the step would go on writing to the output after the run has ended, and the cluster's idle
+    auto-termination never fires while a step runs. Returns the ids cancelled.
+    """
+    step_ids = run_steps(emr, cluster_id, flow_run_id)
+    if step_ids:
+        emr.cancel_steps(ClusterId=cluster_id, StepIds=step_ids, StepCancellationOption="TERMINATE_PROCESS")
+    return step_ids

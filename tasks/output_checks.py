@@ -1,0 +1,163 @@
+"""The checks of a run's output against independent facts: the rows, the metrics, space.json and the input listed again.
+
+Each appends what it finds to ``problems``; ``tasks.validation`` runs them all and reports every problem at once.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+from pyarrow import fs as pafs
+
+from fruitjob.metrics import RunMetrics
+from tasks.input_listing import list_input_facts
+from tasks.uris import filesystem_path
+
+# Up to this many files the input is listed again and compared path by path; beyond, a sample of the rows is
+# checked to exist in the input (listing millions of S3 objects again would cost minutes and requests).
+FULL_CHECK_FILES = 200_000
+SAMPLE_SIZE = 1_000
+EXAMPLES = 3
+
+
+def read_table(filesystem: pafs.FileSystem, path: str, columns: list[str] | None = None) -> pa.Table:
+    dataset = ds.dataset(path, filesystem=filesystem, format="parquet", exclude_invalid_files=True)
+    wanted = None if columns is None else [c for c in columns if c in dataset.schema.names]
+    return dataset.to_table(columns=wanted)
+
+
+def _examples(paths) -> str:
+    shown = sorted(paths)[:EXAMPLES]
+    return ", ".join(repr(path) for path in shown) + (", ..." if len(paths) > EXAMPLES else "")
+
+
+def check_vectors(name: str, table: pa.Table, column: str, dim: int, problems: list[str]) -> None:
+    if table.num_rows == 0:
+        return
+    values = table.column(column).combine_chunks()
+    lengths = pc.list_value_length(values).to_numpy(zero_copy_only=False)
+    flat = pc.list_flatten(values).to_numpy(zero_copy_only=False)
+    if not (lengths == dim).all():
+        problems.append(f"{name}: {int((lengths != dim).sum())} rows do not have {dim} values")
+    if not np.isfinite(flat).all():
+        problems.append(f"{name}: {int((~np.isfinite(flat)).sum())} values are NaN or infinite")
+
+
+def check_variance(metrics: RunMetrics, problems: list[str]) -> None:
+    variance = np.asarray(metrics.explained_variance, dtype=float)
+    if len(variance) != metrics.pca_components:
+        problems.append(f"{len(variance)} explained variances for {metrics.pca_components} components")
+    if len(variance) and not ((variance > 0) & (variance <= 1)).all():
+        problems.append(f"explained variance outside (0, 1]: {variance.tolist()}")
+    if len(variance) > 1 and (np.diff(variance) > 1e-9).any():
+        problems.append("explained variance is not non-increasing")
+
+
+def check_rows(features: pd.DataFrame, errors: pd.DataFrame, pca: pd.DataFrame, problems: list[str]) -> None:
+    """Each path once, in exactly one of features/ and errors/; pca/ has exactly the paths of features/."""
+    for name, frame in (("features/", features), ("errors/", errors), ("pca/", pca)):
+        duplicated = frame["path"][frame["path"].duplicated()]
+        if len(duplicated):
+            problems.append(f"{name} has {len(duplicated)} duplicate paths ({_examples(set(duplicated))})")
+    both = set(features["path"]) & set(errors["path"])
+    if both:
+        problems.append(f"{len(both)} paths are in both features/ and errors/ ({_examples(both)})")
+    missing, extra = set(features["path"]) - set(pca["path"]), set(pca["path"]) - set(features["path"])
+    if missing or extra:
+        problems.append(
+            f"pca/ does not have the paths of features/: {len(missing)} missing ({_examples(missing)}), "
+            f"{len(extra)} not in features/ ({_examples(extra)})"
+        )
+    if (features["label"].fillna("") == "").any():
+        problems.append("features/ has rows without a label")
+
+
+def check_against_input(
+    images: str, filesystem: pafs.FileSystem, metrics: RunMetrics, features: pd.DataFrame, errors: pd.DataFrame
+) -> tuple[list[str], int]:
+    """The rows against the input listed again: (problems, rows kept from earlier runs)."""
+    problems: list[str] = []
+    if metrics.files_seen > FULL_CHECK_FILES:
+        rows = pd.concat([features["path"], errors["path"]])
+        sample = random.Random(0).sample(list(rows), min(SAMPLE_SIZE, len(rows)))
+        absent = [p for p in sample if filesystem.get_file_info(filesystem_path(p)).type == pafs.FileType.NotFound]
+        if absent:
+            problems.append(f"{len(absent)} of {len(sample)} sampled rows are not in the input ({_examples(absent)})")
+        return problems, 0
+    facts = list_input_facts(images, filesystem)
+    listed = set(facts.images)
+    featurized, failed = set(features["path"]), set(errors["path"])
+    missing = listed - featurized - failed
+    if missing:
+        problems.append(
+            f"{len(missing)} images of the input are in neither features/ nor errors/ ({_examples(missing)})"
+        )
+    if failed - listed:
+        problems.append(
+            f"errors/ has {len(failed - listed)} paths that are not in the input ({_examples(failed - listed)})"
+        )
+    gone = features[~features["path"].isin(listed)]
+    new_gone = gone[gone["run_id"] == metrics.run_id] if "run_id" in gone else gone
+    if len(new_gone):
+        problems.append(f"features/ has {len(new_gone)} rows of this run for files not in the input")
+    rows = pd.concat([features[["path", "label"]], errors[["path", "label"]]])
+    rows = rows[rows["path"].isin(listed)]
+    wrong = rows[rows["label"] != rows["path"].map(facts.images)]
+    if len(wrong):
+        problems.append(
+            f"{len(wrong)} rows do not carry their label (the first folder under the input): "
+            f"{_examples(set(wrong['path']))}"
+        )
+    if metrics.files_skipped != facts.other_files:
+        problems.append(f"files_skipped is {metrics.files_skipped}, the input has {facts.other_files} non-images")
+    if metrics.files_seen != len(listed) + facts.other_files:
+        problems.append(f"files_seen is {metrics.files_seen}, the input has {len(listed) + facts.other_files} files")
+    reported = {entry.path for entry in metrics.folders_skipped}
+    if reported != facts.unlisted_folders:
+        problems.append(
+            f"folders not listed: metrics name {_examples(reported)}, the input has {_examples(facts.unlisted_folders)}"
+        )
+    done_before = metrics.images_already_done
+    if metrics.images_total + done_before != len(listed):
+        problems.append(
+            f"images_total {metrics.images_total} + images_already_done {done_before} != "
+            f"{len(listed)} images in the input"
+        )
+    return problems, len(gone) - len(new_gone)
+
+
+def check_counts(metrics: RunMetrics, features: pd.DataFrame, errors: pd.DataFrame, problems: list[str]) -> None:
+    """The metrics' counts are the rows' counts (this run's rows by their run id), and add up."""
+    total, ok, failed = metrics.images_total, metrics.images_ok, metrics.images_failed
+    if ok + failed != total:
+        problems.append(f"counts do not reconcile: images_ok {ok} + images_failed {failed} != images_total {total}")
+    this_run = int((features["run_id"] == metrics.run_id).sum()) if "run_id" in features else -1
+    if this_run != ok:
+        problems.append(f"features/ has {this_run} rows of this run, metrics say images_ok {ok}")
+    if len(errors) != failed:
+        problems.append(f"errors/ has {len(errors)} rows, metrics say images_failed {failed}")
+    if metrics.features_total not in (None, len(features)):
+        problems.append(f"features/ has {len(features)} rows, metrics say features_total {metrics.features_total}")
+
+
+def check_space(
+    filesystem: pafs.FileSystem, root: str, metrics: RunMetrics, pca: pd.DataFrame, problems: list[str]
+) -> None:
+    """Every pca/ row is in the output's one PCA space: the model id of the rows, the metrics and space.json."""
+    expected = metrics.pca_model_id
+    ids = set(pca["pca_model_id"].fillna("")) if "pca_model_id" in pca else {""}
+    if len(pca) and ids != {expected}:
+        problems.append(f"pca/ rows are in {len(ids)} PCA space(s) {sorted(ids)[:3]}, metrics say {expected}")
+    try:
+        with filesystem.open_input_stream(f"{root}/space.json") as stream:
+            recorded = json.loads(stream.read()).get("pca_model_id")
+    except (FileNotFoundError, OSError):
+        recorded = None
+    if recorded != expected:
+        problems.append(f"space.json records PCA model {recorded}, metrics say {expected}")

@@ -1,0 +1,18 @@
+"""The engines, by the name ``--engine`` takes: the one place the flow learns which engines exist."""
+
+from __future__ import annotations
+
+from tasks.contract import ENGINE_NAMES, Engine, EngineSettings
+from tasks.emr.engine import EmrEngine
+from tasks.local.engine import LocalEngine
+
+ENGINES: dict[str, type] = {engine.name: engine for engine in (LocalEngine, EmrEngine)}
+assert tuple(ENGINES) == ENGINE_NAMES, "tasks.contract.ENGINE_NAMES lists the engines of this registry"
+
+
+def engine_for(settings: EngineSettings) -> Engine:
+    """The engine ``settings.engine`` names, set up with those settings."""
+    try:
+        return ENGINES[settings.engine](settings)
+    except KeyError:
+        raise ValueError(f"unknown engine {settings.engine!r}; expected one of {', '.join(ENGINES)}") from None
