@@ -7,32 +7,14 @@ from typing import Literal
 from prefect.blocks.core import Block
 from pydantic import Field
 
-# On-demand prices in USD per instance-hour, us-east-1, Linux (checked 2026-11). EC2 and the EMR surcharge are
-# billed separately; both count. Prices differ by region and change: the estimate is labelled as such.
-EC2_HOURLY_USD = {
-    "m5.xlarge": 0.192,
-    "m5.2xlarge": 0.384,
-    "m5.4xlarge": 0.768,
-    "m6i.xlarge": 0.192,
-    "m6i.2xlarge": 0.384,
-    "m7g.xlarge": 0.1632,
-    "c5.xlarge": 0.17,
-    "c5.2xlarge": 0.34,
-    "c6i.2xlarge": 0.34,
-    "r5.xlarge": 0.252,
-}
-EMR_HOURLY_USD = {
-    "m5.xlarge": 0.048,
-    "m5.2xlarge": 0.096,
-    "m5.4xlarge": 0.192,
-    "m6i.xlarge": 0.048,
-    "m6i.2xlarge": 0.096,
-    "m7g.xlarge": 0.041,
-    "c5.xlarge": 0.043,
-    "c5.2xlarge": 0.085,
-    "c6i.2xlarge": 0.085,
-    "r5.xlarge": 0.063,
-}
+from blocks.emr_prices import (
+    EC2_HOURLY_USD,
+    EMR_HOURLY_USD,
+    IMAGES_PER_VCPU_SECOND,
+    PROVISIONING_MINUTES,
+    REGION_PRICE_FACTORS,
+    VCPUS,
+)
 
 
 class EmrClusterConfig(Block):
@@ -118,4 +100,22 @@ class EmrClusterConfig(Block):
     )
     spot_price_fraction: float = Field(
         default=0.4, gt=0, le=1, description="Spot price as a fraction of on-demand EC2, for the estimate."
+    )
+    region_price_factors: dict[str, float] = Field(
+        default_factory=lambda: dict(REGION_PRICE_FACTORS),
+        description="Price of each region relative to the us-east-1 tables above; a region missing here gets no "
+        "price in the estimate (only its duration).",
+    )
+    vcpus: dict[str, int] = Field(
+        default_factory=lambda: dict(VCPUS), description="vCPUs per EC2 type, for the run's expected duration."
+    )
+    images_per_vcpu_second: float = Field(
+        default=IMAGES_PER_VCPU_SECOND,
+        gt=0,
+        description="Images featurized per core-node vCPU and second (docs/performance.md), for the expected duration.",
+    )
+    provisioning_minutes: float = Field(
+        default=PROVISIONING_MINUTES,
+        ge=0,
+        description="Minutes from RunJobFlow to a ready cluster, bootstrap included, for the expected duration.",
     )

@@ -46,8 +46,9 @@ def run_engine(engine: Engine, job: JobOptions, dry_run: bool) -> RunResult:
     result = RunResult(engine=engine.name, output=job.output, dry_run=dry_run)
     with result.timed("check"):
         result.checked = engine.check(job)
-        result.cost_estimate = engine.estimate(job, result.checked)
+        result.estimate = engine.estimate(job, result.checked)
     if dry_run:
+        result.cost_estimate = getattr(result.estimate, "upper_bound", result.estimate)
         get_run_logger().info("dry run: checks passed; nothing was created or run")
         return result
     with result.timed("run"):
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     result: RunResult = state.result()
     if result.dry_run:
-        cost = result.cost_estimate.text if result.cost_estimate else "nothing to pay"
+        cost = result.estimate.text if result.estimate else "nothing to pay"
         print(f"dry run: preflight passed; cost estimate: {cost}")
         return 0
     print(f"output: {result.output}\nsummary: {result.output.rstrip('/')}/summary.md")

@@ -70,7 +70,8 @@ class RunResult:
     dry_run: bool = False
     checked: dict[str, Any] = field(default_factory=dict)  # what the engine's checks found (images, account...)
     details: list[Detail] = field(default_factory=list)
-    cost_estimate: Cost | None = None
+    estimate: Cost | None = None  # before the run: what it should take and cost (a dry run stops there)
+    cost_estimate: Cost | None = None  # after the run: what it took (a dry run: the upper bound)
     validation: ValidationReport | None = None
     ids: dict[str, str] = field(default_factory=dict)  # engine resources: cluster_id, step_id...
     durations_s: dict[str, float] = field(default_factory=dict)  # the flow's own steps: check, run, validate

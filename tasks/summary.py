@@ -89,6 +89,10 @@ def summary_markdown(report: ValidationReport, result: RunResult, previous: Prev
     lines += _previous_run_rows(m, previous)
     if result.cost_estimate:
         lines.append(f"| cost (estimate) | {md_text(result.cost_estimate.text)} |")
+    if result.estimate:
+        took = result.durations_s.get("run")
+        after = f"; it took {took / 60:.1f} min" if took is not None else ""
+        lines.append(f"| estimated before the run | {md_text(result.estimate.text + after)} |")
     lines += _quality_rows(m)
     if m.pca_note:
         lines += ["", f"Note: {md_text(m.pca_note)}"]

@@ -4,23 +4,37 @@ moto accepts EMR calls but never runs a step. :class:`FakeCluster` plays the clu
 moto's in-process EMR backend for new steps, downloads the step's input images from the moto bucket, runs the real
 Spark job in this process's session, uploads the output back, and marks the step COMPLETED (or FAILED, with a
 stderr.gz at the log URI, as EMR would write it).
+
+Everything that reaches into moto's internals (step and cluster states, creation times, a cluster held while it
+bootstraps, steps noticed as they are added) is a method of :class:`FakeCluster`, and only there. Our own code is
+never patched: a test hands a task :func:`moto_clients`, whose ``customize`` registers the botocore handlers it
+needs (:func:`answer_ok`, :func:`error_response`, a recorder) on every client made. The flow, which makes its own
+clients from the blocks, is reached through the session's :class:`AwsCallRecorder` (``aws_calls.on(...)``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import gzip
+import json
 import os
 import shutil
 import socket
 import tempfile
 import threading
 import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
+
+if TYPE_CHECKING:
+    from tasks.aws.clients import AwsClients
 
 from tests.fake_emr_outputs import as_if_on_s3
 
@@ -55,6 +69,60 @@ class AwsEnv:
         kwargs = {"ClusterStates": states} if states else {}
         pages = emr.get_paginator("list_clusters").paginate(**kwargs)
         return {c["Id"]: c["Status"]["State"] for page in pages for c in page["Clusters"]}
+
+    def cluster_tags(self) -> dict[str, dict[str, str]]:
+        """Every cluster id moto knows -> its tags (as DescribeCluster returns them)."""
+        emr = self.client("emr")
+        tags = {}
+        for cluster_id in self.clusters():
+            cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
+            tags[cluster_id] = {tag["Key"]: tag["Value"] for tag in cluster.get("Tags", [])}
+        return tags
+
+    def clusters_tagged(self, key: str, value: str) -> dict[str, str]:
+        """Cluster id -> state of every cluster carrying the tag ``key=value``."""
+        states, tagged = self.clusters(), self.cluster_tags()
+        return {cluster_id: states[cluster_id] for cluster_id, tags in tagged.items() if tags.get(key) == value}
+
+    def step_arguments(self) -> list[list[str]]:
+        """The command line (``HadoopJarStep`` args) of every step of every cluster moto knows."""
+        emr = self.client("emr")
+        return [
+            step["Config"]["Args"]
+            for cluster_id in self.clusters()
+            for page in emr.get_paginator("list_steps").paginate(ClusterId=cluster_id)
+            for step in page["Steps"]
+        ]
+
+
+def moto_clients(handlers: dict[str, Callable] | None = None, block: str = "fruitflow") -> AwsClients:
+    """The clients a task is handed: from the ``block`` AwsCredentials (pointed at moto), each with ``handlers``
+    (botocore event -> handler, e.g. ``{"before-call.emr.CancelSteps": answer_ok}``) registered when it is made."""
+    from prefect_aws import AwsCredentials
+
+    from tasks.aws.clients import AwsClients
+
+    def customize(client) -> None:
+        for event, handler in (handlers or {}).items():
+            client.meta.events.register(event, handler)
+
+    return AwsClients(AwsCredentials.load(block), customize=customize)
+
+
+def answer_ok(**_kwargs) -> tuple[AWSResponse, dict]:
+    """A ``before-call`` answer: HTTP 200 and an empty reply, where moto cannot answer as EMR does (CancelSteps: 500;
+    TerminateJobFlows on an ended cluster: moto rewrites its state)."""
+    return AWSResponse("moto", 200, {}, None), {}
+
+
+def error_response(code: str, status: int = 400) -> Callable:
+    """A ``before-send`` answer: AWS refusing the call with ``code`` (not retryable: botocore raises it at once)."""
+
+    def answer(request, **_kwargs) -> AWSResponse:
+        body = json.dumps({"__type": code, "message": "injected by the test"}).encode()
+        return AWSResponse(request.url, status, {"Content-Type": "application/x-amz-json-1.1"}, _Raw(body))
+
+    return answer
 
 
 @dataclass
@@ -112,8 +180,6 @@ class AwsCallRecorder:
         self.calls.append((model.service_model.signing_name, model.name, kept))
 
     def _maybe_throttle(self, request, event_name: str, **_kwargs):
-        from botocore.awsrequest import AWSResponse
-
         service, operation = event_name.split(".")[1:3]
         prefix = {"emr": "elasticmapreduce"}.get(service, service)
         action = f"{prefix}:{operation}"
@@ -158,7 +224,12 @@ def _moto_clusters():
 
 @dataclass
 class FakeCluster:
-    """Plays EMR's part for steps in moto; tests steer it with :meth:`fail_next` and :meth:`ignore`."""
+    """Plays EMR's part in moto: runs the job's steps, and does to clusters and steps what moto never does itself.
+
+    Tests steer the player with :meth:`fail_next`, :meth:`fail_next_bootstrap` and :meth:`ignore`; the other methods
+    are the only places a test reaches into moto's backend (a state EMR would reach, a cluster held while it
+    bootstraps, a step noticed as it is added, an older creation time).
+    """
 
     aws: AwsEnv
     spark: object
@@ -166,6 +237,9 @@ class FakeCluster:
     _fail: list[tuple[str, str]] = field(default_factory=list)
     _ignored: set[str] = field(default_factory=set)
     _bootstrap_failures: list[str] = field(default_factory=list)
+    _holds: list[float | None] = field(default_factory=list)
+    _held: list = field(default_factory=list)
+    _step_callbacks: list[Callable[[str, dict[str, str]], None]] = field(default_factory=list)
     _seen: set[str] = field(default_factory=set)
     _cache: dict[tuple, Path] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -178,12 +252,79 @@ class FakeCluster:
         """The next cluster created ends TERMINATED_WITH_ERRORS (BOOTSTRAP_FAILURE) before it is ever ready."""
         self._bootstrap_failures.append(message)
 
+    @contextlib.contextmanager
+    def hold_bootstrapping(self, seconds: float | None = None) -> Iterator[None]:
+        """Clusters created inside the block stay BOOTSTRAPPING (moto makes them WAITING at once): ``seconds`` after
+        their creation, or else until the block ends, they finish bootstrapping (WAITING), as a slow bootstrap would.
+        """
+        self._holds.append(seconds)
+        try:
+            yield
+        finally:
+            self._holds.pop()
+            for cluster in self._held:
+                self._bootstrapped(cluster)
+            self._held.clear()
+
+    @staticmethod
+    def _bootstrapped(cluster) -> None:
+        if cluster.state == "BOOTSTRAPPING":  # not if it was terminated meanwhile
+            cluster.state = "WAITING"
+
+    @contextlib.contextmanager
+    def on_step_added(self, callback: Callable[[str, dict[str, str]], None]) -> Iterator[None]:
+        """Call ``callback(cluster_id, cluster_tags)`` in moto's server thread each time a step is added, while the
+        block is active."""
+        self._step_callbacks.append(callback)
+        try:
+            yield
+        finally:
+            self._step_callbacks.remove(callback)
+
+    def set_cluster_state(self, cluster_id: str, state: str) -> None:
+        """Put a cluster in ``state`` (e.g. TERMINATED_WITH_ERRORS, as EMR leaves one whose nodes failed)."""
+        self._cluster(cluster_id).state = state
+
+    def set_step_state(self, cluster_id: str, step_id: str, state: str) -> None:
+        """Put a step in ``state`` (e.g. INTERRUPTED: a spot node lost under it)."""
+        (step,) = [step for step in self._cluster(cluster_id).steps if step.id == step_id]
+        step.state = state
+
+    def make_older(self, cluster_id: str, hours: float) -> None:
+        """Move a cluster's creation time ``hours`` back (the reaper judges by age)."""
+        self._cluster(cluster_id).creation_datetime -= timedelta(hours=hours)
+
+    def answer_cancel_steps(self, params: dict, **_kwargs) -> tuple[AWSResponse, dict]:
+        """A ``before-call.emr.CancelSteps`` answer doing what EMR does (the steps end CANCELLED); moto 5.2.5
+        answers CancelSteps with HTTP 500."""
+        request = json.loads(params["body"])
+        for step in self._cluster(request["ClusterId"]).steps:
+            if step.id in request["StepIds"]:
+                step.state = "CANCELLED"
+        return answer_ok()
+
+    def _cluster(self, cluster_id: str):
+        (cluster,) = [cluster for cluster in _moto_clusters() if cluster.id == cluster_id]
+        return cluster
+
     def _created(self, cluster) -> None:
         """Called by moto's run_job_flow (patched in the fixture) for every new cluster."""
         if self._bootstrap_failures:
             cluster.last_state_change_reason = self._bootstrap_failures.pop(0)
             cluster.__class__ = _bootstrap_failed_class()
             cluster.state = "TERMINATED_WITH_ERRORS"
+        elif self._holds:
+            cluster.state = "BOOTSTRAPPING"
+            self._held.append(cluster)
+            if self._holds[-1] is not None:
+                timer = threading.Timer(self._holds[-1], self._bootstrapped, [cluster])
+                timer.daemon = True
+                timer.start()
+
+    def _steps_added(self, cluster) -> None:
+        """Called by moto's add_job_flow_steps (patched in the fixture) after it added steps to ``cluster``."""
+        for callback in list(self._step_callbacks):
+            callback(cluster.id, dict(cluster._tags))
 
     def ignore(self, cluster_id: str) -> None:
         """Leave this cluster's steps alone (tests that drive step states themselves).
@@ -458,7 +599,7 @@ def aws(moto_endpoint, prefect_harness, fruit_images, aws_calls) -> AwsEnv:
     from prefect_aws import AwsCredentials, S3Bucket
     from prefect_aws.client_parameters import AwsClientParameters
 
-    from blocks.emr_cluster import EmrClusterConfig
+    from blocks.emr_cluster_config import EmrClusterConfig
 
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
     env = AwsEnv(endpoint=moto_endpoint, session=session)
@@ -485,19 +626,29 @@ def aws(moto_endpoint, prefect_harness, fruit_images, aws_calls) -> AwsEnv:
 
 @pytest.fixture(scope="session")
 def fake_cluster(aws, spark):
-    """The cluster player, watching moto for steps in a background thread for the whole session."""
+    """The cluster player, watching moto for steps in a background thread for the whole session.
+
+    moto's backend is patched here and only here: to see each new cluster and each added step as it happens.
+    """
     from moto.emr.models import ElasticMapReduceBackend
 
     player = FakeCluster(aws=aws, spark=spark)
     real_run_job_flow = ElasticMapReduceBackend.run_job_flow
+    real_add_job_flow_steps = ElasticMapReduceBackend.add_job_flow_steps
 
     def run_job_flow(backend, **kwargs):
         cluster = real_run_job_flow(backend, **kwargs)
         player._created(cluster)
         return cluster
 
+    def add_job_flow_steps(backend, job_flow_id, steps):
+        added = real_add_job_flow_steps(backend, job_flow_id, steps)
+        player._steps_added(backend.clusters[job_flow_id])
+        return added
+
     patch = pytest.MonkeyPatch()
     patch.setattr(ElasticMapReduceBackend, "run_job_flow", run_job_flow)
+    patch.setattr(ElasticMapReduceBackend, "add_job_flow_steps", add_job_flow_steps)
     thread = threading.Thread(target=player.watch, name="fake-emr", daemon=True)
     thread.start()
     yield player

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from flows.fruit_features import fruit_features
+from tasks.contract import RunResult
 
 TEST_JOB = {"weights": "random", "alpha": 0.35, "pca_components": 4, "batch_size": 8, "step_timeout_minutes": 10}
 
 
-def emr_test_flow(images: str, output: str, **parameters) -> dict:
-    """Run the flow with ``engine="emr"``; returns the engine's result with the validation report inside."""
-    report = fruit_features(images=images, output=output, engine="emr", **{**TEST_JOB, **parameters})
-    if parameters.get("dry_run"):
-        return report
-    engine_result = report.pop("emr")
-    return {**engine_result, "validation": report}
+def emr_test_flow(images: str, output: str, **parameters) -> RunResult:
+    """Run the flow with ``engine="emr"`` and the test job options; returns its :class:`RunResult`."""
+    return fruit_features(images=images, output=output, engine="emr", **{**TEST_JOB, **parameters})

@@ -6,11 +6,14 @@ import pytest
 from prefect_aws import AwsCredentials, S3Bucket
 
 from blocks.create_blocks import build_blocks, create_blocks
-from blocks.emr_cluster import EmrClusterConfig
-from tasks.emr_cluster import TAG_CREATED_BY, TAG_FLOW_RUN, TAG_KEEP, cluster_request
-from tasks.emr_steps import run_token, step_definition
-from tasks.job_spec import JobSpec, job_arguments
-from tasks.preflight import PreflightError, check_uris
+from blocks.emr_cluster_config import EmrClusterConfig
+from fruitjob.options import JobOptions, job_arguments
+from tasks.aws.preflight import PreflightError, check_uris
+from tasks.aws.tags import TAG_CREATED_BY, TAG_FLOW_RUN, TAG_KEEP, TAG_MAX_AGE
+from tasks.emr.cluster import cluster_request, run_max_age_hours
+from tasks.emr.pricing import estimate_cost, hourly_usd
+from tasks.emr.steps import run_token, step_definition
+from tests.emr_fixtures import moto_clients
 
 
 def test_block_defaults_are_the_seed_shape_and_every_field_is_described():
@@ -22,14 +25,16 @@ def test_block_defaults_are_the_seed_shape_and_every_field_is_described():
 
 
 def test_cost_estimate_is_instance_hours_times_the_price_table():
-    estimate = EmrClusterConfig().estimate_cost(2.0)
-    assert estimate["instance_hours"] == 6.0
-    assert estimate["usd"] == pytest.approx(2 * 3 * (0.192 + 0.048))
-    assert "estimate" in estimate["label"]
-    spot = EmrClusterConfig(market="SPOT").hourly_usd()
+    estimate = estimate_cost(EmrClusterConfig(), 2.0)
+    assert estimate.instance_hours == 6.0
+    assert estimate.usd == pytest.approx(2 * 3 * (0.192 + 0.048))
+    assert estimate.usd_per_hour == pytest.approx(3 * (0.192 + 0.048))
+    assert "estimate" in estimate.label and estimate.text.startswith(f"~${estimate.usd:.2f} (6 instance-hours")
+    spot = hourly_usd(EmrClusterConfig(market="SPOT"))
     assert spot == pytest.approx(3 * (0.192 * 0.4 + 0.048))
-    unknown = EmrClusterConfig(core_instance_type="x9.mega").estimate_cost(1.0)
-    assert unknown["usd"] is None and unknown["missing_prices"] == ["x9.mega"]
+    unknown = estimate_cost(EmrClusterConfig(core_instance_type="x9.mega"), 1.0)
+    assert unknown.usd is None and unknown.missing_prices == ("x9.mega",)
+    assert "no price for x9.mega" in unknown.text
 
 
 def test_cluster_request_carries_tags_idle_policy_and_no_public_ssh():
@@ -74,8 +79,8 @@ def test_every_cluster_request_has_the_idle_policy_whatever_the_block_says():
 
 
 def test_the_step_runs_spark_submit_with_the_job_arguments_built_in_one_place():
-    spec = JobSpec(images="s3://b/in", output="s3://b/out", weights="/tmp/w_0.35_224_no_top.h5", alpha=0.35)
-    args = job_arguments(spec, weights="s3://b/run/weights/w_0.35_224_no_top.h5")
+    options = JobOptions(images="s3://b/in", output="s3://b/out", weights="/tmp/w_0.35_224_no_top.h5", alpha=0.35)
+    args = job_arguments(options, weights="s3://b/run/weights/w_0.35_224_no_top.h5")
     step = step_definition(
         cluster_id="j-1",
         script_uri="s3://b/job.py",
@@ -102,21 +107,20 @@ def test_an_output_inside_the_input_is_refused():
         ("s3://fruit", "s3://fruit/out"),
         ("s3://fruit/fruitflow", "s3://fruit/fruitflow/fruitflow-output/run-20261201-120000"),  # the EMR default output
     ):
-        with pytest.raises(PreflightError, match="lies inside --images .*Choose an --output outside the input prefix"):
-            check_uris(JobSpec(images=images, output=output))
+        with pytest.raises(PreflightError, match="lies inside --images .*choose an output outside the input folder"):
+            check_uris(JobOptions(images=images, output=output))
     with pytest.raises(PreflightError, match="the default output"):
-        check_uris(JobSpec(images="s3://fruit/fruitflow", output="s3://fruit/fruitflow/fruitflow-output/run-1"))
+        check_uris(JobOptions(images="s3://fruit/fruitflow", output="s3://fruit/fruitflow/fruitflow-output/run-1"))
     for images, output in (("s3://fruit/images", "s3://fruit/images2"), ("s3://fruit/images", "s3://other-fruit/images"),
                            ("s3://fruit/data/images", "s3://fruit/data/out")):  # fmt: skip
-        check_uris(JobSpec(images=images, output=output))  # siblings and other buckets are fine
+        check_uris(JobOptions(images=images, output=output))  # siblings and other buckets are fine
 
 
 def test_created_clusters_carry_the_run_age_limit_and_the_reaper_honours_it():
     """The reaper never ends a cluster younger than its run's step timeout + provisioning (+ teardown slack)."""
     from prefect.client.schemas.objects import StateType
 
-    from tasks.emr_cluster import TAG_MAX_AGE, run_max_age_hours
-    from tasks.stale_clusters import stale_reason
+    from tasks.emr.reaper import stale_reason
 
     config = EmrClusterConfig(cluster_ready_timeout_minutes=30)
     limit = run_max_age_hours(config, step_timeout_minutes=480)
@@ -132,7 +136,7 @@ def test_created_clusters_carry_the_run_age_limit_and_the_reaper_honours_it():
 
 def test_local_images_are_refused_with_the_sync_command():
     with pytest.raises(PreflightError, match=r"aws s3 sync '/data/fruits' s3://"):
-        check_uris(JobSpec(images="/data/fruits", output="s3://b/out"))
+        check_uris(JobOptions(images="/data/fruits", output="s3://b/out"))
 
 
 def test_create_blocks_from_the_environment(prefect_harness):
@@ -158,16 +162,14 @@ def test_create_blocks_from_the_environment(prefect_harness):
 def test_stage_job_uploads_the_job_the_bootstrap_and_a_local_weights_file(aws, tmp_path):
     from prefect import flow
 
-    from tasks.staging import stage_job
+    from tasks.aws.staging import stage_job
 
     weights = tmp_path / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
     weights.write_bytes(b"not really weights")
 
     @flow
     def stage() -> dict:
-        return stage_job(
-            AwsCredentials.load("fruitflow"), aws.bucket, "fruitflow/fruitflow-runs/stage-test", str(weights)
-        )
+        return stage_job(moto_clients(), aws.bucket, "fruitflow/fruitflow-runs/stage-test", str(weights))
 
     staged = stage()
     prefix = f"s3://{aws.bucket}/fruitflow/fruitflow-runs/stage-test/"

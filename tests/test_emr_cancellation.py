@@ -4,10 +4,11 @@ The whole path: a real Prefect server, ``fruit-features/emr`` deployed from pref
 flow-run subprocess reaches moto (in this process) over HTTP. The cluster is tagged so that the fake cluster, if the
 session runs it, leaves its step RUNNING (as moto does): the run is cancelled while it waits for the step.
 
-Two things end a cancelled run's cluster: the runner's SIGTERM reaches the flow as an exception, so ``run_on_emr``'s
-``finally`` terminates the cluster it provisioned; and the runner then runs the flow's ``on_cancellation`` hook (in
-a hook subprocess), which terminates every active cluster tagged with the flow run id. A second "witness" cluster,
-tagged for the run after the flow provisioned its own, can only be ended by the hook: it proves the hook ran.
+Two things end a cancelled run's cluster: the runner's SIGTERM reaches the flow as an exception, so
+``EmrEngine.run``'s ``finally`` terminates the cluster it provisioned; and the runner then runs the flow's
+``on_cancellation`` hook, ``end_what_the_run_left`` (in a hook subprocess), which terminates every active cluster
+tagged with the flow run id. A second "witness" cluster, tagged for the run after the flow provisioned its own, can
+only be ended by the hook: it proves the hook ran.
 """
 
 from __future__ import annotations
@@ -23,11 +24,10 @@ from prefect.client.schemas.objects import StateType
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Cancelling
 
-from tasks.emr_cluster import TAG_FLOW_RUN
+from tasks.aws.tags import TAG_FLOW_RUN
 from tests.emr_fixtures import KEY_PAIR, UNPLAYED_TAG
 from tests.emr_flow import TEST_JOB
-from tests.prefect_server import PrefectServer
-from tests.test_deployments import _start, _wait
+from tests.prefect_server import PrefectServer, start_deployment_run, wait_final
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +47,7 @@ def client(server, aws) -> Iterator[SyncPrefectClient]:
     from prefect_aws import AwsCredentials, S3Bucket
     from prefect_aws.client_parameters import AwsClientParameters
 
-    from blocks.emr_cluster import EmrClusterConfig
+    from blocks.emr_cluster_config import EmrClusterConfig
 
     with temporary_settings({PREFECT_API_URL: server.api_url}), get_client(sync_client=True) as prefect:
         credentials = AwsCredentials(
@@ -67,22 +67,17 @@ def client(server, aws) -> Iterator[SyncPrefectClient]:
 
 
 @pytest.fixture
-def step_added(monkeypatch) -> dict:
+def step_added(fake_cluster) -> Iterator[dict]:
     """Set when moto accepts a step for a cluster tagged unplayed: {'event': Event, 'cluster_id': str}."""
-    from moto.emr.models import ElasticMapReduceBackend
-
     seen: dict = {"event": threading.Event(), "cluster_id": None}
-    real = ElasticMapReduceBackend.add_job_flow_steps
 
-    def add_job_flow_steps(backend, job_flow_id, steps):
-        added = real(backend, job_flow_id, steps)
-        if UNPLAYED_TAG in backend.clusters[job_flow_id]._tags:
-            seen["cluster_id"] = job_flow_id
+    def added(cluster_id: str, tags: dict[str, str]) -> None:
+        if UNPLAYED_TAG in tags:
+            seen["cluster_id"] = cluster_id
             seen["event"].set()
-        return added
 
-    monkeypatch.setattr(ElasticMapReduceBackend, "add_job_flow_steps", add_job_flow_steps)
-    return seen
+    with fake_cluster.on_step_added(added):
+        yield seen
 
 
 def _state(aws, cluster_id: str) -> str:
@@ -95,8 +90,8 @@ def _witness_cluster(aws, flow_run_id: str) -> str:
     The flow's own ``finally`` terminates the cluster it provisioned (SIGTERM reaches it as an exception); only the
     ``on_cancellation`` hook, which finds clusters by tag, can terminate this one: it shows the hook ran.
     """
-    from blocks.emr_cluster import EmrClusterConfig
-    from tasks.emr_cluster import cluster_request
+    from blocks.emr_cluster_config import EmrClusterConfig
+    from tasks.emr.cluster import cluster_request
 
     request = cluster_request(
         EmrClusterConfig(tags={UNPLAYED_TAG: "true"}),
@@ -120,7 +115,7 @@ def _wait_terminated(aws, cluster_ids: list[str], timeout_s: float) -> dict[str,
 
 def test_cancelling_an_emr_run_terminates_its_cluster(server, client, aws, step_added):
     output = f"s3://{aws.bucket}/cancelled-{uuid.uuid4().hex[:8]}"
-    flow_run_id = _start(
+    flow_run_id = start_deployment_run(
         client,
         "fruit-features/emr",
         images=aws.images,
@@ -143,7 +138,7 @@ def test_cancelling_an_emr_run_terminates_its_cluster(server, client, aws, step_
     assert {_state(aws, cluster_id), _state(aws, witness)} <= {"STARTING", "WAITING", "RUNNING"}
 
     client.set_flow_run_state(flow_run_id, Cancelling(message="cancelled by the test"))
-    run = _wait(client, server, flow_run_id, CANCEL_WAIT_S)
+    run = wait_final(client, server, flow_run_id, CANCEL_WAIT_S)
     assert run.state.type == StateType.CANCELLED, run.state.message
 
     # The runner runs the hooks before it proposes Cancelled; the short wait only absorbs moto's bookkeeping.

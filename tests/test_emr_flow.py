@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from prefect.client.orchestration import get_client
 
-from tasks.emr_cluster import TAG_CREATED_BY, TAG_FLOW_RUN
-from tasks.emr_steps import StepFailed
+from tasks.aws.tags import TAG_CREATED_BY, TAG_FLOW_RUN
+from tasks.emr.step_wait import StepFailed
+from tasks.markdown import md_text
+from tasks.validation import ClassCounts
 from tests.emr_flow import emr_test_flow
 
 
@@ -21,31 +24,43 @@ def _steps(aws, cluster_id: str) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_happy_path_outputs_validated_and_cluster_terminated(aws, fake_cluster):
+def test_happy_path_outputs_validated_and_cluster_terminated(aws, fake_cluster, caplog):
     output = f"s3://{aws.bucket}/out/happy"
-    result = emr_test_flow(images=aws.images, output=output)
+    before = set(aws.clusters())
+    with caplog.at_level(logging.INFO):
+        result = emr_test_flow(images=aws.images, output=output)
 
-    cluster_id = result["cluster_id"]
-    assert result["created"] is True
+    cluster_id, step_id = result.ids["cluster_id"], result.ids["step_id"]
+    assert cluster_id not in before, "the flow created its own cluster"
     assert _cluster(aws, cluster_id)["Status"]["State"] == "TERMINATED"
     tags = {tag["Key"]: tag["Value"] for tag in _cluster(aws, cluster_id)["Tags"]}
     assert tags[TAG_CREATED_BY] == "fruitflow" and tags[TAG_FLOW_RUN]
 
     steps = _steps(aws, cluster_id)
-    assert [step["Id"] for step in steps] == [result["step_id"]]
+    assert [step["Id"] for step in steps] == [step_id]
     assert steps[0]["Config"]["Jar"] == "command-runner.jar"
 
-    report = result["validation"]
-    assert report["metrics"]["images_ok"] == 24 and report["metrics"]["images_failed"] == 1
-    assert set(report["per_class"]) >= {"Banana", "Pêche Blanche"}
+    assert (result.engine, result.output, result.dry_run) == ("emr", output, False)
+    metrics = result.validation.metrics
+    assert metrics.images_ok == 24 and metrics.images_failed == 1
+    assert result.validation.per_class["Banana"] == ClassCounts(ok=4, failed=1)
+    assert set(result.validation.per_class) >= {"Banana", "Pêche Blanche"}
     body = aws.client("s3").get_object(Bucket=aws.bucket, Key="out/happy/metrics.json")["Body"].read()
-    metrics = json.loads(body)
-    assert (metrics["engine"], metrics["cluster_id"], metrics["step_id"]) == ("emr", cluster_id, result["step_id"])
-    assert result["cost_estimate"]["usd_per_hour"] == pytest.approx(0.72)
-    assert result["console_url"].endswith(f"#/clusterDetails/{cluster_id}")
-    assert result["step_log_uri"] == f"s3://{aws.bucket}/fruitflow/emr-logs/{cluster_id}/steps/{result['step_id']}/"
+    written = json.loads(body)
+    assert (written["engine"], written["cluster_id"], written["step_id"]) == ("emr", cluster_id, step_id)
+    assert (metrics.engine, metrics.cluster_id, metrics.step_id) == ("emr", cluster_id, step_id)
+    assert result.cost_estimate.usd_per_hour == pytest.approx(0.72)
+    assert [detail.name for detail in result.details] == ["cluster id", "step id", "console url"]
+    assert (result.detail("cluster id"), result.detail("step id")) == (cluster_id, step_id)
+    assert result.detail("console url").endswith(f"#/clusterDetails/{cluster_id}")
+    summary = aws.client("s3").get_object(Bucket=aws.bucket, Key="out/happy/summary.md")["Body"].read().decode()
+    assert f"| cluster id | {cluster_id} |" in summary and f"| step id | {step_id} |" in summary
+    assert f"#/clusterDetails/{cluster_id}> |" in summary
+    assert f"| cost (estimate) | {md_text(result.cost_estimate.text)} |" in summary
+    step_logs = f"s3://{aws.bucket}/fruitflow/emr-logs/{cluster_id}/steps/{step_id}/"
+    assert f"step {step_id} logs: {step_logs}" in caplog.messages
     with get_client(sync_client=True) as client:  # the progress artifact followed the step's state to the end
-        progress = [a for a in client.read_artifacts() if a.description == f"EMR step {result['step_id']}: COMPLETED"]
+        progress = [a for a in client.read_artifacts() if a.description == f"EMR step {step_id}: COMPLETED"]
     assert [float(artifact.data) for artifact in progress] == [100.0]
 
 
@@ -81,9 +96,9 @@ def test_reused_cluster_runs_the_step_and_is_left_running(aws, fake_cluster):
         before = set(aws.clusters())
         result = emr_test_flow(images=aws.images, output=f"s3://{aws.bucket}/out/reused", cluster_id=cluster_id)
 
-        assert (result["cluster_id"], result["created"]) == (cluster_id, False)
+        assert result.ids["cluster_id"] == result.detail("cluster id") == cluster_id
         assert set(aws.clusters()) == before, "no new cluster when one is given"
         assert aws.clusters()[cluster_id] in ("WAITING", "RUNNING")
-        assert result["validation"]["metrics"]["images_ok"] == 24
+        assert result.validation.metrics.images_ok == 24
     finally:
         emr.terminate_job_flows(JobFlowIds=[cluster_id])

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from prefect_aws import S3Bucket
 
-from blocks.emr_cluster import EmrClusterConfig
+from blocks.emr_cluster_config import EmrClusterConfig
 from flows.fruit_features import fruit_features
-from tasks.preflight import PreflightError
+from tasks.aws.preflight import PreflightError
 from tests.emr_flow import TEST_JOB, emr_test_flow
 
 
@@ -42,7 +42,7 @@ def test_missing_key_pair(aws, no_cluster_created):
 def test_empty_input_prefix(aws, no_cluster_created):
     aws.client("s3").put_object(Bucket=aws.bucket, Key="empty/README.txt", Body=b"no images here")
     message = _fails_in_preflight(images=f"s3://{aws.bucket}/empty", output=f"s3://{aws.bucket}/out/empty")
-    assert f"no images (.jpg, .jpeg, .png) under s3://{aws.bucket}/empty (1 files)" in message
+    assert f"no images (.jpg, .jpeg, .png) under s3://{aws.bucket}/empty (1 other files)" in message
     assert "aws s3 sync" in message
 
 
@@ -88,10 +88,12 @@ def _keys(aws) -> set[str]:
 def test_dry_run_creates_nothing_and_estimates_cost(aws, no_cluster_created):
     keys = _keys(aws)
     result = emr_test_flow(images=aws.images, output=f"s3://{aws.bucket}/out/dry", dry_run=True)
-    assert result["cluster_id"] is None and result["validation"] is None
-    assert result["preflight"]["images"] == 25  # 6 classes x 4 + one broken.jpg
-    estimate = result["cost_estimate"]
-    assert estimate["usd_per_hour"] == pytest.approx(0.72) and "estimate" in estimate["label"]
+    assert result.dry_run and result.engine == "emr"
+    assert "cluster_id" not in result.ids and result.details == [] and result.validation is None
+    assert result.checked["images"] == 25  # 6 classes x 4 + one broken.jpg
+    estimate = result.cost_estimate
+    assert estimate.usd_per_hour == pytest.approx(0.72) and "estimate" in estimate.label
+    assert estimate.usd == pytest.approx(0.72 * 10 / 60, abs=0.01)  # at most the step timeout (TEST_JOB: 10 min)
     assert _keys(aws) == keys, "a dry run uploads nothing"
 
 
@@ -104,9 +106,9 @@ def test_default_output_under_the_images_folder_is_refused(aws, no_cluster_creat
                        **TEST_JOB)  # fmt: skip
     message = str(caught.value)
     assert f"s3://{aws.bucket}/fruitflow/fruitflow-output/run-" in message and "the default output" in message
-    assert "Choose an --output outside the input prefix" in message
+    assert "choose an output outside the input folder or prefix" in message
 
 
 def test_output_inside_the_images_prefix_is_refused(aws, no_cluster_created):
     message = _fails_in_preflight(images=aws.images, output=f"{aws.images}/features-run")
-    assert "lies inside --images" in message and "outside the input prefix" in message
+    assert "lies inside --images" in message and "outside the input folder or prefix" in message

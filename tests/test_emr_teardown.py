@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 
 import pytest
-from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError, ConnectionClosedError
 from botocore.httpsession import URLLib3Session
 from prefect import flow
 from prefect.client.schemas.objects import FlowRun
 from prefect.states import Cancelled
 
-import tasks.emr_steps as emr_steps
-from blocks.emr_cluster import EmrClusterConfig
-from flows.fruit_features import fruit_features
-from tasks.emr_cluster import cluster_request, terminate
-from tasks.emr_engine import terminate_on_cancel_or_crash
-from tasks.emr_steps import StepFailed, step_definition, submit_step, wait_for_step
-from tests.emr_fixtures import UNPLAYED_TAG, _moto_clusters
+from blocks.emr_cluster_config import EmrClusterConfig
+from flows.fruit_features import end_what_the_run_left, fruit_features
+from tasks.emr.cluster import cluster_request, terminate
+from tasks.emr.step_wait import StepFailed, wait_for_step
+from tasks.emr.steps import step_definition, submit_step
+from tasks.emr.teardown import terminate_strays
+from tests.emr_fixtures import UNPLAYED_TAG, answer_ok, error_response, moto_clients
 from tests.emr_flow import emr_test_flow
 
 
@@ -52,7 +50,7 @@ def test_cancellation_hook_terminates_only_the_run_clusters(aws):
     ours, other_run, reused = _our_cluster(aws, str(run_id)), _our_cluster(aws, str(uuid.uuid4())), _plain_cluster(aws)
     flow_run = FlowRun(id=run_id, name="cancelled-run", flow_id=uuid.uuid4(), parameters={"engine": "emr"})
 
-    terminate_on_cancel_or_crash(fruit_features, flow_run, Cancelled())
+    end_what_the_run_left(fruit_features, flow_run, Cancelled())
 
     states = aws.clusters()
     assert states[ours] == "TERMINATED"
@@ -65,12 +63,12 @@ def test_hook_leaves_local_runs_and_kept_clusters_alone(aws):
     cluster_id = _our_cluster(aws, str(run_id))
     for parameters in ({"engine": "local"}, {"engine": "emr", "keep_cluster": True}):
         flow_run = FlowRun(id=run_id, name="r", flow_id=uuid.uuid4(), parameters=parameters)
-        terminate_on_cancel_or_crash(fruit_features, flow_run, Cancelled())
+        end_what_the_run_left(fruit_features, flow_run, Cancelled())
         assert aws.clusters()[cluster_id] != "TERMINATED"
     aws.client("emr").terminate_job_flows(JobFlowIds=[cluster_id])
 
 
-def test_step_is_not_added_twice_when_submit_is_retried(aws, aws_calls):
+def test_step_is_not_added_twice_when_submit_is_retried(aws):
     """A lost reply to AddJobFlowSteps (EMR added the step, the answer never came back): one step, whoever retries.
 
     The handler really delivers the first request to moto, then raises ConnectionClosedError: an HTTPClientError,
@@ -88,14 +86,13 @@ def test_step_is_not_added_twice_when_submit_is_retried(aws, aws_calls):
     step = step_definition(cluster_id=cluster_id, script_uri="s3://b/job.py", py_files_uri="s3://b/j.zip",
                            job_args=["--x"], token="t1", flow_run_id=str(uuid.uuid4()))  # fmt: skip
 
+    clients = moto_clients({"before-send.emr.AddJobFlowSteps": deliver_then_lose_the_reply})
+
     @flow
     def submit_with_retry() -> str:
-        from prefect_aws import AwsCredentials
+        return submit_step.with_options(retry_delay_seconds=0)(clients, cluster_id, step)
 
-        return submit_step.with_options(retry_delay_seconds=0)(AwsCredentials.load("fruitflow"), cluster_id, step)
-
-    with aws_calls.on("before-send.emr.AddJobFlowSteps", deliver_then_lose_the_reply):
-        step_id = submit_with_retry()
+    step_id = submit_with_retry()
 
     assert delivered == [200], "the first request must have reached moto"
     steps = aws.client("emr").list_steps(ClusterId=cluster_id)["Steps"]
@@ -103,37 +100,26 @@ def test_step_is_not_added_twice_when_submit_is_retried(aws, aws_calls):
     aws.client("emr").terminate_job_flows(JobFlowIds=[cluster_id])
 
 
-def _moto_cluster(cluster_id: str):
-    (cluster,) = [c for c in _moto_clusters() if c.id == cluster_id]
-    return cluster
-
-
-def test_terminate_accepts_terminated_with_errors(aws, aws_calls):
+def test_terminate_accepts_terminated_with_errors(aws, fake_cluster):
     """A cluster that ends TERMINATED_WITH_ERRORS is terminated (boto3's cluster_terminated waiter calls it failure)."""
-    from prefect_aws import AwsCredentials
-
     cluster_id = _plain_cluster(aws)
-    _moto_cluster(cluster_id).state = "TERMINATED_WITH_ERRORS"  # as EMR leaves a cluster whose nodes failed
+    fake_cluster.set_cluster_state(cluster_id, "TERMINATED_WITH_ERRORS")  # as EMR leaves a cluster whose nodes failed
     # moto would rewrite the state to TERMINATED; EMR leaves an ended cluster's state alone: answer 200 instead.
-    with aws_calls.on("before-call.emr.TerminateJobFlows", lambda **_: (AWSResponse("moto", 200, {}, None), {})):
-        terminate(AwsCredentials.load("fruitflow"), cluster_id, poll_seconds=1, timeout_minutes=0.1)
+    terminate(moto_clients({"before-call.emr.TerminateJobFlows": answer_ok}), cluster_id, 1, timeout_minutes=0.1)
     assert aws.clusters()[cluster_id] == "TERMINATED_WITH_ERRORS"
 
 
-def test_an_interrupted_step_ends_the_wait_at_once(aws):
+def test_an_interrupted_step_ends_the_wait_at_once(aws, fake_cluster):
     """INTERRUPTED is an end state; boto3's step_complete waiter ignores it and would wait out the whole timeout."""
     cluster_id = _plain_cluster(aws)
     step = step_definition(cluster_id=cluster_id, script_uri="s3://b/j.py", py_files_uri="s3://b/j.zip", job_args=[],
                            token="interrupted", flow_run_id=str(uuid.uuid4()))  # fmt: skip
     step_id = aws.client("emr").add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])["StepIds"][0]
-    (moto_step,) = [s for s in _moto_cluster(cluster_id).steps if s.id == step_id]
-    moto_step.state = "INTERRUPTED"  # e.g. a spot core node lost under it
+    fake_cluster.set_step_state(cluster_id, step_id, "INTERRUPTED")  # e.g. a spot core node lost under it
 
     @flow
     def wait() -> str:
-        from prefect_aws import AwsCredentials
-
-        return wait_for_step(AwsCredentials.load("fruitflow"), cluster_id, step_id, timeout_minutes=0.5, poll_seconds=1)
+        return wait_for_step(moto_clients(), cluster_id, step_id, timeout_minutes=0.5, poll_seconds=1)
 
     started = time.monotonic()
     with pytest.raises(StepFailed, match="INTERRUPTED"):
@@ -153,83 +139,44 @@ def test_hung_step_is_cancelled_at_the_timeout(aws):
     def record_cancel(params, **_kwargs):
         cancels.append(dict(params))
 
-    def answer_cancel(**_kwargs):
-        # moto 5.2.5 answers CancelSteps with HTTP 500 (retried for a minute): answer 200 here instead.
-        return AWSResponse("moto", 200, {}, None), {}
-
-    real_client = emr_steps.client
-
-    def recording_client(credentials, service):
-        made = real_client(credentials, service)
-        made.meta.events.register("before-parameter-build.emr.CancelSteps", record_cancel)
-        made.meta.events.register("before-call.emr.CancelSteps", answer_cancel)
-        return made
+    # moto 5.2.5 answers CancelSteps with HTTP 500 (retried for a minute): answer 200 instead.
+    clients = moto_clients(
+        {"before-parameter-build.emr.CancelSteps": record_cancel, "before-call.emr.CancelSteps": answer_ok}
+    )
 
     @flow
     def wait_briefly() -> str:
-        from prefect_aws import AwsCredentials
+        return wait_for_step(clients, cluster_id, step_id, timeout_minutes=0.05, poll_seconds=1)
 
-        return wait_for_step(
-            AwsCredentials.load("fruitflow"), cluster_id, step_id, timeout_minutes=0.05, poll_seconds=1
-        )
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(emr_steps, "client", recording_client)
-        with pytest.raises(StepFailed, match="still RUNNING after 0.05 minutes; cancelled"):
-            wait_briefly()
-    assert [c["StepIds"] for c in cancels][-1:] == [[step_id]]
+    with pytest.raises(StepFailed, match="still RUNNING after 0.05 minutes; cancelled"):
+        wait_briefly()
+    assert [c["StepIds"] for c in cancels] == [[step_id]]
     emr.terminate_job_flows(JobFlowIds=[cluster_id])
 
 
 def test_the_flow_tears_down_on_failure_crash_and_cancellation():
-    from tasks.emr_engine import terminate_on_cancel_or_crash
-
     for hooks in (
         fruit_features.on_failure_hooks,
         fruit_features.on_crashed_hooks,
         fruit_features.on_cancellation_hooks,
     ):
-        assert terminate_on_cancel_or_crash in hooks
+        assert end_what_the_run_left in hooks
 
 
 def test_a_duplicate_cluster_of_the_run_is_terminated_with_it(aws):
     """RunJobFlow has no idempotency token: a retried request may leave a second cluster with the run's tags."""
-    from prefect_aws import AwsCredentials
-
-    from tasks.emr_engine import _terminate_strays
-
     run_id = str(uuid.uuid4())
     duplicate, other_run, reused = _our_cluster(aws, run_id), _our_cluster(aws, str(uuid.uuid4())), _plain_cluster(aws)
 
     @flow
     def teardown() -> None:
-        _terminate_strays(AwsCredentials.load("fruitflow"), run_id, 1)
+        terminate_strays(moto_clients(), run_id, 1)
 
     teardown()
     states = aws.clusters()
     assert states[duplicate] == "TERMINATED"
     assert states[other_run] != "TERMINATED" and states[reused] != "TERMINATED"
     aws.client("emr").terminate_job_flows(JobFlowIds=[other_run, reused])
-
-
-def _answer_cancel(params, **_kwargs):
-    """moto 5.2.5 answers CancelSteps with HTTP 500: do what EMR does (the steps end CANCELLED) and answer 200."""
-    request = json.loads(params["body"])
-    for step in _moto_cluster(request["ClusterId"]).steps:
-        if step.id in request["StepIds"]:
-            step.state = "CANCELLED"
-    return AWSResponse("moto", 200, {}, None), {}
-
-
-def _error(code: str, status: int = 400):
-    """A before-send answer: EMR refusing the call with ``code`` (not retryable: botocore raises it at once)."""
-    from tests.emr_fixtures import _Raw
-
-    def answer(request, **_kwargs):
-        body = json.dumps({"__type": code, "message": "injected by the test"}).encode()
-        return AWSResponse(request.url, status, {"Content-Type": "application/x-amz-json-1.1"}, _Raw(body))
-
-    return answer
 
 
 def _cancelled_since(aws_calls, start: int) -> list[tuple[str, list[str]]]:
@@ -242,8 +189,8 @@ def _running_step(aws, cluster_id: str, flow_run_id: str, token: str) -> str:
     return aws.client("emr").add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])["StepIds"][0]
 
 
-def test_a_failing_run_on_a_reused_cluster_cancels_its_step(aws, aws_calls):
-    """--cluster-id: the cluster is left running, so run_on_emr's finally cancels the step the run added."""
+def test_a_failing_run_on_a_reused_cluster_cancels_its_step(aws, aws_calls, fake_cluster):
+    """--cluster-id: the cluster is left running, so the engine's finally cancels the step the run added."""
     emr = aws.client("emr")
     reused = emr.run_job_flow(
         Name="my own cluster", ReleaseLabel="emr-7.13.0", ServiceRole="EMR_DefaultRole",
@@ -252,8 +199,8 @@ def test_a_failing_run_on_a_reused_cluster_cancels_its_step(aws, aws_calls):
     )["JobFlowId"]  # fmt: skip
     start = len(aws_calls.calls)
     with (
-        aws_calls.on("before-send.emr.DescribeStep", _error("AccessDeniedException")),
-        aws_calls.on("before-call.emr.CancelSteps", _answer_cancel),
+        aws_calls.on("before-send.emr.DescribeStep", error_response("AccessDeniedException")),
+        aws_calls.on("before-call.emr.CancelSteps", fake_cluster.answer_cancel_steps),
         pytest.raises(ClientError, match="AccessDenied"),
     ):
         emr_test_flow(images=aws.images, output=f"s3://{aws.bucket}/out/reused-{uuid.uuid4().hex[:6]}",
@@ -264,7 +211,7 @@ def test_a_failing_run_on_a_reused_cluster_cancels_its_step(aws, aws_calls):
     emr.terminate_job_flows(JobFlowIds=[reused])
 
 
-def test_the_hook_cancels_the_run_step_on_reused_and_kept_clusters(aws, aws_calls):
+def test_the_hook_cancels_the_run_step_on_reused_and_kept_clusters(aws, aws_calls, fake_cluster):
     """Cancelled or crashed with --cluster-id / --keep-cluster: the step is cancelled, the clusters stay up."""
     run_id = uuid.uuid4()
     reused, kept = _plain_cluster(aws), _our_cluster(aws, str(run_id))
@@ -274,8 +221,8 @@ def test_the_hook_cancels_the_run_step_on_reused_and_kept_clusters(aws, aws_call
     flow_run = FlowRun(id=run_id, name="cancelled-run", flow_id=uuid.uuid4(),
                        parameters={"engine": "emr", "cluster_id": reused, "keep_cluster": True})  # fmt: skip
     start = len(aws_calls.calls)
-    with aws_calls.on("before-call.emr.CancelSteps", _answer_cancel):
-        terminate_on_cancel_or_crash(fruit_features, flow_run, Cancelled())
+    with aws_calls.on("before-call.emr.CancelSteps", fake_cluster.answer_cancel_steps):
+        end_what_the_run_left(fruit_features, flow_run, Cancelled())
 
     assert sorted(_cancelled_since(aws_calls, start)) == sorted([(reused, [on_reused]), (kept, [on_kept])])
     assert theirs != on_reused
@@ -294,7 +241,7 @@ def test_teardown_errors_never_replace_the_run_error(aws, fake_cluster, aws_call
         seen.append(operation)
         torn_down = "TerminateJobFlows" in seen and "ListClusters" in seen[seen.index("TerminateJobFlows") :]
         if operation == "DescribeCluster" and torn_down:
-            return _error("AccessDeniedException")(request)
+            return error_response("AccessDeniedException")(request)
         return None
 
     with aws_calls.on("before-send.emr", describe_fails_in_teardown), pytest.raises(StepFailed, match="exitCode 3"):

@@ -11,24 +11,25 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import re
 import traceback
 import uuid
 from pathlib import Path
 
 import pytest
-from botocore.awsrequest import AWSResponse
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter, LogFilterFlowRunId
 from prefect_aws import AwsCredentials
 from prefect_aws.client_parameters import AwsClientParameters
 
-import tasks.emr_steps as emr_steps
-from blocks.emr_cluster import EmrClusterConfig
+from blocks.emr_cluster_config import EmrClusterConfig
 from flows.fruit_features import fruit_features
-from tasks.emr_cluster import ClusterError
-from tasks.emr_steps import StepFailed, step_definition, wait_for_step
-from tests.emr_fixtures import KEY_PAIR, REGION, _moto_clusters
+from tasks.aws.tags import TAG_FLOW_RUN
+from tasks.emr.cluster import ClusterError, cluster_request, provision_cluster
+from tasks.emr.step_wait import StepFailed, wait_for_step
+from tasks.emr.steps import step_definition
+from tests.emr_fixtures import KEY_PAIR, REGION, answer_ok, moto_clients
 from tests.emr_flow import TEST_JOB
 
 REPO = Path(__file__).resolve().parent.parent
@@ -70,21 +71,14 @@ def _hang_until_cancelled(aws) -> str:
     step = step_definition(cluster_id=cluster_id, script_uri="s3://b/j.py", py_files_uri="s3://b/j.zip", job_args=[],
                            token="hardening-hung", flow_run_id=str(uuid.uuid4()))  # fmt: skip
     step_id = aws.client("emr").add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])["StepIds"][0]
-    real_client = emr_steps.client
-
-    def answering_client(credentials, service):
-        made = real_client(credentials, service)
-        made.meta.events.register("before-call.emr.CancelSteps", lambda **_: (AWSResponse("moto", 200, {}, None), {}))
-        return made
+    clients = moto_clients({"before-call.emr.CancelSteps": answer_ok}, block=BLOCK)  # sentinel credentials
 
     @flow
     def wait_briefly() -> str:
-        return wait_for_step(AwsCredentials.load(BLOCK), cluster_id, step_id, timeout_minutes=0.05, poll_seconds=1)
+        return wait_for_step(clients, cluster_id, step_id, timeout_minutes=0.05, poll_seconds=1)
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(emr_steps, "client", answering_client)
-        with pytest.raises(StepFailed, match="cancelled"):
-            wait_briefly()
+    with pytest.raises(StepFailed, match="cancelled"):
+        wait_briefly()
     aws.client("emr").terminate_job_flows(JobFlowIds=[cluster_id])
     return cluster_id
 
@@ -152,7 +146,7 @@ def test_throttled_calls_are_retried_the_run_succeeds_and_retries_are_logged(sce
     assert any("emr.RunJobFlow: retry 1 after ThrottlingException" in line for line in retries)
     assert any("s3.PutObject: retry 1 after SlowDown" in line for line in retries)
     assert len(retries) >= len(injected)
-    assert scenarios["state"].result()["metrics"]["images_ok"] == 24
+    assert scenarios["state"].result().validation.metrics.images_ok == 24
 
 
 def test_bootstrap_failure_is_named_and_nothing_is_left_running(aws, scenarios):
@@ -169,31 +163,47 @@ def test_bootstrap_failure_is_named_and_nothing_is_left_running(aws, scenarios):
     assert not [c for c, s in aws.clusters().items() if c == cluster_id and s not in ("TERMINATED_WITH_ERRORS",)]
 
 
-def test_cluster_stuck_before_ready_is_terminated(aws, aws_calls):
-    """Not ready in time (stuck bootstrapping): the error says so and the cluster is terminated, not left running."""
-    from tasks.emr_cluster import cluster_request, provision_cluster
-
-    flow_run_id = str(uuid.uuid4())
+def _stuck_request(aws, flow_run_id: str) -> dict:
     uris = {"log_uri": f"s3://{aws.bucket}/l/", "bootstrap_uri": "s3://b/b.sh", "requirements_uri": "s3://b/r.txt"}
-    request = cluster_request(EmrClusterConfig(), name="stuck", flow_run_id=flow_run_id, **uris)
+    return cluster_request(EmrClusterConfig(), name="stuck", flow_run_id=flow_run_id, **uris)
+
+
+def test_cluster_stuck_before_ready_is_terminated(aws, fake_cluster):
+    """Not ready in time (stuck bootstrapping): the error says so and the cluster is terminated, not left running."""
+    flow_run_id = str(uuid.uuid4())
+    request = _stuck_request(aws, flow_run_id)
     stuck = EmrClusterConfig.model_construct(poll_seconds=1, cluster_ready_timeout_minutes=0.02)
 
     @flow
     def provision() -> str:
-        from moto.emr.models import Cluster
+        return provision_cluster(moto_clients(), request, flow_run_id, stuck)
 
-        real = Cluster.run_bootstrap_actions
-        with pytest.MonkeyPatch.context() as patch:  # moto never leaves BOOTSTRAPPING on its own
-            patch.setattr(Cluster, "run_bootstrap_actions", lambda self: setattr(self, "state", "BOOTSTRAPPING"))
-            try:
-                return provision_cluster(AwsCredentials.load("fruitflow"), request, flow_run_id, stuck)
-            finally:
-                patch.setattr(Cluster, "run_bootstrap_actions", real)
-
-    with pytest.raises(ClusterError, match="did not become ready: BOOTSTRAPPING.*terminated it"):
+    with (
+        fake_cluster.hold_bootstrapping(),
+        pytest.raises(ClusterError, match="did not become ready: BOOTSTRAPPING.*terminated it"),
+    ):
         provision()
-    (cluster,) = [c for c in _moto_clusters() if {"Key": "fruitflow:flow-run-id", "Value": flow_run_id} in c.tags]
-    assert cluster.state == "TERMINATED"
+    assert list(aws.clusters_tagged(TAG_FLOW_RUN, flow_run_id).values()) == ["TERMINATED"]
+
+
+def test_the_wait_for_a_cluster_logs_its_state_and_the_time_waited(aws, fake_cluster, caplog):
+    """Waits talk (botocore waiters are silent): each state the cluster shows, and how long the wait has lasted."""
+    flow_run_id = str(uuid.uuid4())
+    request = _stuck_request(aws, flow_run_id)
+    config = EmrClusterConfig.model_construct(poll_seconds=1, cluster_ready_timeout_minutes=1)
+
+    @flow
+    def provision() -> str:
+        return provision_cluster(moto_clients(), request, flow_run_id, config)
+
+    with fake_cluster.hold_bootstrapping(seconds=3), caplog.at_level(logging.INFO):
+        cluster_id = provision()
+    aws.client("emr").terminate_job_flows(JobFlowIds=[cluster_id])
+    said = [message for message in caplog.messages if message.startswith(f"cluster {cluster_id} ready: ")]
+    assert len(said) == 2, f"one line for the one state the cluster showed (not one per poll), then the end: {said}"
+    assert re.fullmatch(rf"cluster {cluster_id} ready: BOOTSTRAPPING, waiting for \d s", said[0]), said
+    waited = re.fullmatch(rf"cluster {cluster_id} ready: done after (\d+) s", said[1])
+    assert waited and 2 <= int(waited.group(1)) < 30, said
 
 
 def _texts_that_could_leak(aws, scenarios) -> dict[str, str]:
@@ -212,7 +222,7 @@ def _texts_that_could_leak(aws, scenarios) -> dict[str, str]:
                 artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_uuid]))
             )
             texts[f"artifacts of {run_id}"] = "\n".join(f"{a.key} {a.description} {a.data}" for a in artifacts)
-    texts["step arguments"] = json.dumps([step.args for c in _moto_clusters() for step in c.steps])
+    texts["step arguments"] = json.dumps(aws.step_arguments())
     s3 = aws.client("s3")
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=aws.bucket):
         for item in page.get("Contents", []):
@@ -361,9 +371,8 @@ def _allows(statements: list[dict], action: str, resource: str, request_tags=Non
     return False
 
 
-def _requests_to_check(scenarios, moto_http) -> list[tuple[str, str, dict, dict]]:
+def _requests_to_check(scenarios, moto_http, tags_of: dict[str, dict]) -> list[tuple[str, str, dict, dict]]:
     """(action, resource ARN, request tags, resource tags) of everything the sentinel credentials did."""
-    tags_of = {c.id: dict(c._tags) for c in _moto_clusters()}
     cluster_arn = f"arn:aws:elasticmapreduce:{REGION}:123456789012:cluster/"
     checked = [(action, resource, {}, {}) for action, resource in moto_http.s3_actions(SENTINEL_KEY)]
     for prefix, operation, params in scenarios["calls"]:
@@ -386,7 +395,7 @@ def test_the_policy_conditions_allow_every_request_the_flows_made(aws, moto_http
     """Resources and tag conditions, not just action names: each request of the scenarios (sentinel credentials) is
     allowed by docs/iam-policy.json with its placeholders filled; and the scoping really bites."""
     statements = _filled_policy(scenarios["own_cluster"])
-    checked = _requests_to_check(scenarios, moto_http)
+    checked = _requests_to_check(scenarios, moto_http, aws.cluster_tags())
     refused = sorted(
         {(a, r) for a, r, request_tags, tags in checked if not _allows(statements, a, r, request_tags, tags)}
     )
@@ -409,12 +418,11 @@ def test_the_policy_conditions_allow_every_request_the_flows_made(aws, moto_http
 
 
 @pytest.fixture(scope="module")
-def reaped(aws):
+def reaped(aws, fake_cluster):
     """The reaper against clusters in every situation; returns (states before/after, what it reported)."""
     from prefect.states import Completed, Running
 
     from flows.reap import reap_clusters
-    from tasks.emr_cluster import cluster_request
 
     @flow
     def some_run() -> None:
@@ -443,11 +451,8 @@ def reaped(aws):
             Instances={"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True},
         )["JobFlowId"],
     }  # fmt: skip
-    from datetime import timedelta
-
-    for cluster in _moto_clusters():
-        if cluster.id in (clusters["old, live run"], clusters["old, live run, 8 h step timeout"]):
-            cluster.creation_datetime -= timedelta(hours=7)
+    for name in ("old, live run", "old, live run, 8 h step timeout"):
+        fake_cluster.make_older(clusters[name], hours=7)
     report = reap_clusters(aws_credentials_block="fruitflow", max_age_hours=6, poll_seconds=1)
     states = aws.clusters()
     yield {name: states[cluster_id] for name, cluster_id in clusters.items()}, report, clusters
@@ -458,7 +463,7 @@ def test_reaper_terminates_our_old_or_orphaned_clusters_only(reaped):
     states, report, clusters = reaped
     terminated = {name for name, state in states.items() if state == "TERMINATED"}
     assert terminated == {"finished run", "old, live run"}
-    reasons = {entry["cluster_id"]: entry["reason"] for entry in report}
+    reasons = {entry.cluster_id: entry.reason for entry in report}
     assert reasons[clusters["finished run"]] == "its flow run is COMPLETED"
     assert reasons[clusters["old, live run"]].startswith("older than 6 h (7.0 h)")
     assert states["old, live run, 8 h step timeout"] != "TERMINATED", "its own limit (9 h) outranks --max-age-hours 6"

@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from tasks.aws_clients import S3UriError, check_s3_uri
-from tasks.job_spec import JobSpec
-from tasks.preflight import PreflightError, check_uris
+from fruitjob.options import JobOptions
+from tasks.aws.preflight import PreflightError, check_uris
+from tasks.aws.s3_uris import S3UriError, check_s3_uri
 
 GOOD = [
     "s3://fruit-data/images/",
@@ -54,15 +54,15 @@ def test_invalid_s3_uris_are_refused_with_the_rule(uri, reason):
 
 
 def test_preflight_refuses_bad_uris_in_every_parameter_before_any_call():
-    spec = JobSpec(
+    options = JobOptions(
         images="s3://fruit-data/in/../../other-team/",
         output="s3://Fruit_Out/x",
         weights="s3://fruit-data/w/../w.h5",
         pca_model="s3://fruit-data/m?x=1",
     )
     with pytest.raises(PreflightError) as caught:
-        check_uris(spec)
+        check_uris(options)
     message = str(caught.value)
     for option in ("--images", "--output", "--weights", "--pca-model"):
         assert option in message
-    check_uris(JobSpec(images="s3://fruit-data/in/", output="s3://fruit-data/out/run-1", weights="random"))
+    check_uris(JobOptions(images="s3://fruit-data/in/", output="s3://fruit-data/out/run-1", weights="random"))

@@ -27,7 +27,7 @@ from tasks.aws.staging import run_prefix, stage_job
 from tasks.contract import Detail, EngineSettings, RunResult
 from tasks.emr.cluster import cluster_hours, cluster_request, console_url, provision_cluster, run_max_age_hours
 from tasks.emr.preflight import preflight
-from tasks.emr.pricing import CostEstimate, estimate_cost, hourly_usd
+from tasks.emr.pricing import RunEstimate, estimate_cost, estimate_run, hourly_usd
 from tasks.emr.step_wait import wait_for_step
 from tasks.emr.steps import run_token, step_definition, submit_step
 from tasks.emr.teardown import cancel_steps_quietly, end_what_the_run_left, terminate_quietly, terminate_strays
@@ -68,14 +68,11 @@ class EmrEngine:
     def check(self, job: JobOptions) -> dict[str, Any]:
         return preflight(job, self.aws, self.bucket.bucket_name, self.config, self.settings.cluster_id)
 
-    def estimate(self, job: JobOptions, checked: dict[str, Any]) -> CostEstimate:
-        estimate = estimate_cost(self.config, self.settings.step_timeout_minutes / 60)
-        get_run_logger().info(
-            "this cluster costs about $%s/hour (estimate), at most ~$%s for a %d-minute step timeout",
-            estimate.usd_per_hour,
-            estimate.usd,
-            self.settings.step_timeout_minutes,
-        )
+    def estimate(self, job: JobOptions, checked: dict[str, Any]) -> RunEstimate:
+        """For this input: provisioning + images / the measured rate x the core vCPUs, region-aware; the upper bound
+        is the step timeout."""
+        estimate = estimate_run(self.config, checked["images"], self.aws.region, self.settings.step_timeout_minutes)
+        get_run_logger().info("estimate: %s", estimate.text)
         return estimate
 
     def filesystem(self) -> pafs.FileSystem:
@@ -127,7 +124,7 @@ class EmrEngine:
                           poll_seconds=config.poll_seconds)  # fmt: skip
         finally:
             self._end(cluster_id, created, flow_run_id, failing=sys.exc_info()[0] is not None)
-            result.cost_estimate = estimate_cost(config, self._hours(cluster_id, created, started))
+            result.cost_estimate = estimate_cost(config, self._hours(cluster_id, created, started), self.aws.region)
 
     def _end(self, cluster_id: str, created: bool, flow_run_id: str, *, failing: bool) -> None:
         poll = self.config.poll_seconds
@@ -141,7 +138,7 @@ class EmrEngine:
                 "keeping cluster %s (--keep-cluster): about $%s/hour (estimate) until you terminate it or it idles "
                 "for %d minutes",
                 cluster_id,
-                hourly_usd(self.config),
+                hourly_usd(self.config, self.aws.region),
                 self.config.idle_timeout_minutes,
             )
 

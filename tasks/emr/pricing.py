@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from blocks.emr_cluster_config import EmrClusterConfig
 
 LABEL = "estimate (instance-hours x the block's price table; not a bill)"
+# spark-submit, the session, weights, PCA, validation and teardown around the featurize stage (docs/performance.md).
+JOB_FIXED_MINUTES = 3.0
 
 
 @dataclass(frozen=True)
@@ -38,25 +40,28 @@ def instance_counts(config: EmrClusterConfig) -> dict[str, int]:
     return counts
 
 
-def hourly_usd(config: EmrClusterConfig) -> float | None:
-    """Estimated USD per hour for the whole cluster; None when a type is missing from the price table."""
+def hourly_usd(config: EmrClusterConfig, region: str = "us-east-1") -> float | None:
+    """Estimated USD per hour for the whole cluster in ``region``; None when a type or the region has no price."""
+    if region not in config.region_price_factors:
+        return None
+    factor = config.region_price_factors[region]
     total = 0.0
     for kind, count in instance_counts(config).items():
         if kind not in config.ec2_hourly_usd or kind not in config.emr_hourly_usd:
             return None
         ec2 = config.ec2_hourly_usd[kind] * (config.spot_price_fraction if config.market == "SPOT" else 1.0)
-        total += count * (ec2 + config.emr_hourly_usd[kind])
+        total += count * (ec2 + config.emr_hourly_usd[kind]) * factor
     return round(total, 4)
 
 
-def estimate_cost(config: EmrClusterConfig, hours: float) -> CostEstimate:
+def estimate_cost(config: EmrClusterConfig, hours: float, region: str = "us-east-1") -> CostEstimate:
     """Instance-hours times the price table: an estimate, not what AWS will bill.
 
     Example:
         >>> estimate_cost(EmrClusterConfig(), 1.0).usd
         0.72
     """
-    hourly = hourly_usd(config)
+    hourly = hourly_usd(config, region)
     counts = instance_counts(config)
     instances = sum(counts.values())
     return CostEstimate(
@@ -66,5 +71,53 @@ def estimate_cost(config: EmrClusterConfig, hours: float) -> CostEstimate:
         usd_per_hour=hourly,
         usd=None if hourly is None else round(hourly * hours, 2),
         market=config.market,
-        missing_prices=tuple(sorted(k for k in counts if k not in config.ec2_hourly_usd)),
+        missing_prices=tuple(sorted(k for k in counts if k not in config.ec2_hourly_usd))
+        + (() if region in config.region_price_factors else (f"region {region}",)),
     )
+
+
+@dataclass(frozen=True)
+class RunEstimate:
+    """What a run should take and cost, for this input, before anything is created; and at most (the timeout)."""
+
+    images: int
+    minutes: float | None  # None: an instance type without a vCPU count in the block
+    expected: CostEstimate | None
+    upper_bound: CostEstimate
+    region: str
+
+    @property
+    def usd(self) -> float | None:
+        return self.expected.usd if self.expected else None
+
+    @property
+    def text(self) -> str:
+        if self.minutes is None:
+            first = f"no duration estimate: a core type has no vCPU count in the block ({self.images} images)"
+        elif self.usd is None:
+            first = (
+                f"expected ~{self.minutes:.0f} min for {self.images} images; no price for {self.region} in the block"
+            )
+        else:
+            first = f"expected ~{self.minutes:.0f} min and ~${self.usd:.2f} for {self.images} images in {self.region}"
+        minutes = f"{self.upper_bound.hours * 60:.0f} min (the step timeout)"
+        if self.upper_bound.usd is None:
+            return f"{first}; at most {minutes}"
+        return f"{first}; at most ~${self.upper_bound.usd:.2f} for {minutes}"
+
+
+def expected_minutes(config: EmrClusterConfig, images: int) -> float | None:
+    """Provisioning + the job's fixed costs + images / (the measured rate per vCPU x the core nodes' vCPUs)."""
+    vcpus = config.vcpus.get(config.core_instance_type)
+    if vcpus is None:
+        return None
+    rate = config.images_per_vcpu_second * vcpus * config.core_instance_count
+    return config.provisioning_minutes + JOB_FIXED_MINUTES + images / rate / 60
+
+
+def estimate_run(config: EmrClusterConfig, images: int, region: str, timeout_minutes: float) -> RunEstimate:
+    """The expected duration and cost for ``images`` (region-aware), and the upper bound of the step timeout."""
+    minutes = expected_minutes(config, images)
+    expected = None if minutes is None else estimate_cost(config, minutes / 60, region)
+    bound = estimate_cost(config, timeout_minutes / 60, region)
+    return RunEstimate(images=images, minutes=minutes, expected=expected, upper_bound=bound, region=region)

@@ -58,8 +58,15 @@ def end_what_the_run_left(
     aws: AwsClients, flow_run_id: str, state_name: str, logger, *, reused: str | None, keep: bool, poll_seconds: int
 ) -> None:
     """For the flow hooks (cancelled, crashed, failed): terminate the clusters created for the run (by its tags)
-    unless ``keep``; on a kept cluster and on a ``reused`` one (never terminated) cancel the run's live steps."""
-    ours = find_run_clusters(aws("emr"), flow_run_id)
+    unless ``keep``; on a kept cluster and on a ``reused`` one (never terminated) cancel the run's live steps.
+
+    Never raises: a cluster that will not terminate is logged with what to do, and the others are still ended.
+    """
+    try:
+        ours = find_run_clusters(aws("emr"), flow_run_id)
+    except Exception as exc:  # noqa: BLE001 - nothing found is better than a hook that raises; the reaper remains
+        logger.error("could not list this run's clusters (%s); the reaper will end them", exc)
+        ours = []
     left_running = [reused] if reused else []
     if keep:
         left_running, ours = left_running + ours, []
@@ -67,5 +74,9 @@ def end_what_the_run_left(
         cancel_steps_quietly(aws, cluster_id, flow_run_id, state_name, logger)
     for cluster_id in ours:
         logger.warning("flow run %s: terminating cluster %s", state_name, cluster_id)
-        terminate(aws, cluster_id, poll_seconds)
+        try:
+            terminate(aws, cluster_id, poll_seconds)
+        except Exception as exc:  # noqa: BLE001 - go on with the others; the idle policy and the reaper are left
+            logger.error("could not terminate cluster %s (%s): terminate it by hand", cluster_id, exc)
+            continue
         logger.info("cluster %s is terminated", cluster_id)

@@ -1,0 +1,59 @@
+"""The price and speed tables ``EmrClusterConfig`` starts from: what the run estimate multiplies. An estimate only.
+
+Prices change and differ by region: every figure is a default of a block field, so a team edits its block, not code.
+"""
+
+from __future__ import annotations
+
+# On-demand prices in USD per instance-hour, us-east-1, Linux (checked 2026-11). EC2 and the EMR surcharge are
+# billed separately; both count.
+EC2_HOURLY_USD = {
+    "m5.xlarge": 0.192,
+    "m5.2xlarge": 0.384,
+    "m5.4xlarge": 0.768,
+    "m6i.xlarge": 0.192,
+    "m6i.2xlarge": 0.384,
+    "m7g.xlarge": 0.1632,
+    "c5.xlarge": 0.17,
+    "c5.2xlarge": 0.34,
+    "c6i.2xlarge": 0.34,
+    "r5.xlarge": 0.252,
+}
+EMR_HOURLY_USD = {
+    "m5.xlarge": 0.048,
+    "m5.2xlarge": 0.096,
+    "m5.4xlarge": 0.192,
+    "m6i.xlarge": 0.048,
+    "m6i.2xlarge": 0.096,
+    "m7g.xlarge": 0.041,
+    "c5.xlarge": 0.043,
+    "c5.2xlarge": 0.085,
+    "c6i.2xlarge": 0.085,
+    "r5.xlarge": 0.063,
+}
+# Other regions, as a factor on the us-east-1 prices (on-demand m5/c5 in 2026-11: eu-west-1 m5.xlarge $0.214,
+# eu-west-3 $0.224, eu-central-1 $0.230 against $0.192). A region not listed gets no price, only a duration.
+REGION_PRICE_FACTORS = {
+    "us-east-1": 1.0,
+    "us-east-2": 1.0,
+    "us-west-2": 1.0,
+    "eu-west-1": 1.115,
+    "eu-west-3": 1.167,
+    "eu-central-1": 1.198,
+}
+VCPUS = {
+    "m5.xlarge": 4,
+    "m5.2xlarge": 8,
+    "m5.4xlarge": 16,
+    "m6i.xlarge": 4,
+    "m6i.2xlarge": 8,
+    "m7g.xlarge": 4,
+    "c5.xlarge": 4,
+    "c5.2xlarge": 8,
+    "c6i.2xlarge": 8,
+    "r5.xlarge": 4,
+}
+# docs/performance.md "Scale on paper": ~200 images/s per m5.xlarge (4 vCPUs), MobileNetV2 alpha 1.0 with decoding.
+IMAGES_PER_VCPU_SECOND = 50.0
+# RunJobFlow to WAITING with the bootstrap action: 7-10 minutes measured on EMR 7 (docs/performance.md).
+PROVISIONING_MINUTES = 8.0
