@@ -32,9 +32,13 @@ def local_master(cores: int | None = None) -> str:
     return f"local[{cores or os.cpu_count() or 1},2]"
 
 
-def spark_submit_command(job: JobOptions, master: str | None = None) -> list[str]:
+def spark_submit_command(job: JobOptions, master: str | None = None, home: Path | None = None) -> list[str]:
+    """``spark-submit`` of the job to ``master`` (default ``local[N,2]``): a standalone, YARN or k8s URL works too.
+
+    ``home`` is another Spark's home (default: pip's pyspark): the tests run the command under the cluster's Spark.
+    """
     return [
-        str(spark_home() / "bin" / "spark-submit"),
+        str((home or spark_home()) / "bin" / "spark-submit"),
         "--master",
         master or local_master(),
         "--conf",
