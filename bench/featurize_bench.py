@@ -8,8 +8,11 @@ Rows (images/s of the featurization stage: image files read -> features written)
   (a) reference: Keras ``predict`` in an iterator pandas UDF, model built per task, Spark defaults
       (``bench/reference_udf.py`` under spark-submit, ``local[N]``);
   (b) the best single-process loop without Spark (read, decode, our engine), on all cores;
-  (c) our job exactly as the flow runs it (``tasks.local_spark``'s spark-submit command and environment).
-It also prints c/a, c/b, the peak RSS of any Python worker, Spark's fixed start-up cost (a spark-submit
+  (c) our job exactly as the flow runs it (``tasks.local.spark_submit``'s spark-submit command and environment).
+  (d) the same job with ``--featurizer tflite-int8`` (full-integer model; its conversion in the weights stage).
+(c) runs a second time with the converted model cached, as a rerun (or a cluster given the flow's model) finds it:
+its weights stage and the peak RSS of its processes show the job without TensorFlow.
+It also prints c/a, c/b, d/c, the peak RSS of any Python worker, Spark's fixed start-up cost (a spark-submit
 that runs a one-row job) and the whole job with PCA. Results go to ``bench/results/<time>.json`` too.
 Default images: ``../shared/data/fruits-360-sample`` when present, else generated ones; random weights
 (the cost does not depend on the weight values).
@@ -32,7 +35,7 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "spark_jobs")]
+
 SHARED_IMAGES = ROOT.parent / "shared" / "data" / "fruits-360-sample"
 RESULTS = Path(__file__).resolve().parent / "results"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -43,11 +46,11 @@ def prepare_images(source: Path | None, limit: int | None, workdir: Path) -> tup
     if source is None and SHARED_IMAGES.is_dir():
         source = SHARED_IMAGES
     if source is None:
-        from tasks.sample_images import SAMPLE_CLASSES, make_sample_images
+        from tasks.local.sample_images import SAMPLE_CLASSES, make_sample_images
 
         count = limit or 2000
         folder = make_sample_images(workdir / "images", per_class=-(-count // len(SAMPLE_CLASSES)))
-        return folder, _count(folder), "generated (tasks/sample_images.py)"
+        return folder, _count(folder), "generated (tasks/local/sample_images.py)"
     files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if limit is None or limit >= len(files):
         return source, len(files), str(source)
@@ -169,29 +172,38 @@ def measure_reference(images: Path, workdir: Path, master: str, alpha: float) ->
 
 
 def measure_job(
-    images: Path, workdir: Path, alpha: float, featurizer: str, batch_size: int | None, reader: str = "auto"
+    images: Path,
+    workdir: Path,
+    alpha: float,
+    featurizer: str,
+    batch_size: int | None,
+    reader: str = "auto",
+    cached: bool = False,
 ) -> dict:
-    """Our job, with the flow's own spark-submit command and environment (tasks/local_spark.py).
+    """Our job, with the flow's own spark-submit command and environment (tasks/local/spark_submit.py).
 
     ``reader``: ``auto`` (local files read by the Python workers) or ``binaryfile`` (Spark's reader, as on S3).
+    ``cached``: keep the converted model of an earlier run (else the weights stage pays the conversion).
     """
-    from fruitjob.options import DEFAULT_BATCH_SIZE
+    from fruitjob.options import JobOptions
     from fruitjob.tflite_engine import clear_cache
-    from tasks.job_spec import JobSpec
-    from tasks.local_spark import job_environment, spark_submit_command
+    from tasks.local.spark_submit import job_environment, spark_submit_command
 
-    spec = JobSpec(
+    spec = JobOptions(
         images=str(images),
         output=str(workdir / "job-out"),
         weights="random",
         alpha=alpha,
         featurizer=featurizer,
-        batch_size=batch_size or DEFAULT_BATCH_SIZE,
+        batch_size=batch_size or JobOptions.batch_size,
+        reader=reader,
     )
-    clear_cache()  # the conversion is then paid, as on a fresh cluster, and shows in the weights stage
+    if not cached:
+        clear_cache()  # the conversion is then paid, as on a fresh cluster, and shows in the weights stage
     shutil.rmtree(workdir / "job-out", ignore_errors=True)
-    command = spark_submit_command(spec) + ([] if reader == "auto" else ["--reader", reader])
-    sampled = run_sampled(command, job_environment(), workdir / f"job-{reader}.log")
+    command = spark_submit_command(spec)
+    log = workdir / ("job-%s-%s%s.log" % (featurizer, reader, "-cached" if cached else ""))
+    sampled = run_sampled(command, job_environment(), log)
     metrics = json.loads((workdir / "job-out" / "metrics.json").read_text())
     return dict(
         sampled,
@@ -210,19 +222,18 @@ def measure_loop(images: Path, alpha: float, featurizer: str, batch_size: int | 
     import numpy as np
 
     from fruitjob.decoding import decode_image
-    from fruitjob.options import DEFAULT_BATCH_SIZE
+    from fruitjob.options import JobOptions
+    from fruitjob.tflite_engine import TFLITE_FEATURIZERS, tflite_engine
     from fruitjob.weights import _random_weights
 
-    batch = batch_size or DEFAULT_BATCH_SIZE
+    batch = batch_size or JobOptions.batch_size
     files = sorted(p for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     weights = _random_weights(alpha, 0)
 
     def make_engine(threads: int):
         os.environ["FRUITFLOW_ENGINE_THREADS"] = str(threads)
-        if featurizer == "tflite":
-            from fruitjob.tflite_engine import tflite_engine
-
-            return tflite_engine(weights, batch, threads=threads)
+        if featurizer in TFLITE_FEATURIZERS:
+            return tflite_engine(weights, batch, threads=threads, featurizer=featurizer)
         from fruitjob.featurizer import _keras_engine
 
         return _keras_engine(weights, batch)
@@ -234,7 +245,7 @@ def measure_loop(images: Path, alpha: float, featurizer: str, batch_size: int | 
 
     rates = {}
     variants = [("1 thread x %d engine threads" % cores, 1, cores)]
-    if featurizer == "tflite" and cores > 1:  # Keras' threads are per process: one variant only
+    if featurizer in TFLITE_FEATURIZERS and cores > 1:  # Keras' threads are per process: one variant only
         variants.append(("%d threads x 1 engine thread" % cores, cores, 1))
     for name, workers, threads in variants:
         engines = [make_engine(threads) for _ in range(workers)]
@@ -282,6 +293,13 @@ def report(results: dict) -> str:
             "  (c') our job, Spark's binaryFile reader (as on S3): %.1f  (%.1f s); c/c' = %.2f"
             % (rate_e, e["durations_s"]["featurize"], rate_c / rate_e)
         )
+    if results.get("job_int8"):
+        q = results["job_int8"]
+        rate_q = q["images"] / q["durations_s"]["featurize"]
+        lines.append(
+            "  (d) our job, tflite-int8 (full-integer, calibrated on a fixed set), same settings: %.1f  (%.1f s); "
+            "d/c = %.2f (target >= 2)" % (rate_q, q["durations_s"]["featurize"], rate_q / rate_c)
+        )
     if a:
         lines.append(
             "ratios: c/a = %.2f (target >= 5), c/b = %.2f (target >= 0.85)"
@@ -297,11 +315,24 @@ def report(results: dict) -> str:
             ", reference %.0f MB" % a["worker_peak_rss_mb"] if a else "",
             c["driver_peak_rss_mb"],
         ),
+        *_cached_lines(results),
         "Spark fixed start-up (spark-submit, session, one-row job, stop): %.1f s" % s["wall_s"],
         "our whole job: %.1f s wall (stages %s; the rest is JVM/Python start-up and shutdown)"
         % (c["wall_s"], ", ".join("%s %.1f" % kv for kv in d.items())),
     ]
     return "\n".join(lines)
+
+
+def _cached_lines(results: dict) -> list[str]:
+    """(c) again with the converted model cached: what a rerun (or a model the flow shipped) costs."""
+    k, c = results.get("job_cached"), results["job"]
+    if not k:
+        return []
+    return [
+        "with the model cached (no TensorFlow in the job): weights stage %.1f s (%.1f s converting); "
+        "peak RSS of a Python worker %.0f MB, driver %.0f MB"
+        % (k["durations_s"]["weights"], c["durations_s"]["weights"], k["worker_peak_rss_mb"], k["driver_peak_rss_mb"])
+    ]
 
 
 def cpu_model() -> str:
@@ -316,15 +347,17 @@ def cpu_model() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fruitjob.options import DEFAULT_FEATURIZER
+    from fruitjob.options import JobOptions
+    from fruitjob.rules import FEATURIZERS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=Path, default=None, help="default: ../shared sample, else generated")
     parser.add_argument("--limit", type=int, default=None, help="use this many images (spread over the classes)")
     parser.add_argument("--alpha", type=float, default=1.0)
-    parser.add_argument("--featurizer", choices=("keras", "tflite"), default=DEFAULT_FEATURIZER)
+    parser.add_argument("--featurizer", choices=FEATURIZERS, default=JobOptions.featurizer)
     parser.add_argument("--batch-size", type=int, default=None, help="default: the job's default")
     parser.add_argument("--skip-reference", action="store_true", help="leave out (a), the slowest row")
+    parser.add_argument("--skip-int8", action="store_true", help="leave out (d), the job with --featurizer tflite-int8")
     parser.add_argument(
         "--compare-readers", action="store_true", help="also run (c) with Spark's binaryFile reader (as on S3)"
     )
@@ -341,6 +374,14 @@ def main(argv: list[str] | None = None) -> int:
         print("startup: %.1f s" % results["startup"]["wall_s"], flush=True)
         results["job"] = measure_job(images, workdir, args.alpha, args.featurizer, args.batch_size)
         print("(c) job: %s" % results["job"]["durations_s"], flush=True)
+        if args.featurizer != "keras":
+            results["job_cached"] = measure_job(
+                images, workdir, args.alpha, args.featurizer, args.batch_size, cached=True
+            )
+            print("(c) again, model cached: %s" % results["job_cached"]["durations_s"], flush=True)
+        if not args.skip_int8 and args.featurizer == "tflite":
+            results["job_int8"] = measure_job(images, workdir, args.alpha, "tflite-int8", args.batch_size)
+            print("(d) job, tflite-int8: %s" % results["job_int8"]["durations_s"], flush=True)
         if args.compare_readers:
             results["job_binaryfile"] = measure_job(
                 images, workdir, args.alpha, args.featurizer, args.batch_size, "binaryfile"

@@ -5,7 +5,9 @@
 
 Read: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_PROFILE``,
 ``AWS_DEFAULT_REGION`` (or ``AWS_REGION``), ``AWS_ENDPOINT_URL`` (LocalStack, moto), ``FRUITFLOW_BUCKET``
-(required), ``FRUITFLOW_BUCKET_FOLDER``, ``FRUITFLOW_KEY_PAIR``, ``FRUITFLOW_SUBNET``, ``FRUITFLOW_LOG_URI``.
+(required), ``FRUITFLOW_BUCKET_FOLDER``, ``FRUITFLOW_KEY_PAIR``, ``FRUITFLOW_SUBNET``, ``FRUITFLOW_LOG_URI``; for EMR
+Serverless ``FRUITFLOW_SERVERLESS_ROLE`` (the job's execution role: ARN or name), ``FRUITFLOW_SERVERLESS_APPLICATION``
+(an application to reuse) and ``FRUITFLOW_SERVERLESS_LOG_URI``.
 Unset keys leave boto3's own chain (profile, instance role, SSO) to find credentials at run time; the secret
 is stored in the block as a secret, never printed.
 """
@@ -20,6 +22,7 @@ from prefect_aws import AwsCredentials, S3Bucket
 from prefect_aws.client_parameters import AwsClientParameters
 
 from blocks.emr_cluster_config import EmrClusterConfig
+from blocks.emr_serverless_config import EmrServerlessConfig
 
 
 def build_blocks(env: Mapping[str, str]) -> tuple[AwsCredentials, S3Bucket, EmrClusterConfig]:
@@ -47,16 +50,29 @@ def build_blocks(env: Mapping[str, str]) -> tuple[AwsCredentials, S3Bucket, EmrC
     return credentials, s3_bucket, cluster
 
 
+def build_serverless_block(env: Mapping[str, str]) -> EmrServerlessConfig:
+    """The EmrServerlessConfig described by ``env`` (every unset key keeps the block's default)."""
+    given = {
+        "execution_role_arn": env.get("FRUITFLOW_SERVERLESS_ROLE"),
+        "application_id": env.get("FRUITFLOW_SERVERLESS_APPLICATION"),
+        "log_uri": env.get("FRUITFLOW_SERVERLESS_LOG_URI"),
+    }
+    return EmrServerlessConfig(**{field: value for field, value in given.items() if value})
+
+
 def create_blocks(env: Mapping[str, str], name: str = "fruitflow") -> dict[str, str]:
     """Save the blocks under ``name`` (overwriting); returns what was saved, without secrets."""
     credentials, s3_bucket, cluster = build_blocks(env)
+    serverless = build_serverless_block(env)
     credentials.save(name, overwrite=True)
     s3_bucket.save(name, overwrite=True)
     cluster.save(name, overwrite=True)
+    serverless.save(name, overwrite=True)
     return {
         "aws-credentials": name,
         "s3-bucket": f"{name} (s3://{s3_bucket.bucket_name}/{s3_bucket.bucket_folder})",
         "emr-cluster-config": name,
+        "emr-serverless-config": f"{name} (execution role {serverless.execution_role_arn})",
         "region": credentials.region_name or "",
         "endpoint": credentials.aws_client_parameters.endpoint_url or "AWS",
     }
@@ -64,7 +80,7 @@ def create_blocks(env: Mapping[str, str], name: str = "fruitflow") -> dict[str, 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m blocks.create_blocks", description=__doc__.split("\n")[0])
-    parser.add_argument("--name", default="fruitflow", help="name of the three blocks (default: fruitflow)")
+    parser.add_argument("--name", default="fruitflow", help="name of the four blocks (default: fruitflow)")
     args = parser.parse_args(argv)
     for kind, value in create_blocks(os.environ, args.name).items():
         print(f"{kind}: {value}")

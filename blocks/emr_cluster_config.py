@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from prefect.blocks.core import Block
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from blocks.emr_prices import (
     EC2_HOURLY_USD,
@@ -15,6 +16,19 @@ from blocks.emr_prices import (
     REGION_PRICE_FACTORS,
     VCPUS,
 )
+
+# Graviton (arm64) types: a "g" right after the generation digit (m7g, c7g, m8g, r7g, c6gn, m7gd, x2gd, t4g), and a1.
+_GRAVITON = re.compile(r"^(a1|[a-z]+\d+g[a-z]*)\.")
+
+
+def instance_architecture(instance_type: str) -> str:
+    """pip's name for an EC2 type's CPU architecture: ``aarch64`` for Graviton, else ``x86_64``.
+
+    Example:
+        >>> instance_architecture("m7g.xlarge"), instance_architecture("m5.xlarge")
+        ('aarch64', 'x86_64')
+    """
+    return "aarch64" if _GRAVITON.match(instance_type) else "x86_64"
 
 
 class EmrClusterConfig(Block):
@@ -40,11 +54,18 @@ class EmrClusterConfig(Block):
 
     release_label: str = Field(
         default="emr-7.13.0",
-        description="EMR release (7.x: Spark 3.5, Python 3.9). The bootstrap pins wheels for that Python.",
+        description="EMR release (7.x: Spark 3.5, Python 3.9). The job's shipped Python environment is built for that Python.",
     )
-    master_instance_type: str = Field(default="m5.xlarge", description="EC2 type of the master (driver) node.")
+    master_instance_type: str = Field(
+        default="m5.xlarge",
+        description="EC2 type of the master (driver) node; x86 (m5, c6i...) or Graviton (m7g, c7g, m8g...), as the "
+        "core nodes.",
+    )
     master_instance_count: int = Field(default=1, ge=1, le=1, description="Master nodes: 1 (no HA master).")
-    core_instance_type: str = Field(default="m5.xlarge", description="EC2 type of the core (worker) nodes.")
+    core_instance_type: str = Field(
+        default="m5.xlarge",
+        description="EC2 type of the core (worker) nodes, of the master's architecture (x86_64 or Graviton arm64).",
+    )
     core_instance_count: int = Field(default=2, ge=1, description="Number of core (worker) nodes.")
     market: Literal["ON_DEMAND", "SPOT"] = Field(
         default="ON_DEMAND",
@@ -84,7 +105,9 @@ class EmrClusterConfig(Block):
     )
     bootstrap_packages: list[str] = Field(
         default_factory=list,
-        description="Extra pip requirements installed on every node after spark_jobs/bootstrap/requirements-emr.txt.",
+        description="Extra pip requirements built into the job's Python environment (the archive each step ships; "
+        "nothing is installed on the nodes), e.g. ['scipy==1.13.1']: each needs a wheel for Python 3.9 on the "
+        "cluster's architecture.",
     )
     cluster_ready_timeout_minutes: int = Field(
         default=30, ge=1, description="How long to wait for a new cluster to be ready before giving up."
@@ -117,5 +140,21 @@ class EmrClusterConfig(Block):
     provisioning_minutes: float = Field(
         default=PROVISIONING_MINUTES,
         ge=0,
-        description="Minutes from RunJobFlow to a ready cluster, bootstrap included, for the expected duration.",
+        description="Minutes from RunJobFlow to a ready cluster, for the expected duration.",
     )
+
+    @model_validator(mode="after")
+    def _one_architecture(self) -> EmrClusterConfig:
+        kinds = {"master": self.master_instance_type, "core": self.core_instance_type}
+        if len({instance_architecture(kind) for kind in kinds.values()}) > 1:
+            shown = ", ".join(f"{role} {kind} ({instance_architecture(kind)})" for role, kind in kinds.items())
+            raise ValueError(
+                f"all instance types of one cluster must share an architecture: {shown}. The job's Python environment "
+                "is built for one; choose Graviton types (m7g, c7g, m8g) for both or x86 types for both"
+            )
+        return self
+
+    @property
+    def architecture(self) -> str:
+        """``x86_64`` or ``aarch64``: what the job's Python environment is built for."""
+        return instance_architecture(self.master_instance_type)

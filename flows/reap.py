@@ -1,4 +1,5 @@
-"""``reap-clusters``: terminate EMR clusters fruitflow created whose flow died without cleaning up.
+"""``reap-clusters``: terminate EMR clusters fruitflow created whose flow died without cleaning up; delete its EMR
+Serverless applications and cancel its job runs likewise (found by the same tags).
 
 Run on a schedule (deployment ``reap-clusters/scheduled`` in prefect.yaml), or by hand::
 
@@ -15,20 +16,22 @@ from flows.command_line import parser_for
 from tasks.aws.clients import AwsClients
 from tasks.emr.cluster import terminate_cluster
 from tasks.emr.reaper import StaleCluster, find_stale_clusters
+from tasks.emr_serverless.reaper import StaleServerless, find_stale_serverless, reap_serverless
 
 
 @flow(name="reap-clusters")
 def reap_clusters(
     aws_credentials_block: str = "fruitflow", max_age_hours: float = 6.0, dry_run: bool = False, poll_seconds: int = 30
-) -> list[StaleCluster]:
-    """Terminate clusters tagged ``fruitflow:created-by`` that are too old or whose flow run is no longer running.
+) -> list[StaleCluster | StaleServerless]:
+    """Terminate clusters tagged ``fruitflow:created-by`` that are too old or whose flow run is no longer running;
+    delete such EMR Serverless applications, and cancel such job runs on applications fruitflow did not create.
 
     Args:
         aws_credentials_block: AwsCredentials block to reach EMR with.
-        max_age_hours: Clusters older than this are terminated whatever their run's state; a cluster's own limit
-            (tag ``fruitflow:max-age-hours``: provisioning + its run's step timeout + teardown) is never undercut.
-        dry_run: Only list what would be terminated.
-        poll_seconds: Delay between checks while waiting for a cluster to terminate.
+        max_age_hours: Clusters (applications, job runs) older than this are ended whatever their run's state; their
+            own limit (tag ``fruitflow:max-age-hours``: start-up + the run's timeout + teardown) is never undercut.
+        dry_run: Only list what would be ended.
+        poll_seconds: Delay between checks while waiting for a cluster to terminate (an application to stop).
 
     Example:
         >>> reap_clusters(max_age_hours=6, dry_run=True)  # doctest: +SKIP
@@ -49,13 +52,20 @@ def reap_clusters(
         if not dry_run:
             terminate_cluster(aws, cluster.cluster_id, poll_seconds)
     logger.info("%d stale cluster(s)%s", len(stale), " (dry run: none terminated)" if dry_run else " terminated")
-    return stale
+    serverless = find_stale_serverless(aws, max_age_hours)
+    for entry in serverless:
+        doing = "would end" if dry_run else "ending"
+        logger.warning("%s EMR Serverless %s %s: %s", doing, entry.kind, entry.resource_id, entry.reason)
+        if not dry_run:
+            reap_serverless(aws, entry, poll_seconds)
+    return [*stale, *serverless]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = parser_for(reap_clusters, prog="python -m flows.reap")
-    for cluster in reap_clusters(**vars(parser.parse_args(argv))):
-        print(f"{cluster.cluster_id}: {cluster.reason}")
+    for entry in reap_clusters(**vars(parser.parse_args(argv))):
+        name = entry.cluster_id if isinstance(entry, StaleCluster) else f"{entry.kind} {entry.resource_id}"
+        print(f"{name}: {entry.reason}")
     return 0
 
 

@@ -17,7 +17,7 @@ from pyarrow import fs as pafs
 from fruitjob.options import JobOptions, option
 from tasks.validation import ValidationReport
 
-ENGINE_NAMES = ("local", "emr")
+ENGINE_NAMES = ("local", "emr", "emr-serverless")
 
 
 @dataclass(frozen=True)
@@ -26,21 +26,29 @@ class EngineSettings:
 
     engine: str = option(
         "local",
-        "`local` (Spark on this machine, or --master) or `emr` (a cluster the flow creates and tears down).",
+        "`local` (Spark on this machine, or --master), `emr` (a cluster the flow creates and tears down) or "
+        "`emr-serverless` (a job run on an EMR Serverless application).",
         choices=ENGINE_NAMES,
     )
     master: str | None = option(
         None, "Spark master URL for the local engine (standalone, YARN, k8s); empty: local[N,2] on this machine."
     )
     cluster_block: str = option("fruitflow", "EmrClusterConfig block with the cluster's shape (EMR only).")
-    aws_credentials_block: str = option("fruitflow", "AwsCredentials block every AWS client is made from (EMR only).")
-    s3_bucket_block: str = option("fruitflow", "S3Bucket block where the job is staged and logs go (EMR only).")
+    serverless_block: str = option(
+        "fruitflow", "EmrServerlessConfig block: application, execution role, job size (EMR Serverless only)."
+    )
+    aws_credentials_block: str = option(
+        "fruitflow", "AwsCredentials block every AWS client is made from (AWS engines)."
+    )
+    s3_bucket_block: str = option("fruitflow", "S3Bucket block where the job is staged and logs go (AWS engines).")
     cluster_id: str | None = option(None, "Run on this existing cluster; it is left running (EMR only).")
     keep_cluster: bool = option(
         False, "Do not terminate the cluster the flow created (idle auto-termination still applies)."
     )
     dry_run: bool = option(False, "Checks and a cost estimate only; nothing is created or run.")
-    step_timeout_minutes: int = option(180, "A step running longer is cancelled and the cluster torn down (EMR only).")
+    step_timeout_minutes: int = option(
+        180, "A step or job run running longer is cancelled and what the flow created torn down (AWS engines)."
+    )
 
 
 @dataclass(frozen=True)

@@ -7,4 +7,3 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 JOB_SCRIPT = REPO_ROOT / "spark_jobs" / "extract_features.py"
 JOB_PACKAGE = REPO_ROOT / "spark_jobs" / "fruitjob"
-BOOTSTRAP_DIR = REPO_ROOT / "spark_jobs" / "bootstrap"

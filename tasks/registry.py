@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from tasks.contract import ENGINE_NAMES, Engine, EngineSettings
 from tasks.emr.engine import EmrEngine
+from tasks.emr_serverless.engine import EmrServerlessEngine
 from tasks.local.engine import LocalEngine
 
-ENGINES: dict[str, type] = {engine.name: engine for engine in (LocalEngine, EmrEngine)}
+ENGINES: dict[str, type] = {engine.name: engine for engine in (LocalEngine, EmrEngine, EmrServerlessEngine)}
 assert tuple(ENGINES) == ENGINE_NAMES, "tasks.contract.ENGINE_NAMES lists the engines of this registry"
 
 

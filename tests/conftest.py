@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-# moto server, fruitflow AWS blocks, the fake EMR cluster; a real Prefect server with deployments and a worker
-pytest_plugins = ["tests.emr_fixtures", "tests.prefect_server"]
+# moto server, fruitflow AWS blocks, the fake EMR cluster and the fake EMR Serverless; a real Prefect server with
+# deployments and a worker
+pytest_plugins = ["tests.emr_fixtures", "tests.serverless_fixtures", "tests.prefect_server"]
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
-sys.path.insert(0, str(REPO / "spark_jobs"))  # the job's package, as spark-submit puts it on the path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["PYSPARK_PYTHON"] = sys.executable
 os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
@@ -72,8 +72,7 @@ def fruit_images(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def run_job(spark, tmp_path_factory):
     """Run the real job in this process's Spark session (no extra JVM); returns the output folder."""
-    from extract_features import run
-
+    from fruitjob.job import run
     from fruitjob.options import parse_options
 
     def _run(images: Path, *extra: str) -> Path:

@@ -36,6 +36,7 @@ from botocore.awsrequest import AWSResponse
 if TYPE_CHECKING:
     from tasks.aws.clients import AwsClients
 
+from tests.fake_cluster_stack import ClusterStack, StepProcessFailed
 from tests.fake_emr_outputs import as_if_on_s3
 
 BUCKET = "fruitflow-test"
@@ -234,6 +235,8 @@ class FakeCluster:
     aws: AwsEnv
     spark: object
     runs: list[dict] = field(default_factory=list)
+    # Set for tests marked ``cluster_stack``: their steps run as on a node (tests/fake_cluster_stack.py).
+    stack: ClusterStack | None = None
     _fail: list[tuple[str, str]] = field(default_factory=list)
     _ignored: set[str] = field(default_factory=set)
     _bootstrap_failures: list[str] = field(default_factory=list)
@@ -357,40 +360,55 @@ class FakeCluster:
             return
         try:
             self._run_job(cluster, step)
+        except StepProcessFailed as exc:  # the step's own process failed: its exit code and stderr, as on EMR
+            self._finish_failed(cluster, step, f"Step failed with exitCode {exc.returncode}", exc.stderr)
+            return
         except Exception:  # noqa: BLE001 - a job error becomes a failed step, as on EMR
             self._finish_failed(cluster, step, "Step failed with exitCode 1", traceback.format_exc())
             return
         step.state = "COMPLETED"
 
     def _run_job(self, cluster, step) -> None:
-        from extract_features import run
-
-        from fruitjob.options import parse_options
-
         args = list(step.args)
         job_args = args[next(i for i, a in enumerate(args) if a.endswith(JOB_SCRIPT_NAME)) + 1 :]
         value = {name: job_args[job_args.index(name) + 1] for name in ("--images", "--output")}
         s3 = self.aws.client("s3")
-        key = tuple(a for a in job_args if a != value["--output"])
-        local_out = self._cache.get(key)
-        replayed = local_out is not None
-        if local_out is None:  # a job already run with the same input and options is replayed, to spare Spark
-            work = Path(tempfile.mkdtemp(prefix="fake-emr-"))
-            images = _download(s3, value["--images"], work / "images")
-            local_out = work / "output"
-            local_args = [str(images) if a == value["--images"] else a for a in job_args]
-            local_args[local_args.index("--output") + 1] = str(local_out)
-            env = {"FRUITFLOW_ENGINE": "emr", "FRUITFLOW_CLUSTER_ID": cluster.id, "FRUITFLOW_STEP_ID": step.id}
-            with _environment(env):
-                run(self.spark, parse_options(local_args))
-            self._cache[key] = local_out
+        if self.stack is not None:
+            local_out, prefixes, _stderr = self.stack.run(s3, step.id, args)
+            replayed = False
+        else:
+            local_out, replayed = self._run_in_session(cluster, step, job_args, value, s3)
+            prefixes = {
+                str(local_out.parent / "images"): value["--images"].rstrip("/"),
+                str(local_out): value["--output"],
+            }
         with tempfile.TemporaryDirectory(prefix="fake-emr-upload-") as staging:
             as_s3 = Path(staging) / "output"
             shutil.copytree(local_out, as_s3)
-            images_uri = value["--images"].rstrip("/")
-            as_if_on_s3(as_s3, {str(local_out.parent / "images"): images_uri, str(local_out): value["--output"]})
+            as_if_on_s3(as_s3, prefixes)
             _upload(s3, as_s3, value["--output"], _emrfs_upload_args(cluster))
-        self.runs.append({"cluster_id": cluster.id, "step_id": step.id, "args": job_args, "replayed": replayed})
+        self.runs.append({"cluster_id": cluster.id, "step_id": step.id, "args": job_args, "replayed": replayed,
+                          "cluster_stack": self.stack is not None})  # fmt: skip
+
+    def _run_in_session(self, cluster, step, job_args: list[str], value: dict[str, str], s3) -> tuple[Path, bool]:
+        """The job in this process's Spark session; a job already run with the same input and options is replayed."""
+        from fruitjob.job import run
+        from fruitjob.options import parse_options
+
+        key = tuple(a for a in job_args if a != value["--output"])
+        local_out = self._cache.get(key)
+        if local_out is not None:
+            return local_out, True
+        work = Path(tempfile.mkdtemp(prefix="fake-emr-"))
+        images = _download(s3, value["--images"], work / "images")
+        local_out = work / "output"
+        local_args = [str(images) if a == value["--images"] else a for a in job_args]
+        local_args[local_args.index("--output") + 1] = str(local_out)
+        env = {"FRUITFLOW_ENGINE": "emr", "FRUITFLOW_CLUSTER_ID": cluster.id, "FRUITFLOW_STEP_ID": step.id}
+        with _environment(env):
+            run(self.spark, parse_options(local_args))
+        self._cache[key] = local_out
+        return local_out, False
 
     def _finish_failed(self, cluster, step, reason: str, stderr: str) -> None:
         step.failure_details = {"Reason": "Unknown Error.", "Message": reason}
@@ -625,7 +643,47 @@ def aws(moto_endpoint, prefect_harness, fruit_images, aws_calls) -> AwsEnv:
 
 
 @pytest.fixture(scope="session")
-def fake_cluster(aws, spark):
+def shipped_environment() -> Path:
+    """The archive the EMR engine ships for the test runs (featurizer tflite, x86_64): built once per pin set and
+    cached (the flow finds it there); a skip with the reason where the package index is out of reach."""
+    from tasks.aws.environment import EnvironmentBuildError, job_environment
+
+    try:
+        return job_environment("tflite")
+    except EnvironmentBuildError as exc:
+        if not exc.offline:
+            raise
+        pytest.skip(f"the job's Python environment for the cluster cannot be built here: {str(exc).splitlines()[0]}")
+
+
+@pytest.fixture(scope="session")
+def cluster_stack(aws, shipped_environment, tmp_path_factory) -> ClusterStack:
+    """Python 3.9 + Spark 3.5.6 with nothing else installed, as a node before a step: what ``cluster_stack`` tests'
+    steps run on (tests/fake_cluster_stack.py)."""
+    from tests.parity_env import base_python, build_bare
+
+    python = base_python()
+    if python is None:
+        pytest.skip("Python 3.9 (pyenv 3.9.18) is not installed: steps cannot run on the cluster's stack")
+    return ClusterStack(env=build_bare(python), endpoint=aws.endpoint, root=tmp_path_factory.mktemp("cluster-stack"))
+
+
+@pytest.fixture(autouse=True)
+def _steps_on_the_cluster_stack(request):
+    """For a test marked ``cluster_stack``, the fake cluster runs its steps on the cluster's stack."""
+    if request.node.get_closest_marker("cluster_stack") is None:
+        yield
+        return
+    player = request.getfixturevalue("fake_cluster")
+    player.stack = request.getfixturevalue("cluster_stack")
+    try:
+        yield
+    finally:
+        player.stack = None
+
+
+@pytest.fixture(scope="session")
+def fake_cluster(aws, spark, shipped_environment):
     """The cluster player, watching moto for steps in a background thread for the whole session.
 
     moto's backend is patched here and only here: to see each new cluster and each added step as it happens.

@@ -1,6 +1,13 @@
 """The EMR parity environment: the cluster's Python (3.9), its Spark (3.5.6, as in emr-7.13.0, the default release of
-EmrClusterConfig) and exactly the job's cluster pins (spark_jobs/bootstrap/requirements-emr.txt), built once per pin
-set and cached under ~/.cache/fruitflow, so that the job a paying user runs on EMR runs here first.
+EmrClusterConfig) and the job's pins for that Python, read from pyproject.toml's job groups by the same function that
+builds the archive a cluster runs (tasks/aws/job_pins.py), so that the job a paying user runs on EMR runs here first.
+
+Two virtualenvs, each built once per pin set and cached under ~/.cache/fruitflow (``FRUITFLOW_CACHE``):
+- :func:`build`: Python 3.9 + pyspark 3.5.6 + every job pin (TensorFlow included): the job as a whole on the
+  cluster's stack (tests/test_emr_parity.py);
+- :func:`build_bare`: Python 3.9 + pyspark 3.5.6 only, as an EMR node is before the step: the job's packages come
+  from the shipped archive on ``PYTHONPATH`` (:meth:`ParityEnv.spark_submit`), which the fake cluster does with the
+  archive the flow staged (tests/fake_cluster_stack.py).
 """
 
 from __future__ import annotations
@@ -9,15 +16,17 @@ import hashlib
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks.aws.environment import CACHE, CLUSTER_PYTHON
+from tasks.aws.job_pins import job_requirements
+
 REPO = Path(__file__).resolve().parent.parent
-REQUIREMENTS = REPO / "spark_jobs" / "bootstrap" / "requirements-emr.txt"
 # EMR ships Spark itself: the version of the default release (Spark release history: emr-7.13.0 -> 3.5.6-amzn-2).
 EMR_SPARK = {"emr-7.13.0": "3.5.6"}
 PYTHON_VERSION = "3.9.18"
-CACHE = Path(os.environ.get("FRUITFLOW_CACHE", Path.home() / ".cache" / "fruitflow"))
 
 
 @dataclass(frozen=True)
@@ -25,19 +34,33 @@ class ParityEnv:
     python: Path
     spark_home: Path
 
-    def environment(self) -> dict[str, str]:
+    def environment(self, pythonpath: Path | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPARK", "SPARK_HOME", "PYTHONPATH"))}
         env.update(
             PYSPARK_PYTHON=str(self.python),
             PYSPARK_DRIVER_PYTHON=str(self.python),
             SPARK_HOME=str(self.spark_home),
             TF_CPP_MIN_LOG_LEVEL="2",
+            **(extra or {}),
         )
+        if pythonpath is not None:  # as the step's wrapper exports it on the master, and executorEnv on the workers
+            env["PYTHONPATH"] = str(pythonpath)
         env["PATH"] = f"{self.python.parent}{os.pathsep}{env.get('PATH', '')}"
         return env
 
-    def spark_submit(self, *job_args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        """The job under this environment's spark-submit, ``local[2,2]``, as the flow's local engine runs it."""
+    def spark_submit(
+        self,
+        *job_args: str,
+        timeout: float = 600,
+        pythonpath: Path | None = None,
+        env: dict[str, str] | None = None,
+        submit_args: Sequence[str] = (),
+    ) -> subprocess.CompletedProcess:
+        """The job under this environment's spark-submit, ``local[2,2]``, as the flow's local engine runs it.
+
+        ``pythonpath``: an unpacked job environment (the archive a cluster step ships) the driver and the Python
+        workers import the job's packages from; ``submit_args`` go before the script (``--py-files ...``).
+        """
         command = [
             str(self.spark_home / "bin" / "spark-submit"),
             "--master",
@@ -46,10 +69,13 @@ class ParityEnv:
             "spark.ui.enabled=false",
             "--conf",
             "spark.driver.memory=2g",
+            *submit_args,
             str(REPO / "spark_jobs" / "extract_features.py"),
             *job_args,
         ]
-        return subprocess.run(command, env=self.environment(), capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            command, env=self.environment(pythonpath, env), capture_output=True, text=True, timeout=timeout
+        )
 
 
 def base_python() -> Path | None:
@@ -63,18 +89,26 @@ def base_python() -> Path | None:
 
 
 def pins(release: str = "emr-7.13.0") -> list[str]:
-    lines = [line.split("#")[0].strip() for line in REQUIREMENTS.read_text().splitlines()]
-    return [f"pyspark=={EMR_SPARK[release]}", *[line for line in lines if line]]
+    """pyspark of the release, then the job's pins for the cluster's Python (TensorFlow included)."""
+    return [f"pyspark=={EMR_SPARK[release]}", *job_requirements(CLUSTER_PYTHON, "x86_64", with_tensorflow=True)]
 
 
 def build(python: Path, release: str = "emr-7.13.0") -> ParityEnv:
-    """The cached environment for these pins, built (atomically) when missing."""
-    wanted = pins(release)  # pyspark is published as a source archive only; every other pin must be a wheel
+    """The cached environment with every job pin, built (atomically) when missing."""
+    return _venv(python, "parity-py39", pins(release))
+
+
+def build_bare(python: Path, release: str = "emr-7.13.0") -> ParityEnv:
+    """The cached environment with pyspark only: a cluster node's Python before the step's archive arrives."""
+    return _venv(python, "bare-py39", [f"pyspark=={EMR_SPARK[release]}"])
+
+
+def _venv(python: Path, name: str, wanted: list[str]) -> ParityEnv:
+    # pyspark is published as a source archive only; every other pin must be a wheel
     key = hashlib.sha256("\n".join([str(python), *wanted]).encode()).hexdigest()[:16]
-    target = CACHE / f"parity-py39-{key}"
-    env_python = target / "bin" / "python"
+    target = CACHE / f"{name}-{key}"
     if not (target / ".complete").exists():
-        partial = CACHE / f".parity-{key}-{os.getpid()}"
+        partial = CACHE / f".{name}-{key}-{os.getpid()}"
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
         subprocess.run([str(python), "-m", "venv", str(partial)], check=True)
@@ -89,4 +123,4 @@ def build(python: Path, release: str = "emr-7.13.0") -> ParityEnv:
         # Moved whole once complete (only bin/python and pyspark's own bash scripts are used: both move well).
         partial.rename(target)
     site = next((target / "lib").glob("python3.*")) / "site-packages"
-    return ParityEnv(python=env_python, spark_home=site / "pyspark")
+    return ParityEnv(python=target / "bin" / "python", spark_home=site / "pyspark")

@@ -43,16 +43,13 @@ def test_cluster_request_carries_tags_idle_policy_and_no_public_ssh():
         config,
         name="fruitflow run",
         log_uri="s3://b/logs/",
-        bootstrap_uri="s3://b/run/bootstrap/install_packages.sh",
-        requirements_uri="s3://b/run/bootstrap/requirements-emr.txt",
         flow_run_id="run-1",
     )
     tags = {tag["Key"]: tag["Value"] for tag in request["Tags"]}
     assert tags == {"team": "fruit", TAG_FLOW_RUN: "run-1", TAG_CREATED_BY: "fruitflow"}
     assert request["AutoTerminationPolicy"] == {"IdleTimeout": 30 * 60}
     assert request["LogUri"] == "s3://b/logs/"
-    bootstrap = request["BootstrapActions"][0]["ScriptBootstrapAction"]
-    assert bootstrap["Args"] == ["s3://b/run/bootstrap/requirements-emr.txt"]
+    assert "BootstrapActions" not in request, "nodes install nothing: the packages ship with the step"
     groups = {group["InstanceRole"]: group for group in request["Instances"]["InstanceGroups"]}
     assert groups["CORE"]["InstanceCount"] == 2 and groups["MASTER"]["InstanceType"] == "m5.xlarge"
     # We never open security groups: EMR-managed groups (and EMR block public access) stay as they are.
@@ -70,8 +67,7 @@ def test_every_cluster_request_has_the_idle_policy_whatever_the_block_says():
     """SIGKILL runs no hook: the idle auto-termination policy must be on every cluster we create."""
     for config in (EmrClusterConfig(), EmrClusterConfig(idle_timeout_minutes=1), EmrClusterConfig(market="SPOT")):
         for keep in (False, True):
-            request = cluster_request(config, name="n", log_uri="s3://b/l/", bootstrap_uri="s3://b/b.sh",
-                                      requirements_uri="s3://b/r.txt", flow_run_id="r", keep=keep)  # fmt: skip
+            request = cluster_request(config, name="n", log_uri="s3://b/l/", flow_run_id="r", keep=keep)
             assert request["AutoTerminationPolicy"] == {"IdleTimeout": config.idle_timeout_minutes * 60}
             assert ({"Key": TAG_KEEP, "Value": "true"} in request["Tags"]) is keep
     with pytest.raises(ValueError):
@@ -85,6 +81,7 @@ def test_the_step_runs_spark_submit_with_the_job_arguments_built_in_one_place():
         cluster_id="j-1",
         script_uri="s3://b/job.py",
         py_files_uri="s3://b/fruitjob.zip",
+        environment_uri="s3://b/env/fruitflow-env-py39-x86_64-0123.tar.gz",
         job_args=args,
         token="t",
         flow_run_id="5f0c8a4e-1b2d-4c3e-9f80-0123456789ab",
@@ -125,8 +122,7 @@ def test_created_clusters_carry_the_run_age_limit_and_the_reaper_honours_it():
     config = EmrClusterConfig(cluster_ready_timeout_minutes=30)
     limit = run_max_age_hours(config, step_timeout_minutes=480)
     assert limit == (30 + 480 + 30) / 60
-    request = cluster_request(config, name="n", log_uri="s3://b/l/", bootstrap_uri="s3://b/b.sh",
-                              requirements_uri="s3://b/r.txt", flow_run_id="r", max_age_hours=limit)  # fmt: skip
+    request = cluster_request(config, name="n", log_uri="s3://b/l/", flow_run_id="r", max_age_hours=limit)
     tags = {tag["Key"]: tag["Value"] for tag in request["Tags"]}
     assert float(tags[TAG_MAX_AGE]) == limit
     assert stale_reason(tags, 7.0, 6.0, StateType.RUNNING) is None, "an 8-hour step timeout: 7 hours is legitimate"
@@ -159,7 +155,7 @@ def test_create_blocks_from_the_environment(prefect_harness):
         build_blocks({})
 
 
-def test_stage_job_uploads_the_job_the_bootstrap_and_a_local_weights_file(aws, tmp_path):
+def test_stage_job_uploads_the_job_and_a_local_weights_file(aws, tmp_path):
     from prefect import flow
 
     from tasks.aws.staging import stage_job
@@ -175,7 +171,7 @@ def test_stage_job_uploads_the_job_the_bootstrap_and_a_local_weights_file(aws, t
     prefix = f"s3://{aws.bucket}/fruitflow/fruitflow-runs/stage-test/"
     assert staged["script"] == prefix + "job/extract_features.py"
     assert staged["py_files"].startswith(prefix + "job/fruitjob-") and staged["py_files"].endswith(".zip")
-    assert staged["bootstrap"] == prefix + "bootstrap/install_packages.sh"
+    assert staged["environment"] is None, "no archive given: none staged"
     assert staged["weights"] == prefix + "weights/" + weights.name
     listed = aws.client("s3").list_objects_v2(Bucket=aws.bucket, Prefix="fruitflow/fruitflow-runs/stage-test/")
-    assert len(listed["Contents"]) == 5
+    assert len(listed["Contents"]) == 3

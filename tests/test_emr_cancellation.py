@@ -97,8 +97,6 @@ def _witness_cluster(aws, flow_run_id: str) -> str:
         EmrClusterConfig(tags={UNPLAYED_TAG: "true"}),
         name="fruitflow witness",
         log_uri=f"s3://{aws.bucket}/logs/",
-        bootstrap_uri=f"s3://{aws.bucket}/b.sh",
-        requirements_uri=f"s3://{aws.bucket}/r.txt",
         flow_run_id=flow_run_id,
     )
     return aws.client("emr").run_job_flow(**request)["JobFlowId"]

@@ -24,6 +24,7 @@ def _steps(aws, cluster_id: str) -> list[dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.cluster_stack  # its step runs on Python 3.9, Spark 3.5.6 and the staged archive (fake_cluster_stack.py)
 def test_happy_path_outputs_validated_and_cluster_terminated(aws, fake_cluster, caplog):
     output = f"s3://{aws.bucket}/out/happy"
     before = set(aws.clusters())

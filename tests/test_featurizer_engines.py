@@ -14,7 +14,7 @@ REAL_WEIGHTS = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> np.ndarray:
     from fruitjob.decoding import decode_image
-    from tasks.sample_images import make_sample_images
+    from tasks.local.sample_images import make_sample_images
 
     root = make_sample_images(tmp_path_factory.mktemp("engine-images"), per_class=1, size=100)
     decoded = [decode_image(path.read_bytes()) for path in sorted(root.rglob("*.jpg"))]

@@ -105,8 +105,7 @@ def test_killed_worker_task_is_retried_without_losing_or_duplicating_rows(hostil
 @pytest.mark.slow
 def test_unfinished_output_is_refused_by_validation_then_redone_by_a_rerun(spark, corpus, hostile_run, tmp_path):
     """A run that died after writing features/ but before metrics.json: it never looks finished, a rerun redoes it."""
-    from extract_features import JobError, run
-
+    from fruitjob.job import JobError, run
     from fruitjob.options import parse_options
     from tests.conftest import JOB_DEFAULTS
 

@@ -29,10 +29,27 @@ def test_pca_values_are_centred_projections(job_output):
 
 
 def test_fewer_components_when_fewer_images(run_job, tmp_path):
-    from tasks.sample_images import make_sample_images
+    from tasks.local.sample_images import make_sample_images
 
     images = make_sample_images(tmp_path / "few", per_class=1, size=48)  # 6 images: rank 5 once centred
     output = run_job(images, "--pca-components", "50")
     m = metrics(output)
     assert (m["pca_components_asked"], m["pca_components"]) == (50, 5)
     assert "50 components asked, 5 used" in m["pca_note"]
+
+
+def test_pca_model_is_a_spark_ml_pipeline_whose_transform_gives_pca(job_output, spark):
+    """Users load pca_model/ with Spark ML, as before the one-pass fit: its transform is what pca/ holds."""
+    from pyspark.ml import PipelineModel
+    from pyspark.ml.feature import PCAModel, StandardScalerModel
+    from pyspark.ml.functions import array_to_vector, vector_to_array
+
+    model = PipelineModel.load(str(job_output / "pca_model"))
+    scaler, pca = model.stages
+    assert isinstance(scaler, StandardScalerModel) and isinstance(pca, PCAModel)
+    k = metrics(job_output)["pca_components"]
+    assert (scaler.getWithMean(), scaler.getWithStd(), pca.getK()) == (True, False, k)
+    features = spark.read.parquet(str(job_output / "features")).select("path", array_to_vector("features").alias("x"))
+    transformed = model.transform(features).select("path", vector_to_array("pcv").alias("pca")).toPandas()
+    transformed = transformed.sort_values("path").reset_index(drop=True)
+    np.testing.assert_allclose(vectors(transformed, "pca"), vectors(read_parquet(job_output, "pca"), "pca"), atol=1e-4)

@@ -21,8 +21,7 @@ from tests.helpers import metrics, read_parquet
 
 
 def _run(spark, images, output, *extra):
-    from extract_features import run
-
+    from fruitjob.job import run
     from fruitjob.options import parse_options
 
     return run(spark, parse_options(["--images", str(images), "--output", str(output), *JOB_DEFAULTS, *extra]))
@@ -89,7 +88,7 @@ def test_images_that_failed_before_are_retried(spark, images, tmp_path):
 
 
 def test_a_second_writer_is_refused_while_the_lease_is_fresh(spark, images, tmp_path):
-    from extract_features import JobError
+    from fruitjob.job import JobError
 
     output = tmp_path / "out"
     output.mkdir()
@@ -113,7 +112,7 @@ def test_a_lease_whose_process_died_is_taken_over(spark, images, tmp_path):
 
 
 def test_an_output_inside_the_input_is_refused(spark, images):
-    from extract_features import JobError
+    from fruitjob.job import JobError
 
     with pytest.raises(JobError, match="lies inside --images"):
         _run(spark, images, images / "features-run")

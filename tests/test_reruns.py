@@ -26,9 +26,8 @@ def test_pca_model_projects_into_the_first_batch_space(run_job, fruit_images, jo
 
 
 def test_pca_model_from_another_feature_space_is_refused(spark, fruit_images, job_output, tmp_path):
-    from extract_features import run
-
     from fruitjob.identity import SpaceMismatch
+    from fruitjob.job import run
     from fruitjob.options import parse_options
 
     argv = ["--images", str(fruit_images), "--output", str(tmp_path / "out"), "--weights", "random"]
@@ -46,8 +45,7 @@ def growing_folder(fruit_images, tmp_path):
 
 
 def test_incremental_featurizes_only_new_images(run_job, growing_folder, spark):
-    from extract_features import run
-
+    from fruitjob.job import run
     from fruitjob.options import parse_options
 
     output = run_job(growing_folder, "--pca-components", "5")
@@ -82,9 +80,8 @@ def test_incremental_featurizes_only_new_images(run_job, growing_folder, spark):
 
 
 def test_a_refused_rerun_leaves_the_finished_run_finished(spark, job_output, fruit_images, tmp_path):
-    from extract_features import run
-
     from fruitjob.identity import SpaceMismatch
+    from fruitjob.job import run
     from fruitjob.options import parse_options
 
     output = tmp_path / "finished"
@@ -97,8 +94,7 @@ def test_a_refused_rerun_leaves_the_finished_run_finished(spark, job_output, fru
 
 
 def test_incremental_after_pca_model_stays_in_that_space(run_job, growing_folder, job_output, spark):
-    from extract_features import run
-
+    from fruitjob.job import run
     from fruitjob.options import parse_options
 
     output = run_job(growing_folder, "--pca-model", str(job_output))

@@ -107,4 +107,4 @@ def test_prefect_yaml_lists_only_what_a_deployment_changes():
             assert name in defaults, f"{deployment['name']}: {name} is no parameter of the flow"
             assert name == "engine" or value != defaults[name], f"{deployment['name']}: {name} repeats its default"
         checked += 1
-    assert checked == 3
+    assert checked == 4

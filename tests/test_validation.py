@@ -52,8 +52,7 @@ def test_unfinished_run_is_refused(output_copy):
 
 
 def test_job_refuses_finished_output_without_overwrite(spark, job_output, fruit_images):
-    from extract_features import JobError, run
-
+    from fruitjob.job import JobError, run
     from fruitjob.options import parse_options
 
     argv = ["--images", str(fruit_images), "--output", str(job_output), "--weights", "random"]

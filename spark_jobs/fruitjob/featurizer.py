@@ -1,4 +1,8 @@
-"""MobileNetV2 features in a batched, iterator pandas UDF; the model is built once per Python worker."""
+"""MobileNetV2 features in a batched, iterator pandas UDF; the model is built once per Python worker.
+
+A worker of a TFLite featurizer imports LiteRT, numpy, Pillow, pandas and pyarrow, never TensorFlow: only
+``--featurizer keras`` does.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import logging
 import os
 import signal
 import threading
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -14,9 +18,11 @@ from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
 
 from fruitjob.decoding import UNREADABLE, ImageDecodeError, decode_image
+from fruitjob.litert import Engine, engine_threads, interpreter_class
 from fruitjob.reading import read_local_file
-from fruitjob.rules import FEATURE_DIM
-from fruitjob.weights import Weights
+from fruitjob.rules import FEATURE_DIM, FEATURIZERS
+from fruitjob.tflite_engine import TFLITE_FEATURIZERS, tflite_engine
+from fruitjob.weights import Weights, load_model
 
 RESULT_TYPE = StructType(
     [
@@ -24,15 +30,9 @@ RESULT_TYPE = StructType(
         StructField("error", StringType(), True),
     ]
 )
-# An engine maps uint8 images (n, 224, 224, 3) to float32 features (n, 1280).
-Engine = Callable[[np.ndarray], np.ndarray]
+__all__ = ["Engine", "engine_threads", "featurize_contents", "get_engine", "make_featurize_udf", "warm_up_workers"]
 _ENGINES: Dict[Tuple[str, str, float], Engine] = {}
 log = logging.getLogger("fruitflow.featurizer")
-
-
-def engine_threads() -> int:
-    """Threads per engine: one per task slot, so that workers x threads = cores."""
-    return int(os.environ.get("FRUITFLOW_ENGINE_THREADS", "1"))
 
 
 def _keras_engine(weights: Weights, batch_size: int) -> Engine:
@@ -45,8 +45,6 @@ def _keras_engine(weights: Weights, batch_size: int) -> Engine:
     except RuntimeError:
         pass  # TensorFlow was already initialised in this process (e.g. a test driving it directly)
     from keras.applications.mobilenet_v2 import preprocess_input
-
-    from fruitjob.weights import load_model
 
     model = load_model(weights)
     infer = tf.function(
@@ -70,24 +68,28 @@ def get_engine(weights: Weights, featurizer: str, batch_size: int) -> Engine:
     if key not in _ENGINES:
         if featurizer == "keras":
             _ENGINES[key] = _keras_engine(weights, batch_size)
-        elif featurizer == "tflite":
-            from fruitjob.tflite_engine import tflite_engine
-
-            _ENGINES[key] = tflite_engine(weights, batch_size)
+        elif featurizer in TFLITE_FEATURIZERS:
+            _ENGINES[key] = tflite_engine(weights, batch_size, featurizer=featurizer)
         else:
-            raise ValueError("unknown featurizer %r; expected one of keras, tflite" % featurizer)
+            raise ValueError("unknown featurizer %r; expected one of %s" % (featurizer, ", ".join(FEATURIZERS)))
     return _ENGINES[key]
 
 
-def _import_runtime(ids: pd.Series) -> pd.Series:
-    import PIL.Image  # noqa: F401
-    import tensorflow  # noqa: F401 - the slow one: 2-4 s on an idle core
+def _runtime_importer(featurizer: str):
+    def import_runtime(ids: pd.Series) -> pd.Series:
+        import PIL.Image  # noqa: F401
 
-    return pd.Series([os.getpid()] * len(ids))
+        if featurizer == "keras":
+            import tensorflow  # noqa: F401 - the slow one: 2-4 s on an idle core
+        else:
+            interpreter_class()  # LiteRT: a fraction of a second
+        return pd.Series([os.getpid()] * len(ids))
+
+    return import_runtime
 
 
-def warm_up_workers(spark) -> threading.Thread:
-    """Start a Python worker per task slot and import TensorFlow there, in the background.
+def warm_up_workers(spark, featurizer: str = "tflite") -> threading.Thread:
+    """Start a Python worker per task slot and import the featurizer's runtime there, in the background.
 
     Python workers are reused across tasks (``spark.python.worker.reuse``), so the featurize tasks find them
     ready instead of paying the imports; meanwhile the driver lists the input and resolves the weights. It
@@ -95,7 +97,7 @@ def warm_up_workers(spark) -> threading.Thread:
     here fails again, and is reported, in the featurize stage.
     """
     slots = spark.sparkContext.defaultParallelism
-    warm = pandas_udf(_import_runtime, "long")
+    warm = pandas_udf(_runtime_importer(featurizer), "long")
 
     def run() -> None:
         try:

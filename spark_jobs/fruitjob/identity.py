@@ -8,10 +8,12 @@ from typing import Dict, Optional
 from pyspark.sql import SparkSession
 
 from fruitjob import storage
+from fruitjob.calibration import calibration_of
 
 # What makes two feature vectors comparable. Library versions are recorded in metrics but not enforced:
-# a patch release of TensorFlow moves features by rounding error, not into another space.
-IDENTITY_KEYS = ("weights_sha256", "alpha", "featurizer")
+# a patch release of TensorFlow moves features by rounding error, not into another space. An int8 model's features
+# depend on its calibration set as well (None for the float featurizers, and in outputs older than int8).
+IDENTITY_KEYS = ("weights_sha256", "alpha", "featurizer", "calibration")
 IDENTITY_FILE = "identity.json"
 
 
@@ -20,7 +22,14 @@ class SpaceMismatch(ValueError):
 
 
 def identity_of(weights_name: str, weights_sha256: str, alpha: float, featurizer: str) -> Dict[str, object]:
-    return {"weights": weights_name, "weights_sha256": weights_sha256, "alpha": alpha, "featurizer": featurizer}
+    """The feature space of a run: also what metrics.json records (``calibration``: the int8 model's, else None)."""
+    return {
+        "weights": weights_name,
+        "weights_sha256": weights_sha256,
+        "alpha": alpha,
+        "featurizer": featurizer,
+        "calibration": calibration_of(featurizer),
+    }
 
 
 def check_same_space(current: Dict[str, object], other: Dict[str, object], what: str) -> None:

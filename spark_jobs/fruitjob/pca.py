@@ -1,26 +1,40 @@
-"""Centred PCA with Spark ML, saved both as a Spark ML model and as plain numpy arrays."""
+"""Centred PCA, fitted in one distributed pass (``gram_pca``), saved as a Spark ML model and as numpy arrays.
+
+The saved model is what Spark ML's ``Pipeline([StandardScaler(withMean=True, withStd=False), PCA])`` writes, so
+``PipelineModel.load`` reads it on any Spark; only the fit and the projection run as numpy on Arrow batches.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import logging
-from dataclasses import dataclass
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 import numpy as np
-from pyspark.ml import Pipeline, PipelineModel
-from pyspark.ml.feature import PCA, StandardScaler
+from pyspark.ml import PipelineModel
+from pyspark.ml.common import _py2java
+from pyspark.ml.feature import PCAModel, StandardScalerModel
 from pyspark.ml.functions import array_to_vector, vector_to_array
+from pyspark.ml.linalg import DenseMatrix, DenseVector
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from fruitjob import layout, storage
+from fruitjob.gram_pca import Axes, Moments, moments, principal_axes, project_arrow
 from fruitjob.identity import SpaceMismatch, check_same_space, load_identity, save_identity
 from fruitjob.options import JobOptions
 from fruitjob.rules import FEATURE_DIM
 
 log = logging.getLogger("fruitflow.pca")
+
+# The pipeline's column names, as the Spark ML fit used to name them: models saved before and after read the same.
+INPUT, CENTRED, OUTPUT = "x", "centred", "pcv"
 
 
 class PcaError(ValueError):
@@ -32,17 +46,36 @@ class FittedPca:
     model: PipelineModel  # StandardScaler(mean only) -> PCA: Spark ML's PCA does not centre by itself
     explained_variance: List[float]
     uri: str  # where the model is (or will be) saved
+    timings: Dict[str, float] = field(default_factory=dict, compare=False)  # seconds per sub-stage of the fit
 
     @property
     def components(self) -> int:
         return len(self.explained_variance)
 
     @property
+    def mean(self) -> np.ndarray:
+        return np.asarray(self.model.stages[0].mean.toArray(), dtype=np.float64)
+
+    @property
+    def axes(self) -> np.ndarray:
+        """The principal axes, one per column (features x components)."""
+        return np.asarray(self.model.stages[1].pc.toArray(), dtype=np.float64)
+
+    @property
     def model_id(self) -> str:
         """The PCA space's identity: a hash of its mean and components (every pca/ row carries it)."""
-        mean = np.asarray(self.model.stages[0].mean.toArray(), dtype=np.float64)
-        components = np.asarray(self.model.stages[1].pc.toArray(), dtype=np.float64)
-        return hashlib.sha256(mean.tobytes() + components.tobytes()).hexdigest()[:16]
+        return hashlib.sha256(self.mean.tobytes() + self.axes.tobytes()).hexdigest()[:16]
+
+
+class _Laps:
+    def __init__(self) -> None:
+        self.seconds: Dict[str, float] = {}
+        self._clock = time.monotonic()
+
+    def __call__(self, name: str) -> None:
+        now = time.monotonic()
+        self.seconds[name] = round(now - self._clock, 3)
+        self._clock = now
 
 
 def components_for(requested: int, images_ok: int, dim: int) -> int:
@@ -51,22 +84,62 @@ def components_for(requested: int, images_ok: int, dim: int) -> int:
 
 
 def _vectors(features: DataFrame) -> DataFrame:
-    return features.select("path", "label", array_to_vector("features").alias("x"))
+    return features.select("path", "label", array_to_vector("features").alias(INPUT))
+
+
+def _uid(prefix: str) -> str:
+    return "%s_%s" % (prefix, uuid.uuid4().hex[-12:])  # Spark's Identifiable.randomUID format
+
+
+def spark_model(spark: SparkSession, axes: Axes) -> PipelineModel:
+    """The Spark ML pipeline a Spark fit would have made, built from numpy through the models' JVM constructors."""
+    sc = spark.sparkContext
+    feature = sc._jvm.org.apache.spark.ml.feature
+    dim, k = axes.components.shape
+    scaler = StandardScalerModel._from_java(
+        feature.StandardScalerModel(
+            _uid("stdScal"), _py2java(sc, DenseVector(axes.std)), _py2java(sc, DenseVector(axes.mean))
+        )
+    )
+    scaler._set(withMean=True, withStd=False, inputCol=INPUT, outputCol=CENTRED)
+    pc = DenseMatrix(dim, k, axes.components.ravel(order="F"))  # column-major, as Spark stores matrices
+    pca = PCAModel._from_java(
+        feature.PCAModel(_uid("pca"), _py2java(sc, pc), _py2java(sc, DenseVector(axes.explained_variance)))
+    )
+    pca._set(k=k, inputCol=CENTRED, outputCol=OUTPUT)
+    return PipelineModel([scaler, pca])
+
+
+def _fit(spark: SparkSession, found: Moments, k: int, uri: str) -> FittedPca:
+    axes = principal_axes(found, k)
+    variance = [float(v) for v in axes.explained_variance]
+    return FittedPca(model=spark_model(spark, axes), explained_variance=variance, uri=uri)
 
 
 def fit_pca(features: DataFrame, k: int, uri: str) -> FittedPca:
-    scaler = StandardScaler(withMean=True, withStd=False, inputCol="x", outputCol="centred")
-    pca = PCA(k=k, inputCol="centred", outputCol="pcv")
-    model = Pipeline(stages=[scaler, pca]).fit(_vectors(features))
-    variance = [float(v) for v in model.stages[1].explainedVariance.toArray()]
-    return FittedPca(model=model, explained_variance=variance, uri=uri)
+    return _fit(features.sparkSession, moments(features, "features", FEATURE_DIM), k, uri)
+
+
+def _centred_pca(model: PipelineModel) -> bool:
+    """Whether the model is ours: mean-only scaler then PCA (then numpy on Arrow batches computes its transform)."""
+    stages = model.stages
+    return (
+        len(stages) == 2
+        and isinstance(stages[0], StandardScalerModel)
+        and isinstance(stages[1], PCAModel)
+        and bool(stages[0].getWithMean())
+        and not stages[0].getWithStd()
+    )
 
 
 def project(fitted: FittedPca, features: DataFrame) -> DataFrame:
-    projected = fitted.model.transform(_vectors(features))
-    return projected.select(
-        "path", "label", vector_to_array("pcv", "float32").alias("pca"), F.lit(fitted.model_id).alias("pca_model_id")
-    )
+    if _centred_pca(fitted.model):
+        projected = project_arrow(features, fitted.mean, fitted.axes, "features", ("path", "label"), "pca")
+    else:  # another pipeline given with --pca-model: Spark ML computes what it means
+        out = fitted.model.stages[-1].getOutputCol()
+        projected = fitted.model.transform(_vectors(features))
+        projected = projected.select("path", "label", vector_to_array(out, "float32").alias("pca"))
+    return projected.withColumn("pca_model_id", F.lit(fitted.model_id))
 
 
 def save_pca(spark: SparkSession, fitted: FittedPca, uri: str) -> None:
@@ -74,8 +147,8 @@ def save_pca(spark: SparkSession, fitted: FittedPca, uri: str) -> None:
     buffer = io.BytesIO()
     np.savez(
         buffer,
-        mean=fitted.model.stages[0].mean.toArray(),
-        components=fitted.model.stages[1].pc.toArray(),
+        mean=fitted.mean,
+        components=fitted.axes,
         explained_variance=np.asarray(fitted.explained_variance),
     )
     storage.write_bytes(spark, uri + "/pca_model.npz", buffer.getvalue())
@@ -131,8 +204,27 @@ def existing_model(
     return fitted
 
 
-def fit_and_save(spark: SparkSession, opts: JobOptions, features, identity: Dict[str, object]):
-    images_ok = features.count()
+def _save_model(spark: SparkSession, fitted: FittedPca, identity: Dict[str, object]) -> float:
+    started = time.monotonic()
+    save_pca(spark, fitted, fitted.uri)
+    save_identity(spark, fitted.uri, {**identity, "pca_model_id": fitted.model_id})
+    return round(time.monotonic() - started, 3)
+
+
+def fit_and_save(
+    spark: SparkSession, opts: JobOptions, features, identity: Dict[str, object], pca_uri: Optional[str] = None
+):
+    """Fit on ``features``, save the model to the output's pca_model/; returns (the model, a note or None).
+
+    With ``pca_uri``, pca/ is written there too (``project``, overwriting), while the model is being saved: the save
+    is five small Spark jobs (metadata and data of the pipeline and its stages) that mostly wait, the projection keeps
+    the cores busy. ``timings`` then has ``project_write`` beside ``save``, which overlap (``total`` is the wall time).
+    """
+    begin = time.monotonic()
+    laps = _Laps()
+    found = moments(features, "features", FEATURE_DIM)  # the one pass over features/, which counts them too
+    laps("moments")
+    images_ok = found.n
     k = components_for(opts.pca_components, images_ok, FEATURE_DIM)
     note = None
     if k < opts.pca_components:
@@ -145,8 +237,19 @@ def fit_and_save(spark: SparkSession, opts: JobOptions, features, identity: Dict
         log.warning(note)
     if k < 1:
         raise PcaError("PCA needs at least 2 decodable images; %d decoded (see errors/)" % images_ok)
-    model_uri = layout.child(opts.output, layout.PCA_MODEL)
-    fitted = fit_pca(features, k, model_uri)
-    save_pca(spark, fitted, model_uri)
-    save_identity(spark, model_uri, {**identity, "pca_model_id": fitted.model_id})
-    return fitted, note
+    fitted = _fit(spark, found, k, layout.child(opts.output, layout.PCA_MODEL))
+    laps("eigh")
+    if pca_uri is None:
+        laps.seconds["save"] = _save_model(spark, fitted, identity)
+    else:
+        # A failed write is raised after the save has finished (leaving the pool waits for it), a failed save after
+        # the write.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            saving = pool.submit(_save_model, spark, fitted, identity)
+            started = time.monotonic()
+            project(fitted, features).write.mode("overwrite").parquet(pca_uri)
+            laps.seconds["project_write"] = round(time.monotonic() - started, 3)
+            laps.seconds["save"] = saving.result()
+    laps.seconds["total"] = round(time.monotonic() - begin, 3)
+    log.info("PCA of %d images, %d components: %s s", images_ok, k, laps.seconds)
+    return dataclasses.replace(fitted, timings=laps.seconds), note

@@ -16,7 +16,7 @@ MAX_IMAGE_BYTES = 512 * 1024 * 1024
 # How image bytes are read: the Python workers read local files, Spark's binaryFile reads object stores.
 READERS = ("auto", "python", "binaryfile")
 # Inference engines of the job (--featurizer); tflite is the default (docs/performance.md).
-FEATURIZERS = ("keras", "tflite")
+FEATURIZERS = ("keras", "tflite", "tflite-int8")
 NOT_IN_LABEL_FOLDER = "not inside a label folder: put it in a sub-folder named after its label"
 # What the output holds when a run wrote into it (finished or not): a plain run never writes over these.
 OUTPUT_PARTS = ("features", "errors", "pca", "pca_model", "metrics.json")

@@ -1,56 +1,57 @@
-"""The Keras model converted to TensorFlow Lite (float32) and run by its XNNPACK interpreter.
+"""The converted model (float32 or int8 TFLite) run by LiteRT's XNNPACK interpreter, and its conversion cache.
 
-On two cores this runs MobileNetV2 about twice as fast as Keras (see docs/performance.md) and gives the
-same features to within 1e-5. Converting costs ~5 s and needs Keras; running needs only the flatbuffer.
-So the driver converts once (:func:`convert_for_workers`, cached on disk by the weights' hash) and ships
-the bytes with the weights, and a Python worker only opens an interpreter on them.
+On two cores the float model runs MobileNetV2 about twice as fast as Keras (docs/performance.md) with the same
+features to within 1e-4; the int8 one (``--featurizer tflite-int8``) 2-2.4x the float one. Converting costs
+~5-20 s and needs TensorFlow (:mod:`fruitjob.conversion`); running needs only LiteRT (:mod:`fruitjob.litert`). So
+the driver converts once, caches the flatbuffer on disk by the weights' sha256 and the converter's version, and
+ships the bytes in place of the weights; a Python worker only opens an interpreter on them. With the model cached,
+the driver knows the weights by their hash (:func:`resolve_converted`) and imports no TensorFlow either.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import logging
 import os
-import warnings
-from typing import Callable
+from typing import Optional
 
 import numpy as np
+from pyspark.sql import SparkSession
 
-from fruitjob import private_files
+from fruitjob import calibration, conversion, private_files
+from fruitjob.litert import Engine, engine_threads, make_interpreter
 from fruitjob.rules import FEATURE_DIM
-from fruitjob.weights import Weights
+from fruitjob.weights import Weights, check_weights, identify_weights, resolve_weights
 
 log = logging.getLogger("fruitflow.tflite")
-Engine = Callable[[np.ndarray], np.ndarray]
+TFLITE_FEATURIZERS = ("tflite", "tflite-int8")
 
 
 def _tf_version() -> str:
-    import tensorflow as tf
-
-    return tf.__version__
+    return conversion.converter_version() or "none"
 
 
-def convert(weights: Weights) -> bytes:
-    """The TFLite flatbuffer of MobileNetV2 with these weights: float32 in (-1..1), pooled features out.
-
-    ``from_keras_model`` freezes the variables into the flatbuffer; a concrete function of a Keras 3
-    model gave a graph without its weights here (NaN features), so it is not used.
-    """
-    import tensorflow as tf
-
-    from fruitjob.weights import load_model
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(load_model(weights))
-    converter.optimizations = []  # float32 as Keras computes it: no quantisation
-    with contextlib.redirect_stdout(io.StringIO()):  # Keras prints every variable of the exported graph
-        return converter.convert()
-
-
-def _cache_stem(weights: Weights) -> str:
-    """What a cached model is converted from: the weights' hash, alpha and the converter's version."""
+def _cache_stem(weights: Weights, featurizer: str = "tflite") -> str:
+    """What a cached model is converted from: the weights' hash, alpha, the converter's version (and for int8 the
+    calibration set's hash)."""
+    if featurizer == "tflite-int8":
+        return "tflite-int8-%s-a%s-tf%s-cal%s" % (
+            weights.sha256[:16],
+            weights.alpha,
+            _tf_version(),
+            calibration.SHA256[:12],
+        )
     return "tflite-%s-a%s-tf%s" % (weights.sha256[:16], weights.alpha, _tf_version())
+
+
+def _check_featurizer(featurizer: str) -> None:
+    if featurizer not in TFLITE_FEATURIZERS:
+        raise ValueError("expected a TFLite featurizer (%s), got %r" % (", ".join(TFLITE_FEATURIZERS), featurizer))
+
+
+def convert(weights: Weights, int8: bool = False) -> bytes:
+    """The flatbuffer of these weights (TensorFlow imported here): float32, or int8 on the fixed calibration set."""
+    return conversion.convert(weights, int8=int8)
 
 
 def clear_cache() -> None:
@@ -61,7 +62,13 @@ def clear_cache() -> None:
             private_files.remove(os.path.join(folder, name))
 
 
-def tflite_model(weights: Weights) -> bytes:
+def cached_model(weights: Weights, featurizer: str = "tflite") -> Optional[bytes]:
+    """The converted model of these weights in this machine's cache, if it is there (no TensorFlow needed)."""
+    _check_featurizer(featurizer)
+    return private_files.load(_cache_stem(weights, featurizer), ".tflite")
+
+
+def tflite_model(weights: Weights, featurizer: str = "tflite") -> bytes:
     """The converted model: the bytes shipped with the weights, else a cached file, else converted now.
 
     The cache is this user's private temp directory; a cached file is named by the sha256 of its own bytes
@@ -69,48 +76,53 @@ def tflite_model(weights: Weights) -> bytes:
     """
     if weights.tflite:
         return weights.tflite
-    stem = _cache_stem(weights)
-    cached = private_files.load(stem, ".tflite")
+    cached = cached_model(weights, featurizer)
     if cached is not None:
         return cached
-    data = convert(weights)
-    private_files.store(stem, data, ".tflite")  # atomic: two processes converting at once never see half a file
+    data = convert(weights) if featurizer == "tflite" else convert(weights, int8=True)
+    # Atomic: two processes converting at once never see half a file.
+    private_files.store(_cache_stem(weights, featurizer), data, ".tflite")
     return data
 
 
-def convert_for_workers(weights: Weights) -> Weights:
+def convert_for_workers(weights: Weights, featurizer: str = "tflite") -> Weights:
     """The weights with their converted model attached, so that no Python worker converts again."""
     # The Keras file is not needed past this point: workers run the flatbuffer, so it is not shipped (half the bytes).
-    return dataclasses.replace(weights, tflite=tflite_model(weights), data=b"", digest=weights.sha256)
+    return dataclasses.replace(weights, tflite=tflite_model(weights, featurizer), data=b"", digest=weights.sha256)
 
 
-def _interpreter(model: bytes, threads: int):
-    # ai-edge-litert is the interpreter's new home and much lighter to import; TensorFlow's copy is used
-    # where it is not installed (it ships with tensorflow 2.21 and only warns that it is deprecated).
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        import tensorflow as tf
+def resolve_converted(
+    spark: SparkSession, name: str, alpha: float, seed: int = 0, featurizer: str = "tflite"
+) -> Weights:
+    """The weights of a TFLite featurizer, with the converted model attached when this machine has it cached.
 
-        Interpreter = tf.lite.Interpreter
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return Interpreter(model_content=model, num_threads=threads)
+    Then no TensorFlow is imported and no Keras model built: the weights are known by their sha256 (random ones by
+    the digest this machine recorded when it made them), and a model converted from them proves they fit
+    MobileNetV2 at this alpha. Otherwise they are resolved and checked with Keras, as for ``--featurizer keras``,
+    and :func:`convert_for_workers` converts them.
+    """
+    _check_featurizer(featurizer)
+    known = identify_weights(spark, name, alpha, seed)
+    if known is not None:
+        cached = cached_model(known, featurizer)
+        if cached is not None:
+            log.info("converted model of %s (alpha %s, %s) found in the cache", known.name, alpha, featurizer)
+            return dataclasses.replace(known, tflite=cached, data=b"", digest=known.sha256)
+    if known is not None and known.data:  # a file already read: checked, not read again
+        return check_weights(known)
+    return resolve_weights(spark, name, alpha, seed)
 
 
-def tflite_engine(weights: Weights, batch_size: int, threads: int = 0) -> Engine:
+def tflite_engine(weights: Weights, batch_size: int, threads: int = 0, featurizer: str = "tflite") -> Engine:
     """An engine (uint8 images -> float32 features) on the TFLite interpreter; XNNPACK is its default.
 
     Args:
         weights: the model's weights (with ``tflite`` attached when the driver converted them).
         batch_size: images per ``invoke``; 1-16 run as fast as larger batches and use far less memory.
         threads: interpreter threads; 0 takes ``engine_threads()`` (workers x threads = cores).
+        featurizer: ``tflite`` or ``tflite-int8``: which model to convert when none is attached.
     """
-    if not threads:
-        from fruitjob.featurizer import engine_threads
-
-        threads = engine_threads()
-    interpreter = _interpreter(tflite_model(weights), threads)
+    interpreter = make_interpreter(tflite_model(weights, featurizer), threads or engine_threads())
     input_index = interpreter.get_input_details()[0]["index"]
     output_index = interpreter.get_output_details()[0]["index"]
     shape = [0]  # the batch size the tensors are allocated for
@@ -120,11 +132,8 @@ def tflite_engine(weights: Weights, batch_size: int, threads: int = 0) -> Engine
             interpreter.resize_tensor_input(input_index, [len(chunk), 224, 224, 3])
             interpreter.allocate_tensors()
             shape[0] = len(chunk)
-        # keras.applications.mobilenet_v2.preprocess_input, in the same float32 operations.
-        x = chunk.astype(np.float32)
-        x /= 127.5
-        x -= 1.0
-        interpreter.set_tensor(input_index, x)
+        # Both models take float32 input and give float32 features: the int8 one (de)quantizes inside.
+        interpreter.set_tensor(input_index, conversion.preprocess(chunk))
         interpreter.invoke()
         return interpreter.get_tensor(output_index).copy()
 

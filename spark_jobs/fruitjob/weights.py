@@ -2,7 +2,8 @@
 
 ``imagenet`` is Keras' own download (cached in ``~/.keras/models``, where an offline machine can be given
 the file), a path or ``s3://`` URI is read through Hadoop's file system, and ``random`` is a seeded
-initialisation built on the driver, so that every worker gets exactly the same values.
+initialisation built on the driver, so that every worker gets exactly the same values. Keras (hence TensorFlow) is
+imported only to build, check or download weights: :func:`identify_weights` knows them by their hash without it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hashlib
 import os
 import tempfile
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Optional
 
 from pyspark.sql import SparkSession
@@ -31,7 +33,7 @@ class Weights:
     alpha: float
     data: bytes
     suffix: str  # ".h5" (Keras' legacy files) or ".weights.h5" (Keras 3)
-    # The model converted to TFLite on the driver (featurizer tflite), so that workers need not convert it.
+    # The model converted to TFLite on the driver (featurizers tflite*), so that workers need not convert it.
     tflite: Optional[bytes] = field(default=None, repr=False, compare=False)
     # Set where the file's bytes are not a stable identity (HDF5 files we write carry timestamps).
     digest: Optional[str] = None
@@ -83,7 +85,26 @@ def _read_weights_file(spark: SparkSession, uri: str) -> bytes:
         raise WeightsError("weights file %s cannot be read: %s" % (uri, str(exc).splitlines()[0])) from None
 
 
+def _keras_cache_file(alpha: float) -> str:
+    """Where Keras keeps (and first looks for) the ImageNet file of this alpha: ``$KERAS_HOME/models`` or
+    ``~/.keras/models``."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.join(home, "models", imagenet_file_name(alpha))
+
+
+def _read_if_present(path: str) -> Optional[bytes]:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
 def _imagenet_bytes(alpha: float) -> bytes:
+    """The ImageNet file, from Keras' cache when it is there (read without importing Keras), else downloaded."""
+    cached = _read_if_present(_keras_cache_file(alpha))
+    if cached is not None:
+        return cached
     import keras
 
     name = imagenet_file_name(alpha)
@@ -96,6 +117,26 @@ def _imagenet_bytes(alpha: float) -> bytes:
         ) from None
     with open(path, "rb") as handle:
         return handle.read()
+
+
+def _random_stem(alpha: float, seed: int) -> str:
+    """What random weights' values depend on: alpha, seed, the model's structure (Keras' version) and numpy's
+    generator (its version), and how they are drawn here (bump ``v1`` when :func:`_random_weights` changes)."""
+    import numpy as np
+
+    return "random-v1-a%s-s%d-keras%s-numpy%s" % (alpha, seed, _version("keras"), np.__version__)
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "none"
+
+
+def _known_random_digest(alpha: float, seed: int) -> Optional[str]:
+    data = private_files.load(_random_stem(alpha, seed), ".sha256")
+    return data.decode("ascii") if data is not None else None
 
 
 def _random_weights(alpha: float, seed: int) -> Weights:
@@ -118,12 +159,28 @@ def _random_weights(alpha: float, seed: int) -> Weights:
         values.append(array)  # 1-d: biases and batch-norm statistics keep Keras' constant initial values
     model.set_weights(values)
     digest = hashlib.sha256(b"".join(array.tobytes() for array in values)).hexdigest()
+    # Recorded, so that a later run finds the model converted from these values without drawing them again.
+    private_files.store(_random_stem(alpha, seed), digest.encode("ascii"), ".sha256")
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "random.weights.h5")
         model.save_weights(path)
         with open(path, "rb") as handle:
             data = handle.read()
     return Weights("random(seed=%d)" % seed, alpha, data, ".weights.h5", digest=digest)
+
+
+def identify_weights(spark: SparkSession, name: str, alpha: float, seed: int = 0) -> Optional[Weights]:
+    """The weights as named, known by their sha256 without Keras (or TensorFlow) and not checked: a file's bytes,
+    Keras' cached ImageNet file; random weights by the digest recorded when this machine made them. None when
+    that needs Keras (random weights never made here, ImageNet weights not downloaded yet)."""
+    if name == "imagenet":
+        data = _read_if_present(_keras_cache_file(alpha))
+        return Weights(name, alpha, data, ".h5") if data is not None else None
+    if name == "random":
+        digest = _known_random_digest(alpha, seed)
+        return Weights("random(seed=%d)" % seed, alpha, b"", ".weights.h5", digest=digest) if digest else None
+    suffix = ".weights.h5" if name.endswith(".weights.h5") else ".h5"
+    return Weights(name, alpha, _read_weights_file(spark, name), suffix)
 
 
 def resolve_weights(spark: SparkSession, name: str, alpha: float, seed: int = 0) -> Weights:
@@ -135,11 +192,16 @@ def resolve_weights(spark: SparkSession, name: str, alpha: float, seed: int = 0)
     else:
         suffix = ".weights.h5" if name.endswith(".weights.h5") else ".h5"
         weights = Weights(name, alpha, _read_weights_file(spark, name), suffix)
+    return check_weights(weights)
+
+
+def check_weights(weights: Weights) -> Weights:
+    """The weights, once Keras has loaded them into MobileNetV2 at their alpha; a :class:`WeightsError` if not."""
     try:
         load_model(weights)
     except Exception as exc:  # noqa: BLE001 - Keras raises many kinds for a file that does not fit
         raise WeightsError(
             "weights %s do not fit MobileNetV2 alpha=%s without top: %s"
-            % (name, alpha, " ".join(str(exc).split())[:300])
+            % (weights.name, weights.alpha, " ".join(str(exc).split())[:300])
         ) from None
     return weights

@@ -1,4 +1,5 @@
-"""Stage what the cluster needs under a per-run prefix of the bucket: the job, its package, the bootstrap, weights."""
+"""Stage what the cluster needs in the bucket: under a per-run prefix the job, its package and the weights; the job's
+Python environment (tasks/aws/environment.py) under a prefix shared by every run, named by its content."""
 
 from __future__ import annotations
 
@@ -11,13 +12,11 @@ from prefect.cache_policies import NO_CACHE
 
 from fruitjob.packaging import zip_package
 from tasks.aws.clients import AwsClients
+from tasks.aws.environment import UPLOAD_ARGS, upload_environment
 from tasks.aws.s3_uris import s3_uri
-from tasks.job_files import BOOTSTRAP_DIR, JOB_SCRIPT
+from tasks.job_files import JOB_SCRIPT
 
-BOOTSTRAP_SCRIPT = BOOTSTRAP_DIR / "install_packages.sh"
-REQUIREMENTS = BOOTSTRAP_DIR / "requirements-emr.txt"
-# Encrypted at rest whatever the bucket's default (the job's own output: emrfs-site in the cluster request).
-UPLOAD_ARGS = {"ServerSideEncryption": "AES256"}
+ENVIRONMENTS = "fruitflow-environments"
 
 
 def run_prefix(bucket_folder: str, flow_run_id: str) -> str:
@@ -30,15 +29,38 @@ def run_prefix(bucket_folder: str, flow_run_id: str) -> str:
     return "/".join(p.strip("/") for p in (bucket_folder, "fruitflow-runs", flow_run_id) if p and p.strip("/"))
 
 
+def environments_prefix(bucket_folder: str) -> str:
+    """The key prefix the job's Python environments are staged under, shared by runs (each archive is named by the
+    sha256 of its bytes, so a run never overwrites another's).
+
+    Example:
+        >>> environments_prefix("team")
+        'team/fruitflow-environments'
+    """
+    return "/".join(p.strip("/") for p in (bucket_folder, ENVIRONMENTS) if p and p.strip("/"))
+
+
 @task(name="stage-job", cache_policy=NO_CACHE)
-def stage_job(aws: AwsClients, bucket: str, prefix: str, weights: str) -> dict:
-    """Upload the job script, its ``fruitjob`` zip, the bootstrap and its pinned requirements, and a local weights file.
+def stage_job(
+    aws: AwsClients,
+    bucket: str,
+    prefix: str,
+    weights: str,
+    environment: Path | None = None,
+    environment_prefix: str | None = None,
+) -> dict:
+    """Upload the job script, its ``fruitjob`` zip, a local weights file and the job's Python environment.
 
     Uploads are idempotent (same keys, same content), so the task may be retried.
 
+    Args:
+        environment: the archive :func:`tasks.aws.environment.build_environment` made, if the engine ships one.
+        environment_prefix: where it goes (default: ``<prefix>/environment``); engines pass
+            :func:`environments_prefix`, so that runs of the same pins share one upload.
+
     Returns:
-        ``script``, ``py_files``, ``bootstrap``, ``requirements`` s3:// URIs, and ``weights`` (the staged URI
-        for a local file, else None).
+        ``script``, ``py_files`` and ``environment`` (None when not given) s3:// URIs, and ``weights`` (the staged
+        URI for a local file, else None).
     """
     logger = get_run_logger()
     s3 = aws("s3")
@@ -54,10 +76,12 @@ def stage_job(aws: AwsClients, bucket: str, prefix: str, weights: str) -> dict:
             "script": upload(JOB_SCRIPT, "job", JOB_SCRIPT.name),
             "py_files": upload(package, "job", package.name),
         }
-    staged["bootstrap"] = upload(BOOTSTRAP_SCRIPT, "bootstrap", BOOTSTRAP_SCRIPT.name)
-    staged["requirements"] = upload(REQUIREMENTS, "bootstrap", REQUIREMENTS.name)
     staged["weights"] = None
     if os.path.isfile(weights):
         staged["weights"] = upload(Path(weights), "weights", Path(weights).name)
+    staged["environment"] = None
+    if environment is not None:
+        shared = environment_prefix or f"{prefix}/environment"
+        staged["environment"] = upload_environment(s3, bucket, shared, environment)
     logger.info("staged the job under %s", s3_uri(bucket, prefix))
     return staged

@@ -67,8 +67,6 @@ def cluster_request(
     *,
     name: str,
     log_uri: str,
-    bootstrap_uri: str,
-    requirements_uri: str,
     flow_run_id: str,
     keep: bool = False,
     max_age_hours: float | None = None,
@@ -77,7 +75,9 @@ def cluster_request(
 
     ``max_age_hours`` (see :func:`run_max_age_hours`) is tagged so that the reaper leaves the cluster alone that long.
 
-    No security group and no SSH rule is ever part of it: EMR's managed groups (and block public access) apply.
+    No security group and no SSH rule is ever part of it: EMR's managed groups (and block public access) apply. No
+    bootstrap action either: the job's packages travel with the step (``tasks/aws/environment.py``), so nodes reach
+    nothing but S3 and a subnet without internet access (an S3 gateway endpoint, no NAT) runs the job.
     """
 
     def group(role: str, kind: str, count: int) -> dict:
@@ -112,15 +112,6 @@ def cluster_request(
         "LogUri": log_uri,
         "Applications": [{"Name": "Spark"}],
         "Instances": instances,
-        "BootstrapActions": [
-            {
-                "Name": "fruitflow python packages",
-                "ScriptBootstrapAction": {
-                    "Path": bootstrap_uri,
-                    "Args": [requirements_uri, *config.bootstrap_packages],
-                },
-            }
-        ],
         "Configurations": configurations,
         "ServiceRole": config.service_role,
         "JobFlowRole": config.instance_profile,
@@ -163,14 +154,8 @@ def _not_ready(emr, cluster_id: str) -> ClusterError:
     if status["State"] not in TERMINATED_STATES:
         emr.terminate_job_flows(JobFlowIds=[cluster_id])
         what += "; terminated it"
-    hint = ""
-    if reason.get("Code") == "BOOTSTRAP_FAILURE" or "bootstrap" in (reason.get("Message") or "").lower():
-        logs = f"{cluster['LogUri'].rstrip('/')}/{cluster_id}/node/" if cluster.get("LogUri") else "the cluster's logs"
-        hint = (
-            "\nThe bootstrap action (spark_jobs/bootstrap/install_packages.sh) failed: its stderr is under "
-            f"{logs}<instance-id>/bootstrap-actions/1/; check spark_jobs/bootstrap/requirements-emr.txt"
-        )
-    return ClusterError(f"cluster {cluster_id} did not become ready: {what}{hint}")
+    logs = f"{cluster['LogUri'].rstrip('/')}/{cluster_id}/node/" if cluster.get("LogUri") else "the cluster's logs"
+    return ClusterError(f"cluster {cluster_id} did not become ready: {what}; the nodes' logs are under {logs}")
 
 
 @task(name="provision-cluster", cache_policy=NO_CACHE)

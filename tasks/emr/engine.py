@@ -22,8 +22,9 @@ from pyarrow import fs as pafs
 from blocks.emr_cluster_config import EmrClusterConfig
 from fruitjob.options import JobOptions, job_arguments
 from tasks.aws.clients import AwsClients, run_logger
+from tasks.aws.environment import job_environment
 from tasks.aws.s3_uris import s3_uri
-from tasks.aws.staging import run_prefix, stage_job
+from tasks.aws.staging import environments_prefix, run_prefix, stage_job
 from tasks.contract import Detail, EngineSettings, RunResult
 from tasks.emr.cluster import cluster_hours, cluster_request, console_url, provision_cluster, run_max_age_hours
 from tasks.emr.preflight import preflight
@@ -85,16 +86,17 @@ class EmrEngine:
         flow_run_id = str(runtime.flow_run.id)
         if not runtime.flow_run.id:
             raise RuntimeError("the EMR engine runs inside a flow run (its id tags the cluster)")
-        staged = stage_job(self.aws, self.bucket.bucket_name, run_prefix(self.bucket.bucket_folder, flow_run_id),
-                           job.weights)  # fmt: skip
+        # The job's packages for the cluster's Python and architecture, shipped with the step (docs/emr.md).
+        environment = job_environment(job.featurizer, config.architecture, config.bootstrap_packages)
+        folder = self.bucket.bucket_folder
+        staged = stage_job(self.aws, self.bucket.bucket_name, run_prefix(folder, flow_run_id), job.weights,
+                           environment=environment, environment_prefix=environments_prefix(folder))  # fmt: skip
         cluster_id, created, started = settings.cluster_id, settings.cluster_id is None, time.monotonic()
         if created:
             request = cluster_request(
                 config,
                 name=f"fruitflow {runtime.flow_run.name}",
                 log_uri=self.log_uri,
-                bootstrap_uri=staged["bootstrap"],
-                requirements_uri=staged["requirements"],
                 flow_run_id=flow_run_id,
                 keep=settings.keep_cluster,
                 max_age_hours=run_max_age_hours(config, settings.step_timeout_minutes),
@@ -112,6 +114,7 @@ class EmrEngine:
                 cluster_id=cluster_id,
                 script_uri=staged["script"],
                 py_files_uri=staged["py_files"],
+                environment_uri=staged["environment"],
                 job_args=job_args,
                 token=run_token(flow_run_id, job_args),
                 flow_run_id=flow_run_id,

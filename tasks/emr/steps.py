@@ -10,6 +10,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.aws.clients import AwsClients
+from tasks.aws.environment import UNPACKED
 
 STEP_PREFIX = "fruitflow extract-features"
 # States in which an existing step with our name is the one to follow rather than adding another.
@@ -20,9 +21,17 @@ FAILED_STATES = ("FAILED", "CANCELLED", "INTERRUPTED")
 # EMR refused these before doing anything: safe to send again (anything else may have added the step).
 _REFUSED_CODES = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
 _SUBMIT_ATTEMPTS = 5
+# The step's command: the run's environment variables, then the job's packages for the driver. EMR steps run
+# spark-submit in client mode, so the driver is a process on the master, outside YARN: ``--archives`` reaches only the
+# executors. The wrapper unpacks the same archive in the step's own directory (/mnt/var/lib/hadoop/steps/s-...) and
+# puts it on the driver's PYTHONPATH; the executors get it from YARN as ./environment (spark.executorEnv.PYTHONPATH).
 _STEP_WRAPPER = (
-    'export FRUITFLOW_ENGINE=emr FRUITFLOW_CLUSTER_ID="$1"; shift; '
+    "set -euo pipefail; "
+    'export FRUITFLOW_ENGINE=emr FRUITFLOW_CLUSTER_ID="$1"; environment="$2"; shift 2; '
     'case "$(basename "$PWD")" in s-*) export FRUITFLOW_STEP_ID="$(basename "$PWD")";; esac; '
+    f"mkdir -p {UNPACKED}; "
+    f'aws s3 cp --quiet "$environment" - | tar -xz -C {UNPACKED}; '
+    f'export PYTHONPATH="$PWD/{UNPACKED}${{PYTHONPATH:+:$PYTHONPATH}}"; '
     'exec "$@"'
 )
 
@@ -47,18 +56,35 @@ def is_run_step(name: str, flow_run_id: str) -> bool:
     return name.startswith(f"{STEP_PREFIX} {flow_run_id} ")
 
 
+def environment_arguments(environment_uri: str) -> list[str]:
+    """spark-submit options that ship the job's packages to the executors: YARN unpacks the archive as
+    ``./environment`` in each container, put first on the Python workers' path (the cluster's own python3 runs them).
+
+    Example:
+        >>> environment_arguments("s3://b/env.tar.gz")[:2]
+        ['--archives', 's3://b/env.tar.gz#environment']
+    """
+    return ["--archives", f"{environment_uri}#{UNPACKED}", "--conf", f"spark.executorEnv.PYTHONPATH=./{UNPACKED}"]
+
+
 def step_definition(
-    *, cluster_id: str, script_uri: str, py_files_uri: str, job_args: list[str], token: str, flow_run_id: str
+    *, cluster_id: str, script_uri: str, py_files_uri: str, environment_uri: str, job_args: list[str], token: str,
+    flow_run_id: str,
 ) -> dict:  # fmt: skip
-    """``command-runner.jar`` running ``spark-submit`` with the job's own arguments (from ``job_arguments``)."""
-    submit = ["spark-submit", "--deploy-mode", "client", "--py-files", py_files_uri, script_uri, *job_args]
+    """``command-runner.jar`` running ``spark-submit`` with the shipped environment and the job's own arguments.
+
+    ``environment_uri`` is the archive :func:`tasks.aws.environment.stage_environment` staged: the driver (through
+    the wrapper) and the executors (``--archives``) import the job's packages from it; no node installs anything.
+    """
+    submit = ["spark-submit", "--deploy-mode", "client", *environment_arguments(environment_uri),
+              "--py-files", py_files_uri, script_uri, *job_args]  # fmt: skip
     return {
         "Name": step_name(flow_run_id, token),
         # The flow tears the cluster down itself; CONTINUE keeps the cluster for the flow to read the step's state.
         "ActionOnFailure": "CONTINUE",
         "HadoopJarStep": {
             "Jar": "command-runner.jar",
-            "Args": ["bash", "-c", _STEP_WRAPPER, "fruitflow-step", cluster_id, *submit],
+            "Args": ["bash", "-c", _STEP_WRAPPER, "fruitflow-step", cluster_id, environment_uri, *submit],
         },  # fmt: skip
     }
 

@@ -1,0 +1,213 @@
+"""The job: MobileNetV2 features + PCA for a folder or S3 prefix of fruit images (``spark_jobs/extract_features.py``
+is its spark-submit entry script).
+
+Runs unchanged under ``spark-submit`` on a laptop and on EMR 7.x (Spark 3.5, Python 3.9)::
+
+    spark-submit spark_jobs/extract_features.py --images DIR_OR_S3 --output DIR_OR_S3 [options]
+
+Output: ``features/``, ``errors/``, ``pca/``, ``pca_model/`` and, written last, ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from typing import Dict, List, Optional
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from fruitjob import layout, progress, storage
+from fruitjob.accounting import PREVIOUS_RUN_KEYS, Done, count_outputs, run_metrics, write_metrics
+from fruitjob.errors import JobError
+from fruitjob.featurizer import warm_up_workers
+from fruitjob.identity import SpaceMismatch, check_same_space, identity_of
+from fruitjob.incremental import Plan, plan_increment, replace_dataset
+from fruitjob.listing import Listing, list_input
+from fruitjob.lock import Lease
+from fruitjob.metrics import PreviousRun, RunMetrics
+from fruitjob.options import JobOptions, parse_options
+from fruitjob.outputs import check_output, clear_output, drop_stale_rows, mark_unfinished, write_errors, write_features
+from fruitjob.packaging import ship_package
+from fruitjob.pca import FittedPca, PcaError, existing_model, fit_and_save, project
+from fruitjob.quality import feature_quality
+from fruitjob.reading import read_images, reader_for
+from fruitjob.space import load_space, save_space
+from fruitjob.tflite_engine import TFLITE_FEATURIZERS, convert_for_workers, resolve_converted
+from fruitjob.tuning import configure, partitions_for
+from fruitjob.weights import WeightsError, resolve_weights
+
+__all__ = ["JobError", "main", "run"]
+
+log = logging.getLogger("fruitflow.job")
+
+
+class _Laps:
+    """Seconds per stage of the job, in order; each lap also moves the progress reporter on."""
+
+    def __init__(self) -> None:
+        self.durations: Dict[str, float] = {}
+        self._clock = time.monotonic()
+
+    def __call__(self, stage: str) -> None:
+        now = time.monotonic()
+        self.durations[stage] = round(now - self._clock, 3)
+        self._clock = now
+        progress.stage_done(stage)
+
+
+def _listing(spark: SparkSession, opts: JobOptions) -> Listing:
+    listing = list_input(spark, opts.images)
+    if not listing.images:
+        raise JobError(
+            "no images under %s (%d files seen; expected .jpg, .jpeg or .png)" % (opts.images, listing.files_seen)
+        )
+    log.info(
+        "listed %d images (%d unusable as listed) and %d other files under %s",
+        len(listing.images),
+        len(listing.problems),
+        len(listing.skipped),
+        opts.images,
+    )
+    return listing
+
+
+def _check_space(identity: Dict[str, object], opts: JobOptions, previous, space) -> None:
+    """An --incremental run adds to the output's own feature space, as its space.json (or older metrics) says."""
+    if space is not None:
+        check_same_space(identity, space.get("identity") or {}, "the run already in %s" % opts.output)
+    elif previous is not None:
+        check_same_space(identity, previous, "the run already in %s" % opts.output)
+
+
+def _write_pca(spark: SparkSession, opts: JobOptions, source: Optional[FittedPca], identity, features):
+    """pca/ for every row of features/, all in one space; returns (the model, a note on components or None)."""
+    pca_uri = layout.child(opts.output, layout.PCA)
+    if source is None:
+        fitted, note = fit_and_save(spark, opts, features, identity)
+        save_space(spark, opts.output, identity, fitted.uri, fitted.model_id)
+        project(fitted, features).write.mode("overwrite").parquet(pca_uri)
+        return fitted, note
+    save_space(spark, opts.output, identity, source.uri, source.model_id)
+    if not (opts.incremental and storage.exists(spark, pca_uri)):
+        project(source, features).write.mode("overwrite").parquet(pca_uri)
+        return source, None
+    existing = spark.read.parquet(pca_uri)
+    keep = existing.join(features.select("path"), on="path", how="left_semi")
+    if "pca_model_id" in existing.columns:
+        keep = keep.where(F.col("pca_model_id") == source.model_id)
+    new = project(source, features.join(keep.select("path"), on="path", how="left_anti"))
+    if "pca_model_id" in existing.columns and keep.count() == existing.count():
+        new.write.mode("append").parquet(pca_uri)
+    else:  # rows of a crashed run, or of an older output without model ids: rewrite them in the one space
+        keep = keep.withColumn("pca_model_id", F.lit(source.model_id)).select(*layout.PCA_COLUMNS)
+        replace_dataset(spark, pca_uri, keep.unionByName(new))
+    return source, None
+
+
+def run(spark: SparkSession, opts: JobOptions) -> RunMetrics:
+    """Run the whole job; returns the metrics it wrote."""
+    started_at = datetime.now(timezone.utc)
+    run_id = uuid.uuid4().hex
+    laps = _Laps()
+
+    ship_package(spark)
+    previous = check_output(spark, opts)
+    space = load_space(spark, opts.output) if opts.incremental else None
+    warm_up_workers(spark)  # the workers import their runtime while the driver lists and resolves the weights
+    listing = _listing(spark, opts)
+    plan = Plan(todo=listing.readable, already_done=0, changed=[])
+    if opts.incremental:
+        plan = plan_increment(spark, opts.output, listing.images)
+        log.info("incremental: %d images already done, %d to featurize", plan.already_done, len(plan.todo))
+    partitions = partitions_for(spark, len(plan.todo), opts.partitions)
+    configure(spark, opts, partitions)
+    reader = reader_for(opts.images, opts.reader)
+    lease = Lease(spark, opts.output, os.environ.get("FRUITFLOW_FLOW_RUN_ID")).acquire()
+    try:
+        laps("list")
+        # Spark indexes the image files in the JVM (binaryFile) while Python resolves the weights.
+        indexing = ThreadPoolExecutor(max_workers=1)
+        images = indexing.submit(read_images, spark, opts.images, plan.todo, partitions, reader) if plan.todo else None
+        indexing.shutdown(wait=False)
+        if opts.featurizer in TFLITE_FEATURIZERS:  # a cached converted model: no TensorFlow, no Keras model built
+            weights = resolve_converted(spark, opts.weights, opts.alpha, opts.seed, opts.featurizer)
+        else:
+            weights = resolve_weights(spark, opts.weights, opts.alpha, opts.seed)
+        identity = identity_of(weights.name, weights.sha256, weights.alpha, opts.featurizer)
+        log.info("weights %s (alpha %s, sha256 %s)", weights.name, weights.alpha, weights.sha256[:12])
+        _check_space(identity, opts, previous, space)
+        source = existing_model(spark, opts, identity, previous, space)  # before any image: fail fast
+        if opts.featurizer in TFLITE_FEATURIZERS:
+            weights = convert_for_workers(weights, opts.featurizer)  # once here (if not cached), not once per worker
+        laps("weights")
+
+        if opts.overwrite:
+            clear_output(spark, opts.output)
+        mark_unfinished(spark, opts.output)
+        save_space(spark, opts.output, identity, *((space or {}).get(k) for k in ("pca_model", "pca_model_id")))
+        drop_stale_rows(spark, opts.output, plan.changed)
+        if images is not None:
+            write_features(
+                spark, opts, weights, images.result(), reader, run_id, "append" if opts.incremental else "overwrite"
+            )
+        laps("featurize")  # read -> features written: the stage the benchmark compares
+
+        write_errors(spark, opts, listing.problems, plan.todo, run_id)
+        counts = count_outputs(spark, opts, listing, plan, run_id)
+        log.info(
+            "featurized %d images, %d failed, in %d partitions",
+            counts.images_ok,
+            counts.images_failed,
+            partitions,
+        )
+        laps("errors")
+
+        features = spark.read.parquet(layout.child(opts.output, layout.FEATURES))
+        fitted, pca_note = _write_pca(spark, opts, source, identity, features)
+        laps("pca")
+        quality = feature_quality(features, spark.read.parquet(layout.child(opts.output, layout.PCA)))
+        laps("quality")
+        done = Done(listing, plan, counts, fitted, pca_note, source is None, identity, laps.durations, partitions)
+        metrics = run_metrics(spark, opts, done, run_id=run_id, reader=reader, started_at=started_at, quality=quality)
+        if previous is not None:
+            metrics = metrics.replace(previous_run=PreviousRun(**{k: previous.get(k) for k in PREVIOUS_RUN_KEYS}))
+        return write_metrics(spark, opts.output, metrics)
+    finally:
+        lease.release()
+
+
+def _log_to_stderr() -> None:
+    """The job's own lines carry a prefix, so the flow can tell them from Spark's and TensorFlow's."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("fruitflow %(levelname)s %(message)s"))
+    root = logging.getLogger("fruitflow")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    _log_to_stderr()
+    opts = parse_options(argv)
+    spark = SparkSession.builder.appName("fruitflow-extract-features").getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    progress.start(spark.sparkContext)  # `progress: N% ...` lines, which the flow turns into a progress bar
+    try:
+        run(spark, opts)
+        progress.finish()
+    except (JobError, WeightsError, SpaceMismatch, PcaError) as exc:
+        log.error("%s", exc)
+        return 2
+    finally:
+        progress.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

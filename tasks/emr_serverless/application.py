@@ -1,0 +1,154 @@
+"""The EMR Serverless application: its request from the block, created (idempotently) and started, found by our tags,
+stopped and deleted."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+
+from botocore.exceptions import ClientError, WaiterError
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from blocks.emr_serverless_config import EmrServerlessConfig
+from tasks.aws.clients import AwsClients
+from tasks.aws.preflight import error_code
+from tasks.aws.tags import TAG_MAX_AGE, is_ours, run_tags
+from tasks.aws.waiting import wait
+from tasks.emr_serverless.waiters import application_state, waiter
+
+# States in which an application may still run (or start) work: what teardown and the reaper look at.
+ACTIVE_STATES = ["CREATING", "CREATED", "STARTING", "STARTED", "STOPPING", "STOPPED"]
+TEARDOWN_SLACK_MINUTES = 30
+
+
+class ApplicationError(RuntimeError):
+    """The application did not become ready, or could not be deleted; the message carries its stateDetails."""
+
+
+def console_url(region: str, application_id: str) -> str:
+    return f"https://{region}.console.aws.amazon.com/emr/home?region={region}#/serverless-applications/{application_id}"
+
+
+def run_max_age_hours(config: EmrServerlessConfig, timeout_minutes: float) -> float:
+    """How long a run may hold its application: start-up, the job's timeout and teardown (the reaper's floor).
+
+    Example:
+        >>> run_max_age_hours(EmrServerlessConfig(application_ready_timeout_minutes=15), 180)
+        3.75
+    """
+    return (config.application_ready_timeout_minutes + timeout_minutes + TEARDOWN_SLACK_MINUTES) / 60
+
+
+def _worker(cores: int, memory_gb: int) -> dict:
+    return {"cpu": f"{cores} vCPU", "memory": f"{memory_gb + max(1, round(memory_gb * 0.1))} GB"}
+
+
+def application_request(config: EmrServerlessConfig, *, name: str, flow_run_id: str, max_age_hours: float) -> dict:
+    """The ``create_application`` arguments: Spark, the block's release, capacity and auto-stop, our tags.
+
+    Auto-start stays on (a job run starts a stopped application); auto-stop is the net for a flow that dies.
+    """
+    request = {
+        "name": name[:64],
+        "releaseLabel": config.release_label,
+        "type": "SPARK",
+        # Same run, same token: a CreateApplication resent after a lost reply does not make a second application.
+        "clientToken": hashlib.sha256(f"fruitflow-application {flow_run_id}".encode()).hexdigest()[:32],
+        "architecture": config.architecture,
+        "maximumCapacity": {"cpu": f"{config.max_vcpus} vCPU", "memory": f"{config.max_memory_gb} GB"},
+        "autoStartConfiguration": {"enabled": True},
+        "autoStopConfiguration": {"enabled": True, "idleTimeoutMinutes": config.auto_stop_idle_minutes},
+        "tags": {**run_tags(flow_run_id, config.tags), TAG_MAX_AGE: f"{max_age_hours:g}"},
+    }
+    if config.initial_executors:
+        request["initialCapacity"] = {
+            "Driver": {"workerCount": 1, "workerConfiguration": _worker(config.driver_cores, config.driver_memory_gb)},
+            "Executor": {
+                "workerCount": config.initial_executors,
+                "workerConfiguration": _worker(config.executor_cores, config.executor_memory_gb),
+            },
+        }
+    return request
+
+
+def applications(client, states: list[str] | None = None) -> Iterator[tuple[dict, dict[str, str]]]:
+    """(application, its tags) for every application in ``states`` (default: active), ours or not.
+
+    ListApplications gives no tags: each application is read once, here (teardown and the reaper both list).
+    """
+    for page in client.get_paginator("list_applications").paginate(states=states or ACTIVE_STATES):
+        for summary in page["applications"]:
+            application = client.get_application(applicationId=summary["id"])["application"]
+            yield application, application.get("tags") or {}
+
+
+def our_applications(client, states: list[str] | None = None) -> Iterator[tuple[dict, dict[str, str]]]:
+    """(application, its tags) for every application fruitflow created, in ``states`` (default: active)."""
+    return ((application, tags) for application, tags in applications(client, states) if is_ours(tags))
+
+
+def find_run_applications(client, flow_run_id: str) -> list[str]:
+    """Ids of the active applications fruitflow created for this flow run (by tag)."""
+    return [app["applicationId"] for app, tags in our_applications(client) if is_ours(tags, flow_run_id)]
+
+
+def _wait_state(aws: AwsClients, name: str, application_id: str, what: str, poll: int, timeout: float) -> None:
+    wait(waiter(name, aws("emr-serverless")), what=f"application {application_id} {what}", state=application_state,
+         delay=poll, timeout_minutes=timeout, applicationId=application_id)  # fmt: skip
+
+
+def _not_ready(client, application_id: str) -> ApplicationError:
+    application = client.get_application(applicationId=application_id)["application"]
+    details = application.get("stateDetails") or "EMR Serverless gave no details"
+    return ApplicationError(f"application {application_id} did not become ready: {application['state']}: {details}")
+
+
+@task(name="provision-application", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
+def provision_application(aws: AwsClients, request: dict, flow_run_id: str, config: EmrServerlessConfig) -> str:
+    """Create the application (or find the one this flow run already created), start it and wait until STARTED.
+
+    A retry looks for an active application tagged with this flow run id first, and the request carries a client
+    token: neither a retried task nor a resent request makes a second application.
+
+    Returns:
+        the application id.
+    """
+    logger = get_run_logger()
+    client = aws("emr-serverless")
+    existing = find_run_applications(client, flow_run_id)
+    if existing:
+        application_id = existing[0]
+        logger.info("reusing application %s that this flow run created earlier", application_id)
+    else:
+        application_id = client.create_application(**request)["applicationId"]
+        logger.info("created application %s: %s", application_id, console_url(aws.region, application_id))
+    timeout, poll = config.application_ready_timeout_minutes, config.poll_seconds
+    try:
+        _wait_state(aws, "ApplicationCreated", application_id, "created", poll, timeout)
+        if application_state(client.get_application(applicationId=application_id)) != "STARTED":
+            client.start_application(applicationId=application_id)
+        _wait_state(aws, "ApplicationStarted", application_id, "started", poll, timeout)
+    except WaiterError as exc:
+        error = _not_ready(client, application_id)
+        logger.error("%s", error)
+        raise error from exc
+    return application_id
+
+
+def stop_and_delete(aws: AwsClients, application_id: str, poll_seconds: int = 15, timeout_minutes: float = 15) -> None:
+    """Stop the application, wait until it may be deleted, delete it (plain function: hooks call it outside tasks)."""
+    client = aws("emr-serverless")
+    state = application_state(client.get_application(applicationId=application_id))
+    if state == "TERMINATED":
+        return
+    try:
+        if state in ("STARTING", "STARTED"):
+            _wait_state(aws, "ApplicationStarted", application_id, "started", poll_seconds, timeout_minutes)
+            client.stop_application(applicationId=application_id)
+        _wait_state(aws, "ApplicationStopped", application_id, "stopped", poll_seconds, timeout_minutes)
+        client.delete_application(applicationId=application_id)
+        _wait_state(aws, "ApplicationDeleted", application_id, "deleted", poll_seconds, timeout_minutes)
+    except (WaiterError, ClientError) as exc:
+        code = error_code(exc) if isinstance(exc, ClientError) else "timeout"
+        raise ApplicationError(f"application {application_id} was not deleted ({code}): {exc}") from exc

@@ -1,0 +1,154 @@
+"""The EMR Serverless job run: its request (the staged script, package and environment), started once, found, cancelled.
+
+Idempotency has two layers. StartJobRun's ``clientToken`` (from the flow run and the job's arguments) makes AWS
+answer a resent request with the job run it already started; and before starting, the task looks for a live job run
+with this run's name (which carries the flow run id and the same token), so a retried task follows the job run it
+started instead of starting another.
+"""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from blocks.emr_serverless_config import EmrServerlessConfig
+from tasks.aws.clients import AwsClients
+from tasks.aws.tags import TAG_MAX_AGE, run_tags
+from tasks.emr_serverless.waiters import JOB_RUN_LIVE
+
+JOB_RUN_PREFIX = "fruitflow extract-features"
+# A job run with our name in one of these is the one to follow rather than starting another.
+_FOLLOW_STATES = [*JOB_RUN_LIVE, "SUCCESS"]
+
+
+def job_run_name(flow_run_id: str, token: str) -> str:
+    """The job run's name: the full flow run id (teardown finds the run's job runs by it) and the run token.
+
+    Example:
+        >>> job_run_name("0f1e", "ab12")
+        'fruitflow extract-features 0f1e ab12'
+    """
+    return f"{JOB_RUN_PREFIX} {flow_run_id} {token}"
+
+
+def is_run_job(name: str | None, flow_run_id: str) -> bool:
+    return (name or "").startswith(f"{JOB_RUN_PREFIX} {flow_run_id} ")
+
+
+def environment_confs(archive_uri: str, *, layout: str = "venv") -> dict[str, str]:
+    """What EMR Serverless needs to run the job's Python from a shipped archive (``spark.archives``, unpacked as
+    ``./environment`` in the driver's and executors' working directories).
+
+    ``venv``: a relocatable virtualenv (venv-pack): its interpreter runs the job. ``target``: packages installed with
+    ``pip --target``: the release's own Python with them on PYTHONPATH.
+    """
+    confs = {"spark.archives": f"{archive_uri}#environment"}
+    if layout == "target":
+        keys = ("spark.emr-serverless.driverEnv.PYTHONPATH", "spark.executorEnv.PYTHONPATH")
+        return confs | dict.fromkeys(keys, "./environment")
+    keys = ("spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON", "spark.emr-serverless.driverEnv.PYSPARK_PYTHON",
+            "spark.executorEnv.PYSPARK_PYTHON")  # fmt: skip
+    return confs | dict.fromkeys(keys, "./environment/bin/python")
+
+
+def spark_confs(config: EmrServerlessConfig, *, py_files_uri: str, application_id: str, flow_run_id: str) -> dict:
+    """The job run's Spark properties: the package, the workers' size, and what the job writes into metrics.json."""
+    driver_env = "spark.emr-serverless.driverEnv."
+    return {
+        "spark.submit.pyFiles": py_files_uri,
+        "spark.driver.cores": str(config.driver_cores),
+        "spark.driver.memory": f"{config.driver_memory_gb}g",
+        "spark.executor.cores": str(config.executor_cores),
+        "spark.executor.memory": f"{config.executor_memory_gb}g",
+        "spark.dynamicAllocation.minExecutors": str(config.min_executors),
+        "spark.dynamicAllocation.maxExecutors": str(config.max_executors),
+        # EMRFS writes every object with SSE-S3, whatever the bucket's default (as the cluster's emrfs-site does).
+        "spark.hadoop.fs.s3.enableServerSideEncryption": "true",
+        f"{driver_env}FRUITFLOW_ENGINE": "emr-serverless",
+        f"{driver_env}FRUITFLOW_CLUSTER_ID": application_id,
+        f"{driver_env}FRUITFLOW_FLOW_RUN_ID": flow_run_id,
+        **config.spark_configuration,
+    }
+
+
+def spark_submit_parameters(confs: dict[str, str]) -> str:
+    """``--conf k=v`` for each property (EMR Serverless splits the string on spaces: values must have none).
+
+    Example:
+        >>> spark_submit_parameters({"spark.executor.cores": "4"})
+        '--conf spark.executor.cores=4'
+    """
+    spaced = [key for key, value in confs.items() if " " in f"{key}{value}"]
+    if spaced:
+        raise ValueError(f"Spark properties with spaces cannot be passed to EMR Serverless: {spaced}")
+    return " ".join(f"--conf {key}={value}" for key, value in confs.items())
+
+
+def job_run_request(
+    config: EmrServerlessConfig,
+    *,
+    application_id: str,
+    role_arn: str,
+    script_uri: str,
+    job_args: list[str],
+    confs: dict[str, str],
+    token: str,
+    flow_run_id: str,
+    log_uri: str,
+    timeout_minutes: int,
+    max_age_hours: float,
+) -> dict:
+    """The ``start_job_run`` arguments: ``spark-submit <script> <job_args>`` with ``confs``, logs to ``log_uri``."""
+    return {
+        "applicationId": application_id,
+        "clientToken": token,
+        "name": job_run_name(flow_run_id, token),
+        "executionRoleArn": role_arn,
+        "jobDriver": {
+            "sparkSubmit": {
+                "entryPoint": script_uri,
+                "entryPointArguments": list(job_args),
+                "sparkSubmitParameters": spark_submit_parameters(confs),
+            }
+        },
+        "configurationOverrides": {"monitoringConfiguration": {"s3MonitoringConfiguration": {"logUri": log_uri}}},
+        "tags": {**run_tags(flow_run_id, config.tags), TAG_MAX_AGE: f"{max_age_hours:g}"},
+        # EMR Serverless cancels the job itself after this long, even if the flow is gone (SIGKILL).
+        "executionTimeoutMinutes": timeout_minutes,
+    }
+
+
+def find_job_run(client, application_id: str, name: str) -> str | None:
+    """The id of a live or finished job run with this name on the application, if any."""
+    pages = client.get_paginator("list_job_runs").paginate(applicationId=application_id, states=_FOLLOW_STATES)
+    for page in pages:
+        for job_run in page["jobRuns"]:
+            if job_run.get("name") == name:
+                return job_run["id"]
+    return None
+
+
+@task(name="start-job-run", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def start_job_run(aws: AwsClients, request: dict) -> str:
+    """Start the job run unless this flow run already did (a retry finds it by name); returns the job run id."""
+    logger = get_run_logger()
+    client = aws("emr-serverless")
+    application_id = request["applicationId"]
+    job_run_id = find_job_run(client, application_id, request["name"])
+    if job_run_id:
+        logger.info("job run %s already started on %s; following it", job_run_id, application_id)
+        return job_run_id
+    job_run_id = client.start_job_run(**request)["jobRunId"]
+    logger.info("started job run %s on application %s", job_run_id, application_id)
+    return job_run_id
+
+
+def live_job_runs(client, application_id: str) -> list[dict]:
+    """The job runs still queued or running on an application (ListJobRuns summaries: id, name, state...)."""
+    pages = client.get_paginator("list_job_runs").paginate(applicationId=application_id, states=list(JOB_RUN_LIVE))
+    return [job_run for page in pages for job_run in page["jobRuns"]]
+
+
+def run_job_runs(client, application_id: str, flow_run_id: str) -> list[str]:
+    """Ids of this flow run's live job runs on an application (by the flow run id in their name)."""
+    return [run["id"] for run in live_job_runs(client, application_id) if is_run_job(run.get("name"), flow_run_id)]

@@ -1,0 +1,118 @@
+"""What a job run costs: the billed vCPU-, memory- and storage-hours (GetJobRun) times the block's price table, and the
+dry run's figure for this input from the measured per-vCPU rate. Estimates, not a bill."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from blocks.emr_serverless_config import EmrServerlessConfig
+from tasks.emr.pricing import JOB_FIXED_MINUTES
+
+BILLED = "estimate (the job run's billed resources from GetJobRun x the block's price table; not a bill)"
+EXPECTED = "estimate (images / the measured per-vCPU rate, docs/performance.md, x the block's prices; not a bill)"
+
+
+@dataclass(frozen=True)
+class ServerlessCost:
+    """Resources (billed, expected or at most) and their price; ``usd`` is None where the table has no price."""
+
+    vcpu_hours: float
+    memory_gb_hours: float
+    storage_gb_hours: float
+    usd: float | None
+    region: str
+    label: str = BILLED
+
+    @property
+    def resources(self) -> str:
+        used = f"{self.vcpu_hours:.3g} vCPU-h, {self.memory_gb_hours:.3g} GB-h memory"
+        return used + (f", {self.storage_gb_hours:.3g} GB-h storage" if self.storage_gb_hours else "")
+
+    @property
+    def short(self) -> str:
+        return f"no price for {self.region}" if self.usd is None else f"~${self.usd:.2f}"
+
+    @property
+    def text(self) -> str:
+        if self.usd is None:
+            return f"no price for {self.region} in the block's table ({self.resources})"
+        return f"~${self.usd:.2f} ({self.resources}; {self.label})"
+
+
+def price(config: EmrServerlessConfig, region: str, vcpu_h: float, memory_gb_h: float, storage_gb_h: float = 0.0,
+          label: str = BILLED) -> ServerlessCost:  # fmt: skip
+    """Resource-hours times the block's prices for its architecture, in ``region``.
+
+    Example:
+        >>> price(EmrServerlessConfig(), "us-east-1", 1.0, 4.0).usd
+        0.08
+    """
+    factor = config.region_price_factors.get(region)
+    arch = config.architecture
+    usd = None
+    if factor is not None and arch in config.usd_per_vcpu_hour and arch in config.usd_per_memory_gb_hour:
+        usd = factor * (
+            vcpu_h * config.usd_per_vcpu_hour[arch]
+            + memory_gb_h * config.usd_per_memory_gb_hour[arch]
+            + storage_gb_h * config.usd_per_storage_gb_hour
+        )
+        usd = round(usd, 2)
+    rounded = [round(value, 4) for value in (vcpu_h, memory_gb_h, storage_gb_h)]
+    return ServerlessCost(*rounded, usd=usd, region=region, label=label)
+
+
+def billed_cost(config: EmrServerlessConfig, job_run: dict, region: str) -> ServerlessCost:
+    """The job run's ``billedResourceUtilization`` (rounded up by AWS, one minute at least per worker) priced."""
+    billed = job_run.get("billedResourceUtilization") or {}
+    return price(config, region, billed.get("vCPUHour", 0.0), billed.get("memoryGBHour", 0.0),
+                 billed.get("storageGBHour", 0.0))  # fmt: skip
+
+
+def _worker_gb(memory_gb: int) -> float:
+    return memory_gb * 1.1  # spark.*.memory plus the ~10 % overhead the worker is sized (and billed) with
+
+
+@dataclass(frozen=True)
+class ServerlessEstimate:
+    """The dry run's figures: what this input should take and cost, and at most (the job run's timeout)."""
+
+    images: int
+    minutes: float
+    timeout_minutes: float
+    expected: ServerlessCost
+    upper_bound: ServerlessCost
+
+    @property
+    def usd(self) -> float | None:
+        return self.expected.usd
+
+    @property
+    def text(self) -> str:
+        first = f"expected ~{self.minutes:.0f} min and {self.expected.short} ({self.expected.resources}) for "
+        first += f"{self.images} images in {self.expected.region}"
+        bound = f"at most {self.upper_bound.short} for {self.timeout_minutes:.0f} min (the job run's timeout, every"
+        return f"{first}; {bound} executor); {EXPECTED}"
+
+
+def estimate_job(config: EmrServerlessConfig, images: int, region: str, timeout_minutes: float) -> ServerlessEstimate:
+    """Featurizing costs images / rate vCPU-seconds whatever the executor count; the driver and the minimum executors
+    are paid for the job's fixed minutes and the featurize wall time (all ``max_executors`` at work).
+
+    Example:
+        >>> round(estimate_job(EmrServerlessConfig(), 42_749, "us-east-1", 180).minutes, 1)
+        5.4
+    """
+    featurize_vcpu_h = images / config.images_per_vcpu_second / 3600
+    featurize_minutes = images / (config.images_per_vcpu_second * config.executor_cores * config.max_executors) / 60
+    job_h = (JOB_FIXED_MINUTES + featurize_minutes) / 60
+    steady_vcpus = config.driver_cores + config.min_executors * config.executor_cores
+    steady_gb = _worker_gb(config.driver_memory_gb) + config.min_executors * _worker_gb(config.executor_memory_gb)
+    gb_per_executor_vcpu = _worker_gb(config.executor_memory_gb) / config.executor_cores
+    vcpu_h = featurize_vcpu_h + steady_vcpus * job_h
+    memory_h = featurize_vcpu_h * gb_per_executor_vcpu + steady_gb * job_h
+    expected = price(config, region, vcpu_h, memory_h, label=EXPECTED)
+    widest_vcpus = config.driver_cores + config.max_executors * config.executor_cores
+    widest_gb = _worker_gb(config.driver_memory_gb) + config.max_executors * _worker_gb(config.executor_memory_gb)
+    bound = price(config, region, widest_vcpus * timeout_minutes / 60, widest_gb * timeout_minutes / 60, label=EXPECTED)
+    minutes = config.startup_minutes + JOB_FIXED_MINUTES + featurize_minutes
+    return ServerlessEstimate(images, minutes, timeout_minutes, expected=expected, upper_bound=bound)

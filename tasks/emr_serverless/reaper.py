@@ -1,0 +1,104 @@
+"""EMR Serverless resources a dead flow left behind, found by our tags: applications fruitflow created, and our job runs
+on applications it did not create (a reused ``application_id``), each older than a limit or of a flow run that ended.
+
+A SIGKILLed flow runs no cleanup: a job run still ends at its ``executionTimeoutMinutes`` and the application stops
+after its idle minutes, but a stopped application stays (free without initial capacity, yet clutter); this deletes
+it, and cancels a job run whose flow is gone, with the same rules as the cluster reaper (tasks/emr/reaper.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from botocore.exceptions import ClientError
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.aws.clients import AwsClients
+from tasks.aws.preflight import error_code
+from tasks.aws.tags import TAG_FLOW_RUN, is_ours
+from tasks.emr.reaper import flow_run_state, stale_reason
+from tasks.emr_serverless.application import applications
+from tasks.emr_serverless.job_run import live_job_runs
+from tasks.emr_serverless.teardown import cancel_job_runs, delete_application
+
+
+@dataclass(frozen=True)
+class StaleServerless:
+    """An application to delete, or a job run (on an application that is not ours) to cancel."""
+
+    kind: str  # "application" or "job run"
+    application_id: str
+    job_run_id: str | None
+    name: str
+    flow_run_id: str
+    age_hours: float
+    reason: str
+
+    @property
+    def resource_id(self) -> str:
+        return self.application_id if self.job_run_id is None else f"{self.application_id}/{self.job_run_id}"
+
+
+def _age_hours(resource: dict, now: datetime) -> float:
+    created = resource.get("createdAt") or now
+    return max((now - created).total_seconds(), 0.0) / 3600
+
+
+def _verdict(tags: dict[str, str], age_hours: float, max_age_hours: float) -> tuple[str, str | None]:
+    run_id = tags.get(TAG_FLOW_RUN, "")
+    return run_id, stale_reason(tags, age_hours, max_age_hours, flow_run_state(run_id))
+
+
+def _stale_job_runs(client, application_id: str, max_age_hours: float, now: datetime) -> list[StaleServerless]:
+    stale = []
+    for summary in live_job_runs(client, application_id):
+        job_run = client.get_job_run(applicationId=application_id, jobRunId=summary["id"])["jobRun"]
+        tags = job_run.get("tags") or {}
+        if not is_ours(tags):
+            continue
+        age = _age_hours(job_run, now)
+        run_id, reason = _verdict(tags, age, max_age_hours)
+        if reason:
+            stale.append(StaleServerless("job run", application_id, summary["id"], job_run.get("name") or "",
+                                         run_id, round(age, 2), reason))  # fmt: skip
+    return stale
+
+
+@task(name="find-stale-serverless", cache_policy=NO_CACHE)
+def find_stale_serverless(aws: AwsClients, max_age_hours: float) -> list[StaleServerless]:
+    """Our applications, and our job runs on other applications, that are too old or whose flow run has ended.
+
+    Where these credentials may not list EMR Serverless applications (a cluster-only setup), nothing is reaped.
+    """
+    logger = get_run_logger()
+    client = aws("emr-serverless")
+    now = datetime.now(UTC)
+    stale: list[StaleServerless] = []
+    try:
+        for application, tags in applications(client):
+            application_id = application["applicationId"]
+            if not is_ours(tags):
+                stale += _stale_job_runs(client, application_id, max_age_hours, now)
+                continue
+            age = _age_hours(application, now)
+            run_id, reason = _verdict(tags, age, max_age_hours)
+            if reason is None:
+                logger.info("application %s (flow run %s) is left alone", application_id, run_id)
+                continue
+            stale.append(StaleServerless("application", application_id, None, application.get("name", ""), run_id,
+                                         round(age, 2), reason))  # fmt: skip
+    except ClientError as exc:
+        if error_code(exc) not in ("AccessDeniedException", "AccessDenied", "UnrecognizedClientException"):
+            raise
+        logger.warning("EMR Serverless not reaped: these credentials may not list its applications (%s)", exc)
+    return stale
+
+
+def reap_serverless(aws: AwsClients, entry: StaleServerless, poll_seconds: int) -> None:
+    """Delete a stale application (its job runs cancelled first), or cancel a stale job run."""
+    if entry.job_run_id is None:
+        delete_application(aws, entry.application_id, poll_seconds)
+    else:
+        cancel_job_runs(aws, entry.application_id, [entry.job_run_id], poll_seconds)

@@ -1,0 +1,113 @@
+"""The job's Python environment shipped with the step: what the archive holds, how it is cached and staged, and the
+job run from it on the cluster's stack (Python 3.9 + Spark 3.5.6, nothing installed: tests/fake_cluster_stack.py).
+
+The happy path on that stack is tests/test_emr_flow.py's (marked ``cluster_stack`` too); here a failing step and an
+incremental run.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import tarfile
+import time
+
+import pytest
+
+from blocks.emr_cluster_config import EmrClusterConfig
+from tasks.aws.environment import MANIFEST, build_environment, file_sha256, platform_tags, upload_environment
+from tasks.aws.job_pins import job_requirements
+from tasks.aws.staging import environments_prefix
+from tasks.local.sample_images import draw_fruit
+from tests.emr_fixtures import moto_clients
+from tests.emr_flow import emr_test_flow
+
+
+def _manifest(archive) -> dict:
+    with tarfile.open(archive) as tar:
+        first = tar.next()  # written first, so that it is found without reading the rest
+        assert first is not None and first.name == MANIFEST
+        return json.load(tar.extractfile(first))
+
+
+def test_the_archive_holds_the_cluster_pins_for_python_3_9_and_nothing_of_this_machine(shipped_environment):
+    manifest = _manifest(shipped_environment)
+    assert (manifest["python"], manifest["arch"]) == ("3.9", "x86_64")
+    assert manifest["platforms"] == platform_tags("x86_64") and manifest["platforms"][0] == "manylinux_2_34_x86_64"
+    for pin in job_requirements("3.9", "x86_64"):  # the TensorFlow group too while the driver converts the model
+        name, version = pin.split("==")
+        assert manifest["installed"][name] == version
+    with tarfile.open(shipped_environment) as tar:
+        names = tar.getnames()
+    assert "numpy/__init__.py" in names and "pyspark" not in {name.split("/")[0] for name in names}  # Spark's own
+    assert not [name for name in names if "cpython-311" in name or name.startswith("bin/")], "this machine's files"
+    assert [name for name in names if name.endswith(".cpython-39-x86_64-linux-gnu.so")], "cp39 extension modules"
+
+
+def test_the_archive_is_cached_by_its_pins_and_named_by_its_bytes(shipped_environment):
+    tensorflow = "keras" in _manifest(shipped_environment)["installed"]
+    started = time.monotonic()
+    again = build_environment("3.9", "x86_64", with_tensorflow=tensorflow)
+    assert again == shipped_environment and time.monotonic() - started < 10, "found in the cache, not rebuilt"
+    assert shipped_environment.name.endswith(f"-{file_sha256(shipped_environment)[:16]}.tar.gz")
+    assert shipped_environment.parent.parent.name == "environments"
+
+
+def test_graviton_clusters_get_an_aarch64_archive_and_mixed_architectures_are_refused():
+    for master, core in (("m7g.xlarge", "c7g.2xlarge"), ("m8g.xlarge", "m8g.2xlarge")):
+        assert EmrClusterConfig(master_instance_type=master, core_instance_type=core).architecture == "aarch64"
+    assert EmrClusterConfig().architecture == "x86_64"
+    with pytest.raises(ValueError, match=r"must share an architecture: master m5.xlarge \(x86_64\), core m7g"):
+        EmrClusterConfig(core_instance_type="m7g.xlarge")
+    for kind in ("m7g.xlarge", "c7g.xlarge", "m8g.xlarge"):
+        assert kind in EmrClusterConfig().ec2_hourly_usd and kind in EmrClusterConfig().vcpus
+
+
+def test_the_environment_is_staged_once_per_content(aws, shipped_environment, caplog):
+    from prefect import flow
+
+    @flow
+    def stage_twice() -> list[str]:
+        s3 = moto_clients()("s3")
+        return [upload_environment(s3, aws.bucket, environments_prefix("fruitflow"), shipped_environment) for _ in "12"]
+
+    with caplog.at_level("INFO"):
+        first, second = stage_twice()
+    assert first == second == f"s3://{aws.bucket}/fruitflow/fruitflow-environments/{shipped_environment.name}"
+    assert any("already staged" in message for message in caplog.messages)
+    head = aws.client("s3").head_object(Bucket=aws.bucket, Key=first.split("/", 3)[3])
+    assert head["Metadata"]["sha256"] == file_sha256(shipped_environment) and head["ServerSideEncryption"] == "AES256"
+
+
+@pytest.mark.slow
+@pytest.mark.cluster_stack
+def test_a_job_failing_on_the_cluster_stack_fails_the_step_with_its_own_error(aws, fake_cluster, tmp_path):
+    from tasks.emr.step_wait import StepFailed
+
+    weights = tmp_path / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
+    weights.write_bytes(b"not an HDF5 file")  # staged with the job; the driver finds out on the cluster's stack
+    with pytest.raises(StepFailed) as caught:
+        emr_test_flow(images=aws.images, output=f"s3://{aws.bucket}/out/stack-failing", weights=str(weights))
+    message = str(caught.value)
+    assert "FAILED: Step failed with exitCode 1" in message
+    assert "Traceback (most recent call last)" in message and "WEIGHTS_ERROR_TBD" in message
+
+
+@pytest.mark.slow
+@pytest.mark.cluster_stack
+def test_an_incremental_run_on_the_cluster_stack(aws, fake_cluster, fruit_images):
+    from tests.emr_fixtures import _upload
+
+    images, output = f"s3://{aws.bucket}/grown-images", f"s3://{aws.bucket}/out/stack-grown"
+    _upload(aws.client("s3"), fruit_images, images)
+    first = emr_test_flow(images=images, output=output).validation.metrics
+    assert (first.images_ok, first.versions["python"][:4], first.versions["spark"]) == (24, "3.9.", "3.5.6")
+    assert first.versions["numpy"].startswith("1.26"), "numpy from the archive (the cluster's pin), not this machine's"
+
+    for index in range(2):
+        path = fruit_images.parent / f"kiwi-{index}.jpg"
+        draw_fruit(random.Random(index), (150, 140, 40), 64).save(path)
+        aws.client("s3").upload_file(str(path), aws.bucket, f"grown-images/Kiwi Gold/k{index}.jpg")
+    grown = emr_test_flow(images=images, output=output, incremental=True).validation.metrics
+    assert (grown.images_ok, grown.images_already_done) == (2, 24)
+    assert [run["cluster_stack"] for run in fake_cluster.runs[-2:]] == [True, True]
