@@ -54,7 +54,8 @@ class EmrClusterConfig(Block):
 
     release_label: str = Field(
         default="emr-7.13.0",
-        description="EMR release (7.x: Spark 3.5, Python 3.9). The job's shipped Python environment is built for that Python.",
+        description="EMR release (7.x: Spark 3.5, Python 3.9). The job's shipped Python environment is built for "
+        "that Python.",
     )
     master_instance_type: str = Field(
         default="m5.xlarge",

@@ -58,12 +58,11 @@ def test_the_shipped_environment_is_one_more_set_of_confs():
     shipped = spark_submit_parameters(confs | environment_confs("s3://b/env.tar.gz"))
     assert shipped == plain + (
         " --conf spark.archives=s3://b/env.tar.gz#environment"
-        " --conf spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON=./environment/bin/python"
-        " --conf spark.emr-serverless.driverEnv.PYSPARK_PYTHON=./environment/bin/python"
-        " --conf spark.executorEnv.PYSPARK_PYTHON=./environment/bin/python"
+        " --conf spark.emr-serverless.driverEnv.PYTHONPATH=./environment"
+        " --conf spark.executorEnv.PYTHONPATH=./environment"
     )
-    target = environment_confs("s3://b/t.zip", layout="target")
-    assert target["spark.executorEnv.PYTHONPATH"] == "./environment"
+    venv = environment_confs("s3://b/venv.tar.gz", layout="venv")
+    assert venv["spark.executorEnv.PYSPARK_PYTHON"] == "./environment/bin/python"
     with pytest.raises(ValueError, match="spaces"):
         spark_submit_parameters({"spark.app.name": "two words"})
 

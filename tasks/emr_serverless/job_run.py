@@ -35,12 +35,12 @@ def is_run_job(name: str | None, flow_run_id: str) -> bool:
     return (name or "").startswith(f"{JOB_RUN_PREFIX} {flow_run_id} ")
 
 
-def environment_confs(archive_uri: str, *, layout: str = "venv") -> dict[str, str]:
+def environment_confs(archive_uri: str, *, layout: str = "target") -> dict[str, str]:
     """What EMR Serverless needs to run the job's Python from a shipped archive (``spark.archives``, unpacked as
     ``./environment`` in the driver's and executors' working directories).
 
-    ``venv``: a relocatable virtualenv (venv-pack): its interpreter runs the job. ``target``: packages installed with
-    ``pip --target``: the release's own Python with them on PYTHONPATH.
+    ``target`` (what tasks/aws/environment.py builds): packages installed with ``pip --target``, put on PYTHONPATH of
+    the release's own Python 3.9. ``venv``: a relocatable virtualenv (venv-pack) whose interpreter runs the job.
     """
     confs = {"spark.archives": f"{archive_uri}#environment"}
     if layout == "target":
