@@ -103,5 +103,5 @@ class ClusterStack:
         env["PATH"] = os.pathsep.join([str(self._aws_cli()), str(self.env.spark_home / "bin"), env["PATH"]])
         done = subprocess.run(command, cwd=step_dir, env=env, capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
-            raise StepProcessFailed(done.returncode, done.stdout[-2000:] + done.stderr)
+            raise StepProcessFailed(done.returncode, done.stderr)  # EMR's stderr.gz; stdout.gz is not read
         return output, {str(images): images_uri.rstrip("/"), str(output): output_uri}, done.stderr

@@ -222,18 +222,25 @@ class FakeServerless:
         return "fruitflow INFO the job ran in the test process's Spark session\n"
 
     def _spark_submit(self, parity, work: Path, entry_point: str, confs: dict, args: list[str], env: dict) -> str:
-        """``spark-submit --py-files <staged zip> <staged script> args`` under the parity environment's Spark."""
+        """``spark-submit --py-files <staged zip> <staged script> args`` under the parity environment's Spark, with the
+        staged environment archive (``spark.archives``) unpacked in the working directory when there is one."""
         s3 = self.aws.client("s3")
         staged = {}
-        for name, uri in (("script", entry_point), ("package", confs["spark.submit.pyFiles"])):
+        archive = confs.get("spark.archives", "").partition("#")
+        for name, uri in (("script", entry_point), ("package", confs["spark.submit.pyFiles"]), ("archive", archive[0])):
+            if not uri:
+                continue
             bucket, _, key = uri[len("s3://") :].partition("/")
             staged[name] = work / "staged" / key.rsplit("/", 1)[-1]
             staged[name].parent.mkdir(exist_ok=True)
             s3.download_file(bucket, key, str(staged[name]))
+        if "archive" in staged:  # unpacked beside the driver as EMR Serverless does (./environment, driverEnv's paths)
+            shutil.unpack_archive(staged["archive"], work / archive[2])
         command = [str(parity.spark_home / "bin" / "spark-submit"), "--master", "local[2,2]", "--conf",
                    "spark.ui.enabled=false", "--conf", "spark.driver.memory=2g", "--py-files", str(staged["package"]),
                    str(staged["script"]), *args]  # fmt: skip
-        done = subprocess.run(command, env={**parity.environment(), **env}, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(command, env={**parity.environment(), **env}, cwd=work, capture_output=True, text=True,
+                              timeout=600)  # fmt: skip
         if done.returncode != 0:
             raise subprocess.CalledProcessError(done.returncode, command, done.stdout, done.stderr)
         return done.stderr

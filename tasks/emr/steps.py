@@ -25,6 +25,8 @@ _SUBMIT_ATTEMPTS = 5
 # spark-submit in client mode, so the driver is a process on the master, outside YARN: ``--archives`` reaches only the
 # executors. The wrapper unpacks the same archive in the step's own directory (/mnt/var/lib/hadoop/steps/s-...) and
 # puts it on the driver's PYTHONPATH; the executors get it from YARN as ./environment (spark.executorEnv.PYTHONPATH).
+# spark-submit's stdout goes to the step's stderr: PySpark merges the Python driver's stderr (the job's log, its
+# error line) into spark-submit's stdout, and a failed step is reported from stderr.gz (tasks/emr/step_wait.py).
 _STEP_WRAPPER = (
     "set -euo pipefail; "
     'export FRUITFLOW_ENGINE=emr FRUITFLOW_CLUSTER_ID="$1"; environment="$2"; shift 2; '
@@ -32,7 +34,7 @@ _STEP_WRAPPER = (
     f"mkdir -p {UNPACKED}; "
     f'aws s3 cp --quiet "$environment" - | tar -xz -C {UNPACKED}; '
     f'export PYTHONPATH="$PWD/{UNPACKED}${{PYTHONPATH:+:$PYTHONPATH}}"; '
-    'exec "$@"'
+    'exec "$@" >&2'
 )
 
 
