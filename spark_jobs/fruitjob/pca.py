@@ -28,6 +28,7 @@ from pyspark.sql import functions as F
 from fruitjob import layout, storage
 from fruitjob.gram_pca import Axes, Moments, moments, principal_axes, project_arrow
 from fruitjob.identity import SpaceMismatch, check_same_space, load_identity, save_identity
+from fruitjob.laps import Laps
 from fruitjob.options import JobOptions
 from fruitjob.rules import FEATURE_DIM
 
@@ -65,17 +66,6 @@ class FittedPca:
     def model_id(self) -> str:
         """The PCA space's identity: a hash of its mean and components (every pca/ row carries it)."""
         return hashlib.sha256(self.mean.tobytes() + self.axes.tobytes()).hexdigest()[:16]
-
-
-class _Laps:
-    def __init__(self) -> None:
-        self.seconds: Dict[str, float] = {}
-        self._clock = time.monotonic()
-
-    def __call__(self, name: str) -> None:
-        now = time.monotonic()
-        self.seconds[name] = round(now - self._clock, 3)
-        self._clock = now
 
 
 def components_for(requested: int, images_ok: int, dim: int) -> int:
@@ -221,7 +211,7 @@ def fit_and_save(
     the cores busy. ``timings`` then has ``project_write`` beside ``save``, which overlap (``total`` is the wall time).
     """
     begin = time.monotonic()
-    laps = _Laps()
+    laps = Laps()
     found = moments(features, "features", FEATURE_DIM)  # the one pass over features/, which counts them too
     laps("moments")
     images_ok = found.n
