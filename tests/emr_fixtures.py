@@ -3,7 +3,8 @@
 moto accepts EMR calls but never runs a step. :class:`FakeCluster` plays the cluster: a background thread watches
 moto's in-process EMR backend for new steps, downloads the step's input images from the moto bucket, runs the real
 Spark job in this process's session, uploads the output back, and marks the step COMPLETED (or FAILED, with a
-stderr.gz at the log URI, as EMR would write it).
+stderr.gz at the log URI, as EMR would write it). For tests marked ``cluster_stack`` it runs the step's own command
+instead, on Python 3.9 + Spark 3.5.6 with the archive the flow staged (tests/fake_cluster_stack.py).
 
 Everything that reaches into moto's internals (step and cluster states, creation times, a cluster held while it
 bootstraps, steps noticed as they are added) is a method of :class:`FakeCluster`, and only there. Our own code is
@@ -36,7 +37,7 @@ from botocore.awsrequest import AWSResponse
 if TYPE_CHECKING:
     from tasks.aws.clients import AwsClients
 
-from tests.fake_cluster_stack import ClusterStack, StepProcessFailed
+from tests.fake_cluster_stack import ClusterStack, StepProcessFailed, delete_absent
 from tests.fake_emr_outputs import as_if_on_s3
 
 BUCKET = "fruitflow-test"
@@ -386,6 +387,8 @@ class FakeCluster:
             as_s3 = Path(staging) / "output"
             shutil.copytree(local_out, as_s3)
             as_if_on_s3(as_s3, prefixes)
+            if self.stack is not None:  # its local output is the whole output, an incremental run's too
+                delete_absent(s3, as_s3, value["--output"])
             _upload(s3, as_s3, value["--output"], _emrfs_upload_args(cluster))
         self.runs.append({"cluster_id": cluster.id, "step_id": step.id, "args": job_args, "replayed": replayed,
                           "cluster_stack": self.stack is not None})  # fmt: skip

@@ -65,16 +65,13 @@ class ClusterStack:
         Raises:
             StepProcessFailed: the command exited non-zero (the job's own error, as on EMR).
         """
-        from tests.emr_fixtures import _download
-
         submit_at = args.index("spark-submit")
         wrapper, submit = args[:submit_at], args[submit_at:]
         script_at = next(i for i, arg in enumerate(submit) if arg.endswith(JOB_SCRIPT_NAME))
         job_args = submit[script_at + 1 :]
         images_uri, output_uri = (job_args[job_args.index(name) + 1] for name in ("--images", "--output"))
         images, output = self._folder("images", images_uri), self._folder("output", output_uri)
-        shutil.rmtree(images, ignore_errors=True)
-        _download(s3, images_uri, images)
+        _mirror(s3, images_uri, images)
         if "--incremental" not in job_args:
             shutil.rmtree(output, ignore_errors=True)
         step_dir = self.root / "steps" / step_id  # EMR's /mnt/var/lib/hadoop/steps/s-...: the wrapper reads its name
@@ -105,3 +102,33 @@ class ClusterStack:
         if done.returncode != 0:
             raise StepProcessFailed(done.returncode, done.stderr)  # EMR's stderr.gz; stdout.gz is not read
         return output, {str(images): images_uri.rstrip("/"), str(output): output_uri}, done.stderr
+
+
+def delete_absent(s3, folder: Path, uri: str) -> None:
+    """Delete the objects under ``uri`` that ``folder`` (the step's whole output) no longer has: the files Spark
+    replaced or removed on S3 (``overwrite`` of pca/, a new part of features/), before the upload of the rest."""
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    prefix = prefix.rstrip("/") + "/"
+    keep = {prefix + path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        stale = [{"Key": item["Key"]} for item in page.get("Contents", []) if item["Key"] not in keep]
+        if stale:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": stale})
+
+
+def _mirror(s3, uri: str, folder: Path) -> None:
+    """Make ``folder`` hold the objects under ``uri``, each with its S3 modification time: an incremental run tells an
+    unchanged image by it, and S3's LastModified does not move between steps (a fresh download's mtime would)."""
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    prefix = prefix.rstrip("/") + "/"
+    listed = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        listed |= {folder / item["Key"][len(prefix) :]: item for item in page.get("Contents", [])}
+    for path in [path for path in folder.rglob("*") if path.is_file() and path not in listed]:
+        path.unlink()
+    for path, item in listed.items():
+        if not path.is_file() or path.stat().st_size != item["Size"]:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, item["Key"], str(path))
+        stamp = item["LastModified"].timestamp()
+        os.utime(path, (stamp, stamp))

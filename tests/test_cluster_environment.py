@@ -48,6 +48,23 @@ def test_the_archive_is_cached_by_its_pins_and_named_by_its_bytes(shipped_enviro
     assert shipped_environment.parent.parent.name == "environments"
 
 
+def test_the_step_brings_the_archive_to_the_driver_and_the_executors():
+    from tasks.emr.steps import step_definition
+
+    uri = "s3://b/fruitflow/fruitflow-environments/fruitflow-env-py39-x86_64-0123456789abcdef.tar.gz"
+    step = step_definition(cluster_id="j-1", script_uri="s3://b/job.py", py_files_uri="s3://b/fruitjob.zip",
+                           environment_uri=uri, job_args=["--images", "s3://b/i"], token="t",
+                           flow_run_id="r")  # fmt: skip
+    args = step["HadoopJarStep"]["Args"]
+    wrapper, submit = args[2], args[args.index("spark-submit") :]
+    assert args[3:6] == ["fruitflow-step", "j-1", uri]  # the wrapper's own arguments: cluster id, archive
+    assert 'aws s3 cp --quiet "$environment" - | tar -xz -C environment' in wrapper  # the driver's copy
+    assert 'export PYTHONPATH="$PWD/environment' in wrapper and "set -euo pipefail" in wrapper
+    assert submit[submit.index("--archives") + 1] == f"{uri}#environment"  # the executors' copy, from YARN
+    assert "spark.executorEnv.PYTHONPATH=./environment" in submit
+    assert submit.index("--archives") < submit.index("s3://b/job.py"), "spark-submit options before the script"
+
+
 def test_graviton_clusters_get_an_aarch64_archive_and_mixed_architectures_are_refused():
     for master, core in (("m7g.xlarge", "c7g.2xlarge"), ("m8g.xlarge", "m8g.2xlarge")):
         assert EmrClusterConfig(master_instance_type=master, core_instance_type=core).architecture == "aarch64"

@@ -44,6 +44,7 @@ def test_happy_path_outputs_validated_and_cluster_terminated(aws, fake_cluster, 
     assert (result.engine, result.output, result.dry_run) == ("emr", output, False)
     metrics = result.validation.metrics
     assert metrics.images_ok == 24 and metrics.images_failed == 1
+    assert metrics.versions["python"].startswith("3.9.") and fake_cluster.runs[-1]["cluster_stack"]  # as on EMR 7
     assert result.validation.per_class["Banana"] == ClassCounts(ok=4, failed=1)
     assert set(result.validation.per_class) >= {"Banana", "Pêche Blanche"}
     body = aws.client("s3").get_object(Bucket=aws.bucket, Key="out/happy/metrics.json")["Body"].read()

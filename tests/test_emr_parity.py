@@ -1,4 +1,5 @@
-"""The job as an EMR 7.x cluster runs it: Python 3.9, Spark 3.5.6 and the cluster's pins (tests/parity_env.py).
+"""The job as an EMR 7.x cluster runs it: Python 3.9, Spark 3.5.6 and the cluster's pins, read from pyproject.toml as
+the archive a cluster ships is built from them (tests/parity_env.py, tasks/aws/job_pins.py).
 
 Its features equal the local engine's (Spark 4, Python 3.11, numpy 2) on the same images within 1e-4, its output
 validates, and the incremental and ``--pca-model`` paths work there too. Skipped, with the reason, where Python 3.9

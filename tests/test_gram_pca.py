@@ -79,7 +79,9 @@ def test_block_moments_and_merge_equal_numpy(monkeypatch):
     assert gram_pca.block_moments([]) is None
 
 
-def test_moments_in_one_distributed_pass_equal_numpy(features, matrix):
+@pytest.mark.parametrize("driver_merge_slots", [16, 0])  # 0: merged by treeAggregate, as on clusters of > 16 slots
+def test_moments_in_one_distributed_pass_equal_numpy(features, matrix, monkeypatch, driver_merge_slots):
+    monkeypatch.setattr(gram_pca, "DRIVER_MERGE_SLOTS", driver_merge_slots)
     found = gram_pca.moments(features, "features", FEATURE_DIM)
     x = matrix.astype(np.float64)
     assert found.n == len(x)

@@ -9,26 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import io
-from importlib import metadata
 from typing import Iterator, List, Optional
 
 import numpy as np
 
 from fruitjob import calibration
+from fruitjob.metrics import TENSORFLOW_DISTRIBUTIONS, first_installed
 from fruitjob.weights import Weights, load_model
-
-# The distributions TensorFlow's converter may come from (the CPU build is what pyproject.toml installs on Linux).
-_TF_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-intel", "tensorflow-macos", "tf-nightly")
 
 
 def converter_version() -> Optional[str]:
     """TensorFlow's version, read from its installed metadata: without importing it (~2 s, ~400 MB)."""
-    for name in _TF_DISTRIBUTIONS:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
+    return first_installed(TENSORFLOW_DISTRIBUTIONS)
 
 
 def preprocess(images: np.ndarray) -> np.ndarray:

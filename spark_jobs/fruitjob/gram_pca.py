@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, reduce
 from typing import Callable, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
@@ -24,6 +24,8 @@ from fruitjob.blas import blas_threads
 # Rows per float64 block (2,048 x 1,280 x 8 B = 21 MB): large enough for BLAS to run at full speed, small enough
 # to keep a Python worker's memory flat whatever the Arrow batch size the session uses.
 BLOCK_ROWS = 2048
+# Clusters with at most this many task slots send every partition's moments straight to the driver (6.6 MB each).
+DRIVER_MERGE_SLOTS = 16
 _MOMENTS_SCHEMA = "n long, mean binary, scatter binary"
 
 
@@ -173,10 +175,19 @@ def _per_core(frame: DataFrame) -> DataFrame:
 
 
 def moments(features: DataFrame, column: str, dim: int) -> Moments:
-    """One pass over ``column`` (array<float> of ``dim``): its count, mean and scatter matrix, merged as a tree."""
+    """One pass over ``column`` (array<float> of ``dim``): its count, mean and scatter matrix.
+
+    Up to DRIVER_MERGE_SLOTS partitions (one per task slot), the driver merges their moments as it collects them (no
+    second Python stage: ~1 s less on a cold JVM); on larger clusters ``treeAggregate`` merges them on the executors
+    first, so that the driver receives a few triangles, not one per core.
+    """
     per_partition = _per_core(features.select(column)).mapInArrow(_moments_udf(dim), _MOMENTS_SCHEMA)
-    with _arrow_batches(features.sparkSession, BLOCK_ROWS):  # Spark reads it when .rdd plans the query
-        found = per_partition.rdd.map(_decoder(dim)).treeAggregate(None, merge, merge, depth=2)
+    decode = _decoder(dim)
+    with _arrow_batches(features.sparkSession, BLOCK_ROWS):  # Spark reads it when the query is planned
+        if features.sparkSession.sparkContext.defaultParallelism <= DRIVER_MERGE_SLOTS:
+            found = reduce(merge, [decode(row) for row in per_partition.collect()], None)
+        else:
+            found = per_partition.rdd.map(decode).treeAggregate(None, merge, merge, depth=2)
     return found if found is not None else Moments(n=0, mean=np.zeros(dim), scatter=np.zeros(len(_upper(dim)[0])))
 
 

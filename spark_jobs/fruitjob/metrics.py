@@ -13,7 +13,7 @@ import importlib.metadata
 import platform
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 
 @dataclass(frozen=True)
@@ -134,6 +134,12 @@ def _required(item: dataclasses.Field) -> bool:
     return item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING  # type: ignore[misc]
 
 
+# The distributions TensorFlow may come from (the CPU build is what pyproject.toml installs on Linux x86-64), and
+# those of the TFLite interpreter the workers run (fruitjob/litert.py).
+TENSORFLOW_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-intel", "tensorflow-macos", "tf-nightly")
+LITERT_DISTRIBUTIONS = ("ai-edge-litert", "tflite-runtime")
+
+
 def _installed(package: str) -> Optional[str]:
     """A package's version: from the module when it is imported, else from its metadata (nothing is imported)."""
     module = sys.modules.get(package)
@@ -145,12 +151,23 @@ def _installed(package: str) -> Optional[str]:
         return None
 
 
+def first_installed(distributions: Iterable[str]) -> Optional[str]:
+    """The version of the first of ``distributions`` installed (by its metadata: nothing is imported), or None."""
+    for name in distributions:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
 def versions(spark_version: str) -> Dict[str, Optional[str]]:
     """The versions that made these features; TensorFlow only by its metadata (it may not be imported at all)."""
     return {
         "python": platform.python_version(),
         "spark": spark_version,
-        "tensorflow": _installed("tensorflow"),
+        "tensorflow": first_installed(TENSORFLOW_DISTRIBUTIONS),
+        "litert": first_installed(LITERT_DISTRIBUTIONS),
         "numpy": _installed("numpy"),
         "pillow": _installed("PIL") or _installed("pillow"),
     }

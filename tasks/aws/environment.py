@@ -5,8 +5,9 @@ and platform (manylinux, glibc up to Amazon Linux 2023's 2.34, x86_64 or aarch64
 (:mod:`tasks.aws.job_pins`), and packs the folder as a tar.gz whose top level is what goes on ``PYTHONPATH``
 (``numpy/``, ``pandas/``, ... and ``fruitflow-environment.json``, what was installed). It is built once per pin set and
 platform and cached under ``~/.cache/fruitflow/environments/<sha256 of both>/``, its file named by the sha256 of its
-bytes; :func:`stage_environment` uploads it once per content to the bucket. The EMR step (``tasks/emr/steps.py``) and
-the EMR Serverless job run both unpack it as ``./environment`` (``spark.archives``, ``#environment``).
+bytes; :func:`upload_environment` (through ``tasks.aws.staging.stage_job``) uploads it once per content. Which one a
+run ships: :func:`job_environment`. The EMR step (``tasks/emr/steps.py``) and the EMR Serverless job run both unpack
+it as ``./environment`` (``--archives`` / ``spark.archives`` with ``#environment``).
 """
 
 from __future__ import annotations
@@ -24,10 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from botocore.exceptions import ClientError
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
-from tasks.aws.clients import AwsClients, run_logger
+from tasks.aws.clients import run_logger
 from tasks.aws.job_pins import ARCHITECTURES, job_requirements
 from tasks.aws.s3_uris import s3_uri
 
@@ -237,9 +236,3 @@ def upload_environment(s3, bucket: str, prefix: str, archive: Path) -> str:
     logger.info("staging the cluster's Python environment (%.0f MB): %s", size / 1e6, uri)
     s3.upload_file(str(archive), bucket, key, ExtraArgs={**UPLOAD_ARGS, "Metadata": {"sha256": digest}})
     return uri
-
-
-@task(name="stage-environment", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
-def stage_environment(aws: AwsClients, bucket: str, prefix: str, archive: Path) -> str:
-    """:func:`upload_environment` as a task, for an engine that stages the archive on its own."""
-    return upload_environment(aws("s3"), bucket, prefix, archive)

@@ -22,8 +22,9 @@ from pyarrow import fs as pafs
 from blocks.emr_serverless_config import EmrServerlessConfig
 from fruitjob.options import JobOptions, job_arguments
 from tasks.aws.clients import AwsClients, run_logger
+from tasks.aws.environment import job_environment
 from tasks.aws.s3_uris import s3_uri
-from tasks.aws.staging import run_prefix, stage_job
+from tasks.aws.staging import environments_prefix, run_prefix, stage_job
 from tasks.contract import Detail, EngineSettings, RunResult
 from tasks.emr.steps import run_token
 from tasks.emr_serverless.application import (
@@ -38,6 +39,9 @@ from tasks.emr_serverless.job_wait import driver_log_uri, wait_for_job_run
 from tasks.emr_serverless.preflight import preflight
 from tasks.emr_serverless.pricing import ServerlessCost, ServerlessEstimate, billed_cost, estimate_job
 from tasks.emr_serverless.teardown import delete_application, end_run_on, end_what_the_run_left, quietly
+
+# EMR Serverless' architecture names -> pip's, for the environment archive (tasks/aws/environment.py)
+PIP_ARCHITECTURE = {"X86_64": "x86_64", "ARM64": "aarch64"}
 
 
 class EmrServerlessEngine:
@@ -97,7 +101,11 @@ class EmrServerlessEngine:
         if not runtime.flow_run.id:
             raise RuntimeError("the EMR Serverless engine runs inside a flow run (its id tags the application)")
         flow_run_id = str(runtime.flow_run.id)
-        staged = stage_job(self.aws, self.bucket.bucket_name, self._staging(flow_run_id), job.weights)
+        bucket = self.bucket
+        environment = job_environment(job.featurizer, PIP_ARCHITECTURE[config.architecture])
+        shared = environments_prefix(bucket.bucket_folder)  # archives named by their bytes: runs share them
+        staged = stage_job(self.aws, bucket.bucket_name, self._staging(flow_run_id), job.weights,
+                           environment=environment, environment_prefix=shared)  # fmt: skip
         application_id, created, job_run_id = config.application_id, config.application_id is None, None
         max_age = run_max_age_hours(config, settings.step_timeout_minutes)
         try:
