@@ -31,7 +31,12 @@ def _hint(cls: type, item: dataclasses.Field) -> Any:
 
 
 def _parameters() -> list[tuple[dataclasses.Field, Any]]:
-    return [(item, _hint(cls, item)) for cls in DECLARATIONS for item in dataclasses.fields(cls)]
+    return [
+        (item, _hint(cls, item))
+        for cls in DECLARATIONS
+        for item in dataclasses.fields(cls)
+        if item.metadata.get("flow", True)  # not what an engine stages itself (JobOptions.tflite_model)
+    ]
 
 
 def declared_parameters(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -405,7 +405,7 @@ class FakeCluster:
         work = Path(tempfile.mkdtemp(prefix="fake-emr-"))
         images = _download(s3, value["--images"], work / "images")
         local_out = work / "output"
-        local_args = [str(images) if a == value["--images"] else a for a in job_args]
+        local_args = local_staged(s3, [str(images) if a == value["--images"] else a for a in job_args], work)
         local_args[local_args.index("--output") + 1] = str(local_out)
         env = {"FRUITFLOW_ENGINE": "emr", "FRUITFLOW_CLUSTER_ID": cluster.id, "FRUITFLOW_STEP_ID": step.id}
         with _environment(env):
@@ -475,6 +475,28 @@ def _download(s3, uri: str, target: Path) -> Path:
             local.parent.mkdir(parents=True, exist_ok=True)
             s3.download_file(bucket, item["Key"], str(local))
     return target
+
+
+STAGED_FILE_OPTIONS = ("--tflite-model", "--weights")
+
+
+def local_staged(s3, job_args: list[str], folder: Path) -> list[str]:
+    """``job_args`` with each staged file the job reads (``--tflite-model``, ``--weights``) on S3 replaced by a
+    local copy, and the objects beside it of the same name (a model's ``.json`` manifest): the job in a session
+    without an S3 connector reads what a node reads from S3."""
+    args = list(job_args)
+    for option in STAGED_FILE_OPTIONS:
+        if option not in args or not args[args.index(option) + 1].startswith("s3://"):
+            continue
+        at = args.index(option) + 1
+        bucket, _, key = args[at][len("s3://") :].partition("/")
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
+            for item in page.get("Contents", []):
+                local = folder / item["Key"]
+                local.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(bucket, item["Key"], str(local))
+        args[at] = str(folder / key)
+    return args
 
 
 def _upload(s3, folder: Path, uri: str, extra: dict | None = None) -> None:
@@ -652,7 +674,7 @@ def shipped_environment() -> Path:
     from tasks.aws.environment import EnvironmentBuildError, job_environment
 
     try:
-        return job_environment("tflite")
+        return job_environment("tflite", model_shipped=True)  # the flow converts the model: no TensorFlow
     except EnvironmentBuildError as exc:
         if not exc.offline:
             raise

@@ -86,8 +86,10 @@ class ClusterStack:
                 return value
             bucket, _, key = uri[len("s3://") :].partition("/")
             copy = step_dir / "staged" / key
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(bucket, key, str(copy))
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
+                for item in page.get("Contents", []):  # the file, and beside it a model's .json manifest
+                    (step_dir / "staged" / item["Key"]).parent.mkdir(parents=True, exist_ok=True)
+                    s3.download_file(bucket, item["Key"], str(step_dir / "staged" / item["Key"]))
             return f"{copy}{hash_}{fragment}"
 
         options = submit[1:]

@@ -3,8 +3,8 @@ EmrClusterConfig) and the job's pins for that Python, read from pyproject.toml's
 builds the archive a cluster runs (tasks/aws/job_pins.py), so that the job a paying user runs on EMR runs here first.
 
 Two virtualenvs, each built once per pin set and cached under ~/.cache/fruitflow (``FRUITFLOW_CACHE``):
-- :func:`build`: Python 3.9 + pyspark 3.5.6 + every job pin (TensorFlow included): the job as a whole on the
-  cluster's stack (tests/test_emr_parity.py);
+- :func:`build`: Python 3.9 + pyspark 3.5.6 + the job's pins (no TensorFlow: the model is converted here and
+  shipped, as the flow does): the job as a whole on the cluster's stack (tests/test_emr_parity.py);
 - :func:`build_bare`: Python 3.9 + pyspark 3.5.6 only, as an EMR node is before the step: the job's packages come
   from the shipped archive on ``PYTHONPATH`` (:meth:`ParityEnv.spark_submit`), which the fake cluster does with the
   archive the flow staged (tests/fake_cluster_stack.py).
@@ -89,8 +89,9 @@ def base_python() -> Path | None:
 
 
 def pins(release: str = "emr-7.13.0") -> list[str]:
-    """pyspark of the release, then the job's pins for the cluster's Python (TensorFlow included)."""
-    return [f"pyspark=={EMR_SPARK[release]}", *job_requirements(CLUSTER_PYTHON, "x86_64", with_tensorflow=True)]
+    """pyspark of the release, then the job's pins for the cluster's Python: those of the TFLite featurizers, whose
+    model the flow converts and ships (no TensorFlow on the cluster, tasks/aws/model_export.py)."""
+    return [f"pyspark=={EMR_SPARK[release]}", *job_requirements(CLUSTER_PYTHON, "x86_64")]
 
 
 def build(python: Path, release: str = "emr-7.13.0") -> ParityEnv:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.emr_fixtures import UNPLAYED_TAG, AwsEnv, _download, _environment, _upload
+from tests.emr_fixtures import UNPLAYED_TAG, AwsEnv, _download, _environment, _upload, local_staged
 from tests.fake_emr_outputs import as_if_on_s3
 
 ROLE = "EMRServerlessS3RuntimeRole"
@@ -196,7 +196,7 @@ class FakeServerless:
             work = Path(tempfile.mkdtemp(prefix="fake-serverless-"))
             images = _download(s3, value["--images"], work / "images")
             local_out = work / "output"
-            local_args = [str(images) if a == value["--images"] else a for a in job_args]
+            local_args = local_staged(s3, [str(images) if a == value["--images"] else a for a in job_args], work)
             local_args[local_args.index("--output") + 1] = str(local_out)
             if parity is None:
                 stderr = self._in_process(local_args, env)

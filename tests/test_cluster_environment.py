@@ -34,9 +34,11 @@ def test_the_archive_holds_the_cluster_pins_for_python_3_9_and_nothing_of_this_m
     manifest = _manifest(shipped_environment)
     assert (manifest["python"], manifest["arch"]) == ("3.9", "x86_64")
     assert manifest["platforms"] == platform_tags("x86_64") and manifest["platforms"][0] == "manylinux_2_34_x86_64"
-    for pin in job_requirements("3.9", "x86_64"):  # the TensorFlow group too while the driver converts the model
+    for pin in job_requirements("3.9", "x86_64"):
         name, version = pin.split("==")
         assert manifest["installed"][name] == version
+    # The flow ships the converted model (tasks/aws/model_export.py): no TensorFlow or Keras on the cluster.
+    assert not {"tensorflow", "tensorflow-cpu", "keras", "h5py"} & set(manifest["installed"])
 
 
 def test_the_archive_is_cached_by_its_pins_and_named_by_its_bytes(shipped_environment):
@@ -96,13 +98,17 @@ def test_the_environment_is_staged_once_per_content(aws, shipped_environment, ca
 def test_a_job_failing_on_the_cluster_stack_fails_the_step_with_its_own_error(aws, fake_cluster, tmp_path):
     from tasks.emr.step_wait import StepFailed
 
-    weights = tmp_path / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
-    weights.write_bytes(b"not an HDF5 file")  # staged with the job; the driver finds out on the cluster's stack
+    # One decodable image and one that is not: preflight sees two images; only the job, on the cluster's stack,
+    # finds that PCA has one to fit on (a corrupt weights file would now fail earlier, where the flow converts).
+    s3, images = aws.client("s3"), f"s3://{aws.bucket}/too-few-images"
+    draw_fruit(random.Random(0), (200, 30, 30), 64).save(tmp_path / "one.jpg")
+    s3.upload_file(str(tmp_path / "one.jpg"), aws.bucket, "too-few-images/Apple/one.jpg")
+    s3.put_object(Bucket=aws.bucket, Key="too-few-images/Apple/two.jpg", Body=b"not a JPEG")
     with pytest.raises(StepFailed) as caught:
-        emr_test_flow(images=aws.images, output=f"s3://{aws.bucket}/out/stack-failing", weights=str(weights))
+        emr_test_flow(images=images, output=f"s3://{aws.bucket}/out/stack-failing")
     message = str(caught.value)
     assert "FAILED: Step failed with exitCode 2" in message  # the job's exit code for a refused run
-    assert "fruitflow ERROR weights" in message and "do not fit MobileNetV2 alpha=0.35" in message
+    assert "fruitflow ERROR PCA needs at least 2 decodable images; 1 decoded" in message
 
 
 @pytest.mark.slow
@@ -128,3 +134,15 @@ def test_an_incremental_run_on_the_cluster_stack(aws, fake_cluster, cluster_stac
     grown = emr_test_flow(images=images, output=output, incremental=True).validation.metrics
     assert (grown.images_ok, grown.images_already_done) == (2, 24)
     assert [run["cluster_stack"] for run in fake_cluster.runs[-2:]] == [True, True]
+
+
+def test_weights_that_do_not_convert_fail_on_this_machine_before_any_cluster(aws, fake_cluster, tmp_path):
+    from fruitjob.weights import WeightsError
+
+    weights = tmp_path / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
+    weights.write_bytes(b"not an HDF5 file")
+    emr = aws.client("emr")
+    before = len(emr.list_clusters()["Clusters"])
+    with pytest.raises(WeightsError, match="do not fit MobileNetV2 alpha=0.35"):
+        emr_test_flow(images=aws.images, output=f"s3://{aws.bucket}/out/bad-weights", weights=str(weights))
+    assert len(emr.list_clusters()["Clusters"]) == before, "converted here first: no cluster created, nothing billed"

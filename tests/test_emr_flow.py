@@ -45,6 +45,10 @@ def test_happy_path_outputs_validated_and_cluster_terminated(aws, fake_cluster, 
     metrics = result.validation.metrics
     assert metrics.images_ok == 24 and metrics.images_failed == 1
     assert metrics.versions["python"].startswith("3.9.") and fake_cluster.runs[-1]["cluster_stack"]  # as on EMR 7
+    # The model converted by the flow, staged beside the weights; no TensorFlow in the cluster's environment.
+    model = fake_cluster.runs[-1]["args"][fake_cluster.runs[-1]["args"].index("--tflite-model") + 1]
+    assert model.startswith(f"s3://{aws.bucket}/") and "/weights/fruitflow-tflite-" in model
+    assert metrics.versions["tensorflow"] is None and metrics.versions["litert"] == "2.1.0"
     assert result.validation.per_class["Banana"] == ClassCounts(ok=4, failed=1)
     assert set(result.validation.per_class) >= {"Banana", "Pêche Blanche"}
     body = aws.client("s3").get_object(Bucket=aws.bucket, Key="out/happy/metrics.json")["Body"].read()

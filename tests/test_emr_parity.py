@@ -16,7 +16,7 @@ from pyarrow import fs
 
 from tasks.local.sample_images import draw_fruit
 from tasks.validation import verify_output
-from tests.conftest import JOB_DEFAULTS
+from tests.conftest import JOB_DEFAULTS, TEST_ALPHA
 from tests.helpers import metrics, read_parquet, vectors
 from tests.parity_env import EMR_SPARK, base_python, build
 
@@ -32,27 +32,39 @@ def parity():
 
 
 @pytest.fixture(scope="module")
+def shipped_model(tmp_path_factory) -> str:
+    """The model as the flow ships it to a cluster (tasks/aws/model_export.py): converted here, by TensorFlow 2.21;
+    the parity environment has no TensorFlow, as the cluster has none."""
+    from fruitjob.shipped_model import export_model
+
+    return export_model("random", TEST_ALPHA, 0, "tflite", str(tmp_path_factory.mktemp("shipped")))
+
+
+@pytest.fixture(scope="module")
 def parity_images(fruit_images, tmp_path_factory):
     folder = tmp_path_factory.mktemp("parity") / "images"
     shutil.copytree(fruit_images, folder)
     return folder
 
 
-def _submit(parity, images, output, *extra: str):
-    done = parity.spark_submit("--images", str(images), "--output", str(output), *JOB_DEFAULTS, *extra)
+def _submit(parity, model, images, output, *extra: str):
+    job_args = ["--images", str(images), "--output", str(output), *JOB_DEFAULTS, "--tflite-model", model]
+    done = parity.spark_submit(*job_args, *extra)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
     return output
 
 
 @pytest.fixture(scope="module")
-def parity_output(parity, parity_images, tmp_path_factory):
-    return _submit(parity, parity_images, tmp_path_factory.mktemp("parity-out") / "run", "--pca-components", "5")
+def parity_output(parity, shipped_model, parity_images, tmp_path_factory):
+    output = tmp_path_factory.mktemp("parity-out") / "run"
+    return _submit(parity, shipped_model, parity_images, output, "--pca-components", "5")
 
 
 def test_the_cluster_stack_is_what_ran(parity_output):
     versions = metrics(parity_output)["versions"]
     assert versions["python"].startswith("3.9.") and versions["spark"] == EMR_SPARK["emr-7.13.0"]
-    assert versions["numpy"].startswith("1.26") and versions["tensorflow"].startswith("2.20")
+    assert versions["numpy"].startswith("1.26") and versions["litert"] == "2.1.0"
+    assert versions["tensorflow"] is None, "the cluster runs the shipped model: no TensorFlow there"
 
 
 def test_features_equal_the_local_engine_and_the_output_validates(
@@ -67,8 +79,10 @@ def test_features_equal_the_local_engine_and_the_output_validates(
     assert diff <= 1e-4, f"max abs diff {diff:.3g} between Spark 4 / Python 3.11 and the EMR stack"
 
 
-def test_incremental_and_pca_model_runs_on_the_cluster_stack(parity, parity_images, parity_output, tmp_path):
-    projected = _submit(parity, parity_images, tmp_path / "projected", "--pca-model", str(parity_output))
+def test_incremental_and_pca_model_runs_on_the_cluster_stack(
+    parity, shipped_model, parity_images, parity_output, tmp_path
+):
+    projected = _submit(parity, shipped_model, parity_images, tmp_path / "projected", "--pca-model", str(parity_output))
     assert metrics(projected)["pca_model_id"] == metrics(parity_output)["pca_model_id"]
     np.testing.assert_allclose(
         vectors(read_parquet(projected, "pca"), "pca"), vectors(read_parquet(parity_output, "pca"), "pca"), atol=1e-5
@@ -81,7 +95,7 @@ def test_incremental_and_pca_model_runs_on_the_cluster_stack(parity, parity_imag
     (grown / "Kiwi Gold").mkdir()
     for index in range(2):
         draw_fruit(__import__("random").Random(index), (150, 140, 40), 64).save(grown / "Kiwi Gold" / f"k{index}.jpg")
-    _submit(parity, grown, output, "--incremental")
+    _submit(parity, shipped_model, grown, output, "--incremental")
     m = metrics(output)
     assert (m["images_ok"], m["images_already_done"], m["pca_refit"]) == (2, 24, False)
     verify_output(str(output), fs.LocalFileSystem())

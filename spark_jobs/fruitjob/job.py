@@ -37,6 +37,7 @@ from fruitjob.packaging import ship_package
 from fruitjob.pca import FittedPca, PcaError, existing_model, fit_and_save, project
 from fruitjob.quality import feature_quality
 from fruitjob.reading import read_images, reader_for
+from fruitjob.shipped_model import load_shipped
 from fruitjob.space import load_space, save_space
 from fruitjob.tflite_engine import TFLITE_FEATURIZERS, convert_for_workers, resolve_converted
 from fruitjob.tuning import configure, partitions_for
@@ -119,7 +120,8 @@ def run(spark: SparkSession, opts: JobOptions) -> RunMetrics:
     ship_package(spark)
     previous = check_output(spark, opts)
     space = load_space(spark, opts.output) if opts.incremental else None
-    warm_up_workers(spark)  # the workers import their runtime while the driver lists and resolves the weights
+    # the workers import their runtime while the driver lists and resolves the weights
+    warm_up_workers(spark, opts.featurizer)
     listing = _listing(spark, opts)
     plan = Plan(todo=listing.readable, already_done=0, changed=[])
     if opts.incremental:
@@ -135,7 +137,9 @@ def run(spark: SparkSession, opts: JobOptions) -> RunMetrics:
         indexing = ThreadPoolExecutor(max_workers=1)
         images = indexing.submit(read_images, spark, opts.images, plan.todo, partitions, reader) if plan.todo else None
         indexing.shutdown(wait=False)
-        if opts.featurizer in TFLITE_FEATURIZERS:  # a cached converted model: no TensorFlow, no Keras model built
+        if opts.tflite_model:  # converted and staged by the flow: checked against the weights, no TensorFlow
+            weights = load_shipped(spark, opts.tflite_model, opts.weights, opts.alpha, opts.seed, opts.featurizer)
+        elif opts.featurizer in TFLITE_FEATURIZERS:  # a cached converted model: no TensorFlow, no Keras model built
             weights = resolve_converted(spark, opts.weights, opts.alpha, opts.seed, opts.featurizer)
         else:
             weights = resolve_weights(spark, opts.weights, opts.alpha, opts.seed)

@@ -20,18 +20,27 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from fruitjob.rules import FEATURIZERS, READERS
+from fruitjob.rules import FEATURIZERS, READERS, TFLITE_FEATURIZERS
 
 NAMED_WEIGHTS = ("imagenet", "random")
 _ALPHA_IN_NAME = re.compile(r"_(\d+(?:\.\d+)?)_\d+(?:_no_top)?\.h5$")
 
 
-def option(default: Any, help: str, *, choices: Tuple[str, ...] = (), path: bool = False, flow_help: str = ""):
+def option(
+    default: Any,
+    help: str,
+    *,
+    choices: Tuple[str, ...] = (),
+    path: bool = False,
+    flow_help: str = "",
+    flow: bool = True,
+):
     """A field of :class:`JobOptions` with what the command lines need: help, choices, whether it is a path.
 
     ``flow_help`` replaces ``help`` where the flow means something more (an empty ``images`` makes samples).
+    ``flow=False``: an option the engines set themselves (a file they staged), not a parameter of the flow.
     """
-    metadata = {"help": help, "choices": choices, "path": path, "flow_help": flow_help or help}
+    metadata = {"help": help, "choices": choices, "path": path, "flow_help": flow_help or help, "flow": flow}
     return field(default=default, metadata=metadata)
 
 
@@ -79,12 +88,19 @@ class JobOptions:
         "how image bytes are read: auto (python workers for local files, binaryFile for object stores)",
         choices=READERS,
     )
+    tflite_model: Optional[str] = option(
+        None,
+        "the TFLite model of these weights, converted and staged by the flow (fruitjob/shipped_model.py): the job "
+        "checks it against the weights and imports no TensorFlow (what an EMR engine passes)",
+        path=True,
+        flow=False,
+    )
 
     def __post_init__(self) -> None:
         problems = _problems(self)
         if problems:
             raise ValueError("; ".join(problems))
-        for name in ("images", "output", "pca_model"):
+        for name in ("images", "output", "pca_model", "tflite_model"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, resolve_path(value))
@@ -115,6 +131,8 @@ def _problems(opts: JobOptions) -> List[str]:
             problems.append("%s must be one of %s, got %r" % (item.name, ", ".join(choices), value))
     if opts.overwrite and opts.incremental:
         problems.append("--overwrite and --incremental exclude each other")
+    if opts.tflite_model and opts.featurizer not in TFLITE_FEATURIZERS:
+        problems.append("--tflite-model is for the TFLite featurizers, not %r" % opts.featurizer)
     return problems
 
 

@@ -17,6 +17,7 @@ MAX_IMAGE_BYTES = 512 * 1024 * 1024
 READERS = ("auto", "python", "binaryfile")
 # Inference engines of the job (--featurizer); tflite is the default (docs/performance.md).
 FEATURIZERS = ("keras", "tflite", "tflite-int8")
+TFLITE_FEATURIZERS = ("tflite", "tflite-int8")  # run a converted flatbuffer in LiteRT, no TensorFlow
 NOT_IN_LABEL_FOLDER = "not inside a label folder: put it in a sub-folder named after its label"
 # What the output holds when a run wrote into it (finished or not): a plain run never writes over these.
 OUTPUT_PARTS = ("features", "errors", "pca", "pca_model", "metrics.json")

@@ -20,11 +20,10 @@ from pyspark.sql import SparkSession
 
 from fruitjob import calibration, conversion, private_files
 from fruitjob.litert import Engine, engine_threads, make_interpreter
-from fruitjob.rules import FEATURE_DIM
+from fruitjob.rules import FEATURE_DIM, TFLITE_FEATURIZERS
 from fruitjob.weights import Weights, check_weights, identify_weights, resolve_weights
 
 log = logging.getLogger("fruitflow.tflite")
-TFLITE_FEATURIZERS = ("tflite", "tflite-int8")
 
 
 def _tf_version() -> str:

@@ -208,7 +208,7 @@ def job_environment(
     """The archive a run of this featurizer ships to a cluster of ``arch`` (what every AWS engine calls).
 
     ``model_shipped``: the run's TFLite model was converted by the flow and travels with the job, so the driver needs
-    no TensorFlow. Until the job takes a shipped model, the driver converts it itself, hence the default.
+    no TensorFlow (:func:`tasks.aws.model_export.model_for_cluster`); otherwise the driver converts it itself.
     """
     return build_environment(CLUSTER_PYTHON, arch, needs_tensorflow(featurizer, model_shipped), extra)
 

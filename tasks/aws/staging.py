@@ -11,6 +11,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from fruitjob.packaging import zip_package
+from fruitjob.shipped_model import MANIFEST_SUFFIX
 from tasks.aws.clients import AwsClients
 from tasks.aws.environment import UPLOAD_ARGS, upload_environment
 from tasks.aws.s3_uris import s3_uri
@@ -48,6 +49,7 @@ def stage_job(
     weights: str,
     environment: Path | None = None,
     environment_prefix: str | None = None,
+    model: Path | None = None,
 ) -> dict:
     """Upload the job script, its ``fruitjob`` zip, a local weights file and the job's Python environment.
 
@@ -57,10 +59,12 @@ def stage_job(
         environment: the archive :func:`tasks.aws.environment.build_environment` made, if the engine ships one.
         environment_prefix: where it goes (default: ``<prefix>/environment``); engines pass
             :func:`environments_prefix`, so that runs of the same pins share one upload.
+        model: the converted model :func:`tasks.aws.model_export.model_for_cluster` made; its ``.json`` manifest
+            goes beside it, under the run's ``weights/``.
 
     Returns:
-        ``script``, ``py_files`` and ``environment`` (None when not given) s3:// URIs, and ``weights`` (the staged
-        URI for a local file, else None).
+        ``script``, ``py_files``, ``environment`` and ``model`` (None when not given) s3:// URIs, and ``weights``
+        (the staged URI for a local file, else None).
     """
     logger = get_run_logger()
     s3 = aws("s3")
@@ -79,6 +83,10 @@ def stage_job(
     staged["weights"] = None
     if os.path.isfile(weights):
         staged["weights"] = upload(Path(weights), "weights", Path(weights).name)
+    staged["model"] = None
+    if model is not None:
+        upload(model.with_name(model.name + MANIFEST_SUFFIX), "weights", model.name + MANIFEST_SUFFIX)
+        staged["model"] = upload(model, "weights", model.name)
     staged["environment"] = None
     if environment is not None:
         shared = environment_prefix or f"{prefix}/environment"

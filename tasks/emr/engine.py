@@ -23,6 +23,7 @@ from blocks.emr_cluster_config import EmrClusterConfig
 from fruitjob.options import JobOptions, job_arguments
 from tasks.aws.clients import AwsClients, run_logger
 from tasks.aws.environment import job_environment
+from tasks.aws.model_export import model_for_cluster
 from tasks.aws.s3_uris import s3_uri
 from tasks.aws.staging import environments_prefix, run_prefix, stage_job
 from tasks.contract import Detail, EngineSettings, RunResult
@@ -86,11 +87,15 @@ class EmrEngine:
         flow_run_id = str(runtime.flow_run.id)
         if not runtime.flow_run.id:
             raise RuntimeError("the EMR engine runs inside a flow run (its id tags the cluster)")
-        # The job's packages for the cluster's Python and architecture, shipped with the step (docs/emr.md).
-        environment = job_environment(job.featurizer, config.architecture, config.bootstrap_packages)
+        # The model converted here and the job's packages for the cluster's Python and architecture, shipped with
+        # the step (docs/emr.md): no TensorFlow on the cluster unless --featurizer keras.
+        model = model_for_cluster(job)
+        environment = job_environment(job.featurizer, config.architecture, config.bootstrap_packages,
+                                      model_shipped=model is not None)  # fmt: skip
         folder = self.bucket.bucket_folder
         staged = stage_job(self.aws, self.bucket.bucket_name, run_prefix(folder, flow_run_id), job.weights,
-                           environment=environment, environment_prefix=environments_prefix(folder))  # fmt: skip
+                           environment=environment, environment_prefix=environments_prefix(folder),
+                           model=model)  # fmt: skip
         cluster_id, created, started = settings.cluster_id, settings.cluster_id is None, time.monotonic()
         if created:
             request = cluster_request(
@@ -109,7 +114,7 @@ class EmrEngine:
         result.details += [Detail("cluster id", cluster_id), Detail("console url", console, link=True)]
         logger.info("cluster %s: %s", cluster_id, console)
         try:
-            job_args = job_arguments(job, weights=staged["weights"] or job.weights)
+            job_args = job_arguments(job, weights=staged["weights"] or job.weights, tflite_model=staged["model"])
             step = step_definition(
                 cluster_id=cluster_id,
                 script_uri=staged["script"],

@@ -23,6 +23,7 @@ from blocks.emr_serverless_config import EmrServerlessConfig
 from fruitjob.options import JobOptions, job_arguments
 from tasks.aws.clients import AwsClients, run_logger
 from tasks.aws.environment import job_environment
+from tasks.aws.model_export import model_for_cluster
 from tasks.aws.s3_uris import s3_uri
 from tasks.aws.staging import environments_prefix, run_prefix, stage_job
 from tasks.contract import Detail, EngineSettings, RunResult
@@ -102,10 +103,12 @@ class EmrServerlessEngine:
             raise RuntimeError("the EMR Serverless engine runs inside a flow run (its id tags the application)")
         flow_run_id = str(runtime.flow_run.id)
         bucket = self.bucket
-        environment = job_environment(job.featurizer, PIP_ARCHITECTURE[config.architecture])
+        model = model_for_cluster(job)  # converted here: no TensorFlow in the job run unless --featurizer keras
+        environment = job_environment(job.featurizer, PIP_ARCHITECTURE[config.architecture],
+                                      model_shipped=model is not None)  # fmt: skip
         shared = environments_prefix(bucket.bucket_folder)  # archives named by their bytes: runs share them
         staged = stage_job(self.aws, bucket.bucket_name, self._staging(flow_run_id), job.weights,
-                           environment=environment, environment_prefix=shared)  # fmt: skip
+                           environment=environment, environment_prefix=shared, model=model)  # fmt: skip
         application_id, created, job_run_id = config.application_id, config.application_id is None, None
         max_age = run_max_age_hours(config, settings.step_timeout_minutes)
         try:
@@ -118,7 +121,7 @@ class EmrServerlessEngine:
             console = console_url(self.aws.region, application_id)
             result.ids["application_id"] = application_id
             result.details += [Detail("application id", application_id), Detail("console url", console, link=True)]
-            job_args = job_arguments(job, weights=staged["weights"] or job.weights)
+            job_args = job_arguments(job, weights=staged["weights"] or job.weights, tflite_model=staged["model"])
             confs = spark_confs(config, py_files_uri=staged["py_files"], application_id=application_id,
                                 flow_run_id=flow_run_id)  # fmt: skip
             if staged.get("environment"):  # the shipped Python environment (tasks/aws/environment.py), when staged
