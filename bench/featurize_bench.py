@@ -16,6 +16,10 @@ It also prints c/a, c/b, d/c, the peak RSS of any Python worker, Spark's fixed s
 that runs a one-row job) and the whole job with PCA. Results go to ``bench/results/<time>.json`` too.
 Default images: ``../shared/data/fruits-360-sample`` when present, else generated ones; random weights
 (the cost does not depend on the weight values).
+
+``--peers`` adds rows (p1)-(p3) in the same run, ours / each: Spark's ``predict_batch_udf`` with Keras, Ray Data
+and Daft with our engine (``bench/peers.py``; Ray and Daft from the ``bench`` extra, skipped when not importable).
+``--scale [N,N,...]`` runs only the growth table instead: our job at about 1k, 4k and 16k images (``bench/scale.py``).
 """
 
 from __future__ import annotations
@@ -316,6 +320,7 @@ def report(results: dict) -> str:
             c["driver_peak_rss_mb"],
         ),
         *_cached_lines(results),
+        *_peer_lines(results),
         "Spark fixed start-up (spark-submit, session, one-row job, stop): %.1f s" % s["wall_s"],
         "our whole job: %.1f s wall (stages %s; the rest is JVM/Python start-up and shutdown)"
         % (c["wall_s"], ", ".join("%s %.1f" % kv for kv in d.items())),
@@ -333,6 +338,14 @@ def _cached_lines(results: dict) -> list[str]:
         "peak RSS of a Python worker %.0f MB, driver %.0f MB"
         % (k["durations_s"]["weights"], c["durations_s"]["weights"], k["worker_peak_rss_mb"], k["driver_peak_rss_mb"])
     ]
+
+
+def _peer_lines(results: dict) -> list[str]:
+    if not results.get("peers"):
+        return []
+    from peers import peer_lines
+
+    return peer_lines(results)
 
 
 def cpu_model() -> str:
@@ -361,7 +374,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--compare-readers", action="store_true", help="also run (c) with Spark's binaryFile reader (as on S3)"
     )
+    parser.add_argument("--peers", action="store_true", help="add (p1)-(p3): predict_batch_udf, Ray Data, Daft")
+    parser.add_argument(
+        "--scale", nargs="?", const="1000,4000,16000", metavar="N,N,...", help="only the growth run, at these sizes"
+    )
     args = parser.parse_args(argv)
+    if args.scale:
+        from scale import main_scale
+
+        return main_scale(args)
 
     cores = os.cpu_count() or 1
     master = "local[%d]" % cores
@@ -387,17 +408,26 @@ def main(argv: list[str] | None = None) -> int:
                 images, workdir, args.alpha, args.featurizer, args.batch_size, "binaryfile"
             )
             print("(c') job, binaryFile reader: %s" % results["job_binaryfile"]["durations_s"], flush=True)
+        if args.peers:
+            from peers import measure_peers
+
+            from tasks.local.spark_submit import local_master
+
+            results["peers"] = measure_peers(images, workdir, local_master(), args.alpha, cores)
         results["loop"] = measure_loop(images, args.alpha, args.featurizer, args.batch_size, cores)
         print("(b) loop: %s" % results["loop"]["variants"], flush=True)
         results["reference"] = None
         if not args.skip_reference:
             results["reference"] = dict(measure_reference(images, workdir, master, args.alpha), master=master)
             print("(a) reference: %.1f s" % results["reference"]["featurize_s"], flush=True)
-    text = report(results)
+    return write_results("featurize", results, report(results))
+
+
+def write_results(kind: str, results: dict, text: str) -> int:
     print("\n" + text)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / ".gitignore").write_text("*\n")
-    target = RESULTS / ("featurize-%s.json" % datetime.now().strftime("%Y%m%d-%H%M%S"))
+    target = RESULTS / ("%s-%s.json" % (kind, datetime.now().strftime("%Y%m%d-%H%M%S")))
     target.write_text(json.dumps(dict(results, report=text), indent=2))
     print("written to %s" % target)
     return 0

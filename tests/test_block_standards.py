@@ -10,8 +10,9 @@ from prefect.testing.standard_test_suites import BlockStandardTestSuite
 from prefect_aws import AwsCredentials
 
 from blocks.emr_cluster_config import EmrClusterConfig
+from blocks.emr_serverless_config import EmrServerlessConfig
 
-OUR_BLOCKS = [EmrClusterConfig]
+OUR_BLOCKS = [EmrClusterConfig, EmrServerlessConfig]
 
 
 def _reachable(url: str) -> bool:

@@ -219,7 +219,11 @@ def test_the_job_run_request_carries_the_staged_job_and_is_idempotent(aws, playe
     assert "--conf spark.emr-serverless.driverEnv.FRUITFLOW_ENGINE=emr-serverless" in submit["sparkSubmitParameters"]
     job = JobOptions(images=aws.images, output=f"s3://{aws.bucket}/out/sl-happy",
                      **{k: v for k, v in SERVERLESS_JOB.items() if k != "step_timeout_minutes"})  # fmt: skip
-    assert submit["entryPointArguments"] == job_arguments(job)
+    model = f"s3://{aws.bucket}/fruitflow/fruitflow-runs/{flow_run_id}/weights/"
+    shipped = submit["entryPointArguments"][submit["entryPointArguments"].index("--tflite-model") + 1]
+    assert shipped.startswith(model + "fruitflow-tflite-") and shipped.endswith(".tflite")  # converted by the flow
+    assert submit["entryPointArguments"] == job_arguments(job, tflite_model=shipped)
+    assert "fruitflow-environments/fruitflow-env-py39-x86_64-" in submit["sparkSubmitParameters"]  # the archive
     assert request["clientToken"] == request["name"].rsplit(" ", 1)[1]
     assert request["executionTimeoutMinutes"] == 10 and request["tags"][TAG_FLOW_RUN] == flow_run_id
     log_uri = request["configurationOverrides"]["monitoringConfiguration"]["s3MonitoringConfiguration"]["logUri"]

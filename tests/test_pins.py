@@ -74,5 +74,5 @@ def test_this_machines_pins_are_the_constraints_and_the_installed_versions():
 def test_the_parity_environment_reads_the_same_pins():
     from tests.parity_env import EMR_SPARK, pins
 
-    assert pins() == [f"pyspark=={EMR_SPARK['emr-7.13.0']}", *job_requirements(CLUSTER_PYTHON, "x86_64",
-                                                                               with_tensorflow=True)]  # fmt: skip
+    # The cluster's pins of the TFLite featurizers (the flow ships the converted model): no TensorFlow.
+    assert pins() == [f"pyspark=={EMR_SPARK['emr-7.13.0']}", *job_requirements(CLUSTER_PYTHON, "x86_64")]
