@@ -36,7 +36,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import psutil
+import memory
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,46 +73,6 @@ def _count(folder: Path) -> int:
     return sum(1 for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-class PeakMemory:
-    """Samples the RSS of a process tree; Python workers are the ``pyspark.daemon`` forks."""
-
-    def __init__(self, pid: int, interval: float = 0.2) -> None:
-        self.root = psutil.Process(pid)
-        self.interval = interval
-        self.worker_peak = 0
-        self.driver_peak = 0
-        self.workers_seen: set[int] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                children = self.root.children(recursive=True)
-            except psutil.Error:
-                break
-            for child in children:
-                try:
-                    cmdline = " ".join(child.cmdline())
-                    rss = child.memory_info().rss
-                    parent = child.parent()
-                except psutil.Error:
-                    continue
-                if "pyspark.daemon" in cmdline or "pyspark.worker" in cmdline:
-                    # The daemon itself only forks; its forks are the workers.
-                    if parent is not None and "pyspark.daemon" in " ".join(parent.cmdline()):
-                        self.workers_seen.add(child.pid)
-                        self.worker_peak = max(self.worker_peak, rss)
-                elif "python" in child.name().lower():
-                    self.driver_peak = max(self.driver_peak, rss)
-            self._stop.wait(self.interval)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def spark_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable, TF_CPP_MIN_LOG_LEVEL="2")
@@ -121,23 +81,8 @@ def spark_env() -> dict[str, str]:
 
 
 def run_sampled(command: list[str], env: dict[str, str], log: Path) -> dict:
-    """Run a command with its output in ``log``; wall time and peak RSS of its Python processes."""
-    started = time.monotonic()
-    with open(log, "w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
-        memory = PeakMemory(process.pid)
-        code = process.wait()
-        memory.stop()
-    wall = time.monotonic() - started
-    if code != 0:
-        tail = log.read_text().splitlines()[-25:]
-        raise SystemExit("command failed (exit %d): %s\n%s" % (code, " ".join(command), "\n".join(tail)))
-    return {
-        "wall_s": round(wall, 3),
-        "worker_peak_rss_mb": round(memory.worker_peak / 2**20, 1),
-        "workers_seen": len(memory.workers_seen),
-        "driver_peak_rss_mb": round(memory.driver_peak / 2**20, 1),
-    }
+    """Run a command with its output in ``log``; wall time and peak RSS of its processes (bench/memory.py)."""
+    return memory.run_sampled(command, env, log, ROOT)
 
 
 def spark_submit(master: str) -> list[str]:
@@ -227,7 +172,8 @@ def measure_loop(images: Path, alpha: float, featurizer: str, batch_size: int | 
 
     from fruitjob.decoding import decode_image
     from fruitjob.options import JobOptions
-    from fruitjob.tflite_engine import TFLITE_FEATURIZERS, tflite_engine
+    from fruitjob.rules import TFLITE_FEATURIZERS
+    from fruitjob.tflite_engine import tflite_engine
     from fruitjob.weights import _random_weights
 
     batch = batch_size or JobOptions.batch_size

@@ -12,68 +12,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import tempfile
-import threading
-import time
 from pathlib import Path
 
-import psutil
 from featurize_bench import IMAGE_SUFFIXES, ROOT, SHARED_IMAGES, cpu_model, prepare_images, write_results
-
-
-class TreeMemory:
-    """Peak of the summed RSS of a process and all its descendants, and of its largest single process."""
-
-    def __init__(self, pid: int, interval: float = 0.2) -> None:
-        self.root = psutil.Process(pid)
-        self.interval = interval
-        self.total_peak = self.process_peak = 0
-        self.processes_seen: set[int] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                processes = [self.root, *self.root.children(recursive=True)]
-            except psutil.Error:
-                break
-            total = 0
-            for process in processes:
-                try:
-                    rss = process.memory_info().rss
-                except psutil.Error:
-                    continue
-                self.processes_seen.add(process.pid)
-                total += rss
-                self.process_peak = max(self.process_peak, rss)
-            self.total_peak = max(self.total_peak, total)
-            self._stop.wait(self.interval)
-
-    def stop(self) -> dict:
-        self._stop.set()
-        self._thread.join()
-        return {
-            "tree_peak_rss_mb": round(self.total_peak / 2**20, 1),
-            "largest_process_peak_rss_mb": round(self.process_peak / 2**20, 1),
-            "processes_seen": len(self.processes_seen),
-        }
+from memory import run_sampled
 
 
 def run_tree(command: list[str], env: dict[str, str], log: Path) -> dict:
     """Run ``command`` (output to ``log``); wall time and the peak memory of its whole process tree."""
-    started = time.monotonic()
-    with open(log, "w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
-        memory = TreeMemory(process.pid)
-        code = process.wait()
-        sampled = memory.stop()
-    if code != 0:
-        tail = "\n".join(log.read_text().splitlines()[-25:])
-        raise SystemExit("command failed (exit %d): %s\n%s" % (code, " ".join(command), tail))
-    return dict(sampled, wall_s=round(time.monotonic() - started, 3))
+    return run_sampled(command, env, log, ROOT)
 
 
 def repeat_images(source: Path, count: int, folder: Path) -> Path:
@@ -119,7 +67,7 @@ def measure_scale(source: Path, workdir: Path, alpha: float, batch_size: int | N
     rows = []
     for size in sizes:
         folder = repeat_images(source, size, workdir / ("scale-%d" % size))
-        row = dict(measure_size(folder, workdir, alpha, batch_size), load_average=round(psutil.getloadavg()[0], 2))
+        row = dict(measure_size(folder, workdir, alpha, batch_size), load_average=round(os.getloadavg()[0], 2))
         shutil.rmtree(folder, ignore_errors=True)
         print("scale %d: %s" % (size, row), flush=True)
         rows.append(row)

@@ -37,7 +37,7 @@ from botocore.awsrequest import AWSResponse
 if TYPE_CHECKING:
     from tasks.aws.clients import AwsClients
 
-from tests.fake_cluster_stack import ClusterStack, StepProcessFailed, delete_absent
+from tests.fake_cluster_stack import ClusterStack, StepProcessFailed, delete_absent, download_staged
 from tests.fake_emr_outputs import as_if_on_s3
 
 BUCKET = "fruitflow-test"
@@ -482,20 +482,13 @@ STAGED_FILE_OPTIONS = ("--tflite-model", "--weights")
 
 def local_staged(s3, job_args: list[str], folder: Path) -> list[str]:
     """``job_args`` with each staged file the job reads (``--tflite-model``, ``--weights``) on S3 replaced by a
-    local copy, and the objects beside it of the same name (a model's ``.json`` manifest): the job in a session
-    without an S3 connector reads what a node reads from S3."""
+    local copy (:func:`tests.fake_cluster_stack.download_staged`, its manifest beside it)."""
     args = list(job_args)
     for option in STAGED_FILE_OPTIONS:
         if option not in args or not args[args.index(option) + 1].startswith("s3://"):
             continue
         at = args.index(option) + 1
-        bucket, _, key = args[at][len("s3://") :].partition("/")
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
-            for item in page.get("Contents", []):
-                local = folder / item["Key"]
-                local.parent.mkdir(parents=True, exist_ok=True)
-                s3.download_file(bucket, item["Key"], str(local))
-        args[at] = str(folder / key)
+        args[at] = str(download_staged(s3, args[at], folder))
     return args
 
 

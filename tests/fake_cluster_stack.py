@@ -84,13 +84,7 @@ class ClusterStack:
             uri, hash_, fragment = value.partition("#")
             if not uri.startswith("s3://"):
                 return value
-            bucket, _, key = uri[len("s3://") :].partition("/")
-            copy = step_dir / "staged" / key
-            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
-                for item in page.get("Contents", []):  # the file, and beside it a model's .json manifest
-                    (step_dir / "staged" / item["Key"]).parent.mkdir(parents=True, exist_ok=True)
-                    s3.download_file(bucket, item["Key"], str(step_dir / "staged" / item["Key"]))
-            return f"{copy}{hash_}{fragment}"
+            return f"{download_staged(s3, uri, step_dir / 'staged')}{hash_}{fragment}"
 
         options = submit[1:]
         # The executors' copy of the archive: YARN unpacks it as ./environment in each container; in local mode the
@@ -104,6 +98,18 @@ class ClusterStack:
         if done.returncode != 0:
             raise StepProcessFailed(done.returncode, done.stderr)  # EMR's stderr.gz; stdout.gz is not read
         return output, {str(images): images_uri.rstrip("/"), str(output): output_uri}, done.stderr
+
+
+def download_staged(s3, uri: str, folder: Path) -> Path:
+    """A staged file the job reads, and the objects beside it of the same name (a model's ``.json`` manifest),
+    copied under ``folder`` by their keys; returns the file's copy. What a node reads from S3, for a job that
+    cannot (pip's pyspark has no S3 connector)."""
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
+        for item in page.get("Contents", []):
+            (folder / item["Key"]).parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, item["Key"], str(folder / item["Key"]))
+    return folder / key
 
 
 def delete_absent(s3, folder: Path, uri: str) -> None:

@@ -20,8 +20,8 @@ from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, Str
 from fruitjob.decoding import UNREADABLE, ImageDecodeError, decode_image
 from fruitjob.litert import Engine, engine_threads, interpreter_class
 from fruitjob.reading import read_local_file
-from fruitjob.rules import FEATURE_DIM, FEATURIZERS
-from fruitjob.tflite_engine import TFLITE_FEATURIZERS, tflite_engine
+from fruitjob.rules import FEATURE_DIM, FEATURIZERS, TFLITE_FEATURIZERS
+from fruitjob.tflite_engine import tflite_engine
 from fruitjob.weights import Weights, load_model
 
 RESULT_TYPE = StructType(

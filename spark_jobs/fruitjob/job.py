@@ -37,9 +37,10 @@ from fruitjob.packaging import ship_package
 from fruitjob.pca import FittedPca, PcaError, existing_model, fit_and_save, project
 from fruitjob.quality import feature_quality
 from fruitjob.reading import read_images, reader_for
+from fruitjob.rules import TFLITE_FEATURIZERS
 from fruitjob.shipped_model import load_shipped
 from fruitjob.space import load_space, save_space
-from fruitjob.tflite_engine import TFLITE_FEATURIZERS, convert_for_workers, resolve_converted
+from fruitjob.tflite_engine import convert_for_workers, resolve_converted
 from fruitjob.tuning import configure, partitions_for
 from fruitjob.weights import WeightsError, resolve_weights
 
