@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from prefect.testing.standard_test_suites import BlockStandardTestSuite
 
 from blocks.create_blocks import build_serverless_block
 from blocks.emr_serverless_config import EmrServerlessConfig
@@ -15,14 +14,7 @@ from tasks.emr_serverless.role_check import allowed_by, trusts_service
 from tasks.emr_serverless.waiters import WAITERS, waiter
 from tests.serverless_fixtures import TRUST
 
-
-class TestTheBlockMeetsPrefectsStandard(BlockStandardTestSuite):
-    @pytest.fixture
-    def block(self):
-        return EmrServerlessConfig
-
-    def test_has_a_valid_image(self, block) -> None:
-        pytest.skip("the logo is prefect-aws's own (tests/test_block_standards.py fetches it where there is network)")
+# Prefect's BlockStandardTestSuite runs on this block with the others: tests/test_block_standards.py.
 
 
 def test_every_field_is_described_and_the_defaults_are_the_cluster_engines_line():
