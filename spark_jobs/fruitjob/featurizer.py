@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
@@ -31,6 +32,8 @@ RESULT_TYPE = StructType(
     ]
 )
 __all__ = ["Engine", "engine_threads", "featurize_contents", "get_engine", "make_featurize_udf", "warm_up_workers"]
+WARM_UP_GROUP = "fruitflow-warm-up"
+WARM_UP_SUBMIT_TIMEOUT_S = 30.0
 _ENGINES: Dict[Tuple[str, str, float], Engine] = {}
 log = logging.getLogger("fruitflow.featurizer")
 
@@ -92,21 +95,29 @@ def warm_up_workers(spark, featurizer: str = "tflite") -> threading.Thread:
     """Start a Python worker per task slot and import the featurizer's runtime there, in the background.
 
     Python workers are reused across tasks (``spark.python.worker.reuse``), so the featurize tasks find them
-    ready instead of paying the imports; meanwhile the driver lists the input and resolves the weights. It
-    must be a pandas UDF: plain RDD functions run in another pool of workers. Best effort: whatever fails
-    here fails again, and is reported, in the featurize stage.
+    ready instead of paying their start (2-3 s on 2 cores: the worker daemon, pandas, pyarrow, LiteRT);
+    meanwhile the driver lists the input and resolves the weights. It must be a pandas UDF: plain RDD
+    functions run in another pool of workers. The job is planned here and submitted before this returns, so
+    Spark's FIFO scheduler runs it ahead of the featurize job (planned in the thread, it was submitted after
+    it and only delayed it). Best effort: whatever fails here fails again, and is reported, in the featurize
+    stage.
     """
     slots = spark.sparkContext.defaultParallelism
-    warm = pandas_udf(_runtime_importer(featurizer), "long")
+    warm = spark.range(0, slots, 1, slots).select(pandas_udf(_runtime_importer(featurizer), "long")("id"))
+    tracker = spark.sparkContext.statusTracker()
 
     def run() -> None:
         try:
-            spark.range(0, slots, 1, slots).select(warm("id")).collect()
+            spark.sparkContext.setJobGroup(WARM_UP_GROUP, "fruitflow: start the Python workers", False)
+            warm.collect()
         except Exception as exc:  # noqa: BLE001 - only an optimisation
             log.debug("warming up the Python workers failed: %s", exc)
 
     thread = threading.Thread(target=run, name="fruitflow-warm-up", daemon=True)
     thread.start()
+    deadline = time.monotonic() + WARM_UP_SUBMIT_TIMEOUT_S
+    while thread.is_alive() and not tracker.getJobIdsForGroup(WARM_UP_GROUP) and time.monotonic() < deadline:
+        time.sleep(0.02)  # until Spark has the job: then it runs before any job submitted after this returns
     return thread
 
 

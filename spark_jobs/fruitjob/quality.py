@@ -67,14 +67,18 @@ def sample(features: DataFrame, pca: DataFrame, size: int = SAMPLE_SIZE) -> Data
     return joined.select("label", "features", "pca")
 
 
+def _matrix(column) -> np.ndarray:
+    return np.stack([np.asarray(v, dtype=np.float64) for v in column])
+
+
 def feature_quality(features: DataFrame, pca: DataFrame, size: int = SAMPLE_SIZE) -> Optional[FeatureQuality]:
     """The ``feature_quality`` entry of metrics.json, or None when no class has two images."""
-    rows = sample(features, pca, size).collect()
-    labels = np.asarray([row["label"] for row in rows])
+    rows = sample(features, pca, size).toPandas()  # through Arrow (configured by the job): ~3x collect()
+    labels = rows["label"].to_numpy().astype(str)
     if not len(rows) or max(np.unique(labels, return_counts=True)[1]) < 2:
         return None
-    full = loo_predictions(np.asarray([row["features"] for row in rows], dtype=np.float64), labels)
-    reduced = loo_predictions(np.asarray([row["pca"] for row in rows], dtype=np.float64), labels)
+    full = loo_predictions(_matrix(rows["features"]), labels)
+    reduced = loo_predictions(_matrix(rows["pca"]), labels)
     scored = np.isin(labels, [k for k, n in zip(*np.unique(labels, return_counts=True)) if n > 1])
     return FeatureQuality(
         method=METHOD,

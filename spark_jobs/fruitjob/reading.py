@@ -42,11 +42,12 @@ def escape_glob(path: str) -> str:
 
 
 def listing_frame(spark: SparkSession, images: List[ImageFile], partitions: Optional[int] = None) -> DataFrame:
-    """The listed images as rows, spread over ``partitions`` slices (no shuffle)."""
+    """The listed images as rows, spread round-robin over ``partitions`` slices (a shuffle of the listing only)."""
     rows = [(i.path, i.label, i.size, i.modified, i.etag) for i in images]
-    if partitions:
-        return spark.createDataFrame(spark.sparkContext.parallelize(rows, max(1, partitions)), LISTING_SCHEMA)
-    return spark.createDataFrame(rows, LISTING_SCHEMA)
+    frame = spark.createDataFrame(rows, LISTING_SCHEMA)
+    # Local rows are turned into Spark rows in the JVM; an RDD of them would need a Python worker (of a second
+    # worker daemon: plain RDD functions and pandas UDFs have separate ones) in every task, at ~1 s each start.
+    return frame.repartition(partitions) if partitions else frame
 
 
 def read_local_file(uri: str) -> Tuple[Optional[bytes], Optional[str]]:

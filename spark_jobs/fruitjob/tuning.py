@@ -26,6 +26,8 @@ def configure(spark: SparkSession, opts: JobOptions, partitions: int) -> None:
     # 224x224 images are ~10 MB); fewer than that only add per-batch overhead.
     conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(max(opts.batch_size * 4, 64)))
     conf.set("spark.sql.shuffle.partitions", str(partitions))
+    # toPandas() through Arrow (the feature-quality sample: 5,000 x 1,280 floats); Spark falls back if it cannot.
+    conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
     # Images are small on disk but costly to featurize: never merge partitions because they are few bytes.
     conf.set("spark.sql.adaptive.coalescePartitions.enabled", "false")
     # binaryFile packs files into splits by bytes, each file costing openCostInBytes (4 MB) on top of its size:
