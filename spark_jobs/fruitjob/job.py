@@ -91,9 +91,9 @@ def _write_pca(spark: SparkSession, opts: JobOptions, source: Optional[FittedPca
     """pca/ for every row of features/, all in one space; returns (the model, a note on components or None)."""
     pca_uri = layout.child(opts.output, layout.PCA)
     if source is None:
-        fitted, note = fit_and_save(spark, opts, features, identity)
+        # pca/ is written while the model is saved (fit_and_save); space.json names the model once both are there
+        fitted, note = fit_and_save(spark, opts, features, identity, pca_uri)
         save_space(spark, opts.output, identity, fitted.uri, fitted.model_id)
-        project(fitted, features).write.mode("overwrite").parquet(pca_uri)
         return fitted, note
     save_space(spark, opts.output, identity, source.uri, source.model_id)
     if not (opts.incremental and storage.exists(spark, pca_uri)):

@@ -56,14 +56,19 @@ def per_class(labels: np.ndarray, by_features: np.ndarray, by_pca: np.ndarray) -
 
 
 def sample(features: DataFrame, pca: DataFrame, size: int = SAMPLE_SIZE) -> DataFrame:
-    """(label, features, pca) of every image, or of about ``size`` images stratified by class."""
-    joined = features.select("path", "label", "features").join(pca.select("path", "pca"), on="path")
-    total = joined.count()
+    """(label, features, pca) of every image, or of about ``size`` images stratified by class.
+
+    The sample is chosen on (path, label) alone, so only the chosen images' vectors are joined and moved.
+    """
+    keys = features.select("path", "label")
+    total = keys.count()
     if total > size:
-        classes = max(1, joined.select("label").distinct().count())
+        classes = max(1, keys.select("label").distinct().count())
         quota = max(2, size // classes)
         rank = F.row_number().over(Window.partitionBy("label").orderBy(F.xxhash64("path"), "path"))
-        joined = joined.withColumn("rank", rank).where(F.col("rank") <= quota).drop("rank")
+        chosen = F.broadcast(keys.withColumn("rank", rank).where(F.col("rank") <= quota).select("path"))
+        features, pca = (frame.join(chosen, on="path", how="left_semi") for frame in (features, pca))
+    joined = features.select("path", "label", "features").join(pca.select("path", "pca"), on="path")
     return joined.select("label", "features", "pca")
 
 

@@ -42,11 +42,22 @@ def escape_glob(path: str) -> str:
 
 
 def listing_frame(spark: SparkSession, images: List[ImageFile], partitions: Optional[int] = None) -> DataFrame:
-    """The listed images as rows, spread round-robin over ``partitions`` slices (a shuffle of the listing only)."""
-    rows = [(i.path, i.label, i.size, i.modified, i.etag) for i in images]
-    frame = spark.createDataFrame(rows, LISTING_SCHEMA)
-    # Local rows are turned into Spark rows in the JVM; an RDD of them would need a Python worker (of a second
-    # worker daemon: plain RDD functions and pandas UDFs have separate ones) in every task, at ~1 s each start.
+    """The listed images as rows, spread round-robin over ``partitions`` slices (a shuffle of the listing only).
+
+    The rows go to the JVM as Arrow (the job turns ``spark.sql.execution.arrow.pyspark.enabled`` on): rows of
+    pickled tuples would be turned into Spark rows by a Python worker, of a second worker daemon (plain RDD
+    functions and pandas UDFs have separate ones), started in every task that reads them at ~1 s each.
+    """
+    import pandas as pd
+
+    columns = {
+        "path": pd.Series([i.path for i in images], dtype=object),
+        "label": pd.Series([i.label for i in images], dtype=object),
+        "size": pd.array([i.size for i in images], dtype="Int64"),
+        "modified": pd.array([i.modified for i in images], dtype="Int64"),
+        "etag": pd.Series([i.etag for i in images], dtype=object),
+    }
+    frame = spark.createDataFrame(pd.DataFrame(columns), LISTING_SCHEMA)
     return frame.repartition(partitions) if partitions else frame
 
 
