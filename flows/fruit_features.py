@@ -16,17 +16,27 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from prefect import flow, get_run_logger
-from prefect.logging.loggers import flow_run_logger
+from flows.temporary_server import TemporaryServer, start_if_needed
 
-from flows.cli_errors import failure_message, quiet_expected_errors
-from flows.command_line import parser_for
-from flows.parameters import declared_parameters, engine_settings, split
-from fruitjob.options import JobOptions
-from tasks.contract import Engine, RunResult
-from tasks.registry import engine_for
-from tasks.reporting import publish_summary
-from tasks.validation import validate_output
+# The command line: the temporary Prefect server boots on another core while the rest is imported.
+_SERVER: TemporaryServer | None = start_if_needed() if __name__ == "__main__" else None
+
+from prefect import flow, get_run_logger  # noqa: E402
+from prefect.logging.loggers import flow_run_logger  # noqa: E402
+from prefect.settings import (  # noqa: E402
+    PREFECT_API_URL,
+    PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+    temporary_settings,
+)
+
+from flows.cli_errors import failure_message, quiet_expected_errors  # noqa: E402
+from flows.command_line import parser_for  # noqa: E402
+from flows.parameters import declared_parameters, engine_settings, split  # noqa: E402
+from fruitjob.options import JobOptions  # noqa: E402
+from tasks.contract import Engine, RunResult  # noqa: E402
+from tasks.registry import engine_for  # noqa: E402
+from tasks.reporting import publish_summary  # noqa: E402
+from tasks.validation import validate_output  # noqa: E402
 
 
 def end_what_the_run_left(flow: Any, flow_run: Any, state: Any) -> None:
@@ -99,12 +109,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser_for(fruit_features, prog="python -m flows.fruit_features")
 
 
+def _run_flow(args: dict[str, Any], server: TemporaryServer | None):
+    if server is None:  # an API is configured, or main() was called from Python: Prefect's own way
+        return fruit_features(**args, return_state=True)
+    print("prefect: temporary server on %s" % server.api_url.removesuffix("/api"), file=sys.stderr)
+    server.wait_until_healthy(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
+    # stopped at exit (atexit, registered before Prefect's log and event workers: they flush to it first)
+    with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        return fruit_features(**args, return_state=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
     # The temporary server started for this run would log an ERROR for every telemetry send it cannot make offline.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     quiet_expected_errors()
-    state = fruit_features(**args, return_state=True)
+    state = _run_flow(args, _SERVER)
     if state.is_failed() or state.is_crashed():
         print(f"fruit-features failed: {failure_message(state)}", file=sys.stderr)
         return 1

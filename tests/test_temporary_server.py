@@ -1,0 +1,29 @@
+"""The command line's own temporary Prefect server (flows/temporary_server.py): started only where Prefect would
+start one, healthy before the flow runs, gone when stopped. The whole command runs on it in test_cli_errors.py."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from flows.temporary_server import start_if_needed
+
+
+def test_a_configured_api_is_used_as_it_is():
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+        assert start_if_needed() is None
+
+
+def test_the_server_answers_before_the_flow_runs_and_is_gone_after_stop():
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        server = start_if_needed()
+    assert server is not None
+    try:
+        server.wait_until_healthy(120)
+        with urllib.request.urlopen(server.api_url + "/admin/version", timeout=10) as answer:
+            assert json.loads(answer.read())  # a Prefect API, not just a port that answers
+    finally:
+        server.stop()
+    assert server.process.poll() is not None
