@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
+import time
+
 from fruitjob.featurizer import WARM_UP_GROUP, warm_up_workers
 from fruitjob.listing import ImageFile
 from fruitjob.reading import listing_frame
 
 
+def _job_ids(tracker, group: str, deadline: float) -> set:
+    # Spark's status store learns of a job from its listener bus, a little after the job was submitted
+    while not (ids := set(tracker.getJobIdsForGroup(group))) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return ids
+
+
 def test_the_warm_up_job_is_submitted_before_the_driver_goes_on(spark):
-    # The featurize job comes next: Spark's FIFO scheduler runs the warm-up first only if it already has it. (Planned
+    # The featurize job comes next: Spark's FIFO scheduler runs the warm-up first only if it has it first. (Planned
     # and submitted from its thread, it used to reach Spark after the featurize job and then only delayed it.)
-    tracker = spark.sparkContext.statusTracker()
-    before = set(tracker.getJobIdsForGroup(WARM_UP_GROUP))
+    sc = spark.sparkContext
     thread = warm_up_workers(spark, "tflite")
-    submitted = set(tracker.getJobIdsForGroup(WARM_UP_GROUP)) - before
+    sc.setJobGroup("fruitflow-test-next-job", "the job the driver submits next")
+    try:
+        spark.range(3).count()
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", None)
     thread.join()
-    assert submitted, "warm_up_workers returned before Spark had its job"
-    assert all(tracker.getJobInfo(job).status == "SUCCEEDED" for job in submitted)
+    deadline = time.monotonic() + 60
+    warm_up, next_job = (_job_ids(sc.statusTracker(), g, deadline) for g in (WARM_UP_GROUP, "fruitflow-test-next-job"))
+    assert warm_up and next_job
+    assert max(warm_up) < min(next_job), "Spark got the warm-up job after the driver's next one"  # ids go up in order
 
 
 def test_the_listing_is_spread_over_the_partitions_without_a_python_worker(spark):
