@@ -6,6 +6,8 @@ beforehand (decode costs the same for both). OpenVINO is a bench-only package, i
 
     .venv/bin/python -m pip install --no-deps --target /work/bench-packages openvino==2026.4.1 openvino-telemetry
     PYTHONPATH=/work/bench-packages .venv/bin/python bench/engines.py [--images DIR] [--count 96] [--alpha 1.0]
+
+or as rows of ``bench/featurize_bench.py --engines``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "spark_jobs")]
 SHARED_IMAGES = ROOT.parent / "shared" / "data" / "fruits-360-sample"
 
 
@@ -62,45 +63,48 @@ def openvino_engine(flatbuffer: bytes, workdir: Path, batch: int, precision: str
     return run
 
 
+def compare(folder: Path, count: int = 96, alpha: float = 1.0) -> list[str]:
+    """One line per batch size: our engine's rate, OpenVINO's in f32 and bf16, and how far their features are."""
+    import tempfile
+
+    from fruitjob.tflite_engine import tflite_engine, tflite_model
+    from fruitjob.weights import _random_weights
+
+    os.environ["FRUITFLOW_ENGINE_THREADS"] = "1"
+    images = decoded_images(folder, count)
+    weights = _random_weights(alpha, 0)
+    flatbuffer = tflite_model(weights, "tflite")
+    lines = ["engines, model only, 1 thread, %d images, alpha %s, random weights:" % (len(images), alpha)]
+    with tempfile.TemporaryDirectory() as tmp:
+        for batch in (1, 4):
+            ours = tflite_engine(weights, batch, threads=1)
+            usable = images[: len(images) // batch * batch]
+            reference = ours(usable)
+            base = rate(ours, usable, batch)
+            line = ["  batch %d: tflite (XNNPACK) %.1f img/s" % (batch, base)]
+            # f32 is the engine the job could take (features within 1e-4); bf16 is OpenVINO's default on CPUs with
+            # AVX512_BF16 or AMX, shown for its speed only
+            for precision in ("f32", "bf16"):
+                vino = openvino_engine(flatbuffer, Path(tmp), batch, precision)
+                got = np.concatenate([vino(usable[i : i + batch]) for i in range(0, len(usable), batch)])
+                speed = rate(vino, usable, batch)
+                line.append(
+                    "openvino %s %.1f (x%.2f, max |diff| %.1e of features up to %.1f)"
+                    % (precision, speed, speed / base, float(np.abs(got - reference).max()), float(reference.max()))
+                )
+            lines.append("; ".join(line))
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=Path, default=SHARED_IMAGES)
     parser.add_argument("--count", type=int, default=96)
     parser.add_argument("--alpha", type=float, default=1.0)
     args = parser.parse_args(argv)
-    os.environ["FRUITFLOW_ENGINE_THREADS"] = "1"
-    import tempfile
-
-    from fruitjob.tflite_engine import tflite_engine, tflite_model
-    from fruitjob.weights import _random_weights
-
     if not args.images.is_dir():
         raise SystemExit("no images at %s: pass --images" % args.images)
-    images = decoded_images(args.images, args.count)
-    weights = _random_weights(args.alpha, 0)
-    flatbuffer = tflite_model(weights, "tflite")
-    print("engines, model only, 1 thread, %d images, alpha %s, random weights" % (len(images), args.alpha))
-    with tempfile.TemporaryDirectory() as tmp:
-        for batch in (1, 4):
-            ours = tflite_engine(weights, batch, threads=1)
-            usable = images[: len(images) // batch * batch]
-            reference = ours(usable)
-            line = ["batch %d: tflite (XNNPACK) %.1f img/s" % (batch, rate(ours, usable, batch))]
-            # f32 is the engine the job could take (features within 1e-4); bf16 is OpenVINO's default on CPUs with
-            # AVX512_BF16 or AMX, shown for its speed only
-            for precision in ("f32", "bf16"):
-                vino = openvino_engine(flatbuffer, Path(tmp), batch, precision)
-                got = np.concatenate([vino(usable[i : i + batch]) for i in range(0, len(usable), batch)])
-                line.append(
-                    "openvino %s %.1f img/s (max |diff| %.1e, largest feature %.1f)"
-                    % (
-                        precision,
-                        rate(vino, usable, batch),
-                        float(np.abs(got - reference).max()),
-                        float(reference.max()),
-                    )
-                )
-            print("; ".join(line), flush=True)
+    print("\n".join(compare(args.images, args.count, args.alpha)))
     return 0
 
 

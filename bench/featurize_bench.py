@@ -267,6 +267,7 @@ def report(results: dict) -> str:
         ),
         *_cached_lines(results),
         *_peer_lines(results),
+        *results.get("engines", []),
         "Spark fixed start-up (spark-submit, session, one-row job, stop): %.1f s" % s["wall_s"],
         "our whole job: %.1f s wall (stages %s; the rest is JVM/Python start-up and shutdown)"
         % (c["wall_s"], ", ".join("%s %.1f" % kv for kv in d.items())),
@@ -320,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--compare-readers", action="store_true", help="also run (c) with Spark's binaryFile reader (as on S3)"
     )
+    parser.add_argument(
+        "--engines", action="store_true", help="add the engines tried: OpenVINO on our model (bench/engines.py)"
+    )
     parser.add_argument("--peers", action="store_true", help="add (p1)-(p3): predict_batch_udf, Ray Data, Daft")
     parser.add_argument(
         "--scale", nargs="?", const="1000,4000,16000", metavar="N,N,...", help="only the growth run, at these sizes"
@@ -360,6 +364,10 @@ def main(argv: list[str] | None = None) -> int:
             from tasks.local.spark_submit import local_master
 
             results["peers"] = measure_peers(images, workdir, local_master(), args.alpha, cores)
+        if args.engines:
+            from engines import compare
+
+            results["engines"] = compare(images, alpha=args.alpha)
         results["loop"] = measure_loop(images, args.alpha, args.featurizer, args.batch_size, cores)
         print("(b) loop: %s" % results["loop"]["variants"], flush=True)
         results["reference"] = None
