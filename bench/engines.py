@@ -27,7 +27,8 @@ SHARED_IMAGES = ROOT.parent / "shared" / "data" / "fruits-360-sample"
 def decoded_images(folder: Path, count: int) -> np.ndarray:
     from fruitjob.decoding import decode_image
 
-    files = sorted(p for p in folder.rglob("*.jpg"))[:: max(1, len(list(folder.rglob("*.jpg"))) // count)][:count]
+    every = sorted(folder.rglob("*.jpg"))
+    files = every[:: max(1, len(every) // count)][:count]
     return np.stack([decode_image(p.read_bytes()) for p in files])
 
 
