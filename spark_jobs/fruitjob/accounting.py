@@ -60,8 +60,8 @@ def count_outputs(spark: SparkSession, opts: JobOptions, listing: Listing, plan:
     features_uri = layout.child(opts.output, layout.FEATURES)
     if not storage.exists(spark, features_uri):
         raise PcaError("no image could be featurized (%d errors: see errors/)" % len(listing.problems))
-    features = spark.read.parquet(features_uri)
-    failed = spark.read.parquet(layout.child(opts.output, layout.ERRORS)).count()  # errors/ is this run's only
+    features = storage.read_parquet(spark, features_uri)
+    failed = storage.read_parquet(spark, layout.child(opts.output, layout.ERRORS)).count()  # errors/ is this run's only
     counts = Counts(
         images_total=len(plan.todo) + len(listing.problems),
         images_ok=features.where(F.col("run_id") == run_id).count() if "run_id" in features.columns else 0,

@@ -26,7 +26,7 @@ def _done_keys(spark: SparkSession, output: str) -> Dict[str, Key]:
     uri = layout.child(output, layout.FEATURES)
     if not storage.exists(spark, uri):
         return {}
-    frame = spark.read.parquet(uri)
+    frame = storage.read_parquet(spark, uri)
     columns = [name for name in ("path", "size", "modified", "etag") if name in frame.columns]
     done = {}
     for row in frame.select(*columns).collect():

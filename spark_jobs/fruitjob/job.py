@@ -99,7 +99,7 @@ def _write_pca(spark: SparkSession, opts: JobOptions, source: Optional[FittedPca
     if not (opts.incremental and storage.exists(spark, pca_uri)):
         project(source, features).write.mode("overwrite").parquet(pca_uri)
         return source, None
-    existing = spark.read.parquet(pca_uri)
+    existing = storage.read_parquet(spark, pca_uri)
     keep = existing.join(features.select("path"), on="path", how="left_semi")
     if "pca_model_id" in existing.columns:
         keep = keep.where(F.col("pca_model_id") == source.model_id)
@@ -173,10 +173,10 @@ def run(spark: SparkSession, opts: JobOptions) -> RunMetrics:
         )
         laps("errors")
 
-        features = spark.read.parquet(layout.child(opts.output, layout.FEATURES))
+        features = storage.read_parquet(spark, layout.child(opts.output, layout.FEATURES))
         fitted, pca_note = _write_pca(spark, opts, source, identity, features)
         laps("pca")
-        quality = feature_quality(features, spark.read.parquet(layout.child(opts.output, layout.PCA)))
+        quality = feature_quality(features, storage.read_parquet(spark, layout.child(opts.output, layout.PCA)))
         laps("quality")
         done = Done(listing, plan, counts, fitted, pca_note, source is None, identity, laps.durations, partitions)
         metrics = run_metrics(spark, opts, done, run_id=run_id, reader=reader, started_at=started_at, quality=quality)

@@ -82,7 +82,7 @@ def write_features(
         result["error"].alias("error"),
         F.lit(run_id).alias("run_id"),
     ).write.mode("overwrite").option("compression", "none").parquet(layout.child(opts.output, layout.STAGING))
-    done = spark.read.parquet(layout.child(opts.output, layout.STAGING))
+    done = storage.read_parquet(spark, layout.child(opts.output, layout.STAGING))
     done.where(F.col("error").isNull()).select(*layout.FEATURE_COLUMNS).write.mode(mode).parquet(
         layout.child(opts.output, layout.FEATURES)
     )
@@ -106,7 +106,7 @@ def write_errors(
     failed = _problem_rows(spark, problems, run_id)
     staged = layout.child(opts.output, layout.STAGING)
     if todo:
-        done = spark.read.parquet(staged)
+        done = storage.read_parquet(spark, staged)
         failed = failed.unionByName(done.where(F.col("error").isNotNull()).select(*layout.ERROR_COLUMNS))
         if done.count() < len(todo):  # only then is a listed image missing: skip the join otherwise
             unread = unread_images(spark, todo, done).withColumn("run_id", F.lit(run_id))
@@ -122,4 +122,4 @@ def drop_stale_rows(spark: SparkSession, output: str, paths: List[str]) -> None:
     for name in (layout.FEATURES, layout.PCA):
         uri = layout.child(output, name)
         if storage.exists(spark, uri):
-            replace_dataset(spark, uri, without_paths(spark.read.parquet(uri), paths))
+            replace_dataset(spark, uri, without_paths(storage.read_parquet(spark, uri), paths))

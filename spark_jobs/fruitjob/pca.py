@@ -145,7 +145,7 @@ def save_pca(spark: SparkSession, fitted: FittedPca, uri: str) -> None:
 
 
 def load_pca(uri: str, label: str) -> FittedPca:
-    model = PipelineModel.load(uri)
+    model = PipelineModel.load(storage.escape_glob(uri))  # its reader globs the path
     variance = [float(v) for v in model.stages[1].explainedVariance.toArray()]
     return FittedPca(model=model, explained_variance=variance, uri=label)
 

@@ -22,6 +22,7 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType
 from fruitjob.decoding import UNREADABLE
 from fruitjob.listing import ImageFile
 from fruitjob.rules import MAX_IMAGE_BYTES, is_local, local_path
+from fruitjob.storage import escape_glob
 
 LISTING_SCHEMA = StructType(
     [
@@ -33,14 +34,6 @@ LISTING_SCHEMA = StructType(
     ]
 )
 LISTING_COLUMNS = [column.name for column in LISTING_SCHEMA.fields]
-_GLOB_SPECIALS = "\\[]{}*?"
-
-
-def escape_glob(path: str) -> str:
-    """Escape Hadoop glob characters so that a file named ``a[1].jpg`` is read as itself."""
-    return "".join("\\" + c if c in _GLOB_SPECIALS else c for c in path)
-
-
 def listing_frame(spark: SparkSession, images: List[ImageFile], partitions: Optional[int] = None) -> DataFrame:
     """The listed images as rows, spread round-robin over ``partitions`` slices (a shuffle of the listing only).
 

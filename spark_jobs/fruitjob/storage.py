@@ -4,7 +4,23 @@ from __future__ import annotations
 
 from typing import Iterator, Optional, Tuple
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
+
+_GLOB_SPECIALS = "\\[]{}*?"
+
+
+def escape_glob(path: str) -> str:
+    """Escape Hadoop glob characters, so that ``/data/wk[49]`` or a file named ``a[1].jpg`` is read as itself.
+
+    Spark's readers (``spark.read.parquet``, ``binaryFile``, ``textFile`` under ``PipelineModel.load``) expand globs in
+    the paths they are given; writers and ``FileSystem`` calls do not.
+    """
+    return "".join("\\" + c if c in _GLOB_SPECIALS else c for c in path)
+
+
+def read_parquet(spark: SparkSession, uri: str) -> DataFrame:
+    """The Parquet dataset at ``uri`` (its name never read as a glob)."""
+    return spark.read.parquet(escape_glob(uri))
 
 
 def _path_and_fs(spark: SparkSession, uri: str):
