@@ -34,6 +34,8 @@ LISTING_SCHEMA = StructType(
     ]
 )
 LISTING_COLUMNS = [column.name for column in LISTING_SCHEMA.fields]
+
+
 def listing_frame(spark: SparkSession, images: List[ImageFile], partitions: Optional[int] = None) -> DataFrame:
     """The listed images as rows, spread round-robin over ``partitions`` slices (a shuffle of the listing only).
 
