@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Dict, Optional
 
-from pyspark.sql import SparkSession
+import numpy as np
+from pyspark.sql import Column, SparkSession
 
 from fruitjob import storage
 from fruitjob.calibration import calibration_of
@@ -15,6 +17,11 @@ from fruitjob.calibration import calibration_of
 # depend on its calibration set as well (None for the float featurizers, and in outputs older than int8).
 IDENTITY_KEYS = ("weights_sha256", "alpha", "featurizer", "calibration")
 IDENTITY_FILE = "identity.json"
+# The key, in the metadata of the vector column of features/ and pca/, under which each Parquet file records the
+# identity of the space its vectors are in (pca/ adds its ``pca_model_id``). Spark writes a column's metadata into
+# every file's footer (the schema under ``org.apache.spark.sql.parquet.row.metadata``, Spark 3.5 and 4 alike), so a
+# file says itself which space it belongs to, wherever it is copied; validation reads it with pyarrow.
+PARQUET_METADATA_KEY = "fruitflow.identity"
 
 
 class SpaceMismatch(ValueError):
@@ -30,6 +37,19 @@ def identity_of(weights_name: str, weights_sha256: str, alpha: float, featurizer
         "featurizer": featurizer,
         "calibration": calibration_of(featurizer),
     }
+
+
+def pca_model_id(mean: np.ndarray, components: np.ndarray) -> str:
+    """A PCA space's identity: a hash of its mean and components (features x components), as float64. Every pca/ row
+    carries it; validation computes it again from the model's pca_model.npz."""
+    data = np.asarray(mean, dtype=np.float64).tobytes() + np.asarray(components, dtype=np.float64).tobytes()
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def recorded(column: Column, name: str, identity: Dict[str, object]) -> Column:
+    """``column`` as ``name``, its metadata recording ``identity`` (as one JSON string: Spark's metadata keeps it
+    exactly, whatever the types inside)."""
+    return column.alias(name, metadata={PARQUET_METADATA_KEY: json.dumps(identity, sort_keys=True)})
 
 
 def check_same_space(current: Dict[str, object], other: Dict[str, object], what: str) -> None:

@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 from fruitjob import layout, storage
 from fruitjob.errors import JobError
 from fruitjob.featurizer import make_featurize_udf
+from fruitjob.identity import identity_of, recorded
 from fruitjob.incremental import replace_dataset, without_paths
 from fruitjob.listing import ImageFile
 from fruitjob.options import JobOptions
@@ -67,7 +68,8 @@ def mark_unfinished(spark: SparkSession, output: str) -> None:
 def write_features(
     spark: SparkSession, opts: JobOptions, weights, images: DataFrame, reader: str, run_id: str, mode: str
 ) -> None:
-    """Features of ``images`` into features/ (mode: overwrite or append); results stay staged for errors/.
+    """Features of ``images`` into features/ (mode: overwrite or append); results stay staged for errors/. Each file
+    records the feature space's identity in its footer (``identity.recorded``).
 
     The model runs once per image: its results are written to a staging dataset in one pass (uncompressed: it
     is read once, right away), which is then split. Caching instead would re-run inference on any evicted
@@ -83,7 +85,9 @@ def write_features(
         F.lit(run_id).alias("run_id"),
     ).write.mode("overwrite").option("compression", "none").parquet(layout.child(opts.output, layout.STAGING))
     done = storage.read_parquet(spark, layout.child(opts.output, layout.STAGING))
-    done.where(F.col("error").isNull()).select(*layout.FEATURE_COLUMNS).write.mode(mode).parquet(
+    identity = identity_of(weights.name, weights.sha256, weights.alpha, opts.featurizer)
+    columns = [recorded(F.col(c), c, identity) if c == "features" else c for c in layout.FEATURE_COLUMNS]
+    done.where(F.col("error").isNull()).select(*columns).write.mode(mode).parquet(
         layout.child(opts.output, layout.FEATURES)
     )
 

@@ -7,7 +7,6 @@ The saved model is what Spark ML's ``Pipeline([StandardScaler(withMean=True, wit
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import logging
 import time
@@ -27,7 +26,14 @@ from pyspark.sql import functions as F
 
 from fruitjob import layout, storage
 from fruitjob.gram_pca import Axes, Moments, moments, principal_axes, project_arrow
-from fruitjob.identity import SpaceMismatch, check_same_space, load_identity, save_identity
+from fruitjob.identity import (
+    SpaceMismatch,
+    check_same_space,
+    load_identity,
+    pca_model_id,
+    recorded,
+    save_identity,
+)
 from fruitjob.laps import Laps
 from fruitjob.options import JobOptions
 from fruitjob.rules import FEATURE_DIM
@@ -48,6 +54,8 @@ class FittedPca:
     explained_variance: List[float]
     uri: str  # where the model is (or will be) saved
     timings: Dict[str, float] = field(default_factory=dict, compare=False)  # seconds per sub-stage of the fit
+    # the feature space it was fitted in, which pca/ files record with the model id (empty: not known here)
+    identity: Dict[str, object] = field(default_factory=dict, compare=False)
 
     @property
     def components(self) -> int:
@@ -65,7 +73,7 @@ class FittedPca:
     @property
     def model_id(self) -> str:
         """The PCA space's identity: a hash of its mean and components (every pca/ row carries it)."""
-        return hashlib.sha256(self.mean.tobytes() + self.axes.tobytes()).hexdigest()[:16]
+        return pca_model_id(self.mean, self.axes)
 
 
 def components_for(requested: int, images_ok: int, dim: int) -> int:
@@ -129,6 +137,9 @@ def project(fitted: FittedPca, features: DataFrame) -> DataFrame:
         out = fitted.model.stages[-1].getOutputCol()
         projected = fitted.model.transform(_vectors(features))
         projected = projected.select("path", "label", vector_to_array(out, "float32").alias("pca"))
+    if fitted.identity:  # each file of pca/ records the space and the model its rows are in
+        space = {**fitted.identity, "pca_model_id": fitted.model_id}
+        projected = projected.withColumn("pca", recorded(F.col("pca"), "pca", space))
     return projected.withColumn("pca_model_id", F.lit(fitted.model_id))
 
 
@@ -184,7 +195,7 @@ def existing_model(
     saved = load_identity(spark, uri)
     if saved is not None:
         check_same_space(identity, saved, "PCA model %s" % uri)
-    fitted = load_pca(uri, uri)
+    fitted = dataclasses.replace(load_pca(uri, uri), identity=identity)  # checked above, when the model records one
     expected = (space or {}).get("pca_model_id") if opts.incremental else None
     if expected and expected != fitted.model_id:
         raise SpaceMismatch(
@@ -227,7 +238,7 @@ def fit_and_save(
         log.warning(note)
     if k < 1:
         raise PcaError("PCA needs at least 2 decodable images; %d decoded (see errors/)" % images_ok)
-    fitted = _fit(spark, found, k, layout.child(opts.output, layout.PCA_MODEL))
+    fitted = dataclasses.replace(_fit(spark, found, k, layout.child(opts.output, layout.PCA_MODEL)), identity=identity)
     laps("eigh")
     if pca_uri is None:
         laps.seconds["save"] = _save_model(spark, fitted, identity)

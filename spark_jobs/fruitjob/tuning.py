@@ -11,6 +11,7 @@ from fruitjob.options import JobOptions
 from fruitjob.rules import is_local
 
 IMAGES_PER_PARTITION = 2000
+PAGE_CHECKSUMS = "parquet.page.write-checksum.enabled"
 
 
 def partitions_for(spark: SparkSession, images: int, asked: Optional[int]) -> int:
@@ -39,6 +40,11 @@ def configure(spark: SparkSession, opts: JobOptions, partitions: int) -> None:
     # binaryFile skips an object it cannot read (S3 Glacier class, KMS denied, permission) instead of failing the
     # job; it comes back as an errors/ row through unread_images.
     conf.set("spark.sql.files.ignoreCorruptFiles", "true")
+    # A CRC32 in every Parquet page header, so that a byte flipped on disk or in transit fails validation's read
+    # (pyarrow verifies them) instead of passing as a slightly different feature. Hadoop's .crc side files do not
+    # travel to S3 and pyarrow never reads them. Set explicitly: parquet-mr's default has changed between releases.
+    # Spark copies session settings into the Hadoop configuration of every write.
+    conf.set(PAGE_CHECKSUMS, "true")
     if is_local(opts.images):
         # binaryFile gets one path per listed image; above this threshold Spark lists them in a job of one task
         # per path (~25 ms each: 100 s for 4,000 images). Listing local files on the driver takes milliseconds.
