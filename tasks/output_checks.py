@@ -26,10 +26,42 @@ SAMPLE_SIZE = 1_000
 EXAMPLES = 3
 
 
+# Every page's CRC is verified as it is read: the job writes them (fruitjob.tuning), so a byte changed in a file since
+# fails here instead of passing as a slightly different value (pyarrow ignores Hadoop's .crc side files).
+VERIFIED_PARQUET = ds.ParquetFileFormat(
+    default_fragment_scan_options=ds.ParquetFragmentScanOptions(page_checksum_verification=True)
+)
+
+
+class CorruptParquet(ValueError):
+    """A file of the output cannot be read as written; the message names each such file and why."""
+
+
 def read_table(filesystem: pafs.FileSystem, path: str, columns: list[str] | None = None) -> pa.Table:
-    dataset = ds.dataset(path, filesystem=filesystem, format="parquet", exclude_invalid_files=True)
+    """The dataset at ``path``, page checksums verified; :class:`CorruptParquet` naming the files that fail."""
+    dataset = ds.dataset(path, filesystem=filesystem, format=VERIFIED_PARQUET, exclude_invalid_files=True)
     wanted = None if columns is None else [c for c in columns if c in dataset.schema.names]
-    return dataset.to_table(columns=wanted)
+    try:
+        return dataset.to_table(columns=wanted)
+    except (OSError, pa.ArrowException) as exc:
+        raise CorruptParquet(_corrupt_files(dataset, wanted) or f"{path}: {_first_line(exc)}") from None
+
+
+def _corrupt_files(dataset: ds.Dataset, columns: list[str] | None) -> str:
+    """Which files of ``dataset`` fail to read, file by file (the dataset's error does not say which)."""
+    found = []
+    for fragment in dataset.get_fragments():
+        try:
+            fragment.to_table(schema=dataset.schema, columns=columns)
+        except (OSError, pa.ArrowException) as exc:
+            why = "a page fails its checksum: the file changed after it was written" if "CRC" in str(exc) else ""
+            name = "/".join(fragment.path.rsplit("/", 2)[-2:])
+            found.append(f"{name} cannot be read ({why or _first_line(exc)})")
+    return "\n- ".join(found)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
 def _examples(paths) -> str:

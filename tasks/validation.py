@@ -3,8 +3,9 @@
 What the job says (metrics.json) is checked against what it wrote (the rows, their run ids, their PCA model ids)
 and against the input itself, listed again from the source (``tasks.input_listing``): every listed image is in
 exactly one of ``features/`` and ``errors/``, under the label its path gives, and ``pca/`` holds exactly the
-paths of ``features/``, all in the output's one PCA space (``tasks.output_checks``). Each check has a test that
-corrupts an output.
+paths of ``features/``, all in the output's one PCA space (``tasks.output_checks``), and every record of that space
+agrees with the others (``tasks.identity_checks``). Pages are read with their checksums verified. Each check has a
+test that corrupts an output.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pyarrow import fs as pafs
 from fruitjob.metrics import RunMetrics
 from fruitjob.rules import FEATURE_DIM
 from tasks import output_checks as checks
+from tasks.identity_checks import check_identity
 from tasks.uris import filesystem_path
 
 ERROR_SAMPLES = 20
@@ -81,11 +83,14 @@ def verify_output(output: str, filesystem: pafs.FileSystem, images: str | None =
     root = filesystem_path(output)
     metrics = read_metrics(filesystem, output)
     problems: list[str] = []
-    features_table = checks.read_table(filesystem, f"{root}/features")
+    try:
+        features_table = checks.read_table(filesystem, f"{root}/features")
+        errors = checks.read_table(filesystem, f"{root}/errors", ["path", "label", "error", "run_id"]).to_pandas()
+        pca_table = checks.read_table(filesystem, f"{root}/pca")
+    except checks.CorruptParquet as exc:  # nothing else can be trusted: the rows themselves are not what was written
+        raise OutputInvalid(f"output {output} is invalid:\n- {exc}") from None
     features = features_table.select([c for c in ("path", "label", "run_id") if c in features_table.schema.names])
     features = features.to_pandas()
-    errors = checks.read_table(filesystem, f"{root}/errors", ["path", "label", "error", "run_id"]).to_pandas()
-    pca_table = checks.read_table(filesystem, f"{root}/pca")
     pca = pca_table.select([c for c in ("path", "pca_model_id") if c in pca_table.schema.names]).to_pandas()
 
     checks.check_counts(metrics, features, errors, problems)
@@ -93,6 +98,7 @@ def verify_output(output: str, filesystem: pafs.FileSystem, images: str | None =
     found, kept = checks.check_against_input(images or metrics.images, filesystem, metrics, features, errors)
     problems += found
     checks.check_space(filesystem, root, metrics, pca, problems)
+    check_identity(filesystem, root, metrics, problems)
     if metrics.feature_dim != FEATURE_DIM:
         problems.append(f"feature_dim is {metrics.feature_dim}, expected {FEATURE_DIM}")
     checks.check_vectors("features/", features_table, "features", FEATURE_DIM, problems)

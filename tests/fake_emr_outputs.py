@@ -37,7 +37,9 @@ def as_if_on_s3(output: Path, prefixes: dict[str, str]) -> None:
             paths = table["path"]
             for local, remote in pairs:
                 paths = pc.replace_substring_regex(paths, "^" + _regex(local), remote.replace("\\", "\\\\"))
-            pq.write_table(table.set_column(table.schema.get_field_index("path"), "path", paths), part)
+            # with page checksums, as the job's Spark writes them on EMR (fruitjob.tuning)
+            table = table.set_column(table.schema.get_field_index("path"), "path", paths)
+            pq.write_table(table, part, write_page_checksum=True)
         for checksum in folder.glob(".*.crc"):
             checksum.unlink()
     for name in ("metrics.json", "space.json"):
