@@ -96,6 +96,46 @@ def test_the_untouched_copy_is_valid_and_every_file_records_the_space(output):
         }
 
 
+def test_files_rewritten_or_appended_by_an_incremental_run_record_the_space(spark, tmp_path):
+    """An incremental run replaces the rows of a changed image (features/ and pca/ rewritten from what Spark reads
+    back) and appends new ones: every file still records the space, and the output validates."""
+    from fruitjob.job import run
+    from fruitjob.options import parse_options
+    from tasks.local.sample_images import make_sample_images
+    from tests.conftest import JOB_DEFAULTS
+
+    images = make_sample_images(tmp_path / "images", per_class=2, size=48)
+    argv = ["--images", str(images), "--output", str(tmp_path / "out"), *JOB_DEFAULTS, "--pca-components", "3"]
+    run(spark, parse_options(argv))
+    changed, added = sorted(images.glob("*/*.jpg"))[:2]
+    changed.write_bytes(changed.read_bytes() + b"\0" * 7)  # another size: featurized again, its old rows replaced
+    shutil.copyfile(added, added.with_name("added.jpg"))
+    metrics = run(spark, parse_options([*argv, "--incremental"]))
+    assert (metrics.images_changed, metrics.images_ok) == (1, 2)
+    space = _footer_record(_parts(tmp_path / "out", "features")[0], "features")
+    for part in _parts(tmp_path / "out", "features"):
+        assert _footer_record(part, "features") == space
+    for part in _parts(tmp_path / "out", "pca"):
+        assert _footer_record(part, "pca") == {**space, "pca_model_id": metrics.pca_model_id}
+    verify_output(str(tmp_path / "out"), fs.LocalFileSystem())
+
+
+def test_the_job_writes_page_checksums_where_a_cluster_default_turns_them_off(spark, tmp_path):
+    from pyspark.sql import functions as F
+
+    from fruitjob.options import parse_options
+    from fruitjob.tuning import PAGE_CHECKSUMS, configure
+
+    spark.conf.set(PAGE_CHECKSUMS, "false")  # as a spark-defaults.conf could say
+    configure(spark, parse_options(["--images", str(tmp_path), "--output", str(tmp_path / "out")]), 1)
+    frame = spark.range(8).select(F.array(*[F.rand(i).cast("float") for i in range(64)]).alias("features"))
+    frame.coalesce(1).write.parquet(str(tmp_path / "written"))
+    part = _parts(tmp_path, "written")[0]
+    flip_a_byte_of_page_data(part, "features")
+    with pytest.raises(OSError, match="CRC checksum verification failed"):
+        pq.read_table(part, page_checksum_verification=True)
+
+
 @pytest.mark.parametrize(
     "key, value",
     [

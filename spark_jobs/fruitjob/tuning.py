@@ -42,8 +42,9 @@ def configure(spark: SparkSession, opts: JobOptions, partitions: int) -> None:
     conf.set("spark.sql.files.ignoreCorruptFiles", "true")
     # A CRC32 in every Parquet page header, so that a byte flipped on disk or in transit fails validation's read
     # (pyarrow verifies them) instead of passing as a slightly different feature. Hadoop's .crc side files do not
-    # travel to S3 and pyarrow never reads them. Set explicitly: parquet-mr's default has changed between releases.
-    # Spark copies session settings into the Hadoop configuration of every write.
+    # travel to S3 and pyarrow never reads them. On by default in parquet-mr 1.13.1 (Spark 3.5) and 1.17.0 (Spark
+    # 4.3), both seen; set here so that no cluster default turns it off. Spark copies session settings into the
+    # Hadoop configuration of every write.
     conf.set(PAGE_CHECKSUMS, "true")
     if is_local(opts.images):
         # binaryFile gets one path per listed image; above this threshold Spark lists them in a job of one task
