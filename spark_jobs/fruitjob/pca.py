@@ -26,14 +26,7 @@ from pyspark.sql import functions as F
 
 from fruitjob import layout, storage
 from fruitjob.gram_pca import Axes, Moments, moments, principal_axes, project_arrow
-from fruitjob.identity import (
-    SpaceMismatch,
-    check_same_space,
-    load_identity,
-    pca_model_id,
-    recorded,
-    save_identity,
-)
+from fruitjob.identity import SpaceMismatch, check_same_space, load_identity, pca_model_id, recorded, save_identity
 from fruitjob.laps import Laps
 from fruitjob.options import JobOptions
 from fruitjob.rules import FEATURE_DIM
@@ -54,8 +47,7 @@ class FittedPca:
     explained_variance: List[float]
     uri: str  # where the model is (or will be) saved
     timings: Dict[str, float] = field(default_factory=dict, compare=False)  # seconds per sub-stage of the fit
-    # the feature space it was fitted in, which pca/ files record with the model id (empty: not known here)
-    identity: Dict[str, object] = field(default_factory=dict, compare=False)
+    identity: Dict[str, object] = field(default_factory=dict, compare=False)  # its feature space, for pca/ files
 
     @property
     def components(self) -> int:
