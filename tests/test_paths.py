@@ -1,0 +1,120 @@
+"""Paths as users give them (issue 19, cases 5, 6 and 8): an output inside the input through a link or ``..``, glob
+characters in ``--images`` and ``--output`` (with sibling folders the glob would match), and file names that are
+not UTF-8 beside names that spell their escape."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pyarrow import fs
+
+from tasks.local.sample_images import make_sample_images
+from tasks.validation import verify_output
+from tests.conftest import JOB_DEFAULTS
+from tests.helpers import metrics, read_parquet
+
+GLOB_CHARACTERS = "[]{}*?"
+
+
+def _run(spark, images, output, *extra):
+    from fruitjob.job import run
+    from fruitjob.options import parse_options
+
+    argv = ["--images", str(images), "--output", str(output), *JOB_DEFAULTS, "--pca-components", "2", *extra]
+    return run(spark, parse_options(argv))
+
+
+# --- glob characters (case 6) -----------------------------------------------------------------------------------
+
+# For each glob character, a folder name holding it and a sibling that the name, read as a glob, would match
+# instead (None: the name is not a valid glob; read as one, it fails or matches nothing).
+GLOB_NAMES = {
+    "[": ("wk[4", None),
+    "]": ("wk]4", "wk]4-unused"),  # "]" alone is literal in a glob: the sibling must simply never be read
+    "{": ("wk{4", None),
+    "}": ("wk}4", "wk}4-unused"),
+    "*": ("wk*", "wk4"),
+    "?": ("wk?", "wk9"),
+    "[49]": ("wk[49]", "wk4"),
+    "{4,9}": ("wk{4,9}", "wk9"),
+}
+
+
+@pytest.mark.parametrize("case", list(GLOB_NAMES), ids=list(GLOB_NAMES))
+def test_read_parquet_reads_the_named_folder_never_a_sibling_the_glob_matches(spark, tmp_path, case):
+    from fruitjob import storage
+
+    name, sibling = GLOB_NAMES[case]
+    spark.createDataFrame([("mine",)], "who string").write.parquet(str(tmp_path / name / "features"))
+    if sibling:
+        spark.createDataFrame([("sibling",)], "who string").write.parquet(str(tmp_path / sibling / "features"))
+    rows = storage.read_parquet(spark, str(tmp_path / name / "features")).collect()
+    assert [row.who for row in rows] == ["mine"]
+
+
+@pytest.fixture
+def glob_folders(tmp_path) -> tuple[Path, Path]:
+    """Images under a folder named with every glob character, and siblings the unescaped names would match."""
+    images = make_sample_images(tmp_path / "in[1]{a,b}*?", per_class=2, size=48)
+    make_sample_images(tmp_path / "in1a-sibling", per_class=1, size=48)  # "in[1]{a,b}*?" matches it as a glob
+    out = tmp_path / "wk[49]{a,b}*?"
+    (tmp_path / "wk4b-sibling").mkdir()  # "wk[49]{a,b}*?" matches it as a glob; an output-like decoy inside
+    (tmp_path / "wk4b-sibling" / "features").mkdir()
+    return images, out
+
+
+@pytest.mark.parametrize("reader", ["python", "binaryfile"])
+def test_a_run_with_glob_characters_in_images_and_output(spark, glob_folders, reader):
+    images, out = glob_folders
+    m = _run(spark, images, out, "--reader", reader)
+    assert (m.images_ok, m.images_failed) == (12, 0)
+    assert not (out / "_featurized").exists()
+    features = read_parquet(out, "features")
+    assert all(path.startswith(f"file:{images}/") for path in features["path"])
+    verify_output(str(out), fs.LocalFileSystem())
+
+
+def test_incremental_and_pca_model_from_folders_with_glob_characters(spark, glob_folders, tmp_path):
+    images, out = glob_folders
+    first = _run(spark, images, out)
+    chained = tmp_path / "week 2 [x]{y}*?"
+    second = _run(spark, images, chained, "--pca-model", str(out))  # PipelineModel.load of a glob-named folder
+    assert second.pca_model_id == first.pca_model_id
+    verify_output(str(chained), fs.LocalFileSystem())
+
+    (images / "Banana" / "new.jpg").write_bytes((images / "Banana" / "000.jpg").read_bytes())
+    third = _run(spark, images, out, "--incremental")
+    assert (third.images_already_done, third.images_ok) == (12, 1)
+    assert third.pca_model_id == first.pca_model_id
+    assert len(read_parquet(out, "pca")) == 13
+    verify_output(str(out), fs.LocalFileSystem())
+    assert metrics(out)["pca_model_id"] == first.pca_model_id
+
+
+def test_the_model_is_saved_under_its_plain_name(spark, glob_folders):
+    """The escape is for reads only: a writer given ``wk\\[49\\]`` would make a folder of that name."""
+    images, out = glob_folders
+    _run(spark, images, out)
+    assert (out / "pca_model" / "metadata").is_dir() and (out / "pca_model" / "pca_model.npz").is_file()
+    assert not [path for path in out.parent.rglob("*") if "\\" in path.name]
+
+
+def test_every_spark_read_of_a_path_escapes_its_glob_characters():
+    """Spark's readers glob the paths they are given (Hadoop's FileSystem calls and Spark's writers do not): every
+    read in the job, a Parquet dataset, a model or an image, is given an escaped path."""
+    import re
+
+    # parquet/json/... readers, any X.load(path) but our private_files cache, textFile under PipelineModel.load
+    reads = re.compile(
+        r"\.read\.(parquet|json|text|csv|orc)\(|\b(?!private_files\b)\w+\.load\([^)]|\.textFile\(|binaryFiles\("
+    )
+    package = Path(__file__).resolve().parent.parent / "spark_jobs" / "fruitjob"
+    found, unescaped = 0, []
+    for module in sorted(package.glob("*.py")):
+        for number, line in enumerate(module.read_text().splitlines(), 1):
+            if reads.search(line) and not line.lstrip().startswith(("#", '"', "`")):
+                found += 1
+                if "escape_glob(" not in line:
+                    unescaped.append(f"{module.name}:{number}: {line.strip()}")
+    assert found >= 4 and unescaped == []
