@@ -4,6 +4,7 @@ not UTF-8 beside names that spell their escape."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,63 @@ def test_every_spark_read_of_a_path_escapes_its_glob_characters():
                 if "escape_glob(" not in line:
                     unescaped.append(f"{module.name}:{number}: {line.strip()}")
     assert found >= 4 and unescaped == []
+
+
+# --- an output inside the input through a link or ".." (case 5) ---------------------------------------------------
+
+
+def _inside_cases(tmp: Path) -> dict[str, tuple[str, str]]:
+    """(images, output) pairs whose output really lies inside the input, though their spelled paths do not say so."""
+    photos = make_sample_images(tmp / "photos", per_class=1, size=48)
+    os.symlink(photos / "Apple Red 1", tmp / "apple_link")
+    os.symlink(photos, tmp / "photos_link")
+    (tmp / "parent").mkdir()
+    os.symlink(tmp, tmp / "parent" / "up")  # tmp/parent/up/photos is photos
+    return {
+        "output-through-a-link": (str(photos), str(tmp / "apple_link" / "out")),
+        "input-through-a-link": (str(tmp / "photos_link"), str(photos / "out")),
+        "dotdot-in-the-output": (str(photos), str(tmp / "photos_link" / "Apple Red 1" / ".." / "out")),
+        "dotdot-in-the-input": (
+            str(tmp / "parent" / "up" / "photos" / "Apple Red 1" / ".."),
+            str(photos / "Banana" / "o"),
+        ),
+    }
+
+
+INSIDE_IDS = ["output-through-a-link", "input-through-a-link", "dotdot-in-the-output", "dotdot-in-the-input"]
+
+
+@pytest.mark.parametrize("case", INSIDE_IDS)
+def test_an_output_really_inside_the_input_is_refused_by_the_job(spark, tmp_path, case):
+    from fruitjob.job import JobError
+
+    images, output = _inside_cases(tmp_path)[case]
+    real_images = os.path.realpath(os.path.abspath(images))
+    with pytest.raises(JobError, match="lies inside --images") as refused:
+        _run(spark, images, output)
+    assert f"file:{real_images}" in str(refused.value)  # the real paths, links resolved, in the message
+    assert not Path(os.path.abspath(output)).exists()
+
+
+@pytest.mark.parametrize("case", INSIDE_IDS)
+def test_an_output_really_inside_the_input_is_refused_by_check_input_before_spark(tmp_path, case):
+    from tasks.local.input_checks import InputError, check_local_input
+
+    images, output = _inside_cases(tmp_path)[case]
+    with pytest.raises(InputError, match="lies inside --images") as refused:
+        check_local_input.fn(images, output)
+    assert f"file:{os.path.realpath(os.path.abspath(images))}" in str(refused.value)
+
+
+def test_outputs_beside_the_input_are_not_refused(tmp_path):
+    from fruitjob.rules import output_inside_input
+
+    photos = make_sample_images(tmp_path / "photos", per_class=1, size=48)
+    os.symlink(photos / "Apple Red 1", tmp_path / "apple_link")
+    assert output_inside_input(str(photos), str(tmp_path / "photos2" / "out")) is None  # a prefix, not a parent
+    # The job writes where the spelled path points after ".." is removed, as every path option is made absolute:
+    assert output_inside_input(str(photos), str(tmp_path / "apple_link" / ".." / "out")) is None
+    assert output_inside_input(str(photos), "file:" + str(tmp_path / "out")) is None
+    # On S3 the keys are compared, as written (no links there).
+    assert output_inside_input("s3://b/photos", "s3://b/photos/out") is not None
+    assert output_inside_input("s3://b/photos/", "s3://b/photos2/out") is None

@@ -66,20 +66,34 @@ def label_of(root: str, path: str) -> str:
     return relative.split("/", 1)[0] if "/" in relative else ""
 
 
+def real_location(uri: str) -> str:
+    """Where ``uri`` really is, as a canonical URI: locally with every link resolved (of a path not there yet, its
+    deepest existing folder's links), after ``..`` is removed as the job removes it (every path option is made
+    absolute by ``os.path.abspath``); on an object store its key as written (no links there).
+    """
+    if not is_local(uri):
+        return to_uri(uri)
+    return "file:" + os.path.realpath(os.path.abspath(local_path(uri)))
+
+
 def is_inside(child: str, parent: str) -> bool:
-    """True when ``child`` is ``parent`` or lies under it (canonical URIs, compared by whole path segments)."""
-    child, parent = to_uri(child).rstrip("/"), to_uri(parent).rstrip("/")
+    """True when ``child`` is ``parent`` or lies under it: real locations, compared by whole path segments."""
+    child, parent = real_location(child).rstrip("/"), real_location(parent).rstrip("/")
     return child == parent or child.startswith(parent + "/")
 
 
 def output_inside_input(images: str, output: str) -> Optional[str]:
     """Why ``output`` may not be used for ``images``, or None: an output inside the input would be read as input."""
-    if is_inside(output, images):
-        return (
-            "--output %s lies inside --images %s: the next run would list its own output as images; "
-            "choose an output outside the input folder or prefix" % (output, images)
-        )
-    return None
+    if not is_inside(output, images):
+        return None
+    real_output, real_images = real_location(output), real_location(images)
+    really = ""
+    if (real_output, real_images) != (to_uri(output), to_uri(images)):
+        really = " (really %s inside %s, links resolved)" % (real_output, real_images)
+    return (
+        "--output %s lies inside --images %s%s: the next run would list its own output as images; "
+        "choose an output outside the input folder or prefix" % (output, images, really)
+    )
 
 
 def output_refusal(output: str, present: Iterable[str], overwrite: bool, incremental: bool) -> Optional[str]:
