@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import unquote_to_bytes
 
 import pytest
 from pyarrow import fs
 
+from fruitjob.listing import NOT_UTF8
 from tasks.local.sample_images import make_sample_images
 from tasks.validation import verify_output
 from tests.conftest import JOB_DEFAULTS
 from tests.helpers import metrics, read_parquet
-
-GLOB_CHARACTERS = "[]{}*?"
 
 
 def _run(spark, images, output, *extra):
@@ -179,3 +179,70 @@ def test_outputs_beside_the_input_are_not_refused(tmp_path):
     # On S3 the keys are compared, as written (no links there).
     assert output_inside_input("s3://b/photos", "s3://b/photos/out") is not None
     assert output_inside_input("s3://b/photos/", "s3://b/photos2/out") is None
+
+
+# --- names that are not UTF-8 (case 8) ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clashing_names(tmp_path) -> tuple[Path, dict[str, bytes]]:
+    """Names that are not UTF-8 beside real names spelling what an escape of them could look like."""
+    images = make_sample_images(tmp_path / "images", per_class=1, size=48)
+    jpeg = (images / "Banana" / "000.jpg").read_bytes()
+    banana = os.fsencode(images / "Banana")
+    names = {
+        "not-utf8": banana + b"/\xff.jpg",
+        "backslash-x-f-f": banana + b"/\\xff.jpg",  # a real name: backslash, x, f, f
+        "percent-f-f": banana + b"/%FF.jpg",  # a real name: percent, F, F
+        "not-utf8-with-percent": banana + b"/%FF\xff.jpg",
+        "in-a-folder-not-utf8": os.fsencode(images) + b"/Caf\xe9/fruit.jpg",
+    }
+    for raw in names.values():
+        os.makedirs(os.path.dirname(raw), exist_ok=True)
+        with open(raw, "wb") as handle:
+            handle.write(jpeg)
+    return images, names
+
+
+def test_the_job_and_validation_list_every_file_under_its_own_path(spark, clashing_names):
+    from fruitjob.listing import list_input
+    from fruitjob.rules import local_file
+    from tasks.input_listing import list_input_facts
+
+    images, names = clashing_names
+    listed = list_input(spark, str(images)).images
+    facts = list_input_facts(str(images), fs.LocalFileSystem())
+    assert len({image.path for image in listed}) == len(listed) == 6 + len(names)
+    assert {image.path: image.label for image in listed} == facts.images  # the same paths and labels, both walks
+    # A name that is not UTF-8 is the file:/// URI of its bytes, percent-encoded where they are not UTF-8 (and "%"):
+    # a real name is always file:/... (one slash), so the two never meet; a person reads it, unquote decodes it.
+    expected = {
+        "not-utf8": f"file://{images}/Banana/%FF.jpg",
+        "backslash-x-f-f": f"file:{images}/Banana/\\xff.jpg",
+        "percent-f-f": f"file:{images}/Banana/%FF.jpg",
+        "not-utf8-with-percent": f"file://{images}/Banana/%25FF%FF.jpg",
+        "in-a-folder-not-utf8": f"file://{images}/Caf%E9/fruit.jpg",
+    }
+    by_path = {image.path: image for image in listed}
+    for key, path in expected.items():
+        image = by_path[path]
+        assert (image.label, image.problem is None) == (
+            ("Caf%E9", False) if key.startswith("in-a") else ("Banana", "not-utf8" not in key)
+        )
+        assert os.fsencode(local_file(path)) == names[key]  # the path names its file, both forms
+        if path.startswith("file:///"):
+            assert unquote_to_bytes(path[len("file://") :]) == names[key]
+            assert image.problem == NOT_UTF8 and "%XX" in NOT_UTF8
+
+
+def test_a_name_that_is_not_utf8_beside_one_spelling_its_escape_both_accounted_for(spark, clashing_names, tmp_path):
+    images, names = clashing_names
+    _run(spark, images, tmp_path / "out")
+    errors, features = read_parquet(tmp_path / "out", "errors"), read_parquet(tmp_path / "out", "features")
+    assert sorted(errors["path"]) == sorted(
+        [f"file://{images}/Banana/%FF.jpg", f"file://{images}/Banana/%25FF%FF.jpg", f"file://{images}/Caf%E9/fruit.jpg"]
+    )
+    assert set(errors["error"]) == {NOT_UTF8}
+    assert {f"file:{images}/Banana/\\xff.jpg", f"file:{images}/Banana/%FF.jpg"} <= set(features["path"])
+    assert len(features) == 8
+    verify_output(str(tmp_path / "out"), fs.LocalFileSystem())  # VALID: every file accounted for, once

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from typing import Iterable, Optional
-from urllib.parse import urlparse
+from urllib.parse import unquote_to_bytes, urlparse
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 FEATURE_DIM = 1280
@@ -49,6 +49,50 @@ def to_uri(path: str) -> str:
     if is_local(path):
         return "file:" + os.path.abspath(local_path(path))
     return path.rstrip("/")
+
+
+def is_utf8(name: str) -> bool:
+    """Whether a name from the file system is valid UTF-8 (Python hands the bytes that are not over as surrogates)."""
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _percent_encoded(name: str) -> str:
+    """``name`` with each byte that is not UTF-8, and each ``%``, as ``%XX``: ``caf\\udce9`` -> ``caf%E9``."""
+    return "".join(
+        "%%%02X" % (ord(c) - 0xDC00) if "\udc80" <= c <= "\udcff" else "%25" if c == "%" else c for c in name
+    )
+
+
+def local_uri(path: str) -> str:
+    """The ``path`` column value of the local file at ``path`` (absolute), unique to it.
+
+    ``file:`` and the path, not URL-encoded (``file:/data/Apple Red/100% ripe.jpg``). A path that is not UTF-8
+    cannot be written so: it becomes the standard ``file:///`` URI of its bytes, those that are not UTF-8 and each
+    ``%`` percent-encoded (``file:///data/Apple Red/caf%E9.jpg``; ``urllib.parse.unquote_to_bytes`` of the part after
+    ``file://`` gives the bytes back). A real path is always written ``file:/x`` (one slash), so the two forms never
+    meet, whatever a real name spells.
+    """
+    if is_utf8(path):
+        return "file:" + path
+    return "file://" + _percent_encoded(path)
+
+
+def local_file(uri: str) -> str:
+    """The file-system path of a local ``path`` value: the inverse of :func:`local_uri`."""
+    if uri.startswith("file:///"):
+        return os.fsdecode(unquote_to_bytes(uri[len("file://") :]))
+    return local_path(uri)
+
+
+def local_label(root: str, path: str) -> str:
+    """The label of the local file at ``path`` under the input folder ``root`` (:func:`label_of`); a folder name that
+    is not UTF-8 percent-encoded as in :func:`local_uri`."""
+    label = label_of(root, path)
+    return label if is_utf8(label) else _percent_encoded(label)
 
 
 def label_of(root: str, path: str) -> str:

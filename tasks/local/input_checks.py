@@ -40,9 +40,9 @@ def summarize_local_input(images: str) -> InputCount:
     size = 0
     for uri in facts.images:
         try:
-            size += os.stat(rules.local_path(uri)).st_size
+            size += os.stat(rules.local_file(uri)).st_size
         except OSError:
-            pass  # a dangling link or a non-UTF-8 name: the job reports it in errors/
+            pass  # a dangling link or a link loop: the job reports it in errors/
     if not facts.images:
         raise InputError(
             f"no images under {images} ({facts.other_files} other files); expected .jpg, .jpeg or .png files in "
