@@ -246,3 +246,24 @@ def test_a_name_that_is_not_utf8_beside_one_spelling_its_escape_both_accounted_f
     assert {f"file:{images}/Banana/\\xff.jpg", f"file:{images}/Banana/%FF.jpg"} <= set(features["path"])
     assert len(features) == 8
     verify_output(str(tmp_path / "out"), fs.LocalFileSystem())  # VALID: every file accounted for, once
+
+
+@pytest.mark.slow
+def test_the_flow_on_folders_with_glob_characters_beside_folders_the_glob_matches(prefect_harness, tmp_path):
+    from flows.fruit_features import fruit_features
+    from tests.conftest import TEST_ALPHA
+
+    images = make_sample_images(tmp_path / "wk[49] {a,b}*?", per_class=2, size=48)
+    make_sample_images(tmp_path / "wk4 a-sibling", per_class=1, size=48)  # the input's name as a glob matches it
+    output = tmp_path / "out[49]{a,b}*?"
+    (tmp_path / "out9b-sibling" / "features").mkdir(parents=True)  # the output's name as a glob matches it
+    state = fruit_features(
+        images=str(images), output=str(output), return_state=True, weights="random", alpha=TEST_ALPHA, pca_components=2
+    )
+    assert state.is_completed(), state.message
+    report = state.result().validation
+    assert (report.metrics.images_ok, report.metrics.images_failed) == (12, 0)
+    assert (output / "summary.md").exists() and not (output / "_featurized").exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        ["wk[49] {a,b}*?", "wk4 a-sibling", "out[49]{a,b}*?", "out9b-sibling"]
+    )
