@@ -23,6 +23,7 @@ class InputCount:
     images: int
     bytes: int
     other_files: int
+    linked_folders: tuple[tuple[str, str], ...] = ()  # (folder link, its real path): the listing follows them
 
 
 @dataclass
@@ -32,6 +33,7 @@ class InputFacts:
     images: dict[str, str] = field(default_factory=dict)
     other_files: int = 0
     unlisted_folders: set[str] = field(default_factory=set)
+    linked_folders: dict[str, str] = field(default_factory=dict)  # folder link -> its real path, followed
 
 
 def _local(root: str, facts: InputFacts) -> None:
@@ -48,6 +50,8 @@ def _local(root: str, facts: InputFacts) -> None:
                 if real in chain:
                     facts.unlisted_folders.add(local_uri(full))  # a loop: reported by the job as a skipped folder
                 else:
+                    if os.path.islink(full):
+                        facts.linked_folders[local_uri(full)] = real
                     walk(full, (*chain, real))
                 continue
             add(full)

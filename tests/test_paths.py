@@ -167,6 +167,33 @@ def test_an_output_really_inside_the_input_is_refused_by_check_input_before_spar
     assert f"file:{os.path.realpath(os.path.abspath(images))}" in str(refused.value)
 
 
+@pytest.fixture
+def linked_label(tmp_path) -> tuple[Path, Path]:
+    """Photos whose label folder "Kiwi" is a link to a folder elsewhere: the listing follows it."""
+    photos = make_sample_images(tmp_path / "photos", per_class=1, size=48)
+    elsewhere = tmp_path / "elsewhere"
+    make_sample_images(elsewhere, per_class=1, size=48)
+    os.symlink(elsewhere, photos / "Kiwi")
+    return photos, elsewhere
+
+
+def test_an_output_inside_a_folder_the_input_links_to_is_refused_by_the_job(spark, linked_label):
+    from fruitjob.job import JobError
+
+    photos, elsewhere = linked_label
+    with pytest.raises(JobError, match=f"lies inside file:{elsewhere}, which the input links to .file:{photos}/Kiwi"):
+        _run(spark, photos, elsewhere / "out")
+    assert not (elsewhere / "out").exists()
+
+
+def test_an_output_inside_a_folder_the_input_links_to_is_refused_by_check_input(linked_label):
+    from tasks.local.input_checks import InputError, check_local_input
+
+    photos, elsewhere = linked_label
+    with pytest.raises(InputError, match=f"lies inside file:{elsewhere}, which the input links to"):
+        check_local_input.fn(str(photos), str(elsewhere / "Banana" / "out"))
+
+
 def test_outputs_beside_the_input_are_not_refused(tmp_path):
     from fruitjob.rules import output_inside_input
 

@@ -62,6 +62,7 @@ class Listing:
     images: List[ImageFile] = field(default_factory=list)
     skipped: List[str] = field(default_factory=list)  # not an image by extension
     skipped_folders: List[Tuple[str, str]] = field(default_factory=list)  # (folder, why it was not listed)
+    linked_folders: List[Tuple[str, str]] = field(default_factory=list)  # (folder link, its real path) followed
 
     @property
     def files_seen(self) -> int:
@@ -76,9 +77,10 @@ class Listing:
         return [image for image in self.images if image.problem is not None]
 
 
-def _walk_local(root: str, skipped_folders: List[Tuple[str, str]]) -> List[Tuple[str, object]]:
+def _walk_local(root: str, listing: Listing) -> List[Tuple[str, object]]:
     """Every non-folder entry under ``root`` with its stat (or the OSError of a dangling link or a link loop),
-    following folder links but never around a loop."""
+    following folder links (noted in ``listing``) but never around a loop."""
+    skipped_folders = listing.skipped_folders
     found: List[Tuple[str, object]] = []
     try:
         top = os.stat(root)
@@ -108,6 +110,8 @@ def _walk_local(root: str, skipped_folders: List[Tuple[str, str]]) -> List[Tuple
             if key in ancestors:
                 skipped_folders.append((local_uri(full), "folder link loop: it leads back to a folder above it"))
                 continue
+            if os.path.islink(full):
+                listing.linked_folders.append((local_uri(full), os.path.realpath(full)))
             stack.append((full, ancestors | {key}))
     return found
 
@@ -140,7 +144,7 @@ def _common_problem(label: str, size: Optional[int], problem: Optional[str] = No
 
 def _list_local(images_uri: str, listing: Listing) -> None:
     root = os.path.abspath(local_path(images_uri))
-    for path, info in sorted(_walk_local(root, listing.skipped_folders), key=lambda found: found[0]):
+    for path, info in sorted(_walk_local(root, listing), key=lambda found: found[0]):
         uri = local_uri(path)
         if not is_image_name(uri):
             listing.skipped.append(uri)

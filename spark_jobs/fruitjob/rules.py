@@ -6,7 +6,7 @@ Pure Python (no Spark, no Prefect): the job, the flow's checks, preflight and va
 from __future__ import annotations
 
 import os
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Tuple
 from urllib.parse import unquote_to_bytes, urlparse
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -138,6 +138,22 @@ def output_inside_input(images: str, output: str) -> Optional[str]:
         "--output %s lies inside --images %s%s: the next run would list its own output as images; "
         "choose an output outside the input folder or prefix" % (output, images, really)
     )
+
+
+def output_inside_linked_folder(output: str, linked_folders: Iterable[Tuple[str, str]]) -> Optional[str]:
+    """Why ``output`` may not be used, or None, given the folder links the input's listing followed (link URI, real
+    path): an output inside a folder the input links to would be listed as input by the next run too."""
+    if not is_local(output):
+        return None
+    real_output = real_location(output)
+    for link, target in linked_folders:
+        target_uri = "file:" + target.rstrip("/")
+        if real_output == target_uri or real_output.startswith(target_uri + "/"):
+            return (
+                "--output %s lies inside %s, which the input links to (%s): the next run would list its own output "
+                "as images; choose an output outside the input and the folders it links to" % (output, target_uri, link)
+            )
+    return None
 
 
 def output_refusal(output: str, present: Iterable[str], overwrite: bool, incremental: bool) -> Optional[str]:
