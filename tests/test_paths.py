@@ -101,24 +101,37 @@ def test_the_model_is_saved_under_its_plain_name(spark, glob_folders):
     assert not [path for path in out.parent.rglob("*") if "\\" in path.name]
 
 
+def _spark_reads(tree) -> list:
+    """The calls that hand Spark a path to read: ``X.read.parquet/json/text/csv/orc(...)``, ``X.load(path)`` (but our
+    ``private_files`` cache), ``textFile``, ``binaryFiles``."""
+    import ast
+
+    calls = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args):
+            continue
+        name, receiver = node.func.attr, node.func.value
+        if name in ("textFile", "binaryFiles", "wholeTextFiles"):
+            calls.append(node)
+        elif isinstance(receiver, ast.Attribute) and receiver.attr == "read" and name != "format":
+            calls.append(node)
+        elif name == "load" and not (isinstance(receiver, ast.Name) and receiver.id in ("private_files", "json")):
+            calls.append(node)
+    return calls
+
+
 def test_every_spark_read_of_a_path_escapes_its_glob_characters():
     """Spark's readers glob the paths they are given (Hadoop's FileSystem calls and Spark's writers do not): every
-    read in the job, a Parquet dataset, a model or an image, is given an escaped path."""
-    import re
+    read in the job, a Parquet dataset, a model or images, is given an escaped path."""
+    import ast
 
-    # parquet/json/... readers, any X.load(path) but our private_files cache, textFile under PipelineModel.load
-    reads = re.compile(
-        r"\.read\.(parquet|json|text|csv|orc)\(|\b(?!private_files\b)\w+\.load\([^)]|\.textFile\(|binaryFiles\("
-    )
     package = Path(__file__).resolve().parent.parent / "spark_jobs" / "fruitjob"
-    found, unescaped = 0, []
+    reads = {}
     for module in sorted(package.glob("*.py")):
-        for number, line in enumerate(module.read_text().splitlines(), 1):
-            if reads.search(line) and not line.lstrip().startswith(("#", '"', "`")):
-                found += 1
-                if "escape_glob(" not in line:
-                    unescaped.append(f"{module.name}:{number}: {line.strip()}")
-    assert found >= 4 and unescaped == []
+        for call in _spark_reads(ast.parse(module.read_text())):
+            reads[f"{module.name}:{call.lineno}"] = ast.unparse(call)
+    assert len(reads) >= 4, reads  # read_parquet, the model, binaryFile's two loads
+    assert {where: code for where, code in reads.items() if "escape_glob(" not in code} == {}
 
 
 # --- an output inside the input through a link or ".." (case 5) ---------------------------------------------------
