@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from pyarrow import fs as pafs
 
-from fruitjob.rules import is_image_name, is_local, label_of, local_path
+from fruitjob.rules import is_image_name, is_local, label_of, local_label, local_path, local_uri
 from tasks.uris import filesystem_path
 
 
@@ -23,6 +23,7 @@ class InputCount:
     images: int
     bytes: int
     other_files: int
+    linked_folders: tuple[tuple[str, str], ...] = ()  # (folder link, its real path): the listing follows them
 
 
 @dataclass
@@ -32,11 +33,7 @@ class InputFacts:
     images: dict[str, str] = field(default_factory=dict)
     other_files: int = 0
     unlisted_folders: set[str] = field(default_factory=set)
-
-
-def _name(path: str) -> str:
-    """A local path as the output's ``path`` columns show it: ``file:/...``, invalid UTF-8 as ``\\x`` escapes."""
-    return "file:" + os.fsencode(path).decode("utf-8", "backslashreplace")
+    linked_folders: dict[str, str] = field(default_factory=dict)  # folder link -> its real path, followed
 
 
 def _local(root: str, facts: InputFacts) -> None:
@@ -44,26 +41,28 @@ def _local(root: str, facts: InputFacts) -> None:
         try:
             names = sorted(os.listdir(folder))
         except OSError:
-            facts.unlisted_folders.add(_name(folder))
+            facts.unlisted_folders.add(local_uri(folder))
             return
         for name in names:
             full = os.path.join(folder, name)
             if os.path.isdir(full):  # follows links
                 real = os.path.realpath(full)
                 if real in chain:
-                    facts.unlisted_folders.add(_name(full))  # a loop: reported by the job as a skipped folder
+                    facts.unlisted_folders.add(local_uri(full))  # a loop: reported by the job as a skipped folder
                 else:
+                    if os.path.islink(full):
+                        facts.linked_folders[local_uri(full)] = real
                     walk(full, (*chain, real))
                 continue
-            add(_name(full))
+            add(full)
 
-    def add(uri: str) -> None:
+    def add(path: str) -> None:
+        uri = local_uri(path)  # the job's rule for the path column, a name that is not UTF-8 included
         if is_image_name(uri):
-            facts.images[uri] = label_of(root_uri, uri)
+            facts.images[uri] = local_label(root, path)
         else:
             facts.other_files += 1
 
-    root_uri = _name(root)
     walk(root, (os.path.realpath(root),))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import random
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -161,5 +162,11 @@ def make_hostile_corpus(root: Path) -> dict[str, str]:
 
 
 def output_uri(root: Path, relative: str) -> str:
-    """The ``path`` column value of a corpus file: a decoded ``file:`` URI, a name that is not UTF-8 escaped."""
-    return "file:" + os.fsencode(str(root / relative)).decode("utf-8", "backslashreplace")
+    """The ``path`` column value of a corpus file: a decoded ``file:`` URI; a name that is not UTF-8 as the
+    ``file:///`` URI of its bytes, each byte that is not UTF-8 (and each ``%``) written ``%XX``."""
+    raw = os.fsencode(str(root / relative))
+    try:
+        return "file:" + raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("utf-8", "surrogateescape").replace("%", "%25")
+        return "file://" + re.sub("[\udc80-\udcff]", lambda bad: "%%%02X" % (ord(bad.group()) - 0xDC00), text)

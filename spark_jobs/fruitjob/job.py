@@ -37,7 +37,7 @@ from fruitjob.packaging import ship_package
 from fruitjob.pca import FittedPca, PcaError, existing_model, fit_and_save, project
 from fruitjob.quality import feature_quality
 from fruitjob.reading import read_images, reader_for
-from fruitjob.rules import TFLITE_FEATURIZERS
+from fruitjob.rules import TFLITE_FEATURIZERS, output_inside_linked_folder
 from fruitjob.shipped_model import load_shipped
 from fruitjob.space import load_space, save_space
 from fruitjob.tflite_engine import convert_for_workers, resolve_converted
@@ -65,6 +65,9 @@ class _Laps:
 
 def _listing(spark: SparkSession, opts: JobOptions) -> Listing:
     listing = list_input(spark, opts.images)
+    inside_a_link = output_inside_linked_folder(opts.output, listing.linked_folders)
+    if inside_a_link:
+        raise JobError(inside_a_link)
     if not listing.images:
         raise JobError(
             "no images under %s (%d files seen; expected .jpg, .jpeg or .png)" % (opts.images, listing.files_seen)

@@ -5,6 +5,7 @@ followed (a label folder is often a link into another disk) but a link back to a
 is a loop: it is not descended and is reported. A folder that cannot be listed is reported too; nothing is
 dropped without a name. Image-named files that cannot be images (a FIFO, a file too big to read, a name that is
 not UTF-8, an image directly under the root) carry the reason here and become ``errors/`` rows without a read.
+Each listed file has a ``path`` of its own (:func:`fruitjob.rules.local_uri`: a name that is not UTF-8 too).
 On object stores (no links) Hadoop's flat listing is used.
 """
 
@@ -21,10 +22,24 @@ from pyspark.sql import SparkSession
 
 from fruitjob import storage
 from fruitjob.decoding import EMPTY_FILE, UNREADABLE
-from fruitjob.rules import MAX_IMAGE_BYTES, NOT_IN_LABEL_FOLDER, is_image_name, is_local, label_of, local_path, to_uri
+from fruitjob.rules import (
+    MAX_IMAGE_BYTES,
+    NOT_IN_LABEL_FOLDER,
+    is_image_name,
+    is_local,
+    is_utf8,
+    label_of,
+    local_label,
+    local_path,
+    local_uri,
+    to_uri,
+)
 
 log = logging.getLogger("fruitflow.listing")
-NOT_UTF8 = "file name is not valid UTF-8 (shown with \\x escapes): rename the file"
+NOT_UTF8 = (
+    "file name is not valid UTF-8: rename the file (its path is the file:/// URI of its bytes, each byte that is "
+    "not UTF-8 and each % written %XX)"
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +62,7 @@ class Listing:
     images: List[ImageFile] = field(default_factory=list)
     skipped: List[str] = field(default_factory=list)  # not an image by extension
     skipped_folders: List[Tuple[str, str]] = field(default_factory=list)  # (folder, why it was not listed)
+    linked_folders: List[Tuple[str, str]] = field(default_factory=list)  # (folder link, its real path) followed
 
     @property
     def files_seen(self) -> int:
@@ -61,23 +77,15 @@ class Listing:
         return [image for image in self.images if image.problem is not None]
 
 
-def _uri(path: str) -> Tuple[str, bool]:
-    """The path as a URI string, and whether its name is valid UTF-8 (else shown with \\x escapes)."""
-    try:
-        path.encode("utf-8")
-        return "file:" + path, True
-    except UnicodeEncodeError:
-        return "file:" + os.fsencode(path).decode("utf-8", "backslashreplace"), False
-
-
-def _walk_local(root: str, skipped_folders: List[Tuple[str, str]]) -> List[Tuple[str, object]]:
+def _walk_local(root: str, listing: Listing) -> List[Tuple[str, object]]:
     """Every non-folder entry under ``root`` with its stat (or the OSError of a dangling link or a link loop),
-    following folder links but never around a loop."""
+    following folder links (noted in ``listing``) but never around a loop."""
+    skipped_folders = listing.skipped_folders
     found: List[Tuple[str, object]] = []
     try:
         top = os.stat(root)
     except OSError as exc:
-        skipped_folders.append((_uri(root)[0], "folder could not be listed: %s" % (exc.strerror or exc)))
+        skipped_folders.append((local_uri(root), "folder could not be listed: %s" % (exc.strerror or exc)))
         return found
     stack = [(root, frozenset([(top.st_dev, top.st_ino)]))]
     while stack:
@@ -86,7 +94,7 @@ def _walk_local(root: str, skipped_folders: List[Tuple[str, str]]) -> List[Tuple
             with os.scandir(folder) as entries:
                 names = sorted(entry.name for entry in entries)
         except OSError as exc:
-            skipped_folders.append((_uri(folder)[0], "folder could not be listed: %s" % (exc.strerror or exc)))
+            skipped_folders.append((local_uri(folder), "folder could not be listed: %s" % (exc.strerror or exc)))
             continue
         for name in reversed(names):  # the stack pops the first name first
             full = os.path.join(folder, name)
@@ -100,8 +108,10 @@ def _walk_local(root: str, skipped_folders: List[Tuple[str, str]]) -> List[Tuple
                 continue
             key = (info.st_dev, info.st_ino)
             if key in ancestors:
-                skipped_folders.append((_uri(full)[0], "folder link loop: it leads back to a folder above it"))
+                skipped_folders.append((local_uri(full), "folder link loop: it leads back to a folder above it"))
                 continue
+            if os.path.islink(full):
+                listing.linked_folders.append((local_uri(full), os.path.realpath(full)))
             stack.append((full, ancestors | {key}))
     return found
 
@@ -134,14 +144,13 @@ def _common_problem(label: str, size: Optional[int], problem: Optional[str] = No
 
 def _list_local(images_uri: str, listing: Listing) -> None:
     root = os.path.abspath(local_path(images_uri))
-    root_uri = "file:" + root
-    for path, info in sorted(_walk_local(root, listing.skipped_folders), key=lambda found: found[0]):
-        uri, utf8 = _uri(path)
+    for path, info in sorted(_walk_local(root, listing), key=lambda found: found[0]):
+        uri = local_uri(path)
         if not is_image_name(uri):
             listing.skipped.append(uri)
             continue
-        label = label_of(root_uri, uri)
-        size, modified, problem = _local_facts(info, utf8)
+        label = local_label(root, path)
+        size, modified, problem = _local_facts(info, is_utf8(path))
         listing.images.append(ImageFile(uri, label, size, modified, None, _common_problem(label, size, problem)))
 
 

@@ -6,8 +6,8 @@ Pure Python (no Spark, no Prefect): the job, the flow's checks, preflight and va
 from __future__ import annotations
 
 import os
-from typing import Iterable, Optional
-from urllib.parse import urlparse
+from typing import Iterable, Optional, Tuple
+from urllib.parse import unquote_to_bytes, urlparse
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 FEATURE_DIM = 1280
@@ -51,6 +51,50 @@ def to_uri(path: str) -> str:
     return path.rstrip("/")
 
 
+def is_utf8(name: str) -> bool:
+    """Whether a name from the file system is valid UTF-8 (Python hands the bytes that are not over as surrogates)."""
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _percent_encoded(name: str) -> str:
+    """``name`` with each byte that is not UTF-8, and each ``%``, as ``%XX``: ``caf\\udce9`` -> ``caf%E9``."""
+    return "".join(
+        "%%%02X" % (ord(c) - 0xDC00) if "\udc80" <= c <= "\udcff" else "%25" if c == "%" else c for c in name
+    )
+
+
+def local_uri(path: str) -> str:
+    """The ``path`` column value of the local file at ``path`` (absolute), unique to it.
+
+    ``file:`` and the path, not URL-encoded (``file:/data/Apple Red/100% ripe.jpg``). A path that is not UTF-8
+    cannot be written so: it becomes the standard ``file:///`` URI of its bytes, those that are not UTF-8 and each
+    ``%`` percent-encoded (``file:///data/Apple Red/caf%E9.jpg``; ``urllib.parse.unquote_to_bytes`` of the part after
+    ``file://`` gives the bytes back). A real path is always written ``file:/x`` (one slash), so the two forms never
+    meet, whatever a real name spells.
+    """
+    if is_utf8(path):
+        return "file:" + path
+    return "file://" + _percent_encoded(path)
+
+
+def local_file(uri: str) -> str:
+    """The file-system path of a local ``path`` value: the inverse of :func:`local_uri`."""
+    if uri.startswith("file:///"):
+        return os.fsdecode(unquote_to_bytes(uri[len("file://") :]))
+    return local_path(uri)
+
+
+def local_label(root: str, path: str) -> str:
+    """The label of the local file at ``path`` under the input folder ``root`` (:func:`label_of`); a folder name that
+    is not UTF-8 percent-encoded as in :func:`local_uri`."""
+    label = label_of(root, path)
+    return label if is_utf8(label) else _percent_encoded(label)
+
+
 def label_of(root: str, path: str) -> str:
     """The label of an image: the first folder under the input root, as Keras' ``image_dataset_from_directory``
     infers it (also for images in deeper sub-folders); "" for an image directly under the root.
@@ -66,19 +110,49 @@ def label_of(root: str, path: str) -> str:
     return relative.split("/", 1)[0] if "/" in relative else ""
 
 
+def real_location(uri: str) -> str:
+    """Where ``uri`` really is, as a canonical URI: locally with every link resolved (of a path not there yet, its
+    deepest existing folder's links), after ``..`` is removed as the job removes it (every path option is made
+    absolute by ``os.path.abspath``); on an object store its key as written (no links there).
+    """
+    if not is_local(uri):
+        return to_uri(uri)
+    return "file:" + os.path.realpath(os.path.abspath(local_path(uri)))
+
+
 def is_inside(child: str, parent: str) -> bool:
-    """True when ``child`` is ``parent`` or lies under it (canonical URIs, compared by whole path segments)."""
-    child, parent = to_uri(child).rstrip("/"), to_uri(parent).rstrip("/")
+    """True when ``child`` is ``parent`` or lies under it: real locations, compared by whole path segments."""
+    child, parent = real_location(child).rstrip("/"), real_location(parent).rstrip("/")
     return child == parent or child.startswith(parent + "/")
 
 
 def output_inside_input(images: str, output: str) -> Optional[str]:
     """Why ``output`` may not be used for ``images``, or None: an output inside the input would be read as input."""
-    if is_inside(output, images):
-        return (
-            "--output %s lies inside --images %s: the next run would list its own output as images; "
-            "choose an output outside the input folder or prefix" % (output, images)
-        )
+    if not is_inside(output, images):
+        return None
+    real_output, real_images = real_location(output), real_location(images)
+    really = ""
+    if (real_output, real_images) != (to_uri(output), to_uri(images)):
+        really = " (really %s inside %s, links resolved)" % (real_output, real_images)
+    return (
+        "--output %s lies inside --images %s%s: the next run would list its own output as images; "
+        "choose an output outside the input folder or prefix" % (output, images, really)
+    )
+
+
+def output_inside_linked_folder(output: str, linked_folders: Iterable[Tuple[str, str]]) -> Optional[str]:
+    """Why ``output`` may not be used, or None, given the folder links the input's listing followed (link URI, real
+    path): an output inside a folder the input links to would be listed as input by the next run too."""
+    if not is_local(output):
+        return None
+    real_output = real_location(output)
+    for link, target in linked_folders:
+        target_uri = "file:" + target.rstrip("/")
+        if real_output == target_uri or real_output.startswith(target_uri + "/"):
+            return (
+                "--output %s lies inside %s, which the input links to (%s): the next run would list its own output "
+                "as images; choose an output outside the input and the folders it links to" % (output, target_uri, link)
+            )
     return None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -40,22 +41,30 @@ def summarize_local_input(images: str) -> InputCount:
     size = 0
     for uri in facts.images:
         try:
-            size += os.stat(rules.local_path(uri)).st_size
+            size += os.stat(rules.local_file(uri)).st_size
         except OSError:
-            pass  # a dangling link or a non-UTF-8 name: the job reports it in errors/
+            pass  # a dangling link or a link loop: the job reports it in errors/
     if not facts.images:
         raise InputError(
             f"no images under {images} ({facts.other_files} other files); expected .jpg, .jpeg or .png files in "
             "one sub-folder per label"
         )
-    return InputCount(images=len(facts.images), other_files=facts.other_files, bytes=size)
+    linked = tuple(sorted(facts.linked_folders.items()))
+    return InputCount(images=len(facts.images), other_files=facts.other_files, bytes=size, linked_folders=linked)
 
 
-def ensure_output_free(images: str, output: str, overwrite: bool, incremental: bool) -> None:
-    """Refuse an output inside the input, or one holding a run (finished or not) the options say nothing about."""
+def ensure_output_free(
+    images: str, output: str, overwrite: bool, incremental: bool, linked_folders: Iterable[tuple[str, str]] = ()
+) -> None:
+    """Refuse an output inside the input (or a folder it links to), or one holding a run (finished or not) the
+    options say nothing about."""
     folder = local_path(output)
     present = [name for name in rules.OUTPUT_PARTS if (folder / name).exists()]
-    problem = rules.output_inside_input(images, output) or rules.output_refusal(output, present, overwrite, incremental)
+    problem = (
+        rules.output_inside_input(images, output)
+        or rules.output_inside_linked_folder(output, linked_folders)
+        or rules.output_refusal(output, present, overwrite, incremental)
+    )
     if problem:
         raise InputError(problem)
 
@@ -64,7 +73,7 @@ def ensure_output_free(images: str, output: str, overwrite: bool, incremental: b
 def check_local_input(images: str, output: str, overwrite: bool = False, incremental: bool = False) -> dict:
     """Check the local input and output before any Spark process starts."""
     summary = summarize_local_input(images)
-    ensure_output_free(images, output, overwrite, incremental)
+    ensure_output_free(images, output, overwrite, incremental, summary.linked_folders)
     get_run_logger().info(
         "input %s: %d images (%.1f MB), %d other files",
         images,
