@@ -1,0 +1,167 @@
+"""The output's lease (issue 19, case 9): taking it is atomic, on the local file system and on S3.
+
+Many contenders (threads in several processes) race for one output, free or holding a stale lease, trial after
+trial: exactly one wins each time, and the lock on disk names that one. A half-written lock is held, not stale,
+until its file is older than the lease; release and renewal touch only a lease that is still ours.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+PROCESSES = 2
+THREADS = 4  # per process: 8 contenders in all
+TRIALS = 30
+LOCK = "_fruitflow.lock"
+
+
+def _stale_holder() -> dict:
+    """A lease last renewed an hour ago by a run on another host: stale for everyone."""
+    return {
+        "flow_run_id": "crashed-run",
+        "host": "elsewhere",
+        "pid": 1,
+        "token": "old",
+        "renewed_at": time.time() - 3600,
+    }
+
+
+def _contend(root: str, trials: int, barrier, results) -> None:
+    """One contender per thread; each trial: wait for all, try to take the lease, wait for all, check, release."""
+    from fruitjob.errors import JobError
+    from fruitjob.lock import Lease
+
+    def contender(number: int) -> None:
+        for trial in range(trials):
+            output = os.path.join(root, "trial-%02d" % trial, "out")
+            lease = Lease(None, output, None)
+            barrier.wait()
+            try:
+                lease.acquire()
+                won = True
+            except JobError:
+                won = False
+            barrier.wait()  # every contender has tried: a winner still holds the lease here
+            try:
+                on_disk = json.loads(Path(output, LOCK).read_text()).get("token")
+            except ValueError:  # torn by two writers (what the old read-write-reread lease did)
+                on_disk = "unreadable"
+            barrier.wait()  # every contender has read the lock: the winner may release it
+            if won:
+                lease.release()
+            results.put((trial, os.getpid(), number, won, on_disk == lease.holder["token"]))
+
+    def guarded(number: int) -> None:
+        try:
+            contender(number)
+        except BaseException as exc:  # noqa: BLE001 - a contender that fails must not leave the others waiting at the barrier
+            results.put(("error", os.getpid(), number, repr(exc), False))
+            barrier.abort()
+
+    threads = [threading.Thread(target=guarded, args=(n,)) for n in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def test_threads_in_many_processes_race_for_one_output_and_exactly_one_wins_every_time(tmp_path):
+    for trial in range(TRIALS):
+        output = tmp_path / ("trial-%02d" % trial) / "out"
+        if trial % 2:  # every other trial: all contenders judge the old lease stale and race to take it over
+            output.mkdir(parents=True)
+            (output / LOCK).write_text(json.dumps(_stale_holder()))
+    spawn = multiprocessing.get_context("spawn")
+    barrier = spawn.Barrier(PROCESSES * THREADS, timeout=20)
+    results = spawn.Queue()
+    workers = [spawn.Process(target=_contend, args=(str(tmp_path), TRIALS, barrier, results)) for _ in range(PROCESSES)]
+    for worker in workers:
+        worker.start()
+    rows = []
+    while len(rows) < PROCESSES * THREADS * TRIALS and not any(row[0] == "error" for row in rows):
+        rows.append(results.get(timeout=120))
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    assert [row for row in rows if row[0] == "error"][:1] == []
+    winners = {trial: [row for row in rows if row[0] == trial and row[3]] for trial in range(TRIALS)}
+    assert {trial: len(won) for trial, won in winners.items() if len(won) != 1} == {}, "exactly one winner per trial"
+    assert all(won[0][4] for won in winners.values()), "the lock on disk names the winner"
+    assert not any((tmp_path / ("trial-%02d" % t) / "out" / LOCK).exists() for t in range(TRIALS)), "all released"
+
+
+def _dead_pid() -> int:
+    """The pid of a process of this host that has exited."""
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    return dead.pid
+
+
+def test_a_half_written_lock_is_held_until_its_file_is_older_than_the_lease(tmp_path):
+    from fruitjob.errors import JobError
+    from fruitjob.lock import LEASE_SECONDS, Lease
+
+    lock = tmp_path / LOCK
+    lock.write_text('{"flow_run_id": "writing-now", "host": "els')  # cut short: its writer may be mid-write
+    with pytest.raises(JobError, match="holds a lock that cannot be read, written 0 s ago"):
+        Lease(None, str(tmp_path), None).acquire()
+    assert lock.read_text().endswith('"els'), "left as it was"
+    old = time.time() - LEASE_SECONDS - 5
+    os.utime(lock, (old, old))
+    lease = Lease(None, str(tmp_path), "next-run").acquire()
+    assert json.loads(lock.read_text())["token"] == lease.holder["token"]
+    lease.release()
+    assert not lock.exists()
+
+
+def test_renewal_and_release_leave_a_lease_another_run_has_taken_over(tmp_path):
+    from fruitjob.lock import Lease
+
+    first = Lease(None, str(tmp_path), "first").acquire()
+    assert first.renew() is True
+    stale = {**json.loads((tmp_path / LOCK).read_text()), "renewed_at": time.time() - 3600}
+    (tmp_path / LOCK).write_text(json.dumps(stale))  # as if the first run had stopped renewing an hour ago
+    second = Lease(None, str(tmp_path), "second").acquire()
+    assert first.renew() is False, "the first run learns it has lost the lease"
+    first.release()
+    assert json.loads((tmp_path / LOCK).read_text())["flow_run_id"] == "second", "not deleted by the first run"
+    second.release()
+    assert not (tmp_path / LOCK).exists()
+
+
+def test_a_takeover_marker_left_by_a_killed_process_does_not_block_the_output(tmp_path):
+    from fruitjob.lock import Lease
+
+    holder = {"flow_run_id": "crashed", "host": socket.gethostname(), "pid": _dead_pid(), "token": "t1"}
+    (tmp_path / LOCK).write_text(json.dumps({**holder, "renewed_at": time.time()}))
+    # killed while it held the marker of that lease (renewing it): its process is gone from this host
+    (tmp_path / (LOCK + ".takeover-t1")).write_text(json.dumps({**holder, "token": "m1", "at": time.time()}))
+    lease = Lease(None, str(tmp_path), "next").acquire()
+    assert json.loads((tmp_path / LOCK).read_text())["token"] == lease.holder["token"]
+    lease.release()
+
+
+def test_the_job_accepts_a_lease_its_own_flow_run_holds_and_leaves_it_to_the_flow(tmp_path):
+    from fruitjob.errors import JobError
+    from fruitjob.lock import Lease
+
+    flows = {"flow_run_id": "run-1", "taken_by": "flow", "host": "prefect-worker", "pid": 7, "token": "f"}
+    (tmp_path / LOCK).write_text(json.dumps({**flows, "renewed_at": time.time()}))
+    with pytest.raises(JobError, match=r"being written by another run \(flow run run-1"):
+        Lease(None, str(tmp_path), "run-2").acquire()
+    with pytest.raises(JobError, match=r"being written by another run \(flow run run-1"):
+        Lease(None, str(tmp_path), None).acquire()  # spark-submit without the flow
+    job = Lease(None, str(tmp_path), "run-1").acquire()
+    job.release()
+    assert json.loads((tmp_path / LOCK).read_text())["token"] == "f", "the flow releases its own lease"
