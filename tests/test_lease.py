@@ -20,6 +20,7 @@ import pytest
 PROCESSES = 2
 THREADS = 4  # per process: 8 contenders in all
 TRIALS = 30
+S3_TRIALS = 12  # moto serves every request in this process: fewer trials, same race
 LOCK = "_fruitflow.lock"
 
 
@@ -32,6 +33,23 @@ def _stale_holder() -> dict:
         "token": "old",
         "renewed_at": time.time() - 3600,
     }
+
+
+def _in_threads(contender, barrier, results) -> None:
+    """Run THREADS contenders in this process; one that fails reports it and breaks the barrier for all."""
+
+    def guarded(number: int) -> None:
+        try:
+            contender(number)
+        except BaseException as exc:  # noqa: BLE001 - a failed contender must not leave the others at the barrier
+            results.put(("error", os.getpid(), number, repr(exc), False))
+            barrier.abort()
+
+    threads = [threading.Thread(target=guarded, args=(n,)) for n in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def _contend(root: str, trials: int, barrier, results) -> None:
@@ -59,18 +77,7 @@ def _contend(root: str, trials: int, barrier, results) -> None:
                 lease.release()
             results.put((trial, os.getpid(), number, won, on_disk == lease.holder["token"]))
 
-    def guarded(number: int) -> None:
-        try:
-            contender(number)
-        except BaseException as exc:  # noqa: BLE001 - a contender that fails must not leave the others waiting at the barrier
-            results.put(("error", os.getpid(), number, repr(exc), False))
-            barrier.abort()
-
-    threads = [threading.Thread(target=guarded, args=(n,)) for n in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _in_threads(contender, barrier, results)
 
 
 def test_threads_in_many_processes_race_for_one_output_and_exactly_one_wins_every_time(tmp_path):
@@ -79,22 +86,7 @@ def test_threads_in_many_processes_race_for_one_output_and_exactly_one_wins_ever
         if trial % 2:  # every other trial: all contenders judge the old lease stale and race to take it over
             output.mkdir(parents=True)
             (output / LOCK).write_text(json.dumps(_stale_holder()))
-    spawn = multiprocessing.get_context("spawn")
-    barrier = spawn.Barrier(PROCESSES * THREADS, timeout=20)
-    results = spawn.Queue()
-    workers = [spawn.Process(target=_contend, args=(str(tmp_path), TRIALS, barrier, results)) for _ in range(PROCESSES)]
-    for worker in workers:
-        worker.start()
-    rows = []
-    while len(rows) < PROCESSES * THREADS * TRIALS and not any(row[0] == "error" for row in rows):
-        rows.append(results.get(timeout=120))
-    for worker in workers:
-        worker.join(timeout=60)
-        assert worker.exitcode == 0
-    assert [row for row in rows if row[0] == "error"][:1] == []
-    winners = {trial: [row for row in rows if row[0] == trial and row[3]] for trial in range(TRIALS)}
-    assert {trial: len(won) for trial, won in winners.items() if len(won) != 1} == {}, "exactly one winner per trial"
-    assert all(won[0][4] for won in winners.values()), "the lock on disk names the winner"
+    _race(_contend, str(tmp_path), TRIALS)
     assert not any((tmp_path / ("trial-%02d" % t) / "out" / LOCK).exists() for t in range(TRIALS)), "all released"
 
 
@@ -165,3 +157,98 @@ def test_the_job_accepts_a_lease_its_own_flow_run_holds_and_leaves_it_to_the_flo
     job = Lease(None, str(tmp_path), "run-1").acquire()
     job.release()
     assert json.loads((tmp_path / LOCK).read_text())["token"] == "f", "the flow releases its own lease"
+
+
+S3_BUCKET = "fruitflow-lease-race"
+
+
+def _s3_client(endpoint: str):
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def _contend_on_s3(endpoint: str, trials: int, barrier, results) -> None:
+    """As :func:`_contend`, for the flow's S3 lease: one boto3 client per contender, all against moto's server."""
+    from tasks.aws.output_lease import OutputLeaseError, S3OutputLease
+
+    def contender(number: int) -> None:
+        s3 = _s3_client(endpoint)
+        for trial in range(trials):
+            output = "s3://%s/trial-%02d/out" % (S3_BUCKET, trial)
+            lease = S3OutputLease(s3, output, "run-%d-%d" % (os.getpid(), number))
+            barrier.wait()
+            try:
+                lease.acquire()
+                won = True
+            except OutputLeaseError:
+                won = False
+            barrier.wait()
+            body = s3.get_object(Bucket=S3_BUCKET, Key="trial-%02d/out/%s" % (trial, LOCK))["Body"].read()
+            barrier.wait()
+            if won:
+                lease.release()
+            results.put((trial, os.getpid(), number, won, json.loads(body)["token"] == lease.holder["token"]))
+
+    _in_threads(contender, barrier, results)
+
+
+def _race(target, where: str, trials: int) -> dict[int, list]:
+    """Run ``target`` in PROCESSES spawned processes of THREADS contenders each; the winners of each trial."""
+    spawn = multiprocessing.get_context("spawn")
+    barrier = spawn.Barrier(PROCESSES * THREADS, timeout=60)
+    results = spawn.Queue()
+    workers = [spawn.Process(target=target, args=(where, trials, barrier, results)) for _ in range(PROCESSES)]
+    for worker in workers:
+        worker.start()
+    rows: list[tuple] = []
+    while len(rows) < PROCESSES * THREADS * trials and not any(row[0] == "error" for row in rows):
+        rows.append(results.get(timeout=120))
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    assert [row for row in rows if row[0] == "error"][:1] == []
+    winners = {trial: [row for row in rows if row[0] == trial and row[3]] for trial in range(trials)}
+    assert {trial: len(won) for trial, won in winners.items() if len(won) != 1} == {}, "exactly one winner per trial"
+    assert all(won[0][4] for won in winners.values()), "the lock names the winner"
+    return winners
+
+
+def test_on_s3_threads_in_many_processes_race_for_one_output_and_exactly_one_wins_every_time(moto_endpoint):
+    s3 = _s3_client(moto_endpoint)
+    s3.create_bucket(Bucket=S3_BUCKET)
+    for trial in range(1, S3_TRIALS, 2):  # every other trial: a stale lease that all contenders race to take over
+        s3.put_object(Bucket=S3_BUCKET, Key="trial-%02d/out/%s" % (trial, LOCK), Body=json.dumps(_stale_holder()))
+    _race(_contend_on_s3, moto_endpoint, S3_TRIALS)
+    assert s3.list_objects_v2(Bucket=S3_BUCKET).get("KeyCount") == 0, "every winner released its lease"
+
+
+def test_on_s3_renewal_and_release_leave_a_lease_another_run_has_taken_over(moto_endpoint):
+    from tasks.aws.output_lease import OutputLeaseError, S3OutputLease, lease_problem, read_lock
+
+    s3 = _s3_client(moto_endpoint)
+    s3.create_bucket(Bucket=S3_BUCKET)
+    output = "s3://%s/renewal/out" % S3_BUCKET
+    first = S3OutputLease(s3, output, "first").acquire()
+    assert first.renew() is True
+    assert lease_problem(s3, output, "first") is None, "a run's own lease is no problem for it"
+    assert "being written by another run (flow run first" in lease_problem(s3, output, "second")
+    with pytest.raises(OutputLeaseError, match=r"being written by another run \(flow run first"):
+        S3OutputLease(s3, output, "second").acquire()
+    stale = {**read_lock(s3, output).holder, "renewed_at": time.time() - 3600}
+    s3.put_object(Bucket=S3_BUCKET, Key="renewal/out/" + LOCK, Body=json.dumps(stale))  # first stopped renewing
+    assert lease_problem(s3, output, "second") is None, "a stale lease is no problem"
+    second = S3OutputLease(s3, output, "second").acquire()
+    assert first.renew() is False, "the ETag changed: the first run learns it has lost the lease"
+    first.release()
+    assert read_lock(s3, output).holder["flow_run_id"] == "second", "not deleted by the first run"
+    second.release()
+    assert read_lock(s3, output) is None
+    s3.put_object(Bucket=S3_BUCKET, Key="renewal/out/" + LOCK, Body=b'{"flow_run_id": "cut sh')
+    assert "holds a lock that cannot be read" in lease_problem(s3, output, "third"), "unreadable and new: held"
