@@ -76,6 +76,12 @@ def lease_problem(s3, output: str, flow_run_id: str | None) -> str | None:
     return refusal(lock_uri(output), found.holder, found.age) if is_held(found.holder, file_age=found.age) else None
 
 
+def held_by_another_run(aws: Any, output: str) -> list[str]:
+    """Preflight: the output holds no fresh lease of a run other than this flow run (a one-item list if it does)."""
+    problem = lease_problem(aws("s3"), output, str(runtime.flow_run.id or "") or None)
+    return [problem] if problem else []
+
+
 class S3OutputLease:
     """The lease of one flow run on one S3 output; a daemon thread renews it until :meth:`release`."""
 
