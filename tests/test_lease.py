@@ -252,3 +252,22 @@ def test_on_s3_renewal_and_release_leave_a_lease_another_run_has_taken_over(moto
     assert read_lock(s3, output) is None
     s3.put_object(Bucket=S3_BUCKET, Key="renewal/out/" + LOCK, Body=b'{"flow_run_id": "cut sh')
     assert "holds a lock that cannot be read" in lease_problem(s3, output, "third"), "unreadable and new: held"
+
+
+def test_the_emr_flow_holds_the_s3_lease_while_its_step_runs_and_releases_it_when_the_step_fails(aws, fake_cluster):
+    from tasks.emr.step_wait import StepFailed
+    from tests.emr_flow import emr_test_flow
+
+    key = "out/leased-run/" + LOCK
+    held_while_step_added: list[dict] = []
+
+    def added(_cluster_id: str, _tags: dict[str, str]) -> None:  # in moto's server thread, as EMR accepts the step
+        held_while_step_added.append(json.loads(aws.client("s3").get_object(Bucket=aws.bucket, Key=key)["Body"].read()))
+
+    fake_cluster.fail_next("Step failed with exitCode 1", "fruitflow ERROR the job failed\n")
+    with fake_cluster.on_step_added(added), pytest.raises(StepFailed):
+        emr_test_flow(images=aws.images, output=f"s3://{aws.bucket}/out/leased-run")
+    (holder,) = held_while_step_added
+    assert holder["taken_by"] == "flow"
+    assert holder["flow_run_id"] in aws.step_arguments()[-1], "the step tells the job its flow run id"
+    assert aws.client("s3").list_objects_v2(Bucket=aws.bucket, Prefix=key)["KeyCount"] == 0, "released on failure"
