@@ -28,6 +28,7 @@ from fruitjob import layout
 from fruitjob.lock import FLOW_HOLDER, RENEW_SECONDS, is_held, parse_holder, refusal
 from fruitjob.options import JobOptions
 from tasks.aws.clients import run_logger
+from tasks.aws.environment import UPLOAD_ARGS  # SSE-S3 on every object we write
 from tasks.aws.preflight import PreflightError, error_code
 from tasks.aws.s3_uris import split_s3_uri
 
@@ -106,7 +107,7 @@ class S3OutputLease:
     def _put(self, **condition: str) -> str:
         self.holder["renewed_at"] = time.time()
         body = json.dumps(self.holder).encode()
-        answer = self._s3.put_object(Bucket=self._bucket, Key=self._key, Body=body, **condition)
+        answer = self._s3.put_object(Bucket=self._bucket, Key=self._key, Body=body, **UPLOAD_ARGS, **condition)
         return answer["ETag"]
 
     def acquire(self) -> S3OutputLease:
