@@ -187,7 +187,7 @@ class Lease:
     def _renew_until_released(self) -> None:
         while not self._stop.wait(RENEW_SECONDS):
             try:
-                if not self.renew():
+                if not self.renew() and not self._stop.is_set():  # (released meanwhile: nothing was lost)
                     log.error("the lease of %s was taken over by another run; this run no longer holds it", self.uri)
                     return
             except Exception as exc:  # noqa: BLE001 - the next renewal tries again; the lease outlives one miss

@@ -157,7 +157,7 @@ class S3OutputLease:
     def _renew_until_released(self) -> None:
         while not self._stop.wait(self._renew_seconds):
             try:
-                if not self.renew():
+                if not self.renew() and not self._stop.is_set():
                     run_logger().error(
                         "the lease of %s was taken by another run; this run no longer holds it", self.uri
                     )
