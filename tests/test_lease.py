@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import socket
 import threading
 import time
 from pathlib import Path
@@ -132,16 +131,45 @@ def test_renewal_and_release_leave_a_lease_another_run_has_taken_over(tmp_path):
     assert not (tmp_path / LOCK).exists()
 
 
-def test_a_takeover_marker_left_by_a_killed_process_does_not_block_the_output(tmp_path):
+# A holder SIGKILLed inside its renewal, while it holds its lease's takeover marker: the renewal's write announces the
+# point (a file appears) and then never returns, so the kill lands between taking the marker and removing it.
+_KILLED_WHILE_RENEWING = """
+import pathlib, sys, time
+from fruitjob.lock import Lease
+
+output, ready = sys.argv[1], pathlib.Path(sys.argv[2])
+lease = Lease(None, output, "killed-run").acquire()
+
+def write_then_hang():
+    ready.write_text(lease.holder["token"])
+    time.sleep(600)
+    return b""
+
+lease._local.replace_if_token(lease.holder["token"], write_then_hang)
+"""
+
+
+def test_a_holder_killed_inside_its_renewal_does_not_block_the_output(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
     from fruitjob.lock import Lease
 
-    holder = {"flow_run_id": "crashed", "host": socket.gethostname(), "pid": _dead_pid(), "token": "t1"}
-    (tmp_path / LOCK).write_text(json.dumps({**holder, "renewed_at": time.time()}))
-    # killed while it held the marker of that lease (renewing it): its process is gone from this host
-    (tmp_path / (LOCK + ".takeover-t1")).write_text(json.dumps({**holder, "token": "m1", "at": time.time()}))
-    lease = Lease(None, str(tmp_path), "next").acquire()
-    assert json.loads((tmp_path / LOCK).read_text())["token"] == lease.holder["token"]
+    output, ready = tmp_path / "out", tmp_path / "inside-the-renewal"
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_WHILE_RENEWING, str(output), str(ready)])
+    deadline = time.monotonic() + 60
+    while not ready.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # polls a real condition (the file), bounded
+    assert ready.exists(), "the child reached its renewal"
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    killed_token = ready.read_text()
+    assert (output / (LOCK + ".takeover-" + killed_token)).exists(), "killed while it held its marker"
+    lease = Lease(None, str(output), "next").acquire()  # the holder's process is gone: stale, marker orphaned
+    assert json.loads((output / LOCK).read_text())["token"] == lease.holder["token"]
     lease.release()
+    assert not (output / LOCK).exists()
 
 
 def test_the_job_accepts_a_lease_its_own_flow_run_holds_and_leaves_it_to_the_flow(tmp_path):
