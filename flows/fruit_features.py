@@ -33,6 +33,7 @@ from flows.cli_errors import failure_message, quiet_expected_errors  # noqa: E40
 from flows.command_line import parser_for  # noqa: E402
 from flows.parameters import declared_parameters, engine_settings, split  # noqa: E402
 from fruitjob.options import JobOptions  # noqa: E402
+from tasks.aws.output_lease import held_output  # noqa: E402
 from tasks.contract import Engine, RunResult  # noqa: E402
 from tasks.registry import engine_for  # noqa: E402
 from tasks.reporting import publish_summary  # noqa: E402
@@ -61,11 +62,12 @@ def run_engine(engine: Engine, job: JobOptions, dry_run: bool) -> RunResult:
         result.cost_estimate = getattr(result.estimate, "upper_bound", result.estimate)
         get_run_logger().info("dry run: checks passed; nothing was created or run")
         return result
-    with result.timed("run"):
-        engine.run(job, result)
-    with result.timed("validate"):
-        result.validation = validate_output(job.output, engine.filesystem(), job.images)
-    publish_summary(result.validation, result, engine.filesystem())
+    with held_output(engine, job):  # an S3 output's lease, this flow run's until its summary is written
+        with result.timed("run"):
+            engine.run(job, result)
+        with result.timed("validate"):
+            result.validation = validate_output(job.output, engine.filesystem(), job.images)
+        publish_summary(result.validation, result, engine.filesystem())
     return result
 
 

@@ -110,7 +110,8 @@ def check_account_and_data(job: JobOptions, aws: AwsClients, bucket: str, logger
         ) from None
     logger.info("AWS account %s, region %s", identity["Account"], aws.region)
     s3 = aws("s3")
-    buckets = dict.fromkeys([bucket, split_s3_uri(job.images)[0], split_s3_uri(job.output)[0]])
+    read = [uri for uri in (job.weights, job.pca_model) if uri and uri.startswith("s3://")]
+    buckets = dict.fromkeys([bucket, *(split_s3_uri(uri)[0] for uri in (job.images, job.output, *read))])
     refuse([p for name in buckets if (p := _check_bucket(s3, name, aws.region))])
 
     problems = []

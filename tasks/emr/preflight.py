@@ -11,6 +11,8 @@ from prefect.cache_policies import NO_CACHE
 from blocks.emr_cluster_config import EmrClusterConfig
 from fruitjob.options import JobOptions
 from tasks.aws.clients import AwsClients
+from tasks.aws.model_preflight import check_reads
+from tasks.aws.output_lease import held_by_another_run
 from tasks.aws.preflight import check_account_and_data, error_code, refuse
 
 REUSABLE_STATES = ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")
@@ -83,6 +85,7 @@ def preflight(
         account, region, image count and bytes under the input prefix.
     """
     checked, problems = check_account_and_data(job, aws, bucket, get_run_logger())
+    problems += check_reads(job, aws("s3"), get_run_logger()) + held_by_another_run(aws, job.output)
     if cluster_id:
         problems += _check_cluster(aws("emr"), cluster_id)
     else:

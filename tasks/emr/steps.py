@@ -27,9 +27,10 @@ _SUBMIT_ATTEMPTS = 5
 # puts it on the driver's PYTHONPATH; the executors get it from YARN as ./environment (spark.executorEnv.PYTHONPATH).
 # spark-submit's stdout goes to the step's stderr: PySpark merges the Python driver's stderr (the job's log, its
 # error line) into spark-submit's stdout, and a failed step is reported from stderr.gz (tasks/emr/step_wait.py).
+# FRUITFLOW_FLOW_RUN_ID lets the job accept the output's lease its flow holds (tasks/aws/output_lease.py).
 _STEP_WRAPPER = (
     "set -euo pipefail; "
-    'export FRUITFLOW_ENGINE=emr FRUITFLOW_CLUSTER_ID="$1"; environment="$2"; shift 2; '
+    'export FRUITFLOW_ENGINE=emr FRUITFLOW_CLUSTER_ID="$1" FRUITFLOW_FLOW_RUN_ID="$3"; environment="$2"; shift 3; '
     'case "$(basename "$PWD")" in s-*) export FRUITFLOW_STEP_ID="$(basename "$PWD")";; esac; '
     f"mkdir -p {UNPACKED}; "
     f'aws s3 cp --quiet "$environment" - | tar -xz -C {UNPACKED}; '
@@ -86,7 +87,7 @@ def step_definition(
         "ActionOnFailure": "CONTINUE",
         "HadoopJarStep": {
             "Jar": "command-runner.jar",
-            "Args": ["bash", "-c", _STEP_WRAPPER, "fruitflow-step", cluster_id, environment_uri, *submit],
+            "Args": ["bash", "-c", _STEP_WRAPPER, "fruitflow-step", cluster_id, environment_uri, flow_run_id, *submit],
         },  # fmt: skip
     }
 

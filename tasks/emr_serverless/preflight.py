@@ -12,6 +12,8 @@ from prefect.cache_policies import NO_CACHE
 from blocks.emr_serverless_config import EmrServerlessConfig
 from fruitjob.options import JobOptions
 from tasks.aws.clients import AwsClients
+from tasks.aws.model_preflight import check_reads
+from tasks.aws.output_lease import held_by_another_run
 from tasks.aws.preflight import check_account_and_data, error_code, refuse
 from tasks.aws.s3_uris import split_s3_uri
 from tasks.emr_serverless.role_check import Need, check_execution_role, role_arn
@@ -133,6 +135,7 @@ def preflight(
         account, region, image count and bytes under the input prefix, and the execution role's ARN.
     """
     checked, problems = check_account_and_data(job, aws, bucket, get_run_logger())
+    problems += check_reads(job, aws("s3"), get_run_logger()) + held_by_another_run(aws, job.output)
     if cluster_id:
         problems.append("--cluster-id is for --engine emr; to reuse an EMR Serverless application set "
                         "application_id in the EmrServerlessConfig block")  # fmt: skip
