@@ -103,6 +103,7 @@ def _resume_and_check(spark, images: Path, output: Path, *extra: str, refused: b
     assert not features["path"].duplicated().any()
     assert (resumed.images_ok + resumed.images_already_done, resumed.images_failed) == (12, 1)
     assert not (output / "_fruitflow.lock").exists(), "the killed run's lease was taken over, then released"
+    assert not list(output.glob(".*.tmp")), "the temporary file of a killed write is cleaned up"
     return metrics(output)
 
 
@@ -113,7 +114,7 @@ QUICK = [
 ]
 SLOW = [
     "stage:weights",  # nothing written yet but the lease: a plain run may go on, and takes the lease over
-    "write:space.json:1",  # inside the first space.json (the feature space, no model yet)
+    "write:space.json:1",  # inside the first space.json: nothing written but its temporary file (a plain run may go on)
     "stage:featurize",  # features/ complete, errors/ not written
     "errors/_temporary",  # inside errors/
     "stage:errors",  # features/ and errors/ complete, no PCA
@@ -133,7 +134,8 @@ def test_a_killed_run_is_finished_by_incremental(spark, images, tmp_path, kill_a
     output = tmp_path / "out"
     _killed_run(images, output, kill_at, tmp_path)
     recorded = _recorded_model(output)
-    resumed = _resume_and_check(spark, images, output, refused=kill_at != "stage:weights")
+    nothing_written = kill_at in ("stage:weights", "write:space.json:1")
+    resumed = _resume_and_check(spark, images, output, refused=not nothing_written)
     if recorded is None:  # killed before the model was recorded: fitted once, over every row
         assert resumed["pca_refit"] is True
 

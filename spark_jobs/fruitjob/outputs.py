@@ -80,8 +80,12 @@ def discard_unfinished_writes(spark: SparkSession, output: str) -> None:
     A dataset without ``_SUCCESS`` (an overwrite killed mid-way: only ``_temporary/``) goes whole: its rows are
     not there, and the run's plan counted them as not done. A complete dataset loses only a killed append's
     ``_temporary/``, whose committed task files Spark's next commit into the same folder would otherwise take in.
-    A rewrite killed before its swap (``.next``) goes too: the plan was made from the dataset it would replace.
+    A rewrite killed before its swap (``.next``) goes too: the plan was made from the dataset it would replace; and
+    the temporary file of a small file's write killed before its rename.
     """
+    for name in storage.list_names(spark, output):
+        if name.startswith(".") and name.endswith(storage.WRITE_LEFTOVER_SUFFIX):
+            storage.delete(spark, layout.child(output, name))
     for name in (layout.FEATURES, layout.ERRORS, layout.PCA):
         uri = layout.child(output, name)
         storage.delete(spark, uri + REPLACEMENT_SUFFIX)

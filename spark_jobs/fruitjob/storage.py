@@ -10,6 +10,8 @@ from pyspark.sql import DataFrame, SparkSession
 from fruitjob.rules import is_local, local_path
 
 _GLOB_SPECIALS = "\\[]{}*?"
+# The temporary file of an atomic local write (``.NAME.PID.tmp``): one left behind was killed before its rename.
+WRITE_LEFTOVER_SUFFIX = ".tmp"
 
 
 def escape_glob(path: str) -> str:
@@ -71,7 +73,7 @@ def _write_local_atomically(target: str, data: bytes) -> None:
     stale_checksum = os.path.join(folder, ".%s.crc" % name)
     if os.path.exists(stale_checksum):
         os.remove(stale_checksum)
-    temporary = os.path.join(folder, ".%s.%d.tmp" % (name, os.getpid()))
+    temporary = os.path.join(folder, ".%s.%d%s" % (name, os.getpid(), WRITE_LEFTOVER_SUFFIX))
     with open(temporary, "wb") as stream:
         stream.write(data)
         stream.flush()
