@@ -110,16 +110,28 @@ def finished(finished_once, tmp_path):
     return tmp_path / "run" / "output"
 
 
+def _no_model(model):
+    shutil.rmtree(model)
+
+
+def _a_stage_without_data(model):
+    shutil.rmtree(sorted((model / "stages").iterdir())[0] / "data")
+
+
+def _no_identity(model):
+    (model / "identity.json").unlink()
+
+
 @pytest.mark.parametrize(
-    "damage, missing",
+    "how, damage, missing",
     [
-        (lambda model: shutil.rmtree(model), "pca_model/ is missing"),
-        (lambda model: shutil.rmtree(sorted((model / "stages").iterdir())[0] / "data"), "stages/0_stdScal"),
-        (lambda model: (model / "identity.json").unlink(), "identity.json"),
+        ("--pca-model", _no_model, "pca_model/ is missing"),
+        ("--pca-model", _a_stage_without_data, "stages/0_stdScal"),
+        ("--incremental", _a_stage_without_data, "stages/0_stdScal"),
+        ("--incremental", _no_identity, "identity.json"),
     ],
-    ids=["no-model", "a-stage-without-data", "no-identity"],
+    ids=["pca-model-without-model", "pca-model-stage-without-data", "incremental-stage-without-data", "no-identity"],
 )
-@pytest.mark.parametrize("how", ["--pca-model", "--incremental"])
 def test_a_missing_or_incomplete_model_is_one_line_that_says_so(spark, finished, tmp_path, damage, missing, how):
     from fruitjob.job import JobError
 
