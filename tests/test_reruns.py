@@ -16,9 +16,9 @@ from tests.helpers import metrics, read_parquet, vectors
 def test_pca_model_projects_into_the_first_batch_space(run_job, fruit_images, job_output):
     again = run_job(fruit_images, "--pca-model", str(job_output))
     m = metrics(again)
-    assert m["pca_refit"] is False and m["pca_model"] == str(job_output / "pca_model")
+    assert m["pca_refit"] is False and m["pca_model"] == str(again / "pca_model")  # its own copy of the model
+    assert m["pca_model_id"] == metrics(job_output)["pca_model_id"]
     assert m["explained_variance"] == metrics(job_output)["explained_variance"]
-    assert not (again / "pca_model").exists()
     first, second = read_parquet(job_output, "pca"), read_parquet(again, "pca")
     assert list(first["path"]) == list(second["path"])
     np.testing.assert_allclose(vectors(second, "pca"), vectors(first, "pca"), rtol=0, atol=1e-5)
@@ -104,7 +104,7 @@ def test_incremental_after_pca_model_stays_in_that_space(run_job, growing_folder
         draw_fruit(__import__("random").Random(index), (150, 140, 40), 64).save(new_class / f"k{index}.jpg")
     argv = ["--images", str(growing_folder), "--output", str(output), "--weights", "random", "--alpha", "0.35"]
     m = run(spark, parse_options([*argv, "--incremental"]))
-    assert m.pca_refit is False and m.pca_model == str(job_output / "pca_model")
-    assert not (output / "pca_model").exists()
+    assert m.pca_refit is False and m.pca_model == str(output / "pca_model")
+    assert m.pca_model_id == metrics(job_output)["pca_model_id"]
     assert len(read_parquet(output, "pca")) == 26
     verify_output(str(output), fs.LocalFileSystem())

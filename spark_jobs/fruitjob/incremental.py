@@ -9,6 +9,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from fruitjob import layout, storage
+from fruitjob.completeness import dataset_complete
 from fruitjob.listing import ImageFile
 
 Key = Tuple[Optional[int], Optional[int], Optional[str]]
@@ -24,7 +25,7 @@ class Plan:
 def _done_keys(spark: SparkSession, output: str) -> Dict[str, Key]:
     """path -> (size, modified, etag) of every image with a row in features/ (older outputs lack the last two)."""
     uri = layout.child(output, layout.FEATURES)
-    if not storage.exists(spark, uri):
+    if not dataset_complete(spark, uri):  # absent, or left unfinished by a killed run: no row of it is done
         return {}
     frame = storage.read_parquet(spark, uri)
     columns = [name for name in ("path", "size", "modified", "etag") if name in frame.columns]

@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 
 from fruitjob import layout, progress, storage
 from fruitjob.accounting import PREVIOUS_RUN_KEYS, Done, count_outputs, run_metrics, write_metrics
+from fruitjob.completeness import dataset_complete
 from fruitjob.errors import JobError
 from fruitjob.featurizer import warm_up_workers
 from fruitjob.identity import SpaceMismatch, check_same_space, identity_of
@@ -32,9 +33,18 @@ from fruitjob.listing import Listing, list_input
 from fruitjob.lock import Lease
 from fruitjob.metrics import PreviousRun, RunMetrics
 from fruitjob.options import JobOptions, parse_options
-from fruitjob.outputs import check_output, clear_output, drop_stale_rows, mark_unfinished, write_errors, write_features
+from fruitjob.outputs import (
+    check_output,
+    clear_output,
+    discard_unfinished_writes,
+    drop_stale_rows,
+    mark_unfinished,
+    write_errors,
+    write_features,
+)
 from fruitjob.packaging import ship_package
-from fruitjob.pca import FittedPca, PcaError, existing_model, fit_and_save, project
+from fruitjob.pca import FittedPca, PcaError, fit_and_save, project
+from fruitjob.pca_models import existing_model, hold_in_output
 from fruitjob.quality import feature_quality
 from fruitjob.reading import read_images, reader_for
 from fruitjob.rules import TFLITE_FEATURIZERS, output_inside_linked_folder
@@ -91,15 +101,17 @@ def _check_space(identity: Dict[str, object], opts: JobOptions, previous, space)
 
 
 def _write_pca(spark: SparkSession, opts: JobOptions, source: Optional[FittedPca], identity, features):
-    """pca/ for every row of features/, all in one space; returns (the model, a note on components or None)."""
+    """pca/ for every row of features/, all in one space; returns (the model, a note on components or None).
+
+    A ``source`` model is already in the output's pca_model/ and in space.json (``run``).
+    """
     pca_uri = layout.child(opts.output, layout.PCA)
     if source is None:
         # pca/ is written while the model is saved (fit_and_save); space.json names the model once both are there
         fitted, note = fit_and_save(spark, opts, features, identity, pca_uri)
-        save_space(spark, opts.output, identity, fitted.uri, fitted.model_id)
+        save_space(spark, opts.output, identity, fitted.model_id)
         return fitted, note
-    save_space(spark, opts.output, identity, source.uri, source.model_id)
-    if not (opts.incremental and storage.exists(spark, pca_uri)):
+    if not (opts.incremental and dataset_complete(spark, pca_uri)):
         project(source, features).write.mode("overwrite").parquet(pca_uri)
         return source, None
     existing = storage.read_parquet(spark, pca_uri)
@@ -113,6 +125,21 @@ def _write_pca(spark: SparkSession, opts: JobOptions, source: Optional[FittedPca
         keep = keep.withColumn("pca_model_id", F.lit(source.model_id)).select(*layout.PCA_COLUMNS)
         replace_dataset(spark, pca_uri, keep.unionByName(new))
     return source, None
+
+
+def _record_space(
+    spark: SparkSession, opts: JobOptions, source: Optional[FittedPca], identity, space
+) -> Optional[FittedPca]:
+    """space.json before the first row; a model known already (--pca-model, or the one an --incremental output is
+    in) is first saved into the output, so that from here on the output holds the model its rows will be in."""
+    if source is None:
+        save_space(spark, opts.output, identity)
+        return None
+    held = hold_in_output(spark, opts.output, source, identity)
+    # an output's own model keeps the origin it was recorded with (the week it was chained to)
+    origin = (space or {}).get("pca_model_origin") if source.origin == held.uri else source.origin
+    save_space(spark, opts.output, identity, held.model_id, origin)
+    return held
 
 
 def run(spark: SparkSession, opts: JobOptions) -> RunMetrics:
@@ -156,9 +183,10 @@ def run(spark: SparkSession, opts: JobOptions) -> RunMetrics:
         laps("weights")
 
         if opts.overwrite:
-            clear_output(spark, opts.output)
+            clear_output(spark, opts.output)  # after existing_model: --pca-model may name this very output
         mark_unfinished(spark, opts.output)
-        save_space(spark, opts.output, identity, *((space or {}).get(k) for k in ("pca_model", "pca_model_id")))
+        discard_unfinished_writes(spark, opts.output)  # under the lease: what a killed run half-wrote is never read
+        source = _record_space(spark, opts, source, identity, space)
         drop_stale_rows(spark, opts.output, plan.changed)
         if images is not None:
             write_features(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Dict, List, Optional
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from fruitjob import layout, storage
+from fruitjob.completeness import REPLACEMENT_SUFFIX, TEMPORARY, dataset_complete
 from fruitjob.errors import JobError
 from fruitjob.featurizer import make_featurize_udf
 from fruitjob.identity import identity_of, recorded
@@ -22,6 +24,7 @@ __all__ = [
     "JobError",
     "check_output",
     "clear_output",
+    "discard_unfinished_writes",
     "drop_stale_rows",
     "listing_frame",
     "mark_unfinished",
@@ -30,10 +33,14 @@ __all__ = [
     "write_features",
 ]
 
+log = logging.getLogger("fruitflow.job")
+
 
 def present_parts(spark: SparkSession, output: str) -> List[str]:
-    """Which of the output's parts (features/, errors/, pca/, pca_model/, metrics.json) are there."""
-    return [name for name in OUTPUT_PARTS if storage.exists(spark, layout.child(output, name))]
+    """Which of the output's parts (features/, errors/, pca/, pca_model/, metrics.json) are there, and space.json or
+    the staged features: a run killed before its first dataset was complete has written into the output too."""
+    names = (*OUTPUT_PARTS, layout.SPACE, layout.STAGING)
+    return [name for name in names if storage.exists(spark, layout.child(output, name))]
 
 
 def check_output(spark: SparkSession, opts: JobOptions) -> Optional[Dict[str, object]]:
@@ -53,9 +60,12 @@ def check_output(spark: SparkSession, opts: JobOptions) -> Optional[Dict[str, ob
 
 
 def clear_output(spark: SparkSession, output: str) -> None:
-    """--overwrite, once every check has passed: nothing of the replaced run is left for a later run to pick up
-    (its pca_model/ above all, which an --incremental run would otherwise prefer)."""
-    for name in (*OUTPUT_PARTS, layout.STAGING, layout.SPACE, layout.SUMMARY, layout.PLOT):
+    """--overwrite, once every check has passed: nothing of the replaced run is left for a later run to pick up.
+
+    What records the run goes first (metrics.json, then space.json): killed half-way, the output never names a model
+    or rows that are gone.
+    """
+    for name in (layout.METRICS, layout.SPACE, *OUTPUT_PARTS, layout.STAGING, layout.SUMMARY, layout.PLOT):
         storage.delete(spark, layout.child(output, name))
 
 
@@ -63,6 +73,30 @@ def mark_unfinished(spark: SparkSession, output: str) -> None:
     """Called once every check has passed, before the first write: from here on a half-written run never looks
     finished, and a rerun resumes or redoes it. (A refused run leaves the finished one as it was.)"""
     storage.delete(spark, layout.child(output, layout.METRICS))
+
+
+def discard_unfinished_writes(spark: SparkSession, output: str) -> None:
+    """What a killed run left half-written goes before anything reads or appends (``completeness``; under the lease).
+
+    A dataset without ``_SUCCESS`` (an overwrite killed mid-way: only ``_temporary/``) goes whole: its rows are
+    not there, and the run's plan counted them as not done. A complete dataset loses only a killed append's
+    ``_temporary/``, whose committed task files Spark's next commit into the same folder would otherwise take in.
+    A rewrite killed before its swap (``.next``) goes too: the plan was made from the dataset it would replace; and
+    the temporary file of a small file's write killed before its rename.
+    """
+    for name in storage.list_names(spark, output):
+        if name.startswith(".") and name.endswith(storage.WRITE_LEFTOVER_SUFFIX):
+            storage.delete(spark, layout.child(output, name))
+    for name in (layout.FEATURES, layout.ERRORS, layout.PCA):
+        uri = layout.child(output, name)
+        storage.delete(spark, uri + REPLACEMENT_SUFFIX)
+        if not storage.exists(spark, uri):
+            continue
+        if not dataset_complete(spark, uri):
+            log.warning("%s was left unfinished by a killed run: removed, its rows are written again", uri)
+            storage.delete(spark, uri)
+        else:
+            storage.delete(spark, layout.child(uri, TEMPORARY))
 
 
 def write_features(

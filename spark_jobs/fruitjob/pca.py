@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 
 from fruitjob import layout, storage
 from fruitjob.gram_pca import Axes, Moments, moments, principal_axes, project_arrow
-from fruitjob.identity import SpaceMismatch, check_same_space, load_identity, pca_model_id, recorded, save_identity
+from fruitjob.identity import pca_model_id, recorded, save_identity
 from fruitjob.laps import Laps
 from fruitjob.options import JobOptions
 from fruitjob.rules import FEATURE_DIM
@@ -45,9 +45,10 @@ class PcaError(ValueError):
 class FittedPca:
     model: PipelineModel  # StandardScaler(mean only) -> PCA: Spark ML's PCA does not centre by itself
     explained_variance: List[float]
-    uri: str  # where the model is (or will be) saved
+    uri: str  # where the model is (or will be) saved: the output's own pca_model/
     timings: Dict[str, float] = field(default_factory=dict, compare=False)  # seconds per sub-stage of the fit
     identity: Dict[str, object] = field(default_factory=dict, compare=False)  # its feature space, for pca/ files
+    origin: Optional[str] = None  # the folder it was loaded from (--pca-model, an older output), None when fitted
 
     @property
     def components(self) -> int:
@@ -153,51 +154,9 @@ def load_pca(uri: str, label: str) -> FittedPca:
     return FittedPca(model=model, explained_variance=variance, uri=label)
 
 
-def existing_model(
-    spark: SparkSession,
-    opts: JobOptions,
-    identity: Dict[str, object],
-    previous: Optional[Dict[str, object]] = None,
-    space: Optional[Dict[str, object]] = None,
-) -> Optional[FittedPca]:
-    """The model to project with instead of fitting one, if any.
-
-    ``--pca-model`` (a pca_model/ folder or a run's output folder), or, for ``--incremental``, the one model the
-    output's pca/ is in: as recorded in its space.json (``space``), else (older outputs) its own pca_model/ or the
-    earlier run's ``--pca-model`` (``previous``).
-    """
-    recorded = (space or {}).get("pca_model") or (previous or {}).get("pca_model")
-    if opts.pca_model:
-        uri = opts.pca_model
-        if storage.exists(spark, layout.child(uri, layout.PCA_MODEL)):
-            uri = layout.child(uri, layout.PCA_MODEL)  # the output folder of a run was given
-        if opts.incremental and recorded and recorded != uri:
-            raise SpaceMismatch(
-                "pca/ in %s was projected with %s; adding rows projected with %s would mix two spaces"
-                % (opts.output, recorded, uri)
-            )
-    elif opts.incremental and (space or {}).get("pca_model"):
-        uri = str(space["pca_model"])
-    elif opts.incremental and storage.exists(spark, layout.child(opts.output, layout.PCA_MODEL)):
-        uri = layout.child(opts.output, layout.PCA_MODEL)
-    elif opts.incremental and recorded:
-        uri = str(recorded)  # the output was projected with another run's model: stay in that space
-    else:
-        return None
-    saved = load_identity(spark, uri)
-    if saved is not None:
-        check_same_space(identity, saved, "PCA model %s" % uri)
-    fitted = dataclasses.replace(load_pca(uri, uri), identity=identity)  # checked above, when the model records one
-    expected = (space or {}).get("pca_model_id") if opts.incremental else None
-    if expected and expected != fitted.model_id:
-        raise SpaceMismatch(
-            "PCA model %s is no longer the one pca/ in %s was projected with (id %s, now %s); rerun with --overwrite"
-            % (uri, opts.output, expected, fitted.model_id)
-        )
-    return fitted
-
-
-def _save_model(spark: SparkSession, fitted: FittedPca, identity: Dict[str, object]) -> float:
+def save_model(spark: SparkSession, fitted: FittedPca, identity: Dict[str, object]) -> float:
+    """Save the model to ``fitted.uri``; returns the seconds it took. ``identity.json`` goes last: a folder holding
+    it holds the whole model (``completeness.model_problem``), with the id it records."""
     started = time.monotonic()
     save_pca(spark, fitted, fitted.uri)
     save_identity(spark, fitted.uri, {**identity, "pca_model_id": fitted.model_id})
@@ -233,12 +192,12 @@ def fit_and_save(
     fitted = dataclasses.replace(_fit(spark, found, k, layout.child(opts.output, layout.PCA_MODEL)), identity=identity)
     laps("eigh")
     if pca_uri is None:
-        laps.seconds["save"] = _save_model(spark, fitted, identity)
+        laps.seconds["save"] = save_model(spark, fitted, identity)
     else:
         # A failed write is raised after the save has finished (leaving the pool waits for it), a failed save after
         # the write.
         with ThreadPoolExecutor(max_workers=1) as pool:
-            saving = pool.submit(_save_model, spark, fitted, identity)
+            saving = pool.submit(save_model, spark, fitted, identity)
             started = time.monotonic()
             project(fitted, features).write.mode("overwrite").parquet(pca_uri)
             laps.seconds["project_write"] = round(time.monotonic() - started, 3)

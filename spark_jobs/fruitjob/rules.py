@@ -173,7 +173,7 @@ def output_refusal(output: str, present: Iterable[str], overwrite: bool, increme
             "%s already holds a finished run (metrics.json is there); pass --overwrite to replace it, "
             "--incremental to add new images to it, or choose another --output" % output
         )
-    parts = sorted(present & set(OUTPUT_PARTS))
+    parts = sorted(present)  # OUTPUT_PARTS, and whatever else shows that a run wrote into it (space.json)
     if parts:
         return (
             "%s holds an unfinished run (%s, but no metrics.json); pass --incremental to finish it, "

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Optional, Tuple
+import os
+from typing import Iterator, List, Optional, Tuple
 
 from pyspark.sql import DataFrame, SparkSession
 
+from fruitjob.rules import is_local, local_path
+
 _GLOB_SPECIALS = "\\[]{}*?"
+# The temporary file of an atomic local write (``.NAME.PID.tmp``): one left behind was killed before its rename.
+WRITE_LEFTOVER_SUFFIX = ".tmp"
 
 
 def escape_glob(path: str) -> str:
@@ -44,6 +49,14 @@ def read_bytes(spark: SparkSession, uri: str) -> bytes:
 
 
 def write_bytes(spark: SparkSession, uri: str, data: bytes) -> None:
+    """Write a whole file so that a reader sees the old content or the new one, never a part (a kill mid-write).
+
+    Locally: a temporary file beside it, then an atomic rename over it. An object store's PUT is atomic already
+    (the object appears when the stream closes).
+    """
+    if is_local(uri):
+        _write_local_atomically(local_path(uri), data)
+        return
     path, fs = _path_and_fs(spark, uri)
     stream = fs.create(path, True)
     try:
@@ -52,10 +65,34 @@ def write_bytes(spark: SparkSession, uri: str, data: bytes) -> None:
         stream.close()
 
 
+def _write_local_atomically(target: str, data: bytes) -> None:
+    folder, name = os.path.split(target)
+    os.makedirs(folder or ".", exist_ok=True)
+    # Hadoop's local file system verifies a file against its ``.NAME.crc`` when there is one: a checksum of the
+    # previous content would fail the new one, so it goes first (a file without it is read unverified).
+    stale_checksum = os.path.join(folder, ".%s.crc" % name)
+    if os.path.exists(stale_checksum):
+        os.remove(stale_checksum)
+    temporary = os.path.join(folder, ".%s.%d%s" % (name, os.getpid(), WRITE_LEFTOVER_SUFFIX))
+    with open(temporary, "wb") as stream:
+        stream.write(data)
+        stream.flush()
+        os.fsync(stream.fileno())
+    os.replace(temporary, target)
+
+
 def delete(spark: SparkSession, uri: str) -> None:
     path, fs = _path_and_fs(spark, uri)
     if fs.exists(path):
         fs.delete(path, True)
+
+
+def list_names(spark: SparkSession, uri: str) -> List[str]:
+    """The names of the entries directly under the folder ``uri`` ([] when it is not there)."""
+    path, fs = _path_and_fs(spark, uri)
+    if not fs.exists(path):
+        return []
+    return sorted(str(status.getPath().getName()) for status in fs.listStatus(path))
 
 
 def list_files_recursive(spark: SparkSession, uri: str) -> Iterator[Tuple[str, int, int, Optional[str]]]:
