@@ -31,6 +31,7 @@ class InputFacts:
 
     images: dict[str, str] = field(default_factory=dict)
     other_files: int = 0
+    other_paths: list[str] = field(default_factory=list)  # their URIs (what arrived during a run is told by them)
     unlisted_folders: set[str] = field(default_factory=set)
 
 
@@ -62,6 +63,7 @@ def _local(root: str, facts: InputFacts) -> None:
             facts.images[uri] = label_of(root_uri, uri)
         else:
             facts.other_files += 1
+            facts.other_paths.append(uri)
 
     root_uri = _name(root)
     walk(root, (os.path.realpath(root),))
@@ -79,6 +81,7 @@ def _remote(images: str, filesystem: pafs.FileSystem, facts: InputFacts) -> None
             facts.images[uri] = label_of(root, uri)
         else:
             facts.other_files += 1
+            facts.other_paths.append(uri)
 
 
 def list_input_facts(images: str, filesystem: pafs.FileSystem) -> InputFacts:
