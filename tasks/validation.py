@@ -117,6 +117,11 @@ def record_arrivals(output: str, filesystem: pafs.FileSystem, report: Validation
     staged = f"{root}/metrics.json.next"
     with filesystem.open_output_stream(staged) as stream:
         stream.write(json.dumps(metrics.to_dict(), indent=2).encode())
+    # Hadoop's local file system keeps a checksum beside the file and refuses a file that no longer matches it (the
+    # next --incremental run would fail reading metrics.json): without one, it reads the file as it is.
+    checksum = f"{root}/.metrics.json.crc"
+    if filesystem.get_file_info(checksum).type != pafs.FileType.NotFound:
+        filesystem.delete_file(checksum)
     filesystem.move(staged, f"{root}/metrics.json")  # a reader sees the old file or the new one, never half
     return dataclasses.replace(report, metrics=metrics)
 
