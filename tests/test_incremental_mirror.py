@@ -80,3 +80,36 @@ def test_an_unchanged_input_featurizes_nothing_and_removes_nothing(spark, week_1
     after = read_parquet(output, "features")
     pd.testing.assert_series_equal(after["run_id"], before["run_id"])
     verify_output(str(output), fs.LocalFileSystem())
+
+
+def test_the_previous_run_is_this_outputs_own(spark, week_1, tmp_path, monkeypatch):
+    """Issue 19: the summary named the server's last flow run, whatever output it wrote; now the output's own."""
+    from tasks.contract import RunResult
+    from tasks.summary import summary_markdown
+    from tests.helpers import metrics
+
+    images, output = week_1
+    first = metrics(output)
+    _run(spark, make_sample_images(tmp_path / "other", per_class=1, size=48), tmp_path / "elsewhere")  # ran last
+    monkeypatch.setenv("FRUITFLOW_FLOW_RUN_ID", "0f1e-second")
+    second = _run(spark, images, output, "--incremental")
+    before = second.previous_run
+    assert (before.run_id, before.finished_at, before.images) == (first["run_id"], first["finished_at"], str(images))
+    assert (before.features_total, before.replaced, second.flow_run_id) == (12, False, "0f1e-second")
+    report = verify_output(str(output), fs.LocalFileSystem())
+    (row,) = [
+        r
+        for r in summary_markdown(report, RunResult("local", str(output))).splitlines()
+        if r.startswith("| previous run")
+    ]
+    assert row.startswith(f"| previous run of this output | finished {first['finished_at']} (input `{images}`")
+    assert "elsewhere" not in row
+
+    third = _run(spark, images, output, "--overwrite")
+    assert (third.previous_run.run_id, third.previous_run.flow_run_id, third.previous_run.replaced) == (
+        second.run_id,
+        "0f1e-second",
+        True,
+    )
+    fresh = _run(spark, images, tmp_path / "fresh")
+    assert fresh.previous_run is None
