@@ -8,6 +8,8 @@ import contextlib
 import json
 import logging
 import shutil
+import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
@@ -153,9 +155,61 @@ def test_on_s3_an_object_uploaded_after_the_listing_arrived_and_one_from_before_
     stored = json.loads(client.get_object(Bucket=BUCKET, Key="out/metrics.json")["Body"].read())
     assert stored["files_arrived_during_run"] == 1
 
+    # An object deleted after the run finished leaves a row the output should not hold (S3 keeps no trace of when).
+    client.delete_object(Bucket=BUCKET, Key="images/Plum Dark/000.jpg")
+    with pytest.raises(OutputInvalid, match=r"features/ has 1 rows for files not in the input \(.*Plum Dark/000"):
+        verify_output(f"s3://{BUCKET}/out", filesystem)
+    client.copy_object(
+        Bucket=BUCKET, Key="images/Plum Dark/000.jpg", CopySource={"Bucket": BUCKET, "Key": "images/Plum Dark/001.jpg"}
+    )  # back (as another file, uploaded after the listing: its old row stays, which validation cannot tell)
+
     # Listed after that upload (as the job's listed_at would then say): the object has no row and is lost.
     later = datetime.fromisoformat(stored["listed_at"]) + timedelta(minutes=5)
     stored["listed_at"] = later.isoformat()
     client.put_object(Bucket=BUCKET, Key="out/metrics.json", Body=json.dumps(stored).encode())
     with pytest.raises(OutputInvalid, match=r"1 images of the input are in neither .*arrived\.jpg"):
         verify_output(f"s3://{BUCKET}/out", filesystem)
+
+
+def _when_it_appears(path, action: Callable[[], None], deadline_s: float = 300) -> threading.Thread:
+    """In a thread: run ``action`` as soon as ``path`` exists (polled, bounded); the thread's end says it ran."""
+
+    def watch() -> None:
+        end = time.monotonic() + deadline_s
+        while not path.exists():
+            if time.monotonic() > end:
+                return
+            time.sleep(0.02)  # a poll of the condition itself, not a wait standing in for it
+        action()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    return watcher
+
+
+@pytest.mark.slow
+def test_the_flow_completes_and_says_what_arrived(prefect_harness, images, tmp_path):
+    """The flow of issue 19's case 7 (spark-submit, validation, summary): a photo added and one deleted while the
+    job runs, on the job's lease appearing in the output (taken right after its listing)."""
+    from flows.fruit_features import fruit_features
+
+    output = tmp_path / "out"
+    arrived, deleted = images / "Banana" / "arrived.jpg", images / "Lime Verde" / "000.jpg"
+    changed: list[bool] = []
+
+    def change_the_input() -> None:
+        shutil.copyfile(images / "Banana" / "000.jpg", arrived)
+        deleted.unlink()
+        changed.append(True)
+
+    watcher = _when_it_appears(output / "_fruitflow.lock", change_the_input)
+    state = fruit_features(
+        images=str(images), output=str(output), return_state=True, weights="random", alpha=0.35, pca_components=2
+    )
+    watcher.join(timeout=5)
+    assert changed, "the job's lease never appeared"
+    assert state.is_completed(), state.message
+    assert metrics(output)["files_arrived_during_run"] == 1
+    summary = (output / "summary.md").read_text()
+    assert "1 files arrived after the listing: the next `--incremental` run takes them." in summary
+    assert state.result().validation.drift.deleted == [f"file:{deleted}"]
