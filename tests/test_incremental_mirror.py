@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 from pyarrow import fs
 
+from tasks.contract import RunResult
 from tasks.local.sample_images import make_sample_images
+from tasks.summary import class_rows, summary_markdown
 from tasks.validation import OutputInvalid, verify_output
 from tests.conftest import JOB_DEFAULTS
 from tests.helpers import read_parquet
@@ -59,6 +61,10 @@ def test_a_moved_and_a_deleted_photo_leave_exactly_the_input(spark, week_1):
     assert (unchanged["run_id"] == before.loc[unchanged.index, "run_id"]).all(), "unchanged images featurized again"
     report = verify_output(str(output), fs.LocalFileSystem())
     assert sum(counts.ok for counts in report.per_class.values()) == 11
+    rows = {row["label"]: row for row in class_rows(report)}
+    assert (rows["Apple Red 1"]["ok"], rows["Apple Red 1"]["removed"], rows["Banana"]["ok"]) == (1, 1, 3)
+    markdown = summary_markdown(report, RunResult("local", str(output)))
+    assert "| already done / removed, no longer in the input (incremental) | 10 / 2 |" in markdown
 
 
 def test_validation_fails_rows_of_files_the_input_no_longer_has(spark, week_1, tmp_path):
@@ -84,8 +90,6 @@ def test_an_unchanged_input_featurizes_nothing_and_removes_nothing(spark, week_1
 
 def test_the_previous_run_is_this_outputs_own(spark, week_1, tmp_path, monkeypatch):
     """Issue 19: the summary named the server's last flow run, whatever output it wrote; now the output's own."""
-    from tasks.contract import RunResult
-    from tasks.summary import summary_markdown
     from tests.helpers import metrics
 
     images, output = week_1
