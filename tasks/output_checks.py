@@ -106,7 +106,11 @@ def check_against_input(
     if lost:
         problems.append(
             f"{len(lost)} images of the input are in neither features/ nor errors/ ({_examples(lost)}), "
-            f"and were there before the job listed the input (at {metrics.listed_at})"
+            + (
+                f"and were there before the job listed the input (at {metrics.listed_at})"
+                if metrics.listed_at
+                else "and the job recorded no listing time (listed_at) to tell arrivals by"
+            )
         )
     deleted: list[str] = []
     for name, frame in (("features/", features), ("errors/", errors)):
@@ -133,8 +137,9 @@ def check_against_input(
             f"{_examples(set(wrong['path']))}"
         )
     # the job's counts are of its listing: the input now, less what arrived since, plus what went during the run
-    other_arrived = sum(arrived_after(path, filesystem, listed_at) for path in facts.other_paths)
-    other_files = facts.other_files - other_arrived
+    other_files = facts.other_files
+    if metrics.files_skipped != other_files:  # only then ask for timestamps (a request each on S3)
+        other_files -= sum(arrived_after(path, filesystem, listed_at) for path in facts.other_paths)
     images_listed = len(listed) - len(arrived) + len(deleted)
     if metrics.files_skipped != other_files:
         problems.append(f"files_skipped is {metrics.files_skipped}, the input has {other_files} non-images")
