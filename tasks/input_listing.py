@@ -32,6 +32,7 @@ class InputFacts:
 
     images: dict[str, str] = field(default_factory=dict)
     other_files: int = 0
+    other_paths: list[str] = field(default_factory=list)  # their URIs (what arrived during a run is told by them)
     unlisted_folders: set[str] = field(default_factory=set)
     linked_folders: dict[str, str] = field(default_factory=dict)  # folder link -> its real path, followed
 
@@ -62,6 +63,7 @@ def _local(root: str, facts: InputFacts) -> None:
             facts.images[uri] = local_label(root, path)
         else:
             facts.other_files += 1
+            facts.other_paths.append(uri)
 
     walk(root, (os.path.realpath(root),))
 
@@ -78,6 +80,7 @@ def _remote(images: str, filesystem: pafs.FileSystem, facts: InputFacts) -> None
             facts.images[uri] = label_of(root, uri)
         else:
             facts.other_files += 1
+            facts.other_paths.append(uri)
 
 
 def list_input_facts(images: str, filesystem: pafs.FileSystem) -> InputFacts:

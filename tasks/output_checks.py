@@ -16,6 +16,7 @@ import pyarrow.dataset as ds
 from pyarrow import fs as pafs
 
 from fruitjob.metrics import RunMetrics
+from tasks.input_drift import Drift, arrived_after, deleted_during, seconds
 from tasks.input_listing import list_input_facts
 from tasks.uris import filesystem_path
 
@@ -112,8 +113,13 @@ def check_rows(features: pd.DataFrame, errors: pd.DataFrame, pca: pd.DataFrame, 
 
 def check_against_input(
     images: str, filesystem: pafs.FileSystem, metrics: RunMetrics, features: pd.DataFrame, errors: pd.DataFrame
-) -> tuple[list[str], int]:
-    """The rows against the input listed again: (problems, rows kept from earlier runs)."""
+) -> tuple[list[str], Drift]:
+    """The rows against the input listed again: (problems, what came or went during the run).
+
+    The output mirrors the input: every image in it is in features/ or errors/ unless it arrived after the job's
+    listing, and no row is of a file the input does not have unless this run's file was deleted during the run
+    (``tasks.input_drift`` says how both are told from lost images and stale rows).
+    """
     problems: list[str] = []
     if metrics.files_seen > FULL_CHECK_FILES:
         rows = pd.concat([features["path"], errors["path"]])
@@ -121,23 +127,39 @@ def check_against_input(
         absent = [p for p in sample if filesystem.get_file_info(filesystem_path(p)).type == pafs.FileType.NotFound]
         if absent:
             problems.append(f"{len(absent)} of {len(sample)} sampled rows are not in the input ({_examples(absent)})")
-        return problems, 0
+        return problems, Drift()
     facts = list_input_facts(images, filesystem)
     listed = set(facts.images)
+    listed_at, finished_at = seconds(metrics.listed_at), seconds(metrics.finished_at)
     featurized, failed = set(features["path"]), set(errors["path"])
     missing = listed - featurized - failed
-    if missing:
+    arrived = sorted(path for path in missing if arrived_after(path, filesystem, listed_at))
+    lost = missing - set(arrived)
+    if lost:
         problems.append(
-            f"{len(missing)} images of the input are in neither features/ nor errors/ ({_examples(missing)})"
+            f"{len(lost)} images of the input are in neither features/ nor errors/ ({_examples(lost)}), "
+            + (
+                f"and were there before the job listed the input (at {metrics.listed_at})"
+                if metrics.listed_at
+                else "and the job recorded no listing time (listed_at) to tell arrivals by"
+            )
         )
-    if failed - listed:
-        problems.append(
-            f"errors/ has {len(failed - listed)} paths that are not in the input ({_examples(failed - listed)})"
-        )
-    gone = features[~features["path"].isin(listed)]
-    new_gone = gone[gone["run_id"] == metrics.run_id] if "run_id" in gone else gone
-    if len(new_gone):
-        problems.append(f"features/ has {len(new_gone)} rows of this run for files not in the input")
+    deleted: list[str] = []
+    for name, frame in (("features/", features), ("errors/", errors)):
+        gone = frame[~frame["path"].isin(listed)]
+        ours = gone["run_id"] == metrics.run_id if "run_id" in gone else pd.Series(False, index=gone.index)
+        reasons = gone["error"] if "error" in gone else pd.Series(None, index=gone.index, dtype=object)
+        during = [
+            mine and deleted_during(path, reason, listed_at, finished_at)
+            for path, mine, reason in zip(gone["path"], ours, reasons, strict=True)
+        ]
+        stale = set(gone["path"][[not d for d in during]])
+        deleted += list(gone["path"][during])
+        if stale:
+            problems.append(
+                f"{name} has {len(stale)} rows for files not in the input ({_examples(stale)}): "
+                "an --incremental run removes them"
+            )
     rows = pd.concat([features[["path", "label"]], errors[["path", "label"]]])
     rows = rows[rows["path"].isin(listed)]
     wrong = rows[rows["label"] != rows["path"].map(facts.images)]
@@ -146,22 +168,28 @@ def check_against_input(
             f"{len(wrong)} rows do not carry their label (the first folder under the input): "
             f"{_examples(set(wrong['path']))}"
         )
-    if metrics.files_skipped != facts.other_files:
-        problems.append(f"files_skipped is {metrics.files_skipped}, the input has {facts.other_files} non-images")
-    if metrics.files_seen != len(listed) + facts.other_files:
-        problems.append(f"files_seen is {metrics.files_seen}, the input has {len(listed) + facts.other_files} files")
+    # the job's counts are of its listing: the input now, less what arrived since, plus what went during the run
+    other_files = facts.other_files
+    if metrics.files_skipped != other_files:  # only then ask for timestamps (a request each on S3)
+        other_files -= sum(arrived_after(path, filesystem, listed_at) for path in facts.other_paths)
+    images_listed = len(listed) - len(arrived) + len(deleted)
+    if metrics.files_skipped != other_files:
+        problems.append(f"files_skipped is {metrics.files_skipped}, the input has {other_files} non-images")
+    if metrics.files_seen != images_listed + other_files:
+        problems.append(f"files_seen is {metrics.files_seen}, the input has {images_listed + other_files} files")
     reported = {entry.path for entry in metrics.folders_skipped}
     if reported != facts.unlisted_folders:
         problems.append(
             f"folders not listed: metrics name {_examples(reported)}, the input has {_examples(facts.unlisted_folders)}"
         )
     done_before = metrics.images_already_done
-    if metrics.images_total + done_before != len(listed):
+    if metrics.images_total + done_before != images_listed:
         problems.append(
             f"images_total {metrics.images_total} + images_already_done {done_before} != "
-            f"{len(listed)} images in the input"
+            f"{images_listed} images in the input"
+            + (f" ({len(arrived)} arrived and {len(deleted)} went after the listing)" if arrived or deleted else "")
         )
-    return problems, len(gone) - len(new_gone)
+    return problems, Drift(arrived=arrived, deleted=sorted(deleted))
 
 
 def check_counts(metrics: RunMetrics, features: pd.DataFrame, errors: pd.DataFrame, problems: list[str]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 
 from fruitjob.metrics import RunMetrics
 from tasks.contract import RunResult
@@ -33,26 +32,35 @@ def variance_plot_png(explained_variance: list[float]) -> bytes:
     return buffer.getvalue()
 
 
-@dataclass(frozen=True)
-class PreviousRun:
-    """The run before this one, from the data the flow keeps (a Prefect variable), not from its markdown."""
+def _previous_run_rows(metrics: RunMetrics, flow_run_url: str | None = None) -> list[str]:
+    """The run this output held before this one, from the output's own metrics (never another output's run)."""
+    before = metrics.previous_run
+    if not before:
+        return []
+    what = "replaced by this run (--overwrite)" if before.replaced else "this run added to it (--incremental)"
+    images = f", {before.features_total} images featurized" if before.features_total is not None else ""
+    run = ""
+    if before.flow_run_id:
+        run_id = md_text(before.flow_run_id)
+        run = f", flow run [{run_id}]({link_target(flow_run_url)})" if flow_run_url else f", flow run {run_id}"
+    finished, input_uri = md_text(before.finished_at), md_code(before.images)
+    return [f"| previous run of this output | finished {finished} (input {input_uri}{images}{run}); {what} |"]
 
-    output: str
-    flow_run_id: str | None = None
-    url: str | None = None
+
+def _pca_row(m: RunMetrics) -> str:
+    asked = "default" if m.pca_components_asked is None else f"{m.pca_components_asked} asked"
+    return f"| PCA | {m.pca_components} components ({asked}), explained variance {m.explained_variance_total:.3f} |"
 
 
-def _previous_run_rows(metrics: RunMetrics, previous: PreviousRun | None) -> list[str]:
-    rows = []
-    if metrics.previous_run:  # --incremental: this run added to the one already in the output
-        before = metrics.previous_run
-        finished, images = md_text(before.finished_at), md_code(before.images)
-        rows.append(f"| added to the run of | {finished} (input {images}) |")
-    if previous:
-        run_id = md_text(previous.flow_run_id)
-        run = f"flow run [{run_id}]({link_target(previous.url)})" if previous.url else "flow run"
-        rows.append(f"| previous run | {md_code(previous.output)} ({run}) |")
-    return rows
+def _drift_lines(report: ValidationReport) -> list[str]:
+    """Files that came or went while the job ran: not errors, said once each."""
+    lines = []
+    arrived, deleted = report.drift.arrived, report.drift.deleted
+    if arrived:
+        lines += ["", f"{len(arrived)} files arrived after the listing: the next `--incremental` run takes them."]
+    if deleted:
+        lines += ["", f"{len(deleted)} files were deleted after the listing, during the run (their rows say so)."]
+    return lines
 
 
 def _engine_rows(result: RunResult) -> list[str]:
@@ -63,7 +71,8 @@ def _engine_rows(result: RunResult) -> list[str]:
     return rows
 
 
-def summary_markdown(report: ValidationReport, result: RunResult, previous: PreviousRun | None = None) -> str:
+def summary_markdown(report: ValidationReport, result: RunResult, previous_run_url: str | None = None) -> str:
+    """The run's summary; ``previous_run_url`` links the flow run of the output's previous run, if known."""
     m = report.metrics
     plot = report.output.rstrip("/") + "/explained_variance.png"
     lines = [
@@ -76,17 +85,18 @@ def summary_markdown(report: ValidationReport, result: RunResult, previous: Prev
         f"| engine | {md_text(result.engine)} |",
         f"| files seen / skipped (not images) | {m.files_seen} / {m.files_skipped} |",
         f"| images total / ok / failed | {m.images_total} / {m.images_ok} / {m.images_failed} |",
-        f"| already done (incremental) | {m.images_already_done} |",
+        f"| already done / removed, no longer in the input (incremental) | {m.images_already_done} / "
+        f"{m.images_removed} |",
         f"| weights | {md_code(m.weights)} (alpha {md_text(m.alpha)}, sha256 {md_code(m.weights_sha256[:12])}) |",
         f"| featurizer | {md_text(m.featurizer)} |",
-        f"| PCA | {m.pca_components} components, explained variance {m.explained_variance_total:.3f} |",
+        _pca_row(m),
         f"| timings (s) | {md_text(', '.join(f'{k} {v}' for k, v in m.durations_s.items()))} |",
     ]
     if result.durations_s:
         steps = ", ".join(f"{k} {v}" for k, v in result.durations_s.items())
         lines.append(f"| flow steps (s) | {md_text(steps)} (run: the job and what the engine does around it) |")
     lines += _engine_rows(result)
-    lines += _previous_run_rows(m, previous)
+    lines += _previous_run_rows(m, previous_run_url)
     if result.cost_estimate:
         lines.append(f"| cost (estimate) | {md_text(result.cost_estimate.text)} |")
     if result.estimate:
@@ -96,6 +106,7 @@ def summary_markdown(report: ValidationReport, result: RunResult, previous: Prev
     lines += _quality_rows(m)
     if m.pca_note:
         lines += ["", f"Note: {md_text(m.pca_note)}"]
+    lines += _drift_lines(report)
     if m.folders_skipped:
         lines += ["", "## Folders not listed", "", "| folder | why |", "|---|---|"]
         lines += [f"| {md_code(f.path)} | {md_text(f.reason)} |" for f in m.folders_skipped]
@@ -125,17 +136,20 @@ def _quality_rows(metrics: RunMetrics) -> list[str]:
 
 
 def class_rows(report: ValidationReport) -> list[dict]:
-    """The per-class table: images ok and failed, and how well each class is told apart from the others."""
+    """The per-class table: images ok, failed and removed (no longer in the input), and how well each class is told
+    apart from the others."""
     quality = report.metrics.feature_quality
     scored = {row.label: row for row in (quality.per_class if quality else [])}
+    removed = report.metrics.images_removed_per_class
     rows = []
-    for label, counts in report.per_class.items():
-        row = scored.get(label)
+    for label in sorted(set(report.per_class) | set(removed)):  # a label whose photos all went still shows
+        row, counts = scored.get(label), report.per_class.get(label)
         rows.append(
             {
                 "label": label,
-                "ok": counts.ok,
-                "failed": counts.failed,
+                "ok": counts.ok if counts else 0,
+                "failed": counts.failed if counts else 0,
+                "removed": removed.get(label, 0),
                 "accuracy_features": row.accuracy_features if row else None,
                 "accuracy_pca": row.accuracy_pca if row else None,
                 "most_confused_with": row.most_confused_with if row else None,

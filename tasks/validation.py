@@ -10,11 +10,12 @@ test that corrupts an output.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 
 import pandas as pd
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pyarrow import fs as pafs
 
@@ -22,6 +23,7 @@ from fruitjob.metrics import RunMetrics
 from fruitjob.rules import FEATURE_DIM
 from tasks import output_checks as checks
 from tasks.identity_checks import check_identity
+from tasks.input_drift import Drift
 from tasks.uris import filesystem_path
 
 ERROR_SAMPLES = 20
@@ -59,7 +61,8 @@ class ValidationReport:
     metrics: RunMetrics
     per_class: dict[str, ClassCounts] = field(default_factory=dict)
     error_samples: list[ErrorSample] = field(default_factory=list)
-    kept_from_earlier_runs: int = 0  # rows of images no longer in the input, featurized by an earlier run
+    # files that came after the job's listing (the next --incremental run takes them) or went during the run
+    drift: Drift = field(default_factory=Drift)
 
 
 def read_metrics(filesystem: pafs.FileSystem, output: str) -> RunMetrics:
@@ -95,7 +98,7 @@ def verify_output(output: str, filesystem: pafs.FileSystem, images: str | None =
 
     checks.check_counts(metrics, features, errors, problems)
     checks.check_rows(features, errors, pca, problems)
-    found, kept = checks.check_against_input(images or metrics.images, filesystem, metrics, features, errors)
+    found, drift = checks.check_against_input(images or metrics.images, filesystem, metrics, features, errors)
     problems += found
     checks.check_space(filesystem, root, metrics, pca, problems)
     check_identity(filesystem, root, metrics, problems)
@@ -107,7 +110,26 @@ def verify_output(output: str, filesystem: pafs.FileSystem, images: str | None =
     if problems:
         raise OutputInvalid(f"output {output} is invalid:\n- " + "\n- ".join(problems))
     samples = [ErrorSample(row.path, row.error) for row in errors.head(ERROR_SAMPLES).itertuples()]
-    return ValidationReport(output, metrics, _per_class(features, errors), samples, kept)
+    return ValidationReport(output, metrics, _per_class(features, errors), samples, drift)
+
+
+def record_arrivals(output: str, filesystem: pafs.FileSystem, report: ValidationReport) -> ValidationReport:
+    """Write ``files_arrived_during_run`` into the output's metrics.json: only validation, which lists the input
+    after the job, can count them. Everything else in metrics.json stays as the job wrote it."""
+    metrics = report.metrics.replace(files_arrived_during_run=len(report.drift.arrived))
+    if not report.drift.arrived or metrics.files_arrived_during_run == report.metrics.files_arrived_during_run:
+        return report  # none arrived (the usual case): metrics.json stays exactly as the job wrote it
+    root = filesystem_path(output)
+    staged = f"{root}/metrics.json.next"
+    with filesystem.open_output_stream(staged) as stream:
+        stream.write(json.dumps(metrics.to_dict(), indent=2).encode())
+    # Hadoop's local file system keeps a checksum beside the file and refuses a file that no longer matches it (the
+    # next --incremental run would fail reading metrics.json): without one, it reads the file as it is.
+    checksum = f"{root}/.metrics.json.crc"
+    if filesystem.get_file_info(checksum).type != pafs.FileType.NotFound:
+        filesystem.delete_file(checksum)
+    filesystem.move(staged, f"{root}/metrics.json")  # a reader sees the old file or the new one, never half
+    return dataclasses.replace(report, metrics=metrics)
 
 
 @task(name="validate-output", cache_policy=NO_CACHE)
@@ -115,8 +137,16 @@ def validate_output(
     output: str, filesystem: pafs.FileSystem | None = None, images: str | None = None
 ) -> ValidationReport:
     """Check the output with pandas against the input listed again (every image accounted for, labels, counts,
-    one PCA space, dimensions, finite values, variance)."""
-    return verify_output(output, filesystem or pafs.LocalFileSystem(), images)
+    one PCA space, dimensions, finite values, variance); record in metrics.json how many files arrived after the
+    job's listing."""
+    filesystem = filesystem or pafs.LocalFileSystem()
+    report = verify_output(output, filesystem, images)
+    if report.drift.arrived:
+        get_run_logger().info(
+            "%d files arrived after the job listed the input: the next --incremental run takes them",
+            len(report.drift.arrived),
+        )
+    return record_arrivals(output, filesystem, report)
 
 
 def _per_class(features: pd.DataFrame, errors: pd.DataFrame) -> dict[str, ClassCounts]:

@@ -53,3 +53,38 @@ def test_pca_model_is_a_spark_ml_pipeline_whose_transform_gives_pca(job_output, 
     transformed = model.transform(features).select("path", vector_to_array("pcv").alias("pca")).toPandas()
     transformed = transformed.sort_values("path").reset_index(drop=True)
     np.testing.assert_allclose(vectors(transformed, "pca"), vectors(read_parquet(job_output, "pca"), "pca"), atol=1e-4)
+
+
+def test_a_small_batch_gets_a_default_that_suits_it_and_the_summary_says_why(run_job, tmp_path, caplog):
+    """Issue 19, small batches: 12 images and no --pca-components gave 11 components explaining 1.000, unsaid."""
+    from pyarrow import fs
+
+    from tasks.contract import RunResult
+    from tasks.local.sample_images import make_sample_images
+    from tasks.summary import summary_markdown
+    from tasks.validation import verify_output
+
+    images = make_sample_images(tmp_path / "few", per_class=2, size=48)
+    with caplog.at_level("WARNING", logger="fruitflow.pca"):
+        output = run_job(images)
+    m = metrics(output)
+    assert (m["pca_components_asked"], m["pca_components"]) == (None, 6)
+    assert m["explained_variance_total"] < 0.999
+    why = "6 components used: by default 50, but at most half of the 12 decodable images"
+    assert m["pca_note"].startswith(why) and why in caplog.text
+    markdown = summary_markdown(verify_output(str(output), fs.LocalFileSystem()), RunResult("local", str(output)))
+    assert "| PCA | 6 components (default), explained variance" in markdown and f"Note: {why}" in markdown
+
+
+def test_the_components_rule():
+    from fruitjob.pca import components_for, components_note
+
+    assert (components_for(None, 48, 1280), components_for(None, 1000, 1280), components_for(None, 2, 1280)) == (
+        24,
+        50,
+        1,
+    )
+    assert (components_for(50, 48, 1280), components_for(50, 1000, 1280)) == (47, 50)  # given: honoured up to n-1
+    assert components_note(50, 47, 48).startswith("50 components asked, 47 used: 48 images give at most 47")
+    assert "explain all of their variance (1.000) by construction" in components_note(47, 47, 48)
+    assert components_note(None, 50, 1000) is None and components_note(10, 10, 1000) is None

@@ -12,7 +12,7 @@ import pytest
 
 from fruitjob.metrics import RunMetrics
 from tasks.contract import Detail, RunResult
-from tasks.summary import PreviousRun, summary_markdown
+from tasks.summary import summary_markdown
 from tasks.validation import ErrorSample, ValidationReport
 
 NASTY_PATHS = [
@@ -48,7 +48,7 @@ def _report(paths: list[str], images: str = INPUT, output: str = OUTPUT) -> tupl
         "explained_variance_total": 0.9,
         "durations_s": {"featurize": 1.5, "pca": 0.5},
         "pca_note": "2 components asked | 1 used\n# heading",
-        "previous_run": {"finished_at": "2026-12-01T10:00:00", "images": "file:/prev|ious\n`x`"},
+        "previous_run": {"finished_at": "2026-12-01T10:00:00", "images": "file:/prev|ious\n`x`", "flow_run_id": "a|b"},
     }
     report = ValidationReport(
         output=output,
@@ -63,7 +63,7 @@ def _report(paths: list[str], images: str = INPUT, output: str = OUTPUT) -> tupl
     return report, run
 
 
-PREVIOUS = PreviousRun(output="/old `out` | put", flow_run_id="abc", url="http://ui/runs/abc (x)")
+PREVIOUS_URL = "http://ui/runs/abc (x)"
 
 
 def _cells(row: str, parser: str) -> list[str]:
@@ -124,7 +124,7 @@ def _shown(text: str) -> str:
 @pytest.mark.parametrize("parser", ["cmark-gfm", "marked"])
 def test_every_table_row_keeps_its_cells_whatever_the_names(parser):
     report, run = _report(NASTY_PATHS)
-    markdown = summary_markdown(report, run, PREVIOUS)
+    markdown = summary_markdown(report, run, PREVIOUS_URL)
     lines = markdown.splitlines()
 
     headings = [line for line in lines if line.startswith("#")]
@@ -138,7 +138,7 @@ def test_every_table_row_keeps_its_cells_whatever_the_names(parser):
 
 def test_names_are_shown_exactly_as_code_and_reasons_as_plain_text():
     report, run = _report(NASTY_PATHS)
-    rows = [line for line in summary_markdown(report, run, PREVIOUS).splitlines() if line.startswith("|")]
+    rows = [line for line in summary_markdown(report, run, PREVIOUS_URL).splitlines() if line.startswith("|")]
     error_rows = rows[rows.index("| path | error |") + 2 :]
     for path, row in zip(NASTY_PATHS, error_rows, strict=True):
         for parser in ("cmark-gfm", "marked"):
@@ -163,20 +163,16 @@ def test_plot_link_and_paragraphs_stay_on_their_line():
     assert _plain_text(note[len("Note: ") :]) == _shown(report.metrics.pca_note)
 
 
-def test_the_previous_run_comes_from_data_not_from_markdown(prefect_harness):
-    from prefect.variables import Variable
-
-    from tasks.reporting import LAST_RUN_VARIABLE, previous_run
-
-    Variable.unset(LAST_RUN_VARIABLE)
-    assert previous_run() is None
-    odd = "/tmp/a`b``c|d\n| output | `/elsewhere` |"
-    Variable.set(LAST_RUN_VARIABLE, {"output": odd, "flow_run_id": "0f1e"}, overwrite=True)
-    previous = previous_run()
-    assert (previous.output, previous.flow_run_id) == (odd, "0f1e") and "0f1e" in previous.url
+def test_the_previous_run_is_this_outputs_own_from_its_metrics():
     report, run = _report([], output="/tmp/now")
-    rows = [row for row in summary_markdown(report, run, previous).splitlines() if row.startswith("| previous run")]
-    assert len(rows) == 1 and _code_span_text(_cells(rows[0], "marked")[1].split(" (flow run")[0]) == _shown(odd)
+    rows = [row for row in summary_markdown(report, run).splitlines() if row.startswith("| previous run")]
+    assert len(rows) == 1 and rows[0].startswith("| previous run of this output | finished 2026-12-01T10:00:00")
+    (cell,) = _cells(rows[0], "marked")[1:]
+    assert _code_span_text(cell.split("(input ")[1].split(", flow run")[0]) == _shown("file:/prev|ious\n`x`")
+    assert "flow run a|b); this run added to it (--incremental)" in cell
+    fresh = RunMetrics.from_dict({**report.metrics.to_dict(), "previous_run": None})
+    fresh_report = ValidationReport(output="/tmp/now", metrics=fresh)
+    assert "previous run" not in summary_markdown(fresh_report, run, PREVIOUS_URL)
 
 
 def test_ordinary_names_look_as_before():

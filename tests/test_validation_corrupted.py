@@ -132,7 +132,7 @@ def test_an_error_row_for_a_file_not_in_the_input_is_refused(output):
 
     _rewrite(output, "errors", invent)
     message = _problems(output)
-    assert "errors/ has 1 paths that are not in the input" in message and "never-there.jpg" in message
+    assert "errors/ has 1 rows for files not in the input" in message and "never-there.jpg" in message
 
 
 def test_counts_of_skipped_files_are_checked_against_the_input(output):

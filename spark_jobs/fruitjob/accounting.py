@@ -7,7 +7,7 @@ import logging
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -16,13 +16,13 @@ from fruitjob import layout, storage
 from fruitjob.errors import JobError
 from fruitjob.incremental import Plan
 from fruitjob.listing import Listing
-from fruitjob.metrics import FeatureQuality, FolderSkipped, RunMetrics, versions
+from fruitjob.metrics import FeatureQuality, FolderSkipped, PreviousRun, RunMetrics, versions
 from fruitjob.options import JobOptions
 from fruitjob.pca import FittedPca, PcaError
 from fruitjob.rules import FEATURE_DIM
 
 log = logging.getLogger("fruitflow.job")
-PREVIOUS_RUN_KEYS = ("started_at", "finished_at", "images")
+PREVIOUS_RUN_KEYS = ("started_at", "finished_at", "images", "run_id", "flow_run_id", "features_total")
 # Set by the EMR step's wrapper (tasks/emr/steps.py); absent locally.
 _ENGINE_ENVIRONMENT = {
     "engine": "FRUITFLOW_ENGINE",
@@ -106,6 +106,8 @@ def run_metrics(
         errors_total=done.counts.errors_total,
         images_already_done=done.plan.already_done,
         images_changed=len(done.plan.changed),
+        images_removed=len(done.plan.removed),
+        images_removed_per_class=done.plan.removed_per_class(),
         feature_dim=FEATURE_DIM,
         pca_components_asked=opts.pca_components,
         pca_components=done.fitted.components,
@@ -132,10 +134,29 @@ def run_metrics(
         cluster_id=engine["cluster_id"] or None,
         step_id=engine["step_id"] or None,
         run_id=run_id,
+        flow_run_id=os.environ.get("FRUITFLOW_FLOW_RUN_ID") or None,
         started_at=started_at.isoformat(),
         feature_quality=quality,
         extra=identity,  # identity fields this module does not name yet stay in metrics.json
     )
+
+
+def earlier_metrics(spark: SparkSession, output: str) -> Optional[Dict[str, Any]]:
+    """The metrics.json of the run already in ``output`` (read before --overwrite replaces it), if it finished."""
+    uri = layout.child(output, layout.METRICS)
+    if not storage.exists(spark, uri):
+        return None
+    try:
+        return json.loads(storage.read_bytes(spark, uri).decode())
+    except ValueError:  # not what a job writes: there is no previous run to name
+        return None
+
+
+def previous_run(earlier: Optional[Dict[str, Any]], replaced: bool) -> Optional[PreviousRun]:
+    """The run this output held before this one, as its own metrics.json recorded it (never another output's)."""
+    if not earlier:
+        return None
+    return PreviousRun(**{key: earlier.get(key) for key in PREVIOUS_RUN_KEYS}, replaced=replaced)
 
 
 def write_metrics(spark: SparkSession, output: str, metrics: RunMetrics) -> RunMetrics:

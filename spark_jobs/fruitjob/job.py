@@ -23,7 +23,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from fruitjob import layout, progress, storage
-from fruitjob.accounting import PREVIOUS_RUN_KEYS, Done, count_outputs, run_metrics, write_metrics
+from fruitjob.accounting import Done, count_outputs, earlier_metrics, previous_run, run_metrics, write_metrics
 from fruitjob.completeness import dataset_complete
 from fruitjob.errors import JobError
 from fruitjob.featurizer import warm_up_workers
@@ -31,7 +31,7 @@ from fruitjob.identity import SpaceMismatch, check_same_space, identity_of
 from fruitjob.incremental import Plan, plan_increment, replace_dataset
 from fruitjob.listing import Listing, list_input
 from fruitjob.lock import Lease
-from fruitjob.metrics import PreviousRun, RunMetrics
+from fruitjob.metrics import RunMetrics
 from fruitjob.options import JobOptions, parse_options
 from fruitjob.outputs import (
     check_output,
@@ -150,14 +150,21 @@ def run(spark: SparkSession, opts: JobOptions) -> RunMetrics:
 
     ship_package(spark)
     previous = check_output(spark, opts)
+    earlier = previous if opts.incremental else earlier_metrics(spark, opts.output) if opts.overwrite else None
     space = load_space(spark, opts.output) if opts.incremental else None
     # the workers import their runtime while the driver lists and resolves the weights
     warm_up_workers(spark, opts.featurizer)
+    listed_at = datetime.now(timezone.utc)  # before the listing: a file changed since may be missing from it
     listing = _listing(spark, opts)
     plan = Plan(todo=listing.readable, already_done=0, changed=[])
     if opts.incremental:
         plan = plan_increment(spark, opts.output, listing.images)
-        log.info("incremental: %d images already done, %d to featurize", plan.already_done, len(plan.todo))
+        log.info(
+            "incremental: %d images already done, %d to featurize, %d rows of files no longer in the input removed",
+            plan.already_done,
+            len(plan.todo),
+            len(plan.removed),
+        )
     partitions = partitions_for(spark, len(plan.todo), opts.partitions)
     configure(spark, opts, partitions)
     reader = reader_for(opts.images, opts.reader)
@@ -187,7 +194,7 @@ def run(spark: SparkSession, opts: JobOptions) -> RunMetrics:
         mark_unfinished(spark, opts.output)
         discard_unfinished_writes(spark, opts.output)  # under the lease: what a killed run half-wrote is never read
         source = _record_space(spark, opts, source, identity, space)
-        drop_stale_rows(spark, opts.output, plan.changed)
+        drop_stale_rows(spark, opts.output, plan.stale)  # changed files, and files no longer in the input
         if images is not None:
             write_features(
                 spark, opts, weights, images.result(), reader, run_id, "append" if opts.incremental else "overwrite"
@@ -211,8 +218,7 @@ def run(spark: SparkSession, opts: JobOptions) -> RunMetrics:
         laps("quality")
         done = Done(listing, plan, counts, fitted, pca_note, source is None, identity, laps.durations, partitions)
         metrics = run_metrics(spark, opts, done, run_id=run_id, reader=reader, started_at=started_at, quality=quality)
-        if previous is not None:
-            metrics = metrics.replace(previous_run=PreviousRun(**{k: previous.get(k) for k in PREVIOUS_RUN_KEYS}))
+        metrics = metrics.replace(listed_at=listed_at.isoformat(), previous_run=previous_run(earlier, opts.overwrite))
         return write_metrics(spark, opts.output, metrics)
     finally:
         lease.release()

@@ -49,11 +49,16 @@ class FeatureQuality:
 
 @dataclass(frozen=True)
 class PreviousRun:
-    """The run an --incremental run added to."""
+    """The run this output held before this one (from the output's own metrics.json): the run an --incremental run
+    added to, or the one --overwrite replaced."""
 
     started_at: Optional[str] = None
     finished_at: Optional[str] = None
     images: Optional[str] = None
+    run_id: Optional[str] = None
+    flow_run_id: Optional[str] = None
+    features_total: Optional[int] = None
+    replaced: bool = False  # --overwrite: its rows are gone
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,16 @@ class RunMetrics:
     errors_total: Optional[int] = None
     images_already_done: int = 0
     images_changed: int = 0
+    # --incremental: rows dropped because their file is no longer in the input (a moved photo counts here under its
+    # old path, and as new under its new one), in all and per label
+    images_removed: int = 0
+    images_removed_per_class: Dict[str, int] = field(default_factory=dict)
+    # when the job began listing the input (UTC, ISO 8601): a file changed later may be missing from the listing
+    listed_at: Optional[str] = None
+    # image files validation found in the input but not in the job's listing, because they arrived after it (the
+    # flow records it after validation; the next --incremental run takes them)
+    files_arrived_during_run: Optional[int] = None
+    flow_run_id: Optional[str] = None
     pca_components_asked: Optional[int] = None
     pca_note: Optional[str] = None
     pca_model: Optional[str] = None

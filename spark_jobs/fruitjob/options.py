@@ -52,8 +52,8 @@ class JobOptions:
     the same run always has the same value whoever built it.
 
     Example:
-        >>> JobOptions(images="s3://b/in", output="s3://b/out", weights="random").pca_components
-        50
+        >>> JobOptions(images="s3://b/in", output="s3://b/out", weights="random").featurizer
+        'tflite'
     """
 
     images: str = option(
@@ -69,7 +69,11 @@ class JobOptions:
         flow_help="Where features/, pca/, errors/, pca_model/ and metrics.json go. Empty: ./output/<run> "
         "(local), or under the S3Bucket block's folder (EMR).",
     )
-    pca_components: int = option(50, "number of principal components (fewer when there are fewer images)")
+    pca_components: Optional[int] = option(
+        None,
+        "number of principal components (default: 50, at most half the decodable images; given: at most one fewer "
+        "than the images)",
+    )
     weights: str = option(
         "imagenet",
         "imagenet (Keras download, cached in ~/.keras/models), random (seeded, offline), or a local/s3:// .h5 file",

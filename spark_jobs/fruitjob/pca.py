@@ -69,9 +69,44 @@ class FittedPca:
         return pca_model_id(self.mean, self.axes)
 
 
-def components_for(requested: int, images_ok: int, dim: int) -> int:
-    """At most one component fewer than images (centred data has that rank), and at most the dimension."""
+# Components when --pca-components is not given: this many, but at most half the decodable images. n centred images
+# have rank n-1, so n-1 components explain all of their variance (1.000) by construction, whatever the features.
+DEFAULT_COMPONENTS = 50
+
+
+def components_for(requested: Optional[int], images_ok: int, dim: int) -> int:
+    """Components to fit: as given, at most one fewer than the images (the rank of centred data) and the dimension;
+    by default (``requested`` None) at most half the images, so that a small batch is not described as fully
+    explained by as many components as it has images."""
+    if requested is None:
+        return max(0, min(DEFAULT_COMPONENTS, images_ok // 2, dim))
     return max(0, min(requested, images_ok - 1, dim))
+
+
+def components_note(requested: Optional[int], used: int, images_ok: int) -> Optional[str]:
+    """Why ``used`` components were fitted when that is not simply what was asked, or None."""
+    rank = max(images_ok - 1, 0)
+    if requested is None:
+        if used >= DEFAULT_COMPONENTS:
+            return None
+        return (
+            "%d components used: by default %d, but at most half of the %d decodable images (%d components would "
+            "explain all of their variance by construction); pass --pca-components to choose"
+            % (used, DEFAULT_COMPONENTS, images_ok, rank)
+        )
+    if used < requested:
+        return "%d components asked, %d used: %d images give at most %d, which explain all of their variance" % (
+            requested,
+            used,
+            images_ok,
+            rank,
+        )
+    if used == rank:
+        return (
+            "%d components of %d images explain all of their variance (1.000) by construction: ask for fewer "
+            "(--pca-components) for a variance that says something" % (used, images_ok)
+        )
+    return None
 
 
 def _vectors(features: DataFrame) -> DataFrame:
@@ -178,14 +213,8 @@ def fit_and_save(
     laps("moments")
     images_ok = found.n
     k = components_for(opts.pca_components, images_ok, FEATURE_DIM)
-    note = None
-    if k < opts.pca_components:
-        note = "%d components asked, %d used: %d images give at most %d" % (
-            opts.pca_components,
-            k,
-            images_ok,
-            max(images_ok - 1, 0),
-        )
+    note = components_note(opts.pca_components, k, images_ok)
+    if note:
         log.warning(note)
     if k < 1:
         raise PcaError("PCA needs at least 2 decodable images; %d decoded (see errors/)" % images_ok)
