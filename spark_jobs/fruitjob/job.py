@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -29,6 +28,7 @@ from fruitjob.errors import JobError
 from fruitjob.featurizer import warm_up_workers
 from fruitjob.identity import SpaceMismatch, check_same_space, identity_of
 from fruitjob.incremental import Plan, plan_increment, replace_dataset
+from fruitjob.laps import Laps
 from fruitjob.listing import Listing, list_input
 from fruitjob.lock import Lease
 from fruitjob.metrics import RunMetrics
@@ -57,20 +57,6 @@ from fruitjob.weights import WeightsError, resolve_weights
 __all__ = ["JobError", "main", "run"]
 
 log = logging.getLogger("fruitflow.job")
-
-
-class _Laps:
-    """Seconds per stage of the job, in order; each lap also moves the progress reporter on."""
-
-    def __init__(self) -> None:
-        self.durations: Dict[str, float] = {}
-        self._clock = time.monotonic()
-
-    def __call__(self, stage: str) -> None:
-        now = time.monotonic()
-        self.durations[stage] = round(now - self._clock, 3)
-        self._clock = now
-        progress.stage_done(stage)
 
 
 def _listing(spark: SparkSession, opts: JobOptions) -> Listing:
@@ -146,7 +132,7 @@ def run(spark: SparkSession, opts: JobOptions) -> RunMetrics:
     """Run the whole job; returns the metrics it wrote."""
     started_at = datetime.now(timezone.utc)
     run_id = uuid.uuid4().hex
-    laps = _Laps()
+    laps = Laps(on_lap=progress.stage_done)
 
     ship_package(spark)
     previous = check_output(spark, opts)
@@ -216,7 +202,7 @@ def run(spark: SparkSession, opts: JobOptions) -> RunMetrics:
         laps("pca")
         quality = feature_quality(features, storage.read_parquet(spark, layout.child(opts.output, layout.PCA)))
         laps("quality")
-        done = Done(listing, plan, counts, fitted, pca_note, source is None, identity, laps.durations, partitions)
+        done = Done(listing, plan, counts, fitted, pca_note, source is None, identity, laps.seconds, partitions)
         metrics = run_metrics(spark, opts, done, run_id=run_id, reader=reader, started_at=started_at, quality=quality)
         metrics = metrics.replace(listed_at=listed_at.isoformat(), previous_run=previous_run(earlier, opts.overwrite))
         return write_metrics(spark, opts.output, metrics)
