@@ -79,8 +79,8 @@ def test_four_weeks_chained_moved_incremental_and_killed_stay_valid_in_week_ones
 
     # Week 3 again, --incremental, after a photo moved to another label and one was deleted.
     images3 = Path(fill(_templates(root)[0], week3))
-    (images3 / "Apple" / "000.jpg").rename(images3 / "Banana" / "moved.jpg")
-    (images3 / "Lemon" / "001.jpg").unlink()
+    (images3 / "Apple Red 1" / "000.jpg").rename(images3 / "Banana" / "moved.jpg")
+    (images3 / "Plum Dark" / "001.jpg").unlink()
     rerun = _week(spark, root, week3, "--incremental")
     assert rerun.images_removed == 2 and rerun.images_ok == 1
     after = _valid_in_space(root, week3, space)
