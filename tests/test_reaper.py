@@ -1,0 +1,138 @@
+"""The reaper and the search for our clusters, against moto (issue 20 cases 3 and 4).
+
+Case 3: finding our clusters (the failed run's hook, the reaper) never describes another team's cluster: only
+clusters named as ours are described, and a describe the policy refuses (a look-alike name without our tag) means
+"not ours". Case 4: the reaper never terminates a cluster that has a live step of a live flow run, whoever created
+the cluster and however old it is.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.states import Completed, Running
+
+from blocks.emr_cluster_config import EmrClusterConfig
+from tasks.emr.cluster import cluster_request, find_run_clusters
+from tasks.emr.steps import step_name
+from tests.emr_fixtures import UNPLAYED_TAG, FakeCluster, error_response, moto_clients
+
+SECRET = "hive-metastore-password-of-another-team-7d41"
+
+
+@flow
+def _some_run() -> None:
+    pass
+
+
+def _flow_run(state) -> str:
+    with get_client(sync_client=True) as prefect:
+        return str(prefect.create_flow_run(_some_run, state=state).id)
+
+
+def _foreign(aws, name: str) -> str:
+    """Another team's cluster: not created by fruitflow, with a secret in its configurations."""
+    secret = {"Classification": "hive-site", "Properties": {"javax.jdo.option.ConnectionPassword": SECRET}}
+    return aws.client("emr").run_job_flow(
+        Name=name,
+        ReleaseLabel="emr-7.13.0",
+        ServiceRole="EMR_DefaultRole",
+        JobFlowRole="EMR_EC2_DefaultRole",
+        Configurations=[secret],
+        Instances={"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True},
+        Tags=[{"Key": "team", "Value": "analytics"}, {"Key": UNPLAYED_TAG, "Value": "true"}],
+    )["JobFlowId"]
+
+
+def _ours(aws, flow_run_id: str, keep: bool = False) -> str:
+    config = EmrClusterConfig(tags={UNPLAYED_TAG: "true"})
+    log_uri = f"s3://{aws.bucket}/l/"
+    request = cluster_request(config, name="reaper test", log_uri=log_uri, flow_run_id=flow_run_id, keep=keep)
+    return aws.client("emr").run_job_flow(**request)["JobFlowId"]
+
+
+def _with_step(aws, moto: FakeCluster, cluster_id: str, flow_run_id: str, state: str) -> str:
+    """A fruitflow step of ``flow_run_id`` (named as the engine names it) on the cluster, put in ``state``."""
+    step = {
+        "Name": step_name(flow_run_id, "t0"),
+        "ActionOnFailure": "CONTINUE",
+        "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["true"]},
+    }
+    step_id = aws.client("emr").add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])["StepIds"][0]
+    moto.set_step_state(cluster_id, step_id, state)
+    return step_id
+
+
+def _described(aws_calls, since: int) -> set[str]:
+    return {params["ClusterId"] for prefix, op, params in aws_calls.calls[since:] if op == "DescribeCluster"}
+
+
+def _deny_describe_of(cluster_id: str):
+    """IAM's answer to DescribeCluster on a cluster without our tag (docs/iam-policy.json): AccessDenied."""
+    deny = error_response("AccessDeniedException")
+
+    def answer(request, **kwargs):
+        if json.loads(request.body or b"{}").get("ClusterId") == cluster_id:
+            return deny(request, **kwargs)
+        return None
+
+    return answer
+
+
+def test_finding_our_clusters_never_describes_another_teams_cluster(aws, aws_calls):
+    run = str(uuid.uuid4())
+    foreign, lookalike, ours = _foreign(aws, "analytics nightly"), _foreign(aws, "fruitflow look-alike"), None
+    try:
+        ours = _ours(aws, run)
+        since = len(aws_calls.calls)
+        with aws_calls.on("before-send.emr.DescribeCluster", _deny_describe_of(lookalike)):
+            found = find_run_clusters(moto_clients()("emr"), run)
+        assert found == [ours]
+        described = _described(aws_calls, since)
+        assert foreign not in described, "another team's cluster (and its hive-site password) was read"
+        assert described <= {ours, lookalike}, described
+    finally:
+        aws.client("emr").terminate_job_flows(JobFlowIds=[c for c in (foreign, lookalike, ours) if c])
+
+
+@pytest.fixture
+def moto(aws) -> FakeCluster:
+    """moto's cluster and step states, set by the test (no player: the steps here run nothing)."""
+    return FakeCluster(aws=aws, spark=None)
+
+
+def test_reaper_never_ends_a_cluster_with_a_live_step_of_a_live_run(aws, aws_calls, moto):
+    """--keep-cluster, then another run with --cluster-id whose step is RUNNING, cluster 6.5 h old, reap at 6 h."""
+    from flows.reap import reap_clusters
+
+    live, finished = _flow_run(Running()), _flow_run(Completed())
+    clusters = {
+        "kept, old, live step of another live run": _ours(aws, finished, keep=True),
+        "young, creator finished, live step of another live run": _ours(aws, finished),
+        "old, all steps finished": _ours(aws, finished),
+        "kept, old, running step of a finished run": _ours(aws, finished, keep=True),
+    }
+    foreign = _foreign(aws, "analytics nightly")
+    try:
+        _with_step(aws, moto, clusters["kept, old, live step of another live run"], finished, "COMPLETED")
+        _with_step(aws, moto, clusters["kept, old, live step of another live run"], live, "RUNNING")
+        _with_step(aws, moto, clusters["young, creator finished, live step of another live run"], live, "PENDING")
+        _with_step(aws, moto, clusters["old, all steps finished"], live, "COMPLETED")
+        _with_step(aws, moto, clusters["kept, old, running step of a finished run"], finished, "RUNNING")
+        for name, cluster_id in clusters.items():
+            if name.startswith(("kept, old", "old")):
+                moto.make_older(cluster_id, hours=6.5)
+        since = len(aws_calls.calls)
+        report = reap_clusters(aws_credentials_block="fruitflow", max_age_hours=6, poll_seconds=1)
+        states = aws.clusters()
+        ended = {name for name, cluster_id in clusters.items() if states[cluster_id] == "TERMINATED"}
+        assert ended == {"old, all steps finished", "kept, old, running step of a finished run"}
+        reasons = {entry.cluster_id: entry.reason for entry in report}
+        assert reasons[clusters["old, all steps finished"]].startswith("older than 6 h")
+        assert foreign not in _described(aws_calls, since), "the reaper read another team's cluster"
+    finally:
+        aws.client("emr").terminate_job_flows(JobFlowIds=[*clusters.values(), foreign])
