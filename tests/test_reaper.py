@@ -17,9 +17,12 @@ from prefect.client.orchestration import get_client
 from prefect.states import Completed, Running
 
 from blocks.emr_cluster_config import EmrClusterConfig
+from tasks.aws.tags import run_tags
 from tasks.emr.cluster import cluster_request, find_run_clusters
 from tasks.emr.steps import step_name
+from tasks.emr_serverless.job_run import job_run_name
 from tests.emr_fixtures import UNPLAYED_TAG, FakeCluster, error_response, moto_clients
+from tests.serverless_fixtures import FakeServerless
 
 SECRET = "hive-metastore-password-of-another-team-7d41"
 
@@ -136,3 +139,39 @@ def test_reaper_never_ends_a_cluster_with_a_live_step_of_a_live_run(aws, aws_cal
         assert foreign not in _described(aws_calls, since), "the reaper read another team's cluster"
     finally:
         aws.client("emr").terminate_job_flows(JobFlowIds=[*clusters.values(), foreign])
+
+
+def _application(aws, flow_run_id: str) -> str:
+    client = aws.client("emr-serverless")
+    request = {"name": "fruitflow reaper test", "releaseLabel": "emr-7.13.0", "type": "SPARK"}
+    return client.create_application(**request, tags=run_tags(flow_run_id))["applicationId"]
+
+
+def _running_job_run(aws, application_id: str, flow_run_id: str) -> str:
+    """A job run of ``flow_run_id`` (named as the engine names it), held RUNNING in moto."""
+    job_run_id = aws.client("emr-serverless").start_job_run(
+        applicationId=application_id,
+        clientToken=uuid.uuid4().hex,
+        name=job_run_name(flow_run_id, "t0"),
+        executionRoleArn="arn:aws:iam::123456789012:role/EMRServerlessS3RuntimeRole",
+        tags={UNPLAYED_TAG: "true", **run_tags(flow_run_id)},
+        jobDriver={"sparkSubmit": {"entryPoint": "s3://b/j.py"}},
+    )["jobRunId"]
+    FakeServerless(aws=aws, spark=None).job_run(job_run_id).state = "RUNNING"
+    return job_run_id
+
+
+def test_reaper_never_deletes_an_application_with_a_running_job_run_of_a_live_run(aws):
+    """The same rule on EMR Serverless: the creator's run is over, but another live run's job run is RUNNING on it."""
+    from flows.reap import reap_clusters
+
+    live, finished = _flow_run(Running()), _flow_run(Completed())
+    used, unused = _application(aws, finished), _application(aws, finished)
+    _running_job_run(aws, used, live)
+    _running_job_run(aws, unused, finished)
+    reap_clusters(aws_credentials_block="fruitflow", max_age_hours=6, poll_seconds=1)
+    client = aws.client("emr-serverless")
+    states = {app: client.get_application(applicationId=app)["application"]["state"] for app in (used, unused)}
+    assert states == {used: "STARTED", unused: "TERMINATED"}
+    client.stop_application(applicationId=used)
+    client.delete_application(applicationId=used)

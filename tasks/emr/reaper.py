@@ -94,16 +94,27 @@ def stale_reason(
     return f"its flow run is {run_state.value}"
 
 
+def named_flow_run(name: str | None) -> str:
+    """The flow run id in a step's (or EMR Serverless job run's) name, empty when fruitflow did not name it.
+
+    Example:
+        >>> named_flow_run("fruitflow extract-features 0f1e ab12"), named_flow_run("nightly ETL")
+        ('0f1e', '')
+    """
+    prefix = f"{STEP_PREFIX} "
+    return name.removeprefix(prefix).split(" ")[0] if (name or "").startswith(prefix) else ""
+
+
 def live_steps(emr, cluster_id: str, now: datetime) -> list[LiveStep]:
     """The cluster's pending and running steps (ListSteps: allowed on our clusters only)."""
     steps = []
     for page in emr.get_paginator("list_steps").paginate(ClusterId=cluster_id, StepStates=["PENDING", "RUNNING"]):
         for step in page["Steps"]:
-            words = step.get("Name", "").removeprefix(f"{STEP_PREFIX} ").split(" ")
-            flow_run_id = words[0] if step.get("Name", "").startswith(f"{STEP_PREFIX} ") else ""
             timeline = step.get("Status", {}).get("Timeline", {})
             since = timeline.get("StartDateTime") or timeline.get("CreationDateTime") or now
-            steps.append(LiveStep(step["Id"], flow_run_id, max((now - since).total_seconds(), 0.0) / 3600))
+            steps.append(
+                LiveStep(step["Id"], named_flow_run(step.get("Name")), max((now - since).total_seconds(), 0.0) / 3600)
+            )
     return steps
 
 

@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.aws.clients import AwsClients
 from tasks.aws.preflight import error_code
 from tasks.aws.tags import TAG_FLOW_RUN, is_ours
-from tasks.emr.reaper import flow_run_state, stale_reason
+from tasks.emr.reaper import LiveStep, flow_run_state, named_flow_run, run_limit_hours, stale_reason, step_in_use
 from tasks.emr_serverless.application import applications
 from tasks.emr_serverless.job_run import live_job_runs
 from tasks.emr_serverless.teardown import cancel_job_runs, delete_application
@@ -66,6 +66,16 @@ def _stale_job_runs(client, application_id: str, max_age_hours: float, now: date
     return stale
 
 
+def _job_run_in_use(client, application_id: str, limit_hours: float, now: datetime) -> LiveStep | None:
+    """A queued or running job run of a live flow run on the application (whoever created it), if any: the reaper
+    never deletes an application under it (the rule of tasks/emr/reaper.py for a cluster's live steps)."""
+    for summary in live_job_runs(client, application_id):
+        job_run = LiveStep(summary["id"], named_flow_run(summary.get("name")), _age_hours(summary, now))
+        if step_in_use(job_run, limit_hours, flow_run_state(job_run.flow_run_id)):
+            return job_run
+    return None
+
+
 @task(name="find-stale-serverless", cache_policy=NO_CACHE)
 def find_stale_serverless(aws: AwsClients, max_age_hours: float) -> list[StaleServerless]:
     """Our applications, and our job runs on other applications, that are too old or whose flow run has ended.
@@ -86,6 +96,11 @@ def find_stale_serverless(aws: AwsClients, max_age_hours: float) -> list[StaleSe
             run_id, reason = _verdict(tags, age, max_age_hours)
             if reason is None:
                 logger.info("application %s (flow run %s) is left alone", application_id, run_id)
+                continue
+            using = _job_run_in_use(client, application_id, max(max_age_hours, run_limit_hours(tags)), now)
+            if using is not None:
+                why = f"job run {using.step_id} of flow run {using.flow_run_id or 'unknown'} is live"
+                logger.info("application %s (%s) is left alone: %s", application_id, reason, why)
                 continue
             stale.append(StaleServerless("application", application_id, None, application.get("name", ""), run_id,
                                          round(age, 2), reason))  # fmt: skip
