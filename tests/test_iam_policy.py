@@ -142,3 +142,15 @@ def test_our_own_run_is_still_allowed(policy, boundary, with_boundary):
         assert allows(policy, f"elasticmapreduce:{action}", OURS, on_ours, cap), action
     assert allows(policy, "emr-serverless:CreateApplication", "*", request_context(request_tags=OUR_TAGS), cap)
     assert allows(policy, "emr-serverless:StartJobRun", APPLICATIONS + "00ours", on_ours, cap)
+
+
+def test_the_block_defaults_to_the_dedicated_instance_profile_and_preflight_warns_about_the_broad_one():
+    from blocks.emr_cluster_config import EmrClusterConfig
+    from tasks.emr.preflight import broad_instance_profile_warning
+
+    assert EmrClusterConfig().instance_profile == FILLED["YOUR-EMR-INSTANCE-ROLE"]
+    assert broad_instance_profile_warning(EmrClusterConfig()) is None
+    # A block saved before the change keeps its value (and loads), and is warned about.
+    old = EmrClusterConfig.model_validate({"instance_profile": "EMR_EC2_DefaultRole"})
+    warning = broad_instance_profile_warning(old)
+    assert warning and "EMR_EC2_DefaultRole" in warning and "fruitflow-emr-ec2" in warning
