@@ -107,6 +107,12 @@ def test_no_describe_of_a_cluster_without_our_tag(policy, boundary, with_boundar
     # --cluster-id: the one cluster the user named in the optional statement.
     assert allows(policy, "elasticmapreduce:DescribeCluster", CLUSTERS + "j-YOUROWN", request_context(), cap)
     assert allows(policy, "elasticmapreduce:ListClusters", "*", request_context(), cap)
+    # EMR Serverless: another team's application and job runs are not read either.
+    theirs = APPLICATIONS + "00anotherteam"
+    assert not allows(policy, "emr-serverless:GetApplication", theirs, request_context({}, {"team": "x"}), cap)
+    assert not allows(policy, "emr-serverless:GetJobRun", theirs + "/jobruns/00run", request_context(), cap)
+    assert allows(policy, "emr-serverless:GetApplication", APPLICATIONS + "00ours", request_context({}, OUR_TAGS), cap)
+    assert allows(policy, "emr-serverless:GetApplication", APPLICATIONS + "00yourown", request_context(), cap)
 
 
 @pytest.mark.parametrize("with_boundary", [False, True])

@@ -175,3 +175,36 @@ def test_reaper_never_deletes_an_application_with_a_running_job_run_of_a_live_ru
     assert states == {used: "STARTED", unused: "TERMINATED"}
     client.stop_application(applicationId=used)
     client.delete_application(applicationId=used)
+
+
+def test_finding_our_applications_never_reads_another_teams_application(aws, aws_calls):
+    """Case 3 on EMR Serverless: the run's hook search and the reaper read only applications named as ours."""
+    from flows.reap import reap_clusters
+    from tasks.emr_serverless.application import find_run_applications
+
+    client = aws.client("emr-serverless")
+    secret = {"classification": "spark-defaults", "properties": {"spark.hadoop.javax.jdo.option.Password": SECRET}}
+    request = {"releaseLabel": "emr-7.13.0", "type": "SPARK", "runtimeConfiguration": [secret]}
+    foreign = client.create_application(name="analytics", tags={"team": "analytics"}, **request)["applicationId"]
+    their_job = client.start_job_run(
+        applicationId=foreign,
+        clientToken=uuid.uuid4().hex,
+        name="nightly ETL",
+        executionRoleArn="arn:aws:iam::123456789012:role/analytics",
+        jobDriver={"sparkSubmit": {"entryPoint": "s3://theirs/etl.py"}},
+    )["jobRunId"]
+    FakeServerless(aws=aws, spark=None).job_run(their_job).state = "RUNNING"
+    run = str(uuid.uuid4())
+    ours = _application(aws, run)
+    try:
+        since = len(aws_calls.calls)
+        assert find_run_applications(moto_clients()("emr-serverless"), run) == [ours]
+        # 48 h: moto gives createdAt to the day, so a new application can look hours old.
+        reap_clusters(aws_credentials_block="fruitflow", max_age_hours=48, poll_seconds=1, dry_run=True)
+        read = {params.get("applicationId") for _p, op, params in aws_calls.calls[since:] if op.startswith("Get")}
+        assert foreign not in read, "another team's application, or its job run, was read"
+        assert ours in read
+    finally:
+        for application_id in (foreign, ours):
+            client.stop_application(applicationId=application_id)
+            client.delete_application(applicationId=application_id)
