@@ -112,9 +112,8 @@ def live_steps(emr, cluster_id: str, now: datetime) -> list[LiveStep]:
         for step in page["Steps"]:
             timeline = step.get("Status", {}).get("Timeline", {})
             since = timeline.get("StartDateTime") or timeline.get("CreationDateTime") or now
-            steps.append(
-                LiveStep(step["Id"], named_flow_run(step.get("Name")), max((now - since).total_seconds(), 0.0) / 3600)
-            )
+            age_hours = max((now - since).total_seconds(), 0.0) / 3600
+            steps.append(LiveStep(step["Id"], named_flow_run(step.get("Name")), age_hours))
     return steps
 
 
@@ -157,17 +156,11 @@ def find_stale_clusters(aws: AwsClients, max_age_hours: float) -> list[StaleClus
             logger.info("cluster %s (flow run %s, %s) is left running", cluster["Id"], run_id, state or "unknown")
             continue
         limit = max(max_age_hours, run_limit_hours(tags))
-        using = [s for s in live_steps(emr, cluster["Id"], now) if step_in_use(s, limit, flow_run_state(s.flow_run_id))]
+        steps = live_steps(emr, cluster["Id"], now)
+        using = [step for step in steps if step_in_use(step, limit, flow_run_state(step.flow_run_id))]
         if using:
-            step = using[0]
-            run = step.flow_run_id or "unknown"
-            logger.info(
-                "cluster %s (%s) is left running: step %s of flow run %s is live",
-                cluster["Id"],
-                reason,
-                step.step_id,
-                run,
-            )
+            why = f"step {using[0].step_id} of flow run {using[0].flow_run_id or 'unknown'} is live"
+            logger.info("cluster %s (%s) is left running: %s", cluster["Id"], reason, why)
             continue
         stale.append(StaleCluster(cluster["Id"], cluster.get("Name", ""), run_id, round(age_hours, 2), reason))
     return stale
