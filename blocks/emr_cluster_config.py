@@ -31,6 +31,12 @@ def instance_architecture(instance_type: str) -> str:
     return "aarch64" if _GRAVITON.match(instance_type) else "x86_64"
 
 
+# The nodes' profile that docs/emr.md creates: S3 on the bucket's prefixes only. AWS's default, created by
+# `aws emr create-default-roles`, carries AmazonElasticMapReduceforEC2Role (every bucket, DynamoDB, SQS, ...).
+DEDICATED_INSTANCE_PROFILE = "fruitflow-emr-ec2"
+BROAD_INSTANCE_PROFILE = "EMR_EC2_DefaultRole"
+
+
 class EmrClusterConfig(Block):
     """How fruitflow builds the EMR cluster for a run: release, shape, network, roles, logs, safety net, price.
 
@@ -83,8 +89,11 @@ class EmrClusterConfig(Block):
         default="EMR_DefaultRole", description="IAM service role EMR assumes (`aws emr create-default-roles`)."
     )
     instance_profile: str = Field(
-        default="EMR_EC2_DefaultRole",
-        description="EC2 instance profile of the nodes; it must be able to read and write the bucket.",
+        default=DEDICATED_INSTANCE_PROFILE,
+        description=(
+            "EC2 instance profile of the nodes: the dedicated one of docs/emr.md (reads and writes only the bucket's "
+            f"prefixes). {BROAD_INSTANCE_PROFILE} works too, but its managed policy is broad: preflight warns."
+        ),
     )
     log_uri: str | None = Field(
         default=None,

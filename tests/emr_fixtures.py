@@ -646,6 +646,9 @@ def aws(moto_endpoint, prefect_harness, fruit_images, aws_calls) -> AwsEnv:
     iam.create_role(RoleName="EMR_DefaultRole", AssumeRolePolicyDocument=trust)
     iam.create_role(RoleName="EMR_EC2_DefaultRole", AssumeRolePolicyDocument=trust)
     iam.create_instance_profile(InstanceProfileName="EMR_EC2_DefaultRole")
+    iam.create_role(RoleName="fruitflow-emr-ec2", AssumeRolePolicyDocument=trust)  # the block's default (docs/emr.md)
+    iam.create_instance_profile(InstanceProfileName="fruitflow-emr-ec2")
+    iam.add_role_to_instance_profile(InstanceProfileName="fruitflow-emr-ec2", RoleName="fruitflow-emr-ec2")
     env.client("ec2").create_key_pair(KeyName=KEY_PAIR)
 
     credentials = AwsCredentials(

@@ -20,7 +20,7 @@ def test_block_defaults_are_the_seed_shape_and_every_field_is_described():
     config = EmrClusterConfig()
     assert config.release_label.startswith("emr-7.")
     assert (config.master_instance_count, config.core_instance_count) == (1, 2)
-    assert config.service_role == "EMR_DefaultRole" and config.instance_profile == "EMR_EC2_DefaultRole"
+    assert config.service_role == "EMR_DefaultRole" and config.instance_profile == "fruitflow-emr-ec2"
     assert all(field.description for field in EmrClusterConfig.model_fields.values())
 
 

@@ -86,7 +86,7 @@ def _start_twice_then_time_out(aws) -> dict:
     """A lost StartJobRun reply, a retried start task, then a wait past the timeout (the job run is held RUNNING)."""
     client = aws.client("emr-serverless")
     flow_run_id, sent, resent = str(uuid.uuid4()), [], []
-    application_id = client.create_application(name="starts", releaseLabel="emr-7.13.0", type="SPARK",
+    application_id = client.create_application(name="fruitflow starts", releaseLabel="emr-7.13.0", type="SPARK",
                                                tags=run_tags(flow_run_id))["applicationId"]  # fmt: skip
     request = job_run_request(
         EmrServerlessConfig(tags={UNPLAYED_TAG: "true"}), application_id=application_id,

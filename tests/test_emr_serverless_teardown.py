@@ -24,7 +24,8 @@ def _application(aws, flow_run_id: str | None = None) -> str:
     """An application, tagged as ours for ``flow_run_id`` (None: someone else's), started."""
     client = aws.client("emr-serverless")
     tags = run_tags(flow_run_id) if flow_run_id else {"team": "someone else"}
-    application_id = client.create_application(name="t", releaseLabel="emr-7.13.0", type="SPARK", tags=tags)
+    name = "fruitflow t" if flow_run_id else "t"  # fruitflow names what it creates so (tasks/aws/tags.py)
+    application_id = client.create_application(name=name, releaseLabel="emr-7.13.0", type="SPARK", tags=tags)
     client.start_application(applicationId=application_id["applicationId"])
     return application_id["applicationId"]
 

@@ -31,6 +31,7 @@ from tasks.emr.step_wait import StepFailed, wait_for_step
 from tasks.emr.steps import step_definition
 from tests.emr_fixtures import KEY_PAIR, REGION, answer_ok, moto_clients
 from tests.emr_flow import TEST_JOB
+from tests.iam_evaluator import allows, request_context
 
 REPO = Path(__file__).resolve().parent.parent
 SENTINEL_KEY = "AKIAFRUITFLOWSENTINEL7"
@@ -281,8 +282,8 @@ def test_everything_we_upload_is_encrypted_at_rest(aws, aws_calls, scenarios):
 
 # Permissions no botocore call shows, each with the reason it is needed.
 IMPLIED = {
-    "iam:PassRole": "RunJobFlow passes the EMR service role and the instance profile's role",
-    "elasticmapreduce:AddTags": "RunJobFlow with Tags is authorised as AddTags too (tag on create)",
+    "iam:PassRole": "RunJobFlow passes the EMR service role and the dedicated instance profile's role",
+    "elasticmapreduce:AddTags": "RunJobFlow with Tags may be authorised as AddTags on the new cluster (tag on create)",
 }
 # s3:GetObject and s3:ListBucket are also used by pyarrow (validation, summary), which bypasses botocore; botocore
 # calls use them as well, so they are recorded. HeadBucket/HeadObject/ListObjectsV2 are authorised as these actions:
@@ -332,6 +333,8 @@ PLACEHOLDERS = {
     "YOUR-OUTPUT-PREFIX": "out",
     "YOUR-REGION": REGION,
     "YOUR-ACCOUNT-ID": "123456789012",
+    "YOUR-EMR-SERVICE-ROLE": "EMR_DefaultRole",
+    "YOUR-EMR-INSTANCE-ROLE": "fruitflow-emr-ec2",
 }
 _CLUSTER_PARAMS = ("ClusterId", "JobFlowId", "ResourceId")
 
@@ -343,36 +346,9 @@ def _filled_policy(own_cluster: str) -> list[dict]:
     return json.loads(text)["Statement"]
 
 
-def _listed(value) -> list:
-    return [value] if isinstance(value, str) else list(value)
-
-
-def _condition_holds(operator: str, keys: dict, request_tags: dict, resource_tags: dict) -> bool:
-    """The few condition forms the policy uses, evaluated as IAM does (a missing tag never matches)."""
-    if operator != "StringEquals":
-        return False
-    for key, expected in keys.items():
-        if key == "iam:PassedToService":
-            continue  # no call shows PassRole (IMPLIED)
-        kind, _, tag = key.partition("/")
-        actual = {"aws:RequestTag": request_tags, "aws:ResourceTag": resource_tags}.get(kind, {}).get(tag)
-        if actual not in _listed(expected):
-            return False
-    return True
-
-
 def _allows(statements: list[dict], action: str, resource: str, request_tags=None, resource_tags=None) -> bool:
-    import fnmatch
-
-    for statement in statements:
-        if action not in _listed(statement["Action"]):
-            continue
-        if not any(fnmatch.fnmatchcase(resource, pattern) for pattern in _listed(statement["Resource"])):
-            continue
-        conditions = statement.get("Condition", {})
-        if all(_condition_holds(op, keys, request_tags or {}, resource_tags or {}) for op, keys in conditions.items()):
-            return True
-    return False
+    """IAM's answer for this request (tests/iam_evaluator.py)."""
+    return allows(statements, action, resource, request_context(request_tags, resource_tags))
 
 
 def _requests_to_check(scenarios, moto_http, tags_of: dict[str, dict]) -> list[tuple[str, str, dict, dict]]:
@@ -387,8 +363,9 @@ def _requests_to_check(scenarios, moto_http, tags_of: dict[str, dict]) -> list[t
         if operation == "RunJobFlow":
             request_tags = {tag["Key"]: tag["Value"] for tag in params.get("Tags", [])}
             checked.append((action, "*", request_tags, {}))
-            checked.append((f"{prefix}:AddTags", cluster_arn + "j-NEW", request_tags, {}))  # tag on create
-        elif ids and operation not in ("DescribeCluster",):
+            # Tag on create: the new cluster carries the tags of the request that creates it.
+            checked.append((f"{prefix}:AddTags", cluster_arn + "j-NEW", request_tags, request_tags))
+        elif ids:
             checked += [(action, cluster_arn + cluster_id, {}, tags_of.get(cluster_id, {})) for cluster_id in ids]
         else:
             checked.append((action, "*", {}, {}))

@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from botocore.exceptions import WaiterError
+from botocore.exceptions import ClientError, WaiterError
 from botocore.waiter import WaiterModel, create_waiter_with_client
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.emr_cluster_config import EmrClusterConfig
 from tasks.aws.clients import AwsClients
-from tasks.aws.tags import TAG_KEEP, TAG_MAX_AGE, is_ours, run_tags
+from tasks.aws.preflight import error_code
+from tasks.aws.tags import ACCESS_DENIED, TAG_KEEP, TAG_MAX_AGE, is_ours, named_as_ours, our_name, run_tags
 from tasks.aws.waiting import wait
 
 TEARDOWN_SLACK_MINUTES = 30  # staging, validation, the failed step's log wait (6 min) and termination
@@ -107,7 +108,7 @@ def cluster_request(
         configurations.append({"Classification": "spark-defaults", "Properties": dict(config.spark_configuration)})
     configurations.append(EMRFS_ENCRYPTION)
     return {
-        "Name": name,
+        "Name": our_name(name),
         "ReleaseLabel": config.release_label,
         "LogUri": log_uri,
         "Applications": [{"Name": "Spark"}],
@@ -124,11 +125,20 @@ def cluster_request(
 def our_clusters(emr, states: list[str] | None = None) -> Iterator[tuple[dict, dict[str, str]]]:
     """(cluster, its tags) for every cluster fruitflow created, in ``states`` (default: active).
 
-    ListClusters gives no tags: each cluster is described, once, here (the run's teardown and the reaper both list).
+    ListClusters gives names, not tags: only a cluster named as ours is described (once, here: the run's teardown and
+    the reaper both list), so another team's cluster and its configurations are never read. The policy allows
+    DescribeCluster only on clusters with our tag: a refused describe (a look-alike name) means "not ours".
     """
     for page in emr.get_paginator("list_clusters").paginate(ClusterStates=states or ACTIVE_STATES):
         for summary in page["Clusters"]:
-            cluster = emr.describe_cluster(ClusterId=summary["Id"])["Cluster"]
+            if not named_as_ours(summary.get("Name")):
+                continue
+            try:
+                cluster = emr.describe_cluster(ClusterId=summary["Id"])["Cluster"]
+            except ClientError as exc:
+                if error_code(exc) not in ACCESS_DENIED:
+                    raise
+                continue
             tags = {tag["Key"]: tag["Value"] for tag in cluster.get("Tags", [])}
             if is_ours(tags):
                 yield cluster, tags

@@ -8,7 +8,7 @@ from botocore.exceptions import ClientError
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from blocks.emr_cluster_config import EmrClusterConfig
+from blocks.emr_cluster_config import BROAD_INSTANCE_PROFILE, DEDICATED_INSTANCE_PROFILE, EmrClusterConfig
 from fruitjob.options import JobOptions
 from tasks.aws.clients import AwsClients
 from tasks.aws.model_preflight import check_reads
@@ -31,8 +31,28 @@ def _check_iam(iam, config: EmrClusterConfig) -> list[str]:
         except ClientError as exc:
             if error_code(exc) != "NoSuchEntity":
                 raise
-            problems.append(f"{what} {name} does not exist: {fix}")
+            if name == DEDICATED_INSTANCE_PROFILE:
+                how = "create it as docs/emr.md says (Once per account), or set another in the EmrClusterConfig block"
+                problems.append(f"{what} {name} does not exist: {how}")
+            else:
+                problems.append(f"{what} {name} does not exist: {fix}")
     return problems
+
+
+def broad_instance_profile_warning(config: EmrClusterConfig) -> str | None:
+    """A warning when the nodes would run with AWS's broad default profile (any step on them reaches every bucket).
+
+    Example:
+        >>> broad_instance_profile_warning(EmrClusterConfig()) is None
+        True
+    """
+    if config.instance_profile != BROAD_INSTANCE_PROFILE:
+        return None
+    return (
+        f"the cluster's instance profile is {BROAD_INSTANCE_PROFILE}, whose managed policy reaches every bucket "
+        f"(and DynamoDB, SQS, ...) of the account: create the dedicated {DEDICATED_INSTANCE_PROFILE} "
+        "(docs/emr.md, Once per account) and set it in the EmrClusterConfig block"
+    )
 
 
 def _check_network(ec2, config: EmrClusterConfig, region: str) -> list[str]:
@@ -90,6 +110,8 @@ def preflight(
         problems += _check_cluster(aws("emr"), cluster_id)
     else:
         problems += _check_iam(aws("iam"), config)
+        if warning := broad_instance_profile_warning(config):
+            get_run_logger().warning("%s", warning)
         problems += _check_network(aws("ec2"), config, aws.region)
     refuse(problems)
     return checked

@@ -2,6 +2,9 @@
 
 A SIGKILLed flow runs no cleanup. The idle auto-termination policy ends its cluster once nothing runs on it; this is
 the second net, for a cluster whose step hangs (idle never fires while a step runs) or whose run is gone.
+
+A cluster is judged by its live steps too, not only by its creator's tags: a kept cluster (``--keep-cluster``) that
+another run is using (``--cluster-id``) is never ended under that run's pending or running step.
 """
 
 from __future__ import annotations
@@ -19,6 +22,17 @@ from prefect.exceptions import ObjectNotFound
 from tasks.aws.clients import AwsClients
 from tasks.aws.tags import TAG_FLOW_RUN, TAG_KEEP, TAG_MAX_AGE, is_ours
 from tasks.emr.cluster import our_clusters
+from tasks.emr.steps import STEP_PREFIX
+
+
+@dataclass(frozen=True)
+class LiveStep:
+    """A pending or running fruitflow step, and the flow run its name carries (``fruitflow extract-features <flow
+    run id> <token>``; empty for a step fruitflow did not name)."""
+
+    step_id: str
+    flow_run_id: str
+    age_hours: float
 
 
 @dataclass(frozen=True)
@@ -80,9 +94,50 @@ def stale_reason(
     return f"its flow run is {run_state.value}"
 
 
+def named_flow_run(name: str | None) -> str:
+    """The flow run id in a step's (or EMR Serverless job run's) name, empty when fruitflow did not name it.
+
+    Example:
+        >>> named_flow_run("fruitflow extract-features 0f1e ab12"), named_flow_run("nightly ETL")
+        ('0f1e', '')
+    """
+    prefix = f"{STEP_PREFIX} "
+    return name.removeprefix(prefix).split(" ")[0] if (name or "").startswith(prefix) else ""
+
+
+def live_steps(emr, cluster_id: str, now: datetime) -> list[LiveStep]:
+    """The cluster's pending and running steps (ListSteps: allowed on our clusters only)."""
+    steps = []
+    for page in emr.get_paginator("list_steps").paginate(ClusterId=cluster_id, StepStates=["PENDING", "RUNNING"]):
+        for step in page["Steps"]:
+            timeline = step.get("Status", {}).get("Timeline", {})
+            since = timeline.get("StartDateTime") or timeline.get("CreationDateTime") or now
+            age_hours = max((now - since).total_seconds(), 0.0) / 3600
+            steps.append(LiveStep(step["Id"], named_flow_run(step.get("Name")), age_hours))
+    return steps
+
+
+def step_in_use(step: LiveStep, limit_hours: float, run_state: StateType | None) -> bool:
+    """Whether a live step still belongs to a live run: its flow run is live, or unknown to this Prefect server (a CLI
+    run's temporary server, another server, a step fruitflow did not name) and the step younger than the limit.
+
+    Example:
+        >>> step_in_use(LiveStep("s-1", "r", 7.0), 6.0, StateType.RUNNING)
+        True
+        >>> step_in_use(LiveStep("s-1", "r", 0.5), 6.0, StateType.COMPLETED)
+        False
+        >>> step_in_use(LiveStep("s-1", "", 7.0), 6.0, None)
+        False
+    """
+    if run_state is None:
+        return step.age_hours <= limit_hours
+    return run_state in LIVE_RUN_STATES
+
+
 @task(name="find-stale-clusters", cache_policy=NO_CACHE)
 def find_stale_clusters(aws: AwsClients, max_age_hours: float) -> list[StaleCluster]:
-    """Active clusters with our tags that are older than ``max_age_hours`` or whose flow run is no longer live.
+    """Active clusters with our tags that are older than ``max_age_hours`` or whose flow run is no longer live, and
+    that have no live step of a live flow run (whoever created the cluster).
 
     Returns:
         one entry per cluster to terminate.
@@ -90,7 +145,8 @@ def find_stale_clusters(aws: AwsClients, max_age_hours: float) -> list[StaleClus
     logger = get_run_logger()
     now = datetime.now(UTC)
     stale = []
-    for cluster, tags in our_clusters(aws("emr")):
+    emr = aws("emr")
+    for cluster, tags in our_clusters(emr):
         created = cluster["Status"]["Timeline"].get("CreationDateTime") or now
         age_hours = (now - created).total_seconds() / 3600
         run_id = tags.get(TAG_FLOW_RUN, "")
@@ -98,6 +154,13 @@ def find_stale_clusters(aws: AwsClients, max_age_hours: float) -> list[StaleClus
         reason = stale_reason(tags, age_hours, max_age_hours, state)
         if reason is None:
             logger.info("cluster %s (flow run %s, %s) is left running", cluster["Id"], run_id, state or "unknown")
+            continue
+        limit = max(max_age_hours, run_limit_hours(tags))
+        steps = live_steps(emr, cluster["Id"], now)
+        using = [step for step in steps if step_in_use(step, limit, flow_run_state(step.flow_run_id))]
+        if using:
+            why = f"step {using[0].step_id} of flow run {using[0].flow_run_id or 'unknown'} is live"
+            logger.info("cluster %s (%s) is left running: %s", cluster["Id"], reason, why)
             continue
         stale.append(StaleCluster(cluster["Id"], cluster.get("Name", ""), run_id, round(age_hours, 2), reason))
     return stale

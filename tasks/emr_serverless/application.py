@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 from blocks.emr_serverless_config import EmrServerlessConfig
 from tasks.aws.clients import AwsClients
 from tasks.aws.preflight import error_code
-from tasks.aws.tags import TAG_MAX_AGE, is_ours, run_tags
+from tasks.aws.tags import ACCESS_DENIED, TAG_MAX_AGE, is_ours, named_as_ours, our_name, run_tags
 from tasks.aws.waiting import wait
 from tasks.emr_serverless.waiters import application_state, waiter
 
@@ -50,7 +50,7 @@ def application_request(config: EmrServerlessConfig, *, name: str, flow_run_id: 
     Auto-start stays on (a job run starts a stopped application); auto-stop is the net for a flow that dies.
     """
     request = {
-        "name": name[:64],
+        "name": our_name(name)[:64],
         "releaseLabel": config.release_label,
         "type": "SPARK",
         # Same run, same token: a CreateApplication resent after a lost reply does not make a second application.
@@ -72,14 +72,31 @@ def application_request(config: EmrServerlessConfig, *, name: str, flow_run_id: 
     return request
 
 
-def applications(client, states: list[str] | None = None) -> Iterator[tuple[dict, dict[str, str]]]:
-    """(application, its tags) for every application in ``states`` (default: active), ours or not.
-
-    ListApplications gives no tags: each application is read once, here (teardown and the reaper both list).
-    """
+def application_summaries(client, states: list[str] | None = None) -> Iterator[dict]:
+    """ListApplications summaries (id, name, state: no tags, no configuration) in ``states`` (default: active)."""
     for page in client.get_paginator("list_applications").paginate(states=states or ACTIVE_STATES):
-        for summary in page["applications"]:
-            application = client.get_application(applicationId=summary["id"])["application"]
+        yield from page["applications"]
+
+
+def read_if_named_ours(client, summary: dict) -> dict | None:
+    """The application of a summary named as ours (GetApplication), or None: another team's application (and its
+    configuration) is never read; the policy allows GetApplication only on ours, and a refused read means "not ours"."""
+    if not named_as_ours(summary.get("name")):
+        return None
+    try:
+        return client.get_application(applicationId=summary["id"])["application"]
+    except ClientError as exc:
+        if error_code(exc) not in ACCESS_DENIED:
+            raise
+        return None
+
+
+def applications(client, states: list[str] | None = None) -> Iterator[tuple[dict, dict[str, str]]]:
+    """(application, its tags) for every application named as ours in ``states`` (default: active), read once here
+    (teardown and the reaper both list): ListApplications gives names, not tags."""
+    for summary in application_summaries(client, states):
+        application = read_if_named_ours(client, summary)
+        if application is not None:
             yield application, application.get("tags") or {}
 
 

@@ -17,9 +17,9 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.aws.clients import AwsClients
 from tasks.aws.preflight import error_code
-from tasks.aws.tags import TAG_FLOW_RUN, is_ours
-from tasks.emr.reaper import flow_run_state, stale_reason
-from tasks.emr_serverless.application import applications
+from tasks.aws.tags import ACCESS_DENIED, TAG_FLOW_RUN, is_ours
+from tasks.emr.reaper import LiveStep, flow_run_state, named_flow_run, run_limit_hours, stale_reason, step_in_use
+from tasks.emr_serverless.application import application_summaries, read_if_named_ours
 from tasks.emr_serverless.job_run import live_job_runs
 from tasks.emr_serverless.teardown import cancel_job_runs, delete_application
 
@@ -54,7 +54,14 @@ def _verdict(tags: dict[str, str], age_hours: float, max_age_hours: float) -> tu
 def _stale_job_runs(client, application_id: str, max_age_hours: float, now: datetime) -> list[StaleServerless]:
     stale = []
     for summary in live_job_runs(client, application_id):
-        job_run = client.get_job_run(applicationId=application_id, jobRunId=summary["id"])["jobRun"]
+        if not named_flow_run(summary.get("name")):
+            continue  # not named as ours: never read (nor allowed: GetJobRun only on job runs with our tag)
+        try:
+            job_run = client.get_job_run(applicationId=application_id, jobRunId=summary["id"])["jobRun"]
+        except ClientError as exc:
+            if error_code(exc) not in ACCESS_DENIED:
+                raise
+            continue
         tags = job_run.get("tags") or {}
         if not is_ours(tags):
             continue
@@ -64,6 +71,16 @@ def _stale_job_runs(client, application_id: str, max_age_hours: float, now: date
             stale.append(StaleServerless("job run", application_id, summary["id"], job_run.get("name") or "",
                                          run_id, round(age, 2), reason))  # fmt: skip
     return stale
+
+
+def _job_run_in_use(client, application_id: str, limit_hours: float, now: datetime) -> LiveStep | None:
+    """A queued or running job run of a live flow run on the application (whoever created it), if any: the reaper
+    never deletes an application under it (the rule of tasks/emr/reaper.py for a cluster's live steps)."""
+    for summary in live_job_runs(client, application_id):
+        job_run = LiveStep(summary["id"], named_flow_run(summary.get("name")), _age_hours(summary, now))
+        if step_in_use(job_run, limit_hours, flow_run_state(job_run.flow_run_id)):
+            return job_run
+    return None
 
 
 @task(name="find-stale-serverless", cache_policy=NO_CACHE)
@@ -77,15 +94,22 @@ def find_stale_serverless(aws: AwsClients, max_age_hours: float) -> list[StaleSe
     now = datetime.now(UTC)
     stale: list[StaleServerless] = []
     try:
-        for application, tags in applications(client):
-            application_id = application["applicationId"]
-            if not is_ours(tags):
+        for summary in application_summaries(client):
+            application_id = summary["id"]
+            application = read_if_named_ours(client, summary)
+            tags = (application or {}).get("tags") or {}
+            if application is None or not is_ours(tags):
                 stale += _stale_job_runs(client, application_id, max_age_hours, now)
                 continue
             age = _age_hours(application, now)
             run_id, reason = _verdict(tags, age, max_age_hours)
             if reason is None:
                 logger.info("application %s (flow run %s) is left alone", application_id, run_id)
+                continue
+            using = _job_run_in_use(client, application_id, max(max_age_hours, run_limit_hours(tags)), now)
+            if using is not None:
+                why = f"job run {using.step_id} of flow run {using.flow_run_id or 'unknown'} is live"
+                logger.info("application %s (%s) is left alone: %s", application_id, reason, why)
                 continue
             stale.append(StaleServerless("application", application_id, None, application.get("name", ""), run_id,
                                          round(age, 2), reason))  # fmt: skip
