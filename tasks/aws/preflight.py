@@ -14,10 +14,11 @@ from fruitjob import rules
 from fruitjob.options import NAMED_WEIGHTS, JobOptions
 from tasks.aws.clients import AwsClients
 from tasks.aws.s3_uris import S3UriError, check_s3_uri, split_s3_uri
+from tasks.errors import FruitflowError, aws_error_code
 from tasks.input_listing import InputCount
 
 
-class PreflightError(RuntimeError):
+class PreflightError(FruitflowError, RuntimeError):
     """Something the run needs is missing; the message lists each problem and how to fix it."""
 
 
@@ -62,6 +63,21 @@ def error_code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
 
 
+DENIED_CODES = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation")
+
+
+def permission_problem(exc: ClientError, service: str, what: str) -> str | None:
+    """A call these credentials may not make, as a listed problem naming the permission (``iam:GetRole``); None for
+    any other error (the caller re-raises it)."""
+    if error_code(exc) not in DENIED_CODES:
+        return None
+    action = f"{service}:{exc.operation_name}"
+    return (
+        f"{what} could not be checked: these credentials may not {action} ({error_code(exc)}): add {action} to "
+        "their policy (docs/iam-policy.json lists what the run needs)"
+    )
+
+
 def _check_bucket(s3, bucket: str, region: str) -> str | None:
     try:
         s3.head_bucket(Bucket=bucket)
@@ -104,8 +120,14 @@ def check_account_and_data(job: JobOptions, aws: AwsClients, bucket: str, logger
     try:
         identity = aws("sts").get_caller_identity()
     except (ClientError, BotoCoreError) as exc:
+        # AWS's own code tells an expired session token (ExpiredToken) from a wrong key (InvalidClientTokenId).
+        said = (
+            f"{aws_error_code(exc)}: {exc.response['Error'].get('Message', '')}"
+            if isinstance(exc, ClientError)
+            else exc
+        )
         raise PreflightError(
-            f"the AWS credentials do not work ({type(exc).__name__}): fix the AwsCredentials block "
+            f"the AWS credentials do not work ({said}): fix the AwsCredentials block "
             "(or re-create it with `python -m blocks.create_blocks`)"
         ) from None
     logger.info("AWS account %s, region %s", identity["Account"], aws.region)

@@ -14,6 +14,7 @@ from blocks.emr_cluster_config import EmrClusterConfig
 from tasks.aws.clients import AwsClients
 from tasks.aws.tags import TAG_KEEP, TAG_MAX_AGE, is_ours, run_tags
 from tasks.aws.waiting import wait
+from tasks.errors import FruitflowError
 
 TEARDOWN_SLACK_MINUTES = 30  # staging, validation, the failed step's log wait (6 min) and termination
 TERMINATED_STATES = ("TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS")
@@ -39,7 +40,7 @@ _CLUSTER_TERMINATED = WaiterModel(
 )
 
 
-class ClusterError(RuntimeError):
+class ClusterError(FruitflowError, RuntimeError):
     """The cluster did not become ready, or did not terminate; the message carries EMR's reason."""
 
 

@@ -33,6 +33,7 @@ from tasks.emr.pricing import RunEstimate, estimate_cost, estimate_run, hourly_u
 from tasks.emr.step_wait import wait_for_step
 from tasks.emr.steps import run_token, step_definition, submit_step
 from tasks.emr.teardown import cancel_steps_quietly, end_what_the_run_left, terminate_quietly, terminate_strays
+from tasks.errors import UsageError, load_block
 
 
 class EmrEngine:
@@ -51,11 +52,11 @@ class EmrEngine:
 
     @cached_property
     def bucket(self) -> S3Bucket:
-        return S3Bucket.load(self.settings.s3_bucket_block)
+        return load_block(S3Bucket, self.settings.s3_bucket_block, "--s3-bucket-block")
 
     @cached_property
     def config(self) -> EmrClusterConfig:
-        return EmrClusterConfig.load(self.settings.cluster_block)
+        return load_block(EmrClusterConfig, self.settings.cluster_block, "--cluster-block")
 
     @property
     def log_uri(self) -> str:
@@ -63,7 +64,7 @@ class EmrEngine:
 
     def complete(self, images: str | None, output: str | None, stamp: str) -> tuple[str, str]:
         if images is None:
-            raise ValueError("the EMR engine needs --images s3://bucket/prefix (upload with `aws s3 sync`)")
+            raise UsageError("the EMR engine needs --images s3://bucket/prefix (upload with `aws s3 sync`)")
         default = s3_uri(self.bucket.bucket_name, self.bucket.bucket_folder, "fruitflow-output", f"run-{stamp}")
         return images, output or default
 

@@ -11,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from blocks.emr_cluster_config import EmrClusterConfig
 from fruitjob.options import JobOptions
 from tasks.aws.clients import AwsClients
-from tasks.aws.preflight import check_account_and_data, error_code, refuse
+from tasks.aws.preflight import check_account_and_data, error_code, permission_problem, refuse
 
 REUSABLE_STATES = ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")
 
@@ -27,9 +27,10 @@ def _check_iam(iam, config: EmrClusterConfig) -> list[str]:
         try:
             look_up()
         except ClientError as exc:
-            if error_code(exc) != "NoSuchEntity":
+            denied = permission_problem(exc, "iam", f"{what} {name}")
+            if error_code(exc) != "NoSuchEntity" and denied is None:
                 raise
-            problems.append(f"{what} {name} does not exist: {fix}")
+            problems.append(denied or f"{what} {name} does not exist: {fix}")
     return problems
 
 

@@ -14,6 +14,7 @@ from tasks.aws.clients import AwsClients
 from tasks.aws.s3_uris import split_s3_uri
 from tasks.aws.waiting import wait
 from tasks.emr.steps import FAILED_STATES
+from tasks.errors import FruitflowError
 from tasks.progress import STEP_STATE_PERCENT, JobProgress
 
 LOG_TAIL_LINES = 40
@@ -58,7 +59,7 @@ _STEP_DONE = WaiterModel(
 # its own directory named after it, which is where the id comes from (left unset if that ever changes).
 
 
-class StepFailed(RuntimeError):
+class StepFailed(FruitflowError, RuntimeError):
     """The step ended FAILED/CANCELLED/INTERRUPTED (or timed out): EMR's reason and the tail of its stderr."""
 
     def __init__(self, message: str, *, reason: str = "", log_uri: str | None = None, log_tail: str = ""):

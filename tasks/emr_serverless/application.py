@@ -16,13 +16,14 @@ from tasks.aws.preflight import error_code
 from tasks.aws.tags import TAG_MAX_AGE, is_ours, run_tags
 from tasks.aws.waiting import wait
 from tasks.emr_serverless.waiters import application_state, waiter
+from tasks.errors import FruitflowError
 
 # States in which an application may still run (or start) work: what teardown and the reaper look at.
 ACTIVE_STATES = ["CREATING", "CREATED", "STARTING", "STARTED", "STOPPING", "STOPPED"]
 TEARDOWN_SLACK_MINUTES = 30
 
 
-class ApplicationError(RuntimeError):
+class ApplicationError(FruitflowError, RuntimeError):
     """The application did not become ready, or could not be deleted; the message carries its stateDetails."""
 
 
