@@ -17,6 +17,8 @@ from tasks.aws.waiting import wait
 from tasks.errors import FruitflowError
 
 TEARDOWN_SLACK_MINUTES = 30  # staging, validation, the failed step's log wait (6 min) and termination
+# terminate() waits this long for TERMINATED; the instances bill until EMR has ended them.
+TERMINATE_WAIT_MINUTES = 30
 TERMINATED_STATES = ("TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS")
 # EMRFS (s3:// from the job) writes every object with SSE-S3, whatever the bucket's default encryption.
 EMRFS_ENCRYPTION = {"Classification": "emrfs-site", "Properties": {"fs.s3.enableServerSideEncryption": "true"}}
@@ -194,7 +196,9 @@ def provision_cluster(aws: AwsClients, request: dict, flow_run_id: str, config: 
     return cluster_id
 
 
-def terminate(aws: AwsClients, cluster_id: str, poll_seconds: int = 30, timeout_minutes: int = 30) -> None:
+def terminate(
+    aws: AwsClients, cluster_id: str, poll_seconds: int = 30, timeout_minutes: int = TERMINATE_WAIT_MINUTES
+) -> None:
     """Terminate a cluster and wait until EMR says TERMINATED or TERMINATED_WITH_ERRORS (plain function: hooks call
     it outside tasks)."""
     emr = aws("emr")

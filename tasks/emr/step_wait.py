@@ -59,6 +59,10 @@ _STEP_DONE = WaiterModel(
 # its own directory named after it, which is where the id comes from (left unset if that ever changes).
 
 
+# How long a failed step waits for EMR to upload its log (every few minutes) before reporting without its tail.
+LOG_WAIT_MINUTES = 6
+
+
 class StepFailed(FruitflowError, RuntimeError):
     """The step ended FAILED/CANCELLED/INTERRUPTED (or timed out): EMR's reason and the tail of its stderr."""
 
@@ -113,7 +117,7 @@ def wait_for_step(
     *,
     timeout_minutes: float = 180,
     poll_seconds: int = 30,
-    log_wait_minutes: float = 6,
+    log_wait_minutes: float = LOG_WAIT_MINUTES,
 ) -> str:
     """Wait for the step to finish; raise :class:`StepFailed` with EMR's reason and the stderr tail if it did not.
 
