@@ -91,6 +91,45 @@ def _check_bucket(s3, bucket: str, region: str) -> str | None:
     return None
 
 
+# S3 data transfer between regions, USD per GB (us-east-1 to another region, 2026-11); an order of magnitude only.
+INTER_REGION_USD_PER_GB = 0.02
+
+
+def other_region_buckets(s3, buckets: list[str], region: str) -> dict[str, str]:
+    """Bucket -> its region, for the buckets that are not in ``region`` (HeadBucket names it; no extra permission).
+
+    Another region is a warning, not a refusal: the cluster or application (in the credentials' region) reads and
+    writes it through S3's public endpoints, which works, but every byte crosses regions (billed per GB, slower), and
+    a private subnet that reaches S3 only through a gateway endpoint (same region only) cannot reach it at all.
+    """
+    found = {}
+    for name in buckets:
+        try:
+            answer = s3.head_bucket(Bucket=name)
+        except (ClientError, BotoCoreError):
+            continue  # reachability is _check_bucket's to report
+        bucket_region = answer.get("BucketRegion") or answer["ResponseMetadata"]["HTTPHeaders"].get(
+            "x-amz-bucket-region"
+        )
+        if bucket_region and bucket_region != region:
+            found[name] = bucket_region
+    return found
+
+
+def region_warning(elsewhere: dict[str, str], region: str, input_bucket: str, input_bytes: int) -> str:
+    """One line for the run log: which buckets are in which region, what crossing costs, and the fixes."""
+    where = ", ".join(f"{name} is in {bucket_region}" for name, bucket_region in elsewhere.items())
+    cost = ""
+    if input_bucket in elsewhere:
+        gb = input_bytes / 1e9
+        cost = f"; reading the input alone moves {gb:.3g} GB across regions (~${gb * INTER_REGION_USD_PER_GB:.2f})"
+    return (
+        f"{where}, the run in {region}: it works but every byte crosses regions (billed per GB, slower){cost}, and "
+        "a private subnet with only an S3 gateway endpoint cannot reach it. Set the region of the AwsCredentials "
+        "block to the bucket's, or copy the data to a bucket in the run's region (`aws s3 sync`)"
+    )
+
+
 def count_images(s3, uri: str) -> InputCount:
     """Images (by the one rule of what an image is), their bytes, and all files under an s3:// prefix."""
     bucket, prefix = split_s3_uri(uri.rstrip("/") + "/")
@@ -144,6 +183,9 @@ def check_account_and_data(job: JobOptions, aws: AwsClients, bucket: str, logger
             f"no images ({', '.join(rules.IMAGE_EXTENSIONS)}) under {job.images} ({found.other_files} other files): "
             f"upload them with `aws s3 sync <local folder> {job.images.rstrip('/')}/` or fix --images"
         )
+    elsewhere = other_region_buckets(s3, list(buckets), aws.region)
+    if elsewhere:
+        logger.warning(region_warning(elsewhere, aws.region, split_s3_uri(job.images)[0], found.bytes))
     refusal = rules.output_refusal(job.output, present_parts(s3, job.output), job.overwrite, job.incremental)
     problems += [refusal] if refusal else []
     checked = {"account": identity["Account"], "region": aws.region, "images": found.images, "bytes": found.bytes,

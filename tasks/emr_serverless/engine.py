@@ -85,7 +85,8 @@ class EmrServerlessEngine:
     def check(self, job: JobOptions) -> dict[str, Any]:
         staging = s3_uri(self.bucket.bucket_name, self._staging(str(runtime.flow_run.id or "preflight")))
         return preflight(job, self.aws, self.bucket.bucket_name, self.config, staging_uri=staging,
-                         log_uri=self.log_uri, cluster_id=self.settings.cluster_id)  # fmt: skip
+                         log_uri=self.log_uri, cluster_id=self.settings.cluster_id,
+                         timeout_minutes=self.settings.step_timeout_minutes)  # fmt: skip
 
     def estimate(self, job: JobOptions, checked: dict[str, Any]) -> ServerlessEstimate:
         """For this input: images / the measured per-vCPU rate, priced; the upper bound is the job run's timeout."""
