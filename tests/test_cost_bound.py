@@ -51,20 +51,20 @@ def test_the_serverless_bound_covers_worker_start_the_execution_timeout_and_warm
     [
         (EmrClusterConfig(emr_hourly_usd={"m5.2xlarge": 0.096}), "us-east-1", "the EMR surcharge of m5.xlarge"),
         (EmrClusterConfig(ec2_hourly_usd={}), "us-east-1", "the EC2 price of m5.xlarge"),
-        (EmrClusterConfig(), "ap-south-1", "region ap-south-1"),
+        (EmrClusterConfig(), "ap-south-1", "a price factor for region ap-south-1"),
     ],
     ids=["emr-surcharge", "ec2-price", "region"],
 )
 def test_a_missing_emr_price_says_which(config, region, named):
     estimate = estimate_run(config, 4_000, region, STEP_TIMEOUT)
     assert estimate.usd is None and estimate.upper_bound.usd is None
-    assert f"no price for {named}" in estimate.text, estimate.text
+    assert f"no price: the block's price table lacks {named}" in estimate.text, estimate.text
     if "region" not in named:
-        assert region not in estimate.text.split("no price for")[1].split(" in the block")[0], estimate.text
+        assert "region" not in estimate.text.split("lacks")[1].split("; at most")[0], estimate.text
 
 
 def test_a_missing_serverless_price_says_which():
     arm = estimate_job(EmrServerlessConfig(architecture="ARM64", usd_per_vcpu_hour={}), 4_000, "us-east-1", 60)
-    assert "no price for architecture ARM64 (usd_per_vcpu_hour)" in arm.text, arm.text
+    assert "no price (the block's price table lacks the ARM64 price in usd_per_vcpu_hour)" in arm.text, arm.text
     mumbai = estimate_job(EmrServerlessConfig(), 4_000, "ap-south-1", 60)
-    assert "no price for region ap-south-1" in mumbai.text
+    assert "lacks a price factor for region ap-south-1 (region_price_factors)" in mumbai.text

@@ -30,7 +30,10 @@ def test_prices_follow_the_region_and_an_unknown_region_says_so():
     assert estimate_cost(config, 1.0, "eu-west-3").usd_per_hour == pytest.approx(0.72 * 1.167, abs=1e-3)
     mumbai = estimate_run(config, 42_749, "ap-south-1", 180)
     assert mumbai.usd is None and mumbai.upper_bound.usd is None
-    assert "no price for region ap-south-1" in mumbai.text and "expected ~" in mumbai.text
+    assert (
+        "no price: the block's price table lacks a price factor for region ap-south-1" in mumbai.text
+        and "expected ~" in mumbai.text
+    )
     custom = EmrClusterConfig(region_price_factors={"ap-south-1": 1.05})
     assert estimate_run(custom, 42_749, "ap-south-1", 180).usd is not None
 

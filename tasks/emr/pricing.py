@@ -31,7 +31,7 @@ class CostEstimate:
     @property
     def text(self) -> str:
         if self.usd is None:
-            return f"no price for {self.missing} in the block's table ({self.hours:.2f} h)"
+            return f"no price: the block's price table lacks {self.missing} ({self.hours:.2f} h)"
         return f"~${self.usd:.2f} ({self.instance_hours:g} instance-hours at ${self.usd_per_hour}/h; {self.label})"
 
 
@@ -91,7 +91,7 @@ def missing_prices(config: EmrClusterConfig, region: str) -> tuple[str, ...]:
         if kind not in config.emr_hourly_usd:
             missing.append(f"the EMR surcharge of {kind} (emr_hourly_usd)")
     if region not in config.region_price_factors:
-        missing.append(f"region {region} (region_price_factors)")
+        missing.append(f"a price factor for region {region} (region_price_factors)")
     return tuple(missing)
 
 
@@ -136,10 +136,8 @@ class RunEstimate:
         if self.minutes is None:
             first = f"no duration estimate: a core type has no vCPU count in the block ({self.images} images)"
         elif self.usd is None:
-            first = (
-                f"expected ~{self.minutes:.0f} min for {self.images} images; no price for {self.upper_bound.missing}"
-            )
-            first += " in the block"
+            first = f"expected ~{self.minutes:.0f} min for {self.images} images; "
+            first += f"no price: the block's price table lacks {self.upper_bound.missing}"
         else:
             first = f"expected ~{self.minutes:.0f} min and ~${self.usd:.2f} for {self.images} images in {self.region}"
         parts = " + ".join(f"{name} {value:g}" for name, value in self.bound_minutes.items())

@@ -37,12 +37,12 @@ class ServerlessCost:
 
     @property
     def short(self) -> str:
-        return f"no price for {self.missing}" if self.usd is None else f"~${self.usd:.2f}"
+        return f"no price (the block's price table lacks {self.missing})" if self.usd is None else f"~${self.usd:.2f}"
 
     @property
     def text(self) -> str:
         if self.usd is None:
-            return f"no price for {self.missing} in the block's table ({self.resources})"
+            return f"no price: the block's price table lacks {self.missing} ({self.resources})"
         return f"~${self.usd:.2f} ({self.resources}; {self.label})"
 
 
@@ -64,11 +64,11 @@ def price(config: EmrServerlessConfig, region: str, vcpu_h: float, memory_gb_h: 
             + storage_gb_h * config.usd_per_storage_gb_hour
         )
         usd = round(usd, 2)
-    missing = [f"region {region} (region_price_factors)"] if factor is None else []
+    missing = [f"a price factor for region {region} (region_price_factors)"] if factor is None else []
     for table, name in ((config.usd_per_vcpu_hour, "usd_per_vcpu_hour"), (config.usd_per_memory_gb_hour,
                                                                           "usd_per_memory_gb_hour")):  # fmt: skip
         if arch not in table:
-            missing.append(f"architecture {arch} ({name})")
+            missing.append(f"the {arch} price in {name}")
     rounded = [round(value, 4) for value in (vcpu_h, memory_gb_h, storage_gb_h)]
     return ServerlessCost(*rounded, usd=usd, region=region, label=label, missing_prices=tuple(missing))
 
