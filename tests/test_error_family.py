@@ -109,11 +109,16 @@ def test_emr_without_images_is_one_line(cli):
 
 
 @pytest.mark.parametrize("block", ["--aws-credentials-block", "--cluster-block", "--s3-bucket-block"])
-def test_a_missing_block_names_the_command_that_creates_it_also_in_a_dry_run(aws, cli, block):
+def test_a_missing_block_names_the_command_that_creates_it_also_in_a_dry_run(aws, cli, block, caplog):
     code, printed = cli(*_job_args(aws, "block"), block, "nobodys-block", "--dry-run")
     _once_without_traceback(code, printed, f"named 'nobodys-block' on this Prefect server ({block})")
     assert "`python -m blocks.create_blocks`" in printed
     assert "fruit-features failed: MissingBlock: " in printed
+    # the flow's failure hook has nothing to end (nothing was created) and says so, without an error of its own
+    hook_errors = [
+        r.getMessage() for r in caplog.records if "error was encountered while running hook" in r.getMessage()
+    ]
+    assert hook_errors == []
 
 
 def test_the_ui_state_message_is_the_same_line(aws):

@@ -33,7 +33,7 @@ from tasks.emr.pricing import RunEstimate, estimate_cost, estimate_run, hourly_u
 from tasks.emr.step_wait import wait_for_step
 from tasks.emr.steps import run_token, step_definition, submit_step
 from tasks.emr.teardown import cancel_steps_quietly, end_what_the_run_left, terminate_quietly, terminate_strays
-from tasks.errors import UsageError, load_block
+from tasks.errors import MissingBlock, UsageError, load_block
 
 
 class EmrEngine:
@@ -168,11 +168,16 @@ class EmrEngine:
     def cleanup(self, flow_run_id: str, state_name: str, logger: Any) -> None:
         """Terminate the clusters created for this run (found by tags) unless kept; cancel its steps on the others."""
         try:
+            aws = self.aws
+        except MissingBlock as exc:  # no credentials, no cluster this run could have created (the reaper remains)
+            logger.info("nothing to end: %s", exc)
+            return
+        try:
             poll_seconds = self.config.poll_seconds
         except ValueError:  # the block is gone: terminate anyway, polling at the default pace
             poll_seconds = 30
         end_what_the_run_left(
-            self.aws,
+            aws,
             flow_run_id,
             state_name,
             logger,
