@@ -66,14 +66,23 @@ def test_the_job_keeps_its_own_family():
 
 
 @pytest.fixture
-def cli(aws, capfd):
-    """``main(argv)`` of the command line in this process (the session's Prefect server): (exit code, what it
-    printed on stdout and stderr, the console included). The quieting filters it adds are taken off after."""
-    from flows.fruit_features import main
-
+def quieting_undone():
+    """The command line's quieting filters (``quiet_expected_errors``) are taken off the loggers after the test."""
     loggers = [logging.getLogger(name) for name in (*LOGGERS, "", "prefect")]
     before = {logger.name: list(logger.filters) for logger in loggers}
     handlers = {id(h): list(h.filters) for logger in loggers for h in logger.handlers}
+    yield
+    for logger in loggers:
+        logger.filters[:] = before[logger.name]
+        for handler in logger.handlers:
+            handler.filters[:] = handlers.get(id(handler), handler.filters)
+
+
+@pytest.fixture
+def cli(aws, capfd, quieting_undone):
+    """``main(argv)`` of the command line in this process (the session's Prefect server): (exit code, what it
+    printed on stdout and stderr, the console included)."""
+    from flows.fruit_features import main
 
     def run(*argv: str) -> tuple[int, str]:
         capfd.readouterr()
@@ -81,11 +90,28 @@ def cli(aws, capfd):
         out, err = capfd.readouterr()
         return code, out + err
 
-    yield run
-    for logger in loggers:
-        logger.filters[:] = before[logger.name]
-        for handler in logger.handlers:
-            handler.filters[:] = handlers.get(id(handler), handler.filters)
+    return run
+
+
+def test_a_failed_serverless_job_run_is_one_line_on_the_cli(prefect_harness, quieting_undone, caplog):
+    """``JobRunFailed`` was missing from the CLI's list: a flow raising it logged ERROR records with tracebacks."""
+    from prefect import flow
+
+    from flows.cli_errors import failure_message, quiet_expected_errors
+    from tasks.emr_serverless.job_wait import JobRunFailed
+
+    said = "EMR Serverless job run 00f1 on 00a1 FAILED: Job failed, please check complete logs"
+
+    @flow(name="fails-like-a-job-run")
+    def fails_like_a_job_run():
+        raise JobRunFailed(said)
+
+    quiet_expected_errors()
+    state = fails_like_a_job_run(return_state=True)
+    assert failure_message(state) == f"JobRunFailed: {said}"
+    assert said in state.message  # what the UI shows
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], errors
 
 
 def _once_without_traceback(code: int, printed: str, message: str) -> None:
