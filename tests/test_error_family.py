@@ -185,3 +185,18 @@ def test_invalid_credentials_keep_the_aws_error_code(aws, aws_calls, cli, aws_co
         code, printed = cli(*_job_args(aws, "credentials"), "--dry-run")
     _once_without_traceback(code, printed, "the AWS credentials do not work")
     assert f"the AWS credentials do not work ({aws_code}" in printed, printed
+
+
+def test_access_denied_on_the_serverless_execution_role_is_a_listed_problem(aws, aws_calls):
+    from blocks.emr_serverless_config import EmrServerlessConfig
+    from tasks.aws.preflight import PreflightError
+    from tests.serverless_fixtures import create_role, serverless_flow
+
+    create_role(aws, "FruitflowDeniedCheckRole")
+    EmrServerlessConfig(execution_role_arn="FruitflowDeniedCheckRole", poll_seconds=1).save("sl-denied", overwrite=True)
+    with aws_calls.on("before-send.iam.GetRole", _query_error("AccessDenied")), pytest.raises(PreflightError) as caught:
+        serverless_flow(aws.images, f"s3://{aws.bucket}/out/sl-denied", serverless_block="sl-denied", dry_run=True)
+    assert "execution role arn:aws:iam::123456789012:role/FruitflowDeniedCheckRole could not be checked" in str(
+        caught.value
+    )
+    assert "may not iam:GetRole (AccessDenied)" in str(caught.value)
