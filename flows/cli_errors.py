@@ -11,25 +11,12 @@ from __future__ import annotations
 
 import logging
 
-from tasks.aws.preflight import PreflightError
-from tasks.aws.s3_uris import S3UriError
-from tasks.emr.cluster import ClusterError
-from tasks.emr.step_wait import StepFailed
-from tasks.local.input_checks import InputError
-from tasks.local.spark_submit import SparkJobFailed
-from tasks.validation import OutputInvalid
+from fruitjob.errors import JobError
+from tasks.errors import FruitflowError
 
-# Every error class the flow raises on purpose; each message tells the user what to do.
-EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
-    InputError,
-    PreflightError,
-    S3UriError,
-    SparkJobFailed,
-    StepFailed,
-    ClusterError,
-    OutputInvalid,
-)
-_NAMES = tuple(f"{cls.__name__}:" for cls in EXPECTED_ERRORS) + tuple(f"{cls.__name__}(" for cls in EXPECTED_ERRORS)
+# Every error a user can fix derives from one of these (the flow's family and the Spark job's); each message says
+# what to do. No list of classes to keep up to date: a new subclass is expected by being one.
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (FruitflowError, JobError)
 LOGGERS = ("prefect.task_runs", "prefect.flow_runs", "prefect.flows", "prefect.tasks")
 
 
@@ -38,7 +25,24 @@ def is_expected(record: logging.LogRecord) -> bool:
     error = record.exc_info[1] if record.exc_info else None
     if error is not None:
         return isinstance(error, EXPECTED_ERRORS)
-    return record.levelno >= logging.ERROR and any(name in record.getMessage() for name in _NAMES)
+    return record.levelno >= logging.ERROR and any(name in record.getMessage() for name in _expected_names())
+
+
+def expected_classes() -> list[type[BaseException]]:
+    """Every class of :data:`EXPECTED_ERRORS` and their subclasses imported so far (an error raised is imported)."""
+    found: list[type[BaseException]] = []
+    pending = list(EXPECTED_ERRORS)
+    while pending:
+        cls = pending.pop()
+        if cls not in found:
+            found.append(cls)
+            pending += cls.__subclasses__()
+    return found
+
+
+def _expected_names() -> tuple[str, ...]:
+    """How a state message names an expected error: ``InputError: ...`` or ``InputError(...)``."""
+    return tuple(f"{cls.__name__}{mark}" for cls in expected_classes() for mark in (":", "("))
 
 
 class ExpectedErrorsAtDebug(logging.Filter):

@@ -31,12 +31,14 @@ from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run as this_run
 
+from tasks.errors import FruitflowError
+
 REPO = Path(__file__).resolve().parent.parent
 AUTOMATIONS_YAML = REPO / "automations.yaml"
 WEBHOOK_BLOCK_NAME = "fruitflow-failures"
 
 
-class TemplateError(ValueError):
+class TemplateError(FruitflowError, ValueError):
     """A path template with an unknown field or format."""
 
 

@@ -16,6 +16,7 @@ import pyarrow.dataset as ds
 from pyarrow import fs as pafs
 
 from fruitjob.metrics import RunMetrics
+from tasks.errors import FruitflowError
 from tasks.input_drift import Drift, arrived_after, deleted_during, seconds
 from tasks.input_listing import list_input_facts
 from tasks.uris import filesystem_path
@@ -34,7 +35,7 @@ VERIFIED_PARQUET = ds.ParquetFileFormat(
 )
 
 
-class CorruptParquet(ValueError):
+class CorruptParquet(FruitflowError, ValueError):
     """A file of the output cannot be read as written; the message names each such file and why."""
 
 

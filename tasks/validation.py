@@ -22,6 +22,7 @@ from pyarrow import fs as pafs
 from fruitjob.metrics import RunMetrics
 from fruitjob.rules import FEATURE_DIM
 from tasks import output_checks as checks
+from tasks.errors import FruitflowError
 from tasks.identity_checks import check_identity
 from tasks.input_drift import Drift
 from tasks.uris import filesystem_path
@@ -29,7 +30,7 @@ from tasks.uris import filesystem_path
 ERROR_SAMPLES = 20
 
 
-class OutputInvalid(RuntimeError):
+class OutputInvalid(FruitflowError, RuntimeError):
     """The output is incomplete or wrong; the message lists every problem found."""
 
 

@@ -33,8 +33,9 @@ def test_cost_estimate_is_instance_hours_times_the_price_table():
     spot = hourly_usd(EmrClusterConfig(market="SPOT"))
     assert spot == pytest.approx(3 * (0.192 * 0.4 + 0.048))
     unknown = estimate_cost(EmrClusterConfig(core_instance_type="x9.mega"), 1.0)
-    assert unknown.usd is None and unknown.missing_prices == ("x9.mega",)
-    assert "no price for x9.mega" in unknown.text
+    lacking = ("the EC2 price of x9.mega (ec2_hourly_usd)", "the EMR surcharge of x9.mega (emr_hourly_usd)")
+    assert unknown.usd is None and unknown.missing_prices == lacking
+    assert "no price: the block's price table lacks the EC2 price of x9.mega" in unknown.text
 
 
 def test_cluster_request_carries_tags_idle_policy_and_no_public_ssh():

@@ -19,6 +19,8 @@ from prefect.exceptions import MissingContextError
 from prefect_aws import AwsCredentials
 from pyarrow import fs as pafs
 
+from tasks.errors import load_block
+
 # For calls that are not idempotent (AddJobFlowSteps has no client token): a lost reply resent by botocore would run
 # the step twice. One attempt; the caller retries only what it knows EMR refused (see tasks/emr/steps.py).
 _ONE_ATTEMPT = Config(retries={"total_max_attempts": 1, "mode": "standard"})  # max_attempts counts retries
@@ -101,7 +103,7 @@ class AwsClients:
 
     @classmethod
     def from_block(cls, name: str) -> AwsClients:
-        return cls(AwsCredentials.load(name))
+        return cls(load_block(AwsCredentials, name, "--aws-credentials-block"))
 
     @property
     def region(self) -> str:

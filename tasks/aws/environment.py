@@ -29,6 +29,7 @@ from botocore.exceptions import ClientError
 from tasks.aws.clients import run_logger
 from tasks.aws.job_pins import ARCHITECTURES, job_requirements
 from tasks.aws.s3_uris import s3_uri
+from tasks.errors import FruitflowError
 
 # Encrypted at rest whatever the bucket's default, as every staged file (tasks/aws/staging.py).
 UPLOAD_ARGS = {"ServerSideEncryption": "AES256"}
@@ -46,7 +47,7 @@ _OFFLINE_SIGNS = ("NewConnectionError", "Max retries exceeded", "Temporary failu
                   "Could not fetch URL", "Network is unreachable", "ConnectTimeoutError", "ProxyError")  # fmt: skip
 
 
-class EnvironmentBuildError(RuntimeError):
+class EnvironmentBuildError(FruitflowError, RuntimeError):
     """pip could not build the archive; ``offline`` when the package index was out of reach."""
 
     def __init__(self, message: str, offline: bool = False) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
+from tasks.errors import FruitflowError
 from tasks.job_files import REPO_ROOT
 
 PYPROJECT = REPO_ROOT / "pyproject.toml"
@@ -30,7 +31,7 @@ _PLATFORMS = [("linux", arch) for arch in ARCHITECTURES] + [
 ]
 
 
-class PinError(ValueError):
+class PinError(FruitflowError, ValueError):
     """The job's pins do not give exactly one version of each package for this Python and platform."""
 
 

@@ -14,10 +14,11 @@ from fruitjob import rules
 from fruitjob.options import NAMED_WEIGHTS, JobOptions
 from tasks.aws.clients import AwsClients
 from tasks.aws.s3_uris import S3UriError, check_s3_uri, split_s3_uri
+from tasks.errors import FruitflowError, aws_error_code
 from tasks.input_listing import InputCount
 
 
-class PreflightError(RuntimeError):
+class PreflightError(FruitflowError, RuntimeError):
     """Something the run needs is missing; the message lists each problem and how to fix it."""
 
 
@@ -62,6 +63,21 @@ def error_code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
 
 
+DENIED_CODES = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation")
+
+
+def permission_problem(exc: ClientError, service: str, what: str) -> str | None:
+    """A call these credentials may not make, as a listed problem naming the permission (``iam:GetRole``); None for
+    any other error (the caller re-raises it)."""
+    if error_code(exc) not in DENIED_CODES:
+        return None
+    action = f"{service}:{exc.operation_name}"
+    return (
+        f"{what} could not be checked: these credentials may not {action} ({error_code(exc)}): add {action} to "
+        "their policy (docs/iam-policy.json lists what the run needs)"
+    )
+
+
 def _check_bucket(s3, bucket: str, region: str) -> str | None:
     try:
         s3.head_bucket(Bucket=bucket)
@@ -73,6 +89,45 @@ def _check_bucket(s3, bucket: str, region: str) -> str | None:
     except BotoCoreError as exc:
         return f"bucket {bucket} is not reachable ({type(exc).__name__}): check the endpoint and network"
     return None
+
+
+# S3 data transfer between regions, USD per GB (us-east-1 to another region, 2026-11); an order of magnitude only.
+INTER_REGION_USD_PER_GB = 0.02
+
+
+def other_region_buckets(s3, buckets: list[str], region: str) -> dict[str, str]:
+    """Bucket -> its region, for the buckets that are not in ``region`` (HeadBucket names it; no extra permission).
+
+    Another region is a warning, not a refusal: the cluster or application (in the credentials' region) reads and
+    writes it through S3's public endpoints, which works, but every byte crosses regions (billed per GB, slower), and
+    a private subnet that reaches S3 only through a gateway endpoint (same region only) cannot reach it at all.
+    """
+    found = {}
+    for name in buckets:
+        try:
+            answer = s3.head_bucket(Bucket=name)
+        except (ClientError, BotoCoreError):
+            continue  # reachability is _check_bucket's to report
+        bucket_region = answer.get("BucketRegion") or answer["ResponseMetadata"]["HTTPHeaders"].get(
+            "x-amz-bucket-region"
+        )
+        if bucket_region and bucket_region != region:
+            found[name] = bucket_region
+    return found
+
+
+def region_warning(elsewhere: dict[str, str], region: str, input_bucket: str, input_bytes: int) -> str:
+    """One line for the run log: which buckets are in which region, what crossing costs, and the fixes."""
+    where = ", ".join(f"{name} is in {bucket_region}" for name, bucket_region in elsewhere.items())
+    cost = ""
+    if input_bucket in elsewhere:
+        gb = input_bytes / 1e9
+        cost = f"; reading the input alone moves {gb:.3g} GB across regions (~${gb * INTER_REGION_USD_PER_GB:.2f})"
+    return (
+        f"{where}, the run in {region}: it works but every byte crosses regions (billed per GB, slower){cost}, and "
+        "a private subnet with only an S3 gateway endpoint cannot reach it. Set the region of the AwsCredentials "
+        "block to the bucket's, or copy the data to a bucket in the run's region (`aws s3 sync`)"
+    )
 
 
 def count_images(s3, uri: str) -> InputCount:
@@ -104,8 +159,14 @@ def check_account_and_data(job: JobOptions, aws: AwsClients, bucket: str, logger
     try:
         identity = aws("sts").get_caller_identity()
     except (ClientError, BotoCoreError) as exc:
+        # AWS's own code tells an expired session token (ExpiredToken) from a wrong key (InvalidClientTokenId).
+        said = (
+            f"{aws_error_code(exc)}: {exc.response['Error'].get('Message', '')}"
+            if isinstance(exc, ClientError)
+            else exc
+        )
         raise PreflightError(
-            f"the AWS credentials do not work ({type(exc).__name__}): fix the AwsCredentials block "
+            f"the AWS credentials do not work ({said}): fix the AwsCredentials block "
             "(or re-create it with `python -m blocks.create_blocks`)"
         ) from None
     logger.info("AWS account %s, region %s", identity["Account"], aws.region)
@@ -123,6 +184,9 @@ def check_account_and_data(job: JobOptions, aws: AwsClients, bucket: str, logger
             f"no images ({', '.join(rules.IMAGE_EXTENSIONS)}) under {job.images} ({found.other_files} other files): "
             f"upload them with `aws s3 sync <local folder> {job.images.rstrip('/')}/` or fix --images"
         )
+    elsewhere = other_region_buckets(s3, list(buckets), aws.region)
+    if elsewhere:
+        logger.warning(region_warning(elsewhere, aws.region, split_s3_uri(job.images)[0], found.bytes))
     refusal = rules.output_refusal(job.output, present_parts(s3, job.output), job.overwrite, job.incremental)
     problems += [refusal] if refusal else []
     checked = {"account": identity["Account"], "region": aws.region, "images": found.images, "bytes": found.bytes,

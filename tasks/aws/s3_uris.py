@@ -6,6 +6,8 @@ import ipaddress
 import re
 from urllib.parse import urlparse
 
+from tasks.errors import FruitflowError
+
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
     """``s3://bucket/a/b`` -> ``("bucket", "a/b")``; also accepts s3a:// and s3n://.
@@ -20,7 +22,7 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
-class S3UriError(ValueError):
+class S3UriError(FruitflowError, ValueError):
     """An s3:// URI given as a parameter that cannot be used as is; the message says which rule it breaks."""
 
 

@@ -15,8 +15,11 @@ from tasks.aws.clients import AwsClients
 from tasks.aws.preflight import error_code
 from tasks.aws.tags import ACCESS_DENIED, TAG_KEEP, TAG_MAX_AGE, is_ours, named_as_ours, our_name, run_tags
 from tasks.aws.waiting import wait
+from tasks.errors import FruitflowError
 
 TEARDOWN_SLACK_MINUTES = 30  # staging, validation, the failed step's log wait (6 min) and termination
+# terminate() waits this long for TERMINATED; the instances bill until EMR has ended them.
+TERMINATE_WAIT_MINUTES = 30
 TERMINATED_STATES = ("TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS")
 # EMRFS (s3:// from the job) writes every object with SSE-S3, whatever the bucket's default encryption.
 EMRFS_ENCRYPTION = {"Classification": "emrfs-site", "Properties": {"fs.s3.enableServerSideEncryption": "true"}}
@@ -40,7 +43,7 @@ _CLUSTER_TERMINATED = WaiterModel(
 )
 
 
-class ClusterError(RuntimeError):
+class ClusterError(FruitflowError, RuntimeError):
     """The cluster did not become ready, or did not terminate; the message carries EMR's reason."""
 
 
@@ -203,7 +206,9 @@ def provision_cluster(aws: AwsClients, request: dict, flow_run_id: str, config: 
     return cluster_id
 
 
-def terminate(aws: AwsClients, cluster_id: str, poll_seconds: int = 30, timeout_minutes: int = 30) -> None:
+def terminate(
+    aws: AwsClients, cluster_id: str, poll_seconds: int = 30, timeout_minutes: int = TERMINATE_WAIT_MINUTES
+) -> None:
     """Terminate a cluster and wait until EMR says TERMINATED or TERMINATED_WITH_ERRORS (plain function: hooks call
     it outside tasks)."""
     emr = aws("emr")

@@ -33,6 +33,7 @@ from tasks.emr.pricing import RunEstimate, estimate_cost, estimate_run, hourly_u
 from tasks.emr.step_wait import wait_for_step
 from tasks.emr.steps import run_token, step_definition, submit_step
 from tasks.emr.teardown import cancel_steps_quietly, end_what_the_run_left, terminate_quietly, terminate_strays
+from tasks.errors import MissingBlock, UsageError, load_block
 
 
 class EmrEngine:
@@ -51,11 +52,11 @@ class EmrEngine:
 
     @cached_property
     def bucket(self) -> S3Bucket:
-        return S3Bucket.load(self.settings.s3_bucket_block)
+        return load_block(S3Bucket, self.settings.s3_bucket_block, "--s3-bucket-block")
 
     @cached_property
     def config(self) -> EmrClusterConfig:
-        return EmrClusterConfig.load(self.settings.cluster_block)
+        return load_block(EmrClusterConfig, self.settings.cluster_block, "--cluster-block")
 
     @property
     def log_uri(self) -> str:
@@ -63,7 +64,7 @@ class EmrEngine:
 
     def complete(self, images: str | None, output: str | None, stamp: str) -> tuple[str, str]:
         if images is None:
-            raise ValueError("the EMR engine needs --images s3://bucket/prefix (upload with `aws s3 sync`)")
+            raise UsageError("the EMR engine needs --images s3://bucket/prefix (upload with `aws s3 sync`)")
         default = s3_uri(self.bucket.bucket_name, self.bucket.bucket_folder, "fruitflow-output", f"run-{stamp}")
         return images, output or default
 
@@ -167,11 +168,16 @@ class EmrEngine:
     def cleanup(self, flow_run_id: str, state_name: str, logger: Any) -> None:
         """Terminate the clusters created for this run (found by tags) unless kept; cancel its steps on the others."""
         try:
+            aws = self.aws
+        except MissingBlock as exc:  # no credentials, no cluster this run could have created (the reaper remains)
+            logger.info("nothing to end: %s", exc)
+            return
+        try:
             poll_seconds = self.config.poll_seconds
         except ValueError:  # the block is gone: terminate anyway, polling at the default pace
             poll_seconds = 30
         end_what_the_run_left(
-            self.aws,
+            aws,
             flow_run_id,
             state_name,
             logger,

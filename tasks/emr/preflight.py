@@ -13,7 +13,7 @@ from fruitjob.options import JobOptions
 from tasks.aws.clients import AwsClients
 from tasks.aws.model_preflight import check_reads
 from tasks.aws.output_lease import held_by_another_run
-from tasks.aws.preflight import check_account_and_data, error_code, refuse
+from tasks.aws.preflight import check_account_and_data, error_code, permission_problem, refuse
 
 REUSABLE_STATES = ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")
 
@@ -29,9 +29,12 @@ def _check_iam(iam, config: EmrClusterConfig) -> list[str]:
         try:
             look_up()
         except ClientError as exc:
-            if error_code(exc) != "NoSuchEntity":
+            denied = permission_problem(exc, "iam", f"{what} {name}")
+            if error_code(exc) != "NoSuchEntity" and denied is None:
                 raise
-            if name == DEDICATED_INSTANCE_PROFILE:
+            if denied:
+                problems.append(denied)
+            elif name == DEDICATED_INSTANCE_PROFILE:
                 how = "create it as docs/emr.md says (Once per account), or set another in the EmrClusterConfig block"
                 problems.append(f"{what} {name} does not exist: {how}")
             else:

@@ -14,6 +14,7 @@ from tasks.aws.clients import AwsClients
 from tasks.aws.s3_uris import split_s3_uri
 from tasks.aws.waiting import wait
 from tasks.emr.steps import FAILED_STATES
+from tasks.errors import FruitflowError
 from tasks.progress import STEP_STATE_PERCENT, JobProgress
 
 LOG_TAIL_LINES = 40
@@ -58,7 +59,11 @@ _STEP_DONE = WaiterModel(
 # its own directory named after it, which is where the id comes from (left unset if that ever changes).
 
 
-class StepFailed(RuntimeError):
+# How long a failed step waits for EMR to upload its log (every few minutes) before reporting without its tail.
+LOG_WAIT_MINUTES = 6
+
+
+class StepFailed(FruitflowError, RuntimeError):
     """The step ended FAILED/CANCELLED/INTERRUPTED (or timed out): EMR's reason and the tail of its stderr."""
 
     def __init__(self, message: str, *, reason: str = "", log_uri: str | None = None, log_tail: str = ""):
@@ -112,7 +117,7 @@ def wait_for_step(
     *,
     timeout_minutes: float = 180,
     poll_seconds: int = 30,
-    log_wait_minutes: float = 6,
+    log_wait_minutes: float = LOG_WAIT_MINUTES,
 ) -> str:
     """Wait for the step to finish; raise :class:`StepFailed` with EMR's reason and the stderr tail if it did not.
 

@@ -16,13 +16,17 @@ from tasks.aws.preflight import error_code
 from tasks.aws.tags import ACCESS_DENIED, TAG_MAX_AGE, is_ours, named_as_ours, our_name, run_tags
 from tasks.aws.waiting import wait
 from tasks.emr_serverless.waiters import application_state, waiter
+from tasks.errors import FruitflowError
 
 # States in which an application may still run (or start) work: what teardown and the reaper look at.
 ACTIVE_STATES = ["CREATING", "CREATED", "STARTING", "STARTED", "STOPPING", "STOPPED"]
 TEARDOWN_SLACK_MINUTES = 30
+# stop_and_delete() waits this long for each state (started, stopped, deleted); a started application bills its
+# pre-initialized capacity until it is STOPPED.
+STATE_WAIT_MINUTES = 15
 
 
-class ApplicationError(RuntimeError):
+class ApplicationError(FruitflowError, RuntimeError):
     """The application did not become ready, or could not be deleted; the message carries its stateDetails."""
 
 
@@ -153,7 +157,9 @@ def provision_application(aws: AwsClients, request: dict, flow_run_id: str, conf
     return application_id
 
 
-def stop_and_delete(aws: AwsClients, application_id: str, poll_seconds: int = 15, timeout_minutes: float = 15) -> None:
+def stop_and_delete(
+    aws: AwsClients, application_id: str, poll_seconds: int = 15, timeout_minutes: float = STATE_WAIT_MINUTES
+) -> None:
     """Stop the application, wait until it may be deleted, delete it (plain function: hooks call it outside tasks)."""
     client = aws("emr-serverless")
     state = application_state(client.get_application(applicationId=application_id))

@@ -40,6 +40,7 @@ from tasks.emr_serverless.job_wait import driver_log_uri, wait_for_job_run
 from tasks.emr_serverless.preflight import preflight
 from tasks.emr_serverless.pricing import ServerlessCost, ServerlessEstimate, billed_cost, estimate_job
 from tasks.emr_serverless.teardown import delete_application, end_run_on, end_what_the_run_left, quietly
+from tasks.errors import UsageError, load_block
 
 # EMR Serverless' architecture names -> pip's, for the environment archive (tasks/aws/environment.py)
 PIP_ARCHITECTURE = {"X86_64": "x86_64", "ARM64": "aarch64"}
@@ -61,11 +62,11 @@ class EmrServerlessEngine:
 
     @cached_property
     def bucket(self) -> S3Bucket:
-        return S3Bucket.load(self.settings.s3_bucket_block)
+        return load_block(S3Bucket, self.settings.s3_bucket_block, "--s3-bucket-block")
 
     @cached_property
     def config(self) -> EmrServerlessConfig:
-        return EmrServerlessConfig.load(self.settings.serverless_block)
+        return load_block(EmrServerlessConfig, self.settings.serverless_block, "--serverless-block")
 
     @property
     def log_uri(self) -> str:
@@ -77,14 +78,15 @@ class EmrServerlessEngine:
 
     def complete(self, images: str | None, output: str | None, stamp: str) -> tuple[str, str]:
         if images is None:
-            raise ValueError("the EMR Serverless engine needs --images s3://bucket/prefix (upload with `aws s3 sync`)")
+            raise UsageError("the EMR Serverless engine needs --images s3://bucket/prefix (upload with `aws s3 sync`)")
         default = s3_uri(self.bucket.bucket_name, self.bucket.bucket_folder, "fruitflow-output", f"run-{stamp}")
         return images, output or default
 
     def check(self, job: JobOptions) -> dict[str, Any]:
         staging = s3_uri(self.bucket.bucket_name, self._staging(str(runtime.flow_run.id or "preflight")))
         return preflight(job, self.aws, self.bucket.bucket_name, self.config, staging_uri=staging,
-                         log_uri=self.log_uri, cluster_id=self.settings.cluster_id)  # fmt: skip
+                         log_uri=self.log_uri, cluster_id=self.settings.cluster_id,
+                         timeout_minutes=self.settings.step_timeout_minutes)  # fmt: skip
 
     def estimate(self, job: JobOptions, checked: dict[str, Any]) -> ServerlessEstimate:
         """For this input: images / the measured per-vCPU rate, priced; the upper bound is the job run's timeout."""

@@ -13,12 +13,17 @@ from tasks.aws.preflight import error_code
 from tasks.aws.waiting import wait
 from tasks.emr.step_wait import read_log_tail
 from tasks.emr_serverless.waiters import JOB_RUN_ENDED, job_run_state, waiter
+from tasks.errors import FruitflowError
 from tasks.progress import JobProgress
 
 _PERCENT = {"SUBMITTED": 0.0, "SCHEDULED": 10.0, "RUNNING": 50.0, "SUCCESS": 100.0}
 
 
-class JobRunFailed(RuntimeError):
+# How long a failed job run waits for its driver's stderr to reach S3 before reporting without its tail.
+LOG_WAIT_MINUTES = 3
+
+
+class JobRunFailed(FruitflowError, RuntimeError):
     """The job run ended FAILED or CANCELLED (or timed out): EMR Serverless' stateDetails and the driver's stderr."""
 
     def __init__(self, message: str, *, reason: str = "", log_uri: str | None = None, log_tail: str = ""):
@@ -47,7 +52,7 @@ def wait_for_job_run(
     log_uri: str,
     timeout_minutes: float = 180,
     poll_seconds: int = 15,
-    log_wait_minutes: float = 3,
+    log_wait_minutes: float = LOG_WAIT_MINUTES,
 ) -> dict:
     """Wait for the job run to succeed; returns its GetJobRun description (billed resources included).
 

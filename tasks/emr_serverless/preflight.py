@@ -109,6 +109,23 @@ def check_capacity(config: EmrServerlessConfig) -> list[str]:
     return []
 
 
+# StartJobRun's executionTimeoutMinutes (API reference): 0 turned the timeout off, which BATCH job runs no longer
+# accept from EMR 7.11; the longest a BATCH job run may take is 10080 minutes (7 days). Checked here because the API
+# refuses it only at StartJobRun, after the application was created and started.
+TIMEOUT_MINUTES_RANGE = (1, 10080)
+
+
+def check_timeout(timeout_minutes: int) -> list[str]:
+    """``--step-timeout-minutes`` becomes the job run's ``executionTimeoutMinutes``: within what AWS accepts."""
+    low, high = TIMEOUT_MINUTES_RANGE
+    if low <= timeout_minutes <= high:
+        return []
+    return [
+        f"--step-timeout-minutes {timeout_minutes} is not a valid EMR Serverless executionTimeoutMinutes: it must be "
+        f"{low} to {high} minutes (a batch job run needs a timeout, 7 days at most); the job run is cancelled then"
+    ]
+
+
 @task(name="preflight", cache_policy=NO_CACHE)
 def preflight(
     job: JobOptions,
@@ -119,6 +136,7 @@ def preflight(
     staging_uri: str,
     log_uri: str,
     cluster_id: str | None = None,
+    timeout_minutes: int = 180,
 ) -> dict:
     """Check everything the run needs before anything is created; raise ``PreflightError`` listing each gap.
 
@@ -130,6 +148,7 @@ def preflight(
         staging_uri: the s3:// prefix the job will be staged under (the role must read it).
         log_uri: the job run's log destination (the role must write there).
         cluster_id: ``--cluster-id``, which this engine does not take (a reused application is a block field).
+        timeout_minutes: ``--step-timeout-minutes``, the job run's execution timeout.
 
     Returns:
         account, region, image count and bytes under the input prefix, and the execution role's ARN.
@@ -139,6 +158,7 @@ def preflight(
     if cluster_id:
         problems.append("--cluster-id is for --engine emr; to reuse an EMR Serverless application set "
                         "application_id in the EmrServerlessConfig block")  # fmt: skip
+    problems += check_timeout(timeout_minutes)
     problems += check_release(aws, config.release_label)
     if config.application_id:
         problems += check_application(aws("emr-serverless"), config.application_id)

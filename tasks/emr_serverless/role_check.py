@@ -16,7 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
 from tasks.aws.clients import AwsClients, run_logger
-from tasks.aws.preflight import error_code
+from tasks.aws.preflight import error_code, permission_problem
 
 SERVICE = "emr-serverless.amazonaws.com"
 
@@ -119,6 +119,9 @@ def check_execution_role(aws: AwsClients, arn: str, needs: list[Need]) -> list[s
     try:
         role = iam.get_role(RoleName=name)["Role"]
     except ClientError as exc:
+        denied = permission_problem(exc, "iam", f"execution role {arn}")
+        if denied:
+            return [denied]
         if error_code(exc) != "NoSuchEntity":
             raise
         return [f"execution role {arn} does not exist: create it (docs/emr.md, 'EMR Serverless') or set "

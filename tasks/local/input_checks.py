@@ -11,10 +11,11 @@ from prefect import get_run_logger, task
 from pyarrow import fs as pafs
 
 from fruitjob import rules
+from tasks.errors import FruitflowError
 from tasks.input_listing import InputCount, list_input_facts
 
 
-class InputError(ValueError):
+class InputError(FruitflowError, ValueError):
     """The input or output location cannot be used as given; the message says what to do."""
 
 

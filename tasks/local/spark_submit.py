@@ -13,13 +13,14 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from fruitjob.options import JobOptions, job_arguments
+from tasks.errors import FruitflowError
 from tasks.job_files import JOB_SCRIPT
 from tasks.progress import JobProgress
 
 JOB_LOG_PREFIX = "fruitflow "
 
 
-class SparkJobFailed(RuntimeError):
+class SparkJobFailed(FruitflowError, RuntimeError):
     """spark-submit exited with an error; the message carries the job's own reason and the log tail."""
 
 
