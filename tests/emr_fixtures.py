@@ -754,9 +754,12 @@ def _steps_on_the_cluster_stack(request):
 def fake_cluster(aws, spark, shipped_environment):
     """The cluster player, watching moto for steps in a background thread for the whole session.
 
-    moto's backend is patched here and only here: to see each new cluster and each added step as it happens.
+    moto's backend is patched here and only here: to see each new cluster and each added step as it happens, and to
+    answer CancelSteps as EMR does.
     """
+    from moto.core.responses import ActionResult
     from moto.emr.models import ElasticMapReduceBackend
+    from moto.emr.responses import ElasticMapReduceResponse
 
     player = FakeCluster(aws=aws, spark=spark)
     real_run_job_flow = ElasticMapReduceBackend.run_job_flow
@@ -772,7 +775,18 @@ def fake_cluster(aws, spark, shipped_environment):
         player._steps_added(backend.clusters[job_flow_id])
         return added
 
+    def cancel_steps(response) -> ActionResult:
+        """EMR's CancelSteps, which moto 5.2.5 lacks (HTTP 500): the named pending or running steps end CANCELLED.
+        A flow in another process (the signal tests) cancels its step through it."""
+        cluster = response.backend.describe_cluster(response._get_param("ClusterId"))
+        step_ids = response._get_param("StepIds", [])
+        for step in cluster.steps:
+            if step.id in step_ids and step.state in ("PENDING", "RUNNING"):
+                step.state = "CANCELLED"
+        return ActionResult({"CancelStepsInfoList": [{"StepId": i, "Status": "SUBMITTED"} for i in step_ids]})
+
     patch = pytest.MonkeyPatch()
+    patch.setattr(ElasticMapReduceResponse, "cancel_steps", cancel_steps, raising=False)
     patch.setattr(ElasticMapReduceBackend, "run_job_flow", run_job_flow)
     patch.setattr(ElasticMapReduceBackend, "add_job_flow_steps", add_job_flow_steps)
     thread = threading.Thread(target=player.watch, name="fake-emr", daemon=True)

@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,15 @@ def test_the_step_refuses_an_archive_that_is_not_the_one_staged(aws, tmp_path):
     assert done.returncode == 1
     assert f"{uri} is not the archive the flow staged (sha256 {file_sha256(archive)}); not unpacking it" in done.stderr
     assert not (tmp_path / "swapped" / "s-TEST" / "environment" / f"{MARKER}.py").exists()
+
+
+def test_the_step_command_ends_itself_at_its_deadline(aws, tmp_path):
+    """The wrapper's ``timeout`` for real (issue 20, case 1): a command that would run for a minute ends at a
+    0.02-minute deadline with ``timeout``'s exit code, which EMR reports as the step's failure."""
+    archive = _archive(tmp_path, "deadline")
+    key = f"checksums-{tmp_path.name}/{archive.name}"
+    aws.client("s3").put_object(Bucket=aws.bucket, Key=key, Body=archive.read_bytes())
+    started = time.monotonic()
+    done = _run_wrapper(aws, tmp_path, f"s3://{aws.bucket}/{key}", file_sha256(archive), ["sleep", "60"], "0.02")
+    assert done.returncode == 124, done.stderr
+    assert time.monotonic() - started < 30
