@@ -309,19 +309,19 @@ class FakeCluster:
                 step.state = "CANCELLED"
         return answer_ok()
 
-    def pass_time(self, minutes: float) -> list[str]:
-        """Play ``minutes`` of EMR's clock on the steps moto leaves RUNNING (unplayed clusters): a step whose command
-        runs under ``timeout`` with a deadline within ``minutes`` of its start ends as ``timeout`` ends it (exit 124,
-        FAILED), and its ActionOnFailure applies (TERMINATE_CLUSTER ends its cluster). Returns the ids of the steps
-        that timed out. The deadline is read from the step's own wrapper (tasks/emr/steps.py): ``deadline="$N"``.
+    def pass_time(self, minutes: float, cluster_id: str) -> list[str]:
+        """Play ``minutes`` of EMR's clock on a cluster's steps that moto leaves RUNNING (unplayed clusters): a step
+        whose command runs under ``timeout`` with a deadline within ``minutes`` of its start ends as ``timeout`` ends
+        it (exit 124, FAILED), and its ActionOnFailure applies (TERMINATE_CLUSTER ends its cluster). Returns the ids of
+        the steps that timed out. The deadline is read from the step's own wrapper (tasks/emr/steps.py).
         """
         timed_out = []
-        for cluster in _moto_clusters():
-            for step in [step for step in cluster.steps if step.state == "RUNNING"]:
-                deadline = _step_deadline_minutes(step.args)
-                if deadline is not None and deadline <= minutes:
-                    self._finish_failed(cluster, step, "Step failed with exitCode 124", "timeout: the step overran\n")
-                    timed_out.append(step.id)
+        cluster = self._cluster(cluster_id)
+        for step in [step for step in cluster.steps if step.state == "RUNNING"]:
+            deadline = _step_deadline_minutes(step.args)
+            if deadline is not None and deadline <= minutes:
+                self._finish_failed(cluster, step, "Step failed with exitCode 124", "timeout: the step overran\n")
+                timed_out.append(step.id)
         return timed_out
 
     def _cluster(self, cluster_id: str):

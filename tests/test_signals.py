@@ -124,7 +124,8 @@ def test_a_signal_terminates_the_cluster_the_run_created(aws, run_command, signu
 
     assert command.wait_exit() != 0
     assert _cluster(aws, command.cluster_id)["Status"]["State"] == "TERMINATED", command.output()
-    assert f"{signum.name}: ending the run's remote work" in command.output()
+    if signum != signal.SIGTERM:  # SIGTERM is Prefect's own bridge; the other two are handed to it
+        assert f"{signum.name}: ending the run's remote work" in command.output()
     assert _flow_run_state(aws, command.cluster_id) in (StateType.CRASHED, StateType.CANCELLED, StateType.FAILED)
 
 
@@ -158,8 +159,8 @@ def test_after_a_sigkill_the_step_and_its_cluster_end_at_the_step_timeout(aws, f
     assert "exec timeout" in step["Config"]["Args"][2] and str(STEP_TIMEOUT_MINUTES) in step["Config"]["Args"]
     assert _cluster(aws, command.cluster_id)["Status"]["State"] in ("WAITING", "RUNNING")  # nobody ended it
 
-    assert fake_cluster.pass_time(STEP_TIMEOUT_MINUTES - 1) == []
+    assert fake_cluster.pass_time(STEP_TIMEOUT_MINUTES - 1, command.cluster_id) == []
     assert _step(aws, command.cluster_id, command.step_id)["Status"]["State"] == "RUNNING"
-    assert fake_cluster.pass_time(STEP_TIMEOUT_MINUTES) == [command.step_id]
+    assert fake_cluster.pass_time(STEP_TIMEOUT_MINUTES, command.cluster_id) == [command.step_id]
     assert _step(aws, command.cluster_id, command.step_id)["Status"]["State"] == "FAILED"
     assert _cluster(aws, command.cluster_id)["Status"]["State"] == "TERMINATED"
