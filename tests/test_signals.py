@@ -164,3 +164,47 @@ def test_after_a_sigkill_the_step_and_its_cluster_end_at_the_step_timeout(aws, f
     assert fake_cluster.pass_time(STEP_TIMEOUT_MINUTES, command.cluster_id) == [command.step_id]
     assert _step(aws, command.cluster_id, command.step_id)["Status"]["State"] == "FAILED"
     assert _cluster(aws, command.cluster_id)["Status"]["State"] == "TERMINATED"
+
+
+def test_a_hangup_cancels_the_serverless_job_run_and_deletes_the_application(aws, serverless, tmp_path):
+    from blocks.emr_serverless_config import EmrServerlessConfig
+
+    marker = uuid.uuid4().hex[:8]
+    EmrServerlessConfig(poll_seconds=1, tags={UNPLAYED_TAG: marker}).save(f"signals-{marker}")  # its job run runs on
+    started: dict = {"event": threading.Event()}
+
+    def on_start(application_id: str, job_run_id: str, tags: dict) -> None:
+        if tags.get(UNPLAYED_TAG) == marker:
+            started.update(applicationId=application_id, jobRunId=job_run_id)
+            started["event"].set()
+
+    emr_serverless = aws.client("emr-serverless")
+    options = [f"--{name.replace('_', '-')}={value}" for name, value in TEST_JOB.items()]
+    block, output = f"signals-{marker}", f"s3://{aws.bucket}/signals/{marker}"
+    command = [sys.executable, "-m", "flows.fruit_features", "--engine", "emr-serverless", "--images", aws.images,
+               "--output", output, *options, "--serverless-block", block]  # fmt: skip
+    log = tmp_path / "serverless.log"
+    with serverless.on_started(on_start), log.open("w") as out:
+        env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)  # fmt: skip
+        try:
+            deadline = time.monotonic() + STEP_WAIT_S
+            ids = {}
+            while not ids:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"no job run RUNNING (exit {process.poll()}):\n{log.read_text()[-6000:]}")
+                if started["event"].wait(0.5):
+                    found = {key: started[key] for key in ("applicationId", "jobRunId")}
+                    if emr_serverless.get_job_run(**found)["jobRun"]["state"] == "RUNNING":
+                        ids = found
+            os.killpg(process.pid, signal.SIGHUP)
+            process.wait(timeout=EXIT_WAIT_S)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+    application = emr_serverless.get_application(applicationId=ids["applicationId"])["application"]
+    assert emr_serverless.get_job_run(**ids)["jobRun"]["state"] == "CANCELLED", log.read_text()[-6000:]
+    assert application["state"] == "TERMINATED"  # moto's state for a deleted application
