@@ -230,10 +230,10 @@ def upload_environment(s3, bucket: str, prefix: str, archive: Path) -> str:
     if stored is not None and stored == sha256_base64(archive) and stored_size == size:
         logger.info("the cluster's Python environment is already staged (S3's sha256 matches): %s", uri)
         return uri
-    if stored_size is not None:
-        logger.warning(
-            "the staged environment %s is not this archive (S3's sha256 %s): staging it again", uri, stored or "none"
-        )
+    if stored_size is not None and stored is None:  # staged by an older fruitflow, or by another writer
+        logger.info("the staged environment %s has no S3 SHA-256 to check: staging it again", uri)
+    elif stored_size is not None:
+        logger.warning("the staged environment %s is not this archive (S3's sha256 %s): staging it again", uri, stored)
     logger.info("staging the cluster's Python environment (%.0f MB): %s", size / 1e6, uri)
     upload_checked(s3, archive, bucket, key, {**UPLOAD_ARGS, "Metadata": {"sha256": file_sha256(archive)}})
     return uri
