@@ -208,3 +208,36 @@ def test_a_hangup_cancels_the_serverless_job_run_and_deletes_the_application(aws
     application = emr_serverless.get_application(applicationId=ids["applicationId"])["application"]
     assert emr_serverless.get_job_run(**ids)["jobRun"]["state"] == "CANCELLED", log.read_text()[-6000:]
     assert application["state"] == "TERMINATED"  # moto's state for a deleted application
+
+
+def test_a_signal_whose_exception_python_drops_in_a_finalizer_is_delivered_again(capsys):
+    """Seen with SIGINT: the handler ran inside a finalizer, Python printed "Exception ignored in" and dropped the
+    exception, and the flow went on waiting for its step. The signal is delivered again outside the finalizer."""
+    from flows import signals
+
+    saved = {signum: signal.getsignal(signum) for signum in signals.ENDING_SIGNALS}
+    saved_hook = sys.unraisablehook
+
+    class Finalized:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGHUP)  # the handler runs at the next bytecode: here, inside __del__
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:  # the handler raises here, and Python drops its exception
+                pass
+
+    try:
+        signals.end_runs_on_hangup_and_interrupt()
+        with pytest.raises(SystemExit) as ended:
+            Finalized()  # no reference kept: __del__ runs at once, and its exception is dropped there
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:  # the signal delivered again raises here
+                pass
+        assert ended.value.code == 128 + signal.SIGHUP
+        # handled twice: dropped in the finalizer, then delivered again (once only, without the fix: nothing raised)
+        assert capsys.readouterr().err.count("SIGHUP: ending the run's remote work") == 2
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+        sys.unraisablehook = saved_hook
+        signals._ending.clear()
+        signals._raised.clear()
