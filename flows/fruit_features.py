@@ -32,6 +32,7 @@ from prefect.settings import (  # noqa: E402
 from flows.cli_errors import failure_message, quiet_expected_errors  # noqa: E402
 from flows.command_line import parser_for  # noqa: E402
 from flows.parameters import declared_parameters, engine_settings, split  # noqa: E402
+from flows.signals import end_runs_on_hangup_and_interrupt  # noqa: E402
 from fruitjob.options import JobOptions  # noqa: E402
 from tasks.aws.output_lease import held_output  # noqa: E402
 from tasks.contract import Engine, RunResult  # noqa: E402
@@ -123,6 +124,8 @@ def _run_flow(args: dict[str, Any], server: TemporaryServer | None):
 
 def main(argv: list[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
+    # A closed terminal (SIGHUP) and Ctrl-C (SIGINT) end the run as SIGTERM does: nothing remote runs on without it.
+    end_runs_on_hangup_and_interrupt()
     # The temporary server started for this run would log an ERROR for every telemetry send it cannot make offline.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     quiet_expected_errors()

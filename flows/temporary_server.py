@@ -99,6 +99,8 @@ def start_if_needed() -> TemporaryServer | None:
             "on",
         ],
         env=environment,
+        # Its own process group: a terminal's SIGHUP or Ctrl-C reaches the flow, which must still report its end here.
+        process_group=0,
     )
     server = TemporaryServer(process=process, api_url="http://127.0.0.1:%d/api" % port)
     atexit.register(server.stop)  # after the flow's log and event workers have flushed (atexit runs last-in first)

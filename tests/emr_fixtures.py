@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -307,6 +309,21 @@ class FakeCluster:
                 step.state = "CANCELLED"
         return answer_ok()
 
+    def pass_time(self, minutes: float, cluster_id: str) -> list[str]:
+        """Play ``minutes`` of EMR's clock on a cluster's steps that moto leaves RUNNING (unplayed clusters): a step
+        whose command runs under ``timeout`` with a deadline within ``minutes`` of its start ends as ``timeout`` ends
+        it (exit 124, FAILED), and its ActionOnFailure applies (TERMINATE_CLUSTER ends its cluster). Returns the ids of
+        the steps that timed out. The deadline is read from the step's own wrapper (tasks/emr/steps.py).
+        """
+        timed_out = []
+        cluster = self._cluster(cluster_id)
+        for step in [step for step in cluster.steps if step.state == "RUNNING"]:
+            deadline = _step_deadline_minutes(step.args)
+            if deadline is not None and deadline <= minutes:
+                self._finish_failed(cluster, step, "Step failed with exitCode 124", "timeout: the step overran\n")
+                timed_out.append(step.id)
+        return timed_out
+
     def _cluster(self, cluster_id: str):
         (cluster,) = [cluster for cluster in _moto_clusters() if cluster.id == cluster_id]
         return cluster
@@ -378,6 +395,7 @@ class FakeCluster:
             local_out, prefixes, _stderr = self.stack.run(s3, step.id, args)
             replayed = False
         else:
+            _check_environment(s3, args)
             local_out, replayed = self._run_in_session(cluster, step, job_args, value, s3)
             prefixes = {
                 str(local_out.parent / "images"): value["--images"].rstrip("/"),
@@ -424,6 +442,38 @@ class FakeCluster:
         step.last_state_change_reason = reason
         step.__class__ = _failed_step_class()
         step.state = "FAILED"
+        if step.action_on_failure in ("TERMINATE_CLUSTER", "TERMINATE_JOB_FLOW"):
+            # as EMR does: the steps after it are cancelled and the cluster ends itself, whoever watches it
+            for later in cluster.steps:
+                if later.state == "PENDING":
+                    later.state = "CANCELLED"
+            cluster.terminate()
+
+
+def _wrapper_argument(args: list[str], name: str) -> str | None:
+    """The value a step's ``bash -c WRAPPER NAME ARGS...`` command gives its variable ``name`` (``name="$N"`` in the
+    wrapper of tasks/emr/steps.py; ``$0`` is NAME); None for another command."""
+    if len(args) < 4 or args[:2] != ["bash", "-c"]:
+        return None
+    found = re.search(rf'\b{name}="\$(\d)"', args[2])
+    return args[3 + int(found.group(1))] if found else None
+
+
+def _step_deadline_minutes(args: list[str]) -> float | None:
+    """The minutes after which a step's command ends itself under ``timeout``; None for a command with no deadline."""
+    deadline = _wrapper_argument(args, "deadline")
+    return float(deadline) if deadline is not None and "exec timeout" in args[2] else None
+
+
+def _check_environment(s3, args: list[str]) -> None:
+    """What the wrapper does before it unpacks the archive: its bytes on S3 must have the sha256 the step names."""
+    uri, digest = _wrapper_argument(args, "environment"), _wrapper_argument(args, "digest")
+    if uri is None or digest is None:
+        return
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    found = hashlib.sha256(s3.get_object(Bucket=bucket, Key=key)["Body"].read()).hexdigest()
+    if found != digest:
+        raise StepProcessFailed(1, f"fruitflow: {uri} is not the archive the flow staged (sha256 {digest})\n")
 
 
 def _failed_step_class():
@@ -707,9 +757,12 @@ def _steps_on_the_cluster_stack(request):
 def fake_cluster(aws, spark, shipped_environment):
     """The cluster player, watching moto for steps in a background thread for the whole session.
 
-    moto's backend is patched here and only here: to see each new cluster and each added step as it happens.
+    moto's backend is patched here and only here: to see each new cluster and each added step as it happens, and to
+    answer CancelSteps as EMR does.
     """
+    from moto.core.responses import ActionResult
     from moto.emr.models import ElasticMapReduceBackend
+    from moto.emr.responses import ElasticMapReduceResponse
 
     player = FakeCluster(aws=aws, spark=spark)
     real_run_job_flow = ElasticMapReduceBackend.run_job_flow
@@ -725,7 +778,18 @@ def fake_cluster(aws, spark, shipped_environment):
         player._steps_added(backend.clusters[job_flow_id])
         return added
 
+    def cancel_steps(response) -> ActionResult:
+        """EMR's CancelSteps, which moto 5.2.5 lacks (HTTP 500): the named pending or running steps end CANCELLED.
+        A flow in another process (the signal tests) cancels its step through it."""
+        cluster = response.backend.describe_cluster(response._get_param("ClusterId"))
+        step_ids = response._get_param("StepIds", [])
+        for step in cluster.steps:
+            if step.id in step_ids and step.state in ("PENDING", "RUNNING"):
+                step.state = "CANCELLED"
+        return ActionResult({"CancelStepsInfoList": [{"StepId": i, "Status": "SUBMITTED"} for i in step_ids]})
+
     patch = pytest.MonkeyPatch()
+    patch.setattr(ElasticMapReduceResponse, "cancel_steps", cancel_steps, raising=False)
     patch.setattr(ElasticMapReduceBackend, "run_job_flow", run_job_flow)
     patch.setattr(ElasticMapReduceBackend, "add_job_flow_steps", add_job_flow_steps)
     thread = threading.Thread(target=player.watch, name="fake-emr", daemon=True)

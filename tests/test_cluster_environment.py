@@ -55,12 +55,15 @@ def test_the_step_brings_the_archive_to_the_driver_and_the_executors():
 
     uri = "s3://b/fruitflow/fruitflow-environments/fruitflow-env-py39-x86_64-0123456789abcdef.tar.gz"
     step = step_definition(cluster_id="j-1", script_uri="s3://b/job.py", py_files_uri="s3://b/fruitjob.zip",
+                           environment_sha256=64 * "0", timeout_minutes=10,
                            environment_uri=uri, job_args=["--images", "s3://b/i"], token="t",
                            flow_run_id="r")  # fmt: skip
     args = step["HadoopJarStep"]["Args"]
     wrapper, submit = args[2], args[args.index("spark-submit") :]
-    assert args[3:6] == ["fruitflow-step", "j-1", uri]  # the wrapper's own arguments: cluster id, archive
-    assert 'aws s3 cp --quiet "$environment" - | tar -xz -C environment' in wrapper  # the driver's copy
+    # the wrapper's own arguments: cluster id, archive, its sha256, the deadline in minutes, the flow run id
+    assert args[3:9] == ["fruitflow-step", "j-1", uri, 64 * "0", "10", "r"]
+    assert 'aws s3 cp --quiet "$environment" environment.tar.gz' in wrapper  # the driver's copy, checked, unpacked
+    assert "sha256sum --check" in wrapper and "tar -xzf environment.tar.gz -C environment" in wrapper
     assert 'export PYTHONPATH="$PWD/environment' in wrapper and "set -euo pipefail" in wrapper
     assert submit[submit.index("--archives") + 1] == f"{uri}#environment"  # the executors' copy, from YARN
     assert "spark.executorEnv.PYTHONPATH=./environment" in submit

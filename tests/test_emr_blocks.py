@@ -82,6 +82,8 @@ def test_the_step_runs_spark_submit_with_the_job_arguments_built_in_one_place():
         cluster_id="j-1",
         script_uri="s3://b/job.py",
         py_files_uri="s3://b/fruitjob.zip",
+        environment_sha256=64 * "0",
+        timeout_minutes=10,
         environment_uri="s3://b/env/fruitflow-env-py39-x86_64-0123.tar.gz",
         job_args=args,
         token="t",

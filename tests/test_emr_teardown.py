@@ -82,6 +82,7 @@ def test_step_is_not_added_twice_when_submit_is_retried(aws):
         raise ConnectionClosedError(endpoint_url=request.url)
 
     step = step_definition(cluster_id=cluster_id, script_uri="s3://b/job.py", py_files_uri="s3://b/j.zip",
+                           environment_sha256=64 * "0", timeout_minutes=10,
                            environment_uri="s3://b/e.tar.gz", job_args=["--x"], token="t1",
                            flow_run_id=str(uuid.uuid4()))  # fmt: skip
 
@@ -112,6 +113,7 @@ def test_an_interrupted_step_ends_the_wait_at_once(aws, fake_cluster):
     """INTERRUPTED is an end state; boto3's step_complete waiter ignores it and would wait out the whole timeout."""
     cluster_id = _plain_cluster(aws)
     step = step_definition(cluster_id=cluster_id, script_uri="s3://b/j.py", py_files_uri="s3://b/j.zip", job_args=[],
+                           environment_sha256=64 * "0", timeout_minutes=10,
                            environment_uri="s3://b/e.tar.gz", token="interrupted",
                            flow_run_id=str(uuid.uuid4()))  # fmt: skip
     step_id = aws.client("emr").add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])["StepIds"][0]
@@ -131,6 +133,7 @@ def test_an_interrupted_step_ends_the_wait_at_once(aws, fake_cluster):
 def test_hung_step_is_cancelled_at_the_timeout(aws):
     cluster_id = _plain_cluster(aws)  # the step is not the job: it stays RUNNING forever, as moto leaves it
     step = step_definition(cluster_id=cluster_id, script_uri="s3://b/j.py", py_files_uri="s3://b/j.zip", job_args=[],
+                           environment_sha256=64 * "0", timeout_minutes=10,
                            environment_uri="s3://b/e.tar.gz", token="hung", flow_run_id=str(uuid.uuid4()))  # fmt: skip
     emr = aws.client("emr")
     step_id = emr.add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])["StepIds"][0]
@@ -185,6 +188,7 @@ def _cancelled_since(aws_calls, start: int) -> list[tuple[str, list[str]]]:
 
 def _running_step(aws, cluster_id: str, flow_run_id: str, token: str) -> str:
     step = step_definition(cluster_id=cluster_id, script_uri="s3://b/j.py", py_files_uri="s3://b/j.zip", job_args=[],
+                           environment_sha256=64 * "0", timeout_minutes=10,
                            environment_uri="s3://b/e.tar.gz", token=token, flow_run_id=flow_run_id)  # fmt: skip
     return aws.client("emr").add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])["StepIds"][0]
 

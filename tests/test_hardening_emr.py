@@ -70,6 +70,7 @@ def _hang_until_cancelled(aws) -> str:
         Instances={"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True},
     )["JobFlowId"]  # fmt: skip
     step = step_definition(cluster_id=cluster_id, script_uri="s3://b/j.py", py_files_uri="s3://b/j.zip", job_args=[],
+                           environment_sha256=64 * "0", timeout_minutes=10,
                            environment_uri="s3://b/e.tar.gz", token="hardening-hung",
                            flow_run_id=str(uuid.uuid4()))  # fmt: skip
     step_id = aws.client("emr").add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])["StepIds"][0]

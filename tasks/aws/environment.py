@@ -24,8 +24,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from botocore.exceptions import ClientError
-
+from tasks.aws.checksums import sha256_base64, stored_sha256, upload_checked
 from tasks.aws.clients import run_logger
 from tasks.aws.job_pins import ARCHITECTURES, job_requirements
 from tasks.aws.s3_uris import s3_uri
@@ -215,25 +214,27 @@ def job_environment(
 
 
 def upload_environment(s3, bucket: str, prefix: str, archive: Path) -> str:
-    """Upload the archive under ``prefix`` unless the same bytes are there (its sha256 in the object's metadata).
+    """Upload the archive under ``prefix`` unless S3's own SHA-256 of the object there is the archive's.
 
-    Named by its content, one object serves every run of the same pins; uploading again is idempotent.
+    Named by its content, one object serves every run of the same pins; uploading again is idempotent. Its metadata
+    is never trusted: an object of the same name and size whose bytes differ (replaced by another writer, whatever
+    sha256 its metadata claims) is staged again, and the upload is compared on HEAD (tasks/aws/checksums.py). The step
+    checks the sha256 again before it unpacks the archive (tasks/emr/steps.py).
 
     Returns:
         the archive's s3:// URI, for ``spark.archives`` / ``--archives`` (``<uri>#environment``).
     """
     logger = run_logger()
     key = f"{prefix.strip('/')}/{archive.name}"
-    uri, digest, size = s3_uri(bucket, key), file_sha256(archive), archive.stat().st_size
-    try:
-        head = s3.head_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
-            raise
-        head = {}
-    if head.get("Metadata", {}).get("sha256") == digest and head.get("ContentLength") == size:
-        logger.info("the cluster's Python environment is already staged: %s", uri)
+    uri, size = s3_uri(bucket, key), archive.stat().st_size
+    stored, stored_size = stored_sha256(s3, bucket, key)
+    if stored is not None and stored == sha256_base64(archive) and stored_size == size:
+        logger.info("the cluster's Python environment is already staged (S3's sha256 matches): %s", uri)
         return uri
+    if stored_size is not None and stored is None:  # staged by an older fruitflow, or by another writer
+        logger.info("the staged environment %s has no S3 SHA-256 to check: staging it again", uri)
+    elif stored_size is not None:
+        logger.warning("the staged environment %s is not this archive (S3's sha256 %s): staging it again", uri, stored)
     logger.info("staging the cluster's Python environment (%.0f MB): %s", size / 1e6, uri)
-    s3.upload_file(str(archive), bucket, key, ExtraArgs={**UPLOAD_ARGS, "Metadata": {"sha256": digest}})
+    upload_checked(s3, archive, bucket, key, {**UPLOAD_ARGS, "Metadata": {"sha256": file_sha256(archive)}})
     return uri

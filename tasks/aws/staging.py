@@ -12,8 +12,9 @@ from prefect.cache_policies import NO_CACHE
 
 from fruitjob.packaging import zip_package
 from fruitjob.shipped_model import MANIFEST_SUFFIX
+from tasks.aws.checksums import upload_checked
 from tasks.aws.clients import AwsClients
-from tasks.aws.environment import UPLOAD_ARGS, upload_environment
+from tasks.aws.environment import UPLOAD_ARGS, file_sha256, upload_environment
 from tasks.aws.s3_uris import s3_uri
 from tasks.job_files import JOB_SCRIPT
 
@@ -53,7 +54,8 @@ def stage_job(
 ) -> dict:
     """Upload the job script, its ``fruitjob`` zip, a local weights file and the job's Python environment.
 
-    Uploads are idempotent (same keys, same content), so the task may be retried.
+    Uploads are idempotent (same keys, same content), so the task may be retried. Each goes up with its SHA-256 and
+    is compared with S3's checksum on HEAD (tasks/aws/checksums.py): nothing staged is trusted on its metadata.
 
     Args:
         environment: the archive :func:`tasks.aws.environment.build_environment` made, if the engine ships one.
@@ -63,15 +65,15 @@ def stage_job(
             goes beside it, under the run's ``weights/``.
 
     Returns:
-        ``script``, ``py_files``, ``environment`` and ``model`` (None when not given) s3:// URIs, and ``weights``
-        (the staged URI for a local file, else None).
+        ``script``, ``py_files``, ``environment`` and ``model`` (None when not given) s3:// URIs, ``weights``
+        (the staged URI for a local file, else None) and ``environment_sha256`` (hex, what the step verifies).
     """
     logger = get_run_logger()
     s3 = aws("s3")
 
     def upload(local: Path, *key: str) -> str:
         full_key = "/".join([prefix, *key])
-        s3.upload_file(str(local), bucket, full_key, ExtraArgs=UPLOAD_ARGS)
+        upload_checked(s3, local, bucket, full_key, UPLOAD_ARGS)  # S3's sha256 of what it stored, compared
         return s3_uri(bucket, full_key)
 
     with tempfile.TemporaryDirectory(prefix="fruitflow-stage-") as tmp:
@@ -87,9 +89,10 @@ def stage_job(
     if model is not None:
         upload(model.with_name(model.name + MANIFEST_SUFFIX), "weights", model.name + MANIFEST_SUFFIX)
         staged["model"] = upload(model, "weights", model.name)
-    staged["environment"] = None
+    staged["environment"], staged["environment_sha256"] = None, None
     if environment is not None:
         shared = environment_prefix or f"{prefix}/environment"
         staged["environment"] = upload_environment(s3, bucket, shared, environment)
+        staged["environment_sha256"] = file_sha256(environment)  # the step checks the archive against it
     logger.info("staged the job under %s", s3_uri(bucket, prefix))
     return staged

@@ -121,9 +121,12 @@ class EmrEngine:
                 script_uri=staged["script"],
                 py_files_uri=staged["py_files"],
                 environment_uri=staged["environment"],
+                environment_sha256=staged["environment_sha256"],
                 job_args=job_args,
                 token=run_token(flow_run_id, job_args),
                 flow_run_id=flow_run_id,
+                timeout_minutes=settings.step_timeout_minutes,
+                terminate_cluster_on_failure=created and not settings.keep_cluster,
             )
             step_id = submit_step(self.aws, cluster_id, step)
             result.ids["step_id"] = step_id

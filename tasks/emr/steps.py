@@ -23,19 +23,28 @@ _REFUSED_CODES = {"ThrottlingException", "Throttling", "TooManyRequestsException
 _SUBMIT_ATTEMPTS = 5
 # The step's command: the run's environment variables, then the job's packages for the driver. EMR steps run
 # spark-submit in client mode, so the driver is a process on the master, outside YARN: ``--archives`` reaches only the
-# executors. The wrapper unpacks the same archive in the step's own directory (/mnt/var/lib/hadoop/steps/s-...) and
-# puts it on the driver's PYTHONPATH; the executors get it from YARN as ./environment (spark.executorEnv.PYTHONPATH).
-# spark-submit's stdout goes to the step's stderr: PySpark merges the Python driver's stderr (the job's log, its
-# error line) into spark-submit's stdout, and a failed step is reported from stderr.gz (tasks/emr/step_wait.py).
-# FRUITFLOW_FLOW_RUN_ID lets the job accept the output's lease its flow holds (tasks/aws/output_lease.py).
+# executors. The wrapper fetches the same archive into the step's own directory (/mnt/var/lib/hadoop/steps/s-...),
+# checks its sha256 against the one the flow staged (the object may have been replaced since: tasks/aws/checksums.py),
+# unpacks it and puts it on the driver's PYTHONPATH; the executors get it from YARN as ./environment
+# (spark.executorEnv.PYTHONPATH). spark-submit runs under ``timeout``: the step ends itself at the run's
+# --step-timeout-minutes even when the flow that watches it is gone (SIGKILL); a step that overran exits 124, and TERM
+# is followed by KILL after a grace period. spark-submit's stdout goes to the step's stderr: PySpark merges the Python
+# driver's stderr (the job's log, its error line) into spark-submit's stdout, and a failed step is reported from
+# stderr.gz (tasks/emr/step_wait.py). FRUITFLOW_FLOW_RUN_ID lets the job accept the output's lease its flow holds
+# (tasks/aws/output_lease.py).
 _STEP_WRAPPER = (
     "set -euo pipefail; "
-    'export FRUITFLOW_ENGINE=emr FRUITFLOW_CLUSTER_ID="$1" FRUITFLOW_FLOW_RUN_ID="$3"; environment="$2"; shift 3; '
+    'export FRUITFLOW_ENGINE=emr FRUITFLOW_CLUSTER_ID="$1" FRUITFLOW_FLOW_RUN_ID="$5"; '
+    'environment="$2"; digest="$3"; deadline="$4"; shift 5; '
     'case "$(basename "$PWD")" in s-*) export FRUITFLOW_STEP_ID="$(basename "$PWD")";; esac; '
     f"mkdir -p {UNPACKED}; "
-    f'aws s3 cp --quiet "$environment" - | tar -xz -C {UNPACKED}; '
+    f'aws s3 cp --quiet "$environment" {UNPACKED}.tar.gz; '
+    f'echo "$digest  {UNPACKED}.tar.gz" | sha256sum --check --status - '
+    '|| { echo "fruitflow: $environment is not the archive the flow staged (sha256 $digest); not unpacking it" >&2; '
+    "exit 1; }; "
+    f"tar -xzf {UNPACKED}.tar.gz -C {UNPACKED}; rm -f {UNPACKED}.tar.gz; "
     f'export PYTHONPATH="$PWD/{UNPACKED}${{PYTHONPATH:+:$PYTHONPATH}}"; '
-    'exec "$@" >&2'
+    'exec timeout --kill-after=120 "${deadline}m" "$@" >&2'
 )
 
 
@@ -71,24 +80,39 @@ def environment_arguments(environment_uri: str) -> list[str]:
 
 
 def step_definition(
-    *, cluster_id: str, script_uri: str, py_files_uri: str, environment_uri: str, job_args: list[str], token: str,
+    *,
+    cluster_id: str,
+    script_uri: str,
+    py_files_uri: str,
+    environment_uri: str,
+    environment_sha256: str,
+    job_args: list[str],
+    token: str,
     flow_run_id: str,
-) -> dict:  # fmt: skip
+    timeout_minutes: float,
+    terminate_cluster_on_failure: bool = False,
+) -> dict:
     """``command-runner.jar`` running ``spark-submit`` with the shipped environment and the job's own arguments.
 
-    ``environment_uri`` is the archive :func:`tasks.aws.environment.stage_environment` staged: the driver (through
-    the wrapper) and the executors (``--archives``) import the job's packages from it; no node installs anything.
+    ``environment_uri`` is the archive :func:`tasks.aws.environment.upload_environment` staged, ``environment_sha256``
+    the hex sha256 of its bytes: the wrapper refuses an archive that does not match. The driver (through the wrapper)
+    and the executors (``--archives``) import the job's packages from it; no node installs anything. The command ends
+    itself after ``timeout_minutes``. ``terminate_cluster_on_failure`` (a cluster the run created and does not keep):
+    a failed or timed-out step terminates the cluster itself, without the flow.
     """
     submit = ["spark-submit", "--deploy-mode", "client", *environment_arguments(environment_uri),
               "--py-files", py_files_uri, script_uri, *job_args]  # fmt: skip
+    # the wrapper's own arguments, "$1".."$5"
+    wrapper_args = [cluster_id, environment_uri, environment_sha256, f"{timeout_minutes:g}", flow_run_id]
     return {
         "Name": step_name(flow_run_id, token),
-        # The flow tears the cluster down itself; CONTINUE keeps the cluster for the flow to read the step's state.
-        "ActionOnFailure": "CONTINUE",
+        # A cluster left running (reused, kept) continues, and the flow reads the step's state; one the run created
+        # ends with its step's failure, so that a step whose flow is gone (SIGKILL) does not leave it running.
+        "ActionOnFailure": "TERMINATE_CLUSTER" if terminate_cluster_on_failure else "CONTINUE",
         "HadoopJarStep": {
             "Jar": "command-runner.jar",
-            "Args": ["bash", "-c", _STEP_WRAPPER, "fruitflow-step", cluster_id, environment_uri, flow_run_id, *submit],
-        },  # fmt: skip
+            "Args": ["bash", "-c", _STEP_WRAPPER, "fruitflow-step", *wrapper_args, *submit],
+        },
     }
 
 
