@@ -17,6 +17,7 @@ from tasks.aws.clients import AwsClients
 from tasks.emr.cluster import terminate_cluster
 from tasks.emr.reaper import StaleCluster, find_stale_clusters
 from tasks.emr_serverless.reaper import StaleServerless, find_stale_serverless, reap_serverless
+from tasks.errors import MissingBlock
 
 
 @flow(name="reap-clusters")
@@ -39,9 +40,7 @@ def reap_clusters(
     logger = get_run_logger()
     try:
         aws = AwsClients.from_block(aws_credentials_block)
-    except ValueError as exc:
-        if "Unable to find block document" not in str(exc):
-            raise
+    except MissingBlock:
         # A local-only setup has no AWS blocks, hence no clusters of ours: nothing to do, and not a failure.
         logger.info("no AwsCredentials block %r on this server: no EMR clusters to reap", aws_credentials_block)
         return []

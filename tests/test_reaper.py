@@ -169,10 +169,13 @@ def test_reaper_never_deletes_an_application_with_a_running_job_run_of_a_live_ru
     used, unused = _application(aws, finished), _application(aws, finished)
     _running_job_run(aws, used, live)
     _running_job_run(aws, unused, finished)
-    reap_clusters(aws_credentials_block="fruitflow", max_age_hours=6, poll_seconds=1)
     client = aws.client("emr-serverless")
+    before = client.get_application(applicationId=used)["application"]["state"]  # CREATED or STARTED: moto's choice
+    reap_clusters(aws_credentials_block="fruitflow", max_age_hours=6, poll_seconds=1)
     states = {app: client.get_application(applicationId=app)["application"]["state"] for app in (used, unused)}
-    assert states == {used: "STARTED", unused: "TERMINATED"}
+    assert states == {used: before, unused: "TERMINATED"}, "the used application is left as it was"
+    job_runs = client.list_job_runs(applicationId=used)["jobRuns"]
+    assert [run["state"] for run in job_runs] == ["RUNNING"], "its live job run goes on"
     client.stop_application(applicationId=used)
     client.delete_application(applicationId=used)
 
