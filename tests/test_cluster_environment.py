@@ -99,7 +99,7 @@ def test_the_environment_is_staged_once_per_content(aws, shipped_environment, ca
 @pytest.mark.slow
 @pytest.mark.cluster_stack
 def test_a_job_failing_on_the_cluster_stack_fails_the_step_with_its_own_error(aws, fake_cluster, tmp_path):
-    from tasks.emr.step_wait import StepFailed
+    from tasks.aws.remote_wait import RemoteRunFailed
 
     # One decodable image and one that is not: preflight sees two images; only the job, on the cluster's stack,
     # finds that PCA has one to fit on (a corrupt weights file would now fail earlier, where the flow converts).
@@ -107,7 +107,7 @@ def test_a_job_failing_on_the_cluster_stack_fails_the_step_with_its_own_error(aw
     draw_fruit(random.Random(0), (200, 30, 30), 64).save(tmp_path / "one.jpg")
     s3.upload_file(str(tmp_path / "one.jpg"), aws.bucket, "too-few-images/Apple/one.jpg")
     s3.put_object(Bucket=aws.bucket, Key="too-few-images/Apple/two.jpg", Body=b"not a JPEG")
-    with pytest.raises(StepFailed) as caught:
+    with pytest.raises(RemoteRunFailed) as caught:
         emr_test_flow(images=images, output=f"s3://{aws.bucket}/out/stack-failing")
     message = str(caught.value)
     assert "FAILED: Step failed with exitCode 2" in message  # the job's exit code for a refused run

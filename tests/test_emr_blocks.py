@@ -9,10 +9,12 @@ from blocks.create_blocks import build_blocks, create_blocks
 from blocks.emr_cluster_config import EmrClusterConfig
 from fruitjob.options import JobOptions, job_arguments
 from tasks.aws.preflight import PreflightError, check_uris
+from tasks.aws.remote import run_max_age_hours
+from tasks.aws.run_names import run_token
 from tasks.aws.tags import TAG_CREATED_BY, TAG_FLOW_RUN, TAG_KEEP, TAG_MAX_AGE
-from tasks.emr.cluster import cluster_request, run_max_age_hours
+from tasks.emr.cluster import cluster_request
 from tasks.emr.pricing import estimate_cost, hourly_usd
-from tasks.emr.steps import run_token, step_definition
+from tasks.emr.steps import step_definition
 from tests.emr_fixtures import moto_clients
 
 
@@ -120,10 +122,10 @@ def test_created_clusters_carry_the_run_age_limit_and_the_reaper_honours_it():
     """The reaper never ends a cluster younger than its run's step timeout + provisioning (+ teardown slack)."""
     from prefect.client.schemas.objects import StateType
 
-    from tasks.emr.reaper import stale_reason
+    from tasks.aws.reaping import stale_reason
 
     config = EmrClusterConfig(cluster_ready_timeout_minutes=30)
-    limit = run_max_age_hours(config, step_timeout_minutes=480)
+    limit = run_max_age_hours(config.cluster_ready_timeout_minutes, 480)
     assert limit == (30 + 480 + 30) / 60
     request = cluster_request(config, name="n", log_uri="s3://b/l/", flow_run_id="r", max_age_hours=limit)
     tags = {tag["Key"]: tag["Value"] for tag in request["Tags"]}

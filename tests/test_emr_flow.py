@@ -8,8 +8,8 @@ import logging
 import pytest
 from prefect.client.orchestration import get_client
 
+from tasks.aws.remote_wait import RemoteRunFailed
 from tasks.aws.tags import TAG_CREATED_BY, TAG_FLOW_RUN
-from tasks.emr.step_wait import StepFailed
 from tasks.markdown import md_text
 from tasks.validation import ClassCounts
 from tests.emr_flow import emr_test_flow
@@ -66,7 +66,8 @@ def test_happy_path_outputs_validated_and_cluster_terminated(aws, fake_cluster, 
     step_logs = f"s3://{aws.bucket}/fruitflow/emr-logs/{cluster_id}/steps/{step_id}/"
     assert f"step {step_id} logs: {step_logs}" in caplog.messages
     with get_client(sync_client=True) as client:  # the progress artifact followed the step's state to the end
-        progress = [a for a in client.read_artifacts() if a.description == f"EMR step {step_id}: COMPLETED"]
+        done = f"EMR step {step_id} on {cluster_id}: COMPLETED"
+        progress = [a for a in client.read_artifacts() if a.description == done]
     assert [float(artifact.data) for artifact in progress] == [100.0]
 
 
@@ -76,7 +77,7 @@ def test_failed_step_reports_reason_and_log_tail_and_terminates(aws, fake_cluste
         "starting\nTraceback (most recent call last):\nfruitflow ERROR no images under s3://x (0 files seen)\n",
     )
     before = set(aws.clusters())
-    with pytest.raises(StepFailed) as caught:
+    with pytest.raises(RemoteRunFailed) as caught:
         emr_test_flow(images=aws.images, output=f"s3://{aws.bucket}/out/failing")
 
     message = str(caught.value)

@@ -6,8 +6,9 @@ import pytest
 
 from blocks.create_blocks import build_serverless_block
 from blocks.emr_serverless_config import EmrServerlessConfig
+from tasks.aws.remote import run_max_age_hours
 from tasks.aws.tags import TAG_CREATED_BY, TAG_FLOW_RUN, TAG_MAX_AGE
-from tasks.emr_serverless.application import application_request, run_max_age_hours
+from tasks.emr_serverless.application import application_request
 from tasks.emr_serverless.job_run import environment_confs, spark_confs, spark_submit_parameters
 from tasks.emr_serverless.pricing import billed_cost, estimate_job
 from tasks.emr_serverless.role_check import allowed_by, trusts_service
@@ -39,7 +40,9 @@ def test_a_created_application_is_tagged_auto_stops_and_has_no_initial_capacity_
         "workerCount": 2,
         "workerConfiguration": {"cpu": "4 vCPU", "memory": "15 GB"},
     }
-    assert run_max_age_hours(EmrServerlessConfig(), 180) == pytest.approx((15 + 180 + 30) / 60)
+    assert run_max_age_hours(EmrServerlessConfig().application_ready_timeout_minutes, 180) == pytest.approx(
+        (15 + 180 + 30) / 60
+    )
 
 
 def test_the_shipped_environment_is_one_more_set_of_confs():
@@ -63,7 +66,7 @@ def test_every_waiter_loads_and_names_an_operation_of_the_api():
     import boto3
 
     client = boto3.client("emr-serverless", region_name="us-east-1")
-    for name in WAITERS.waiter_names:
+    for name in WAITERS:
         made = waiter(name, client)
         assert made.config.operation in client.meta.service_model.operation_names, name
 

@@ -24,11 +24,11 @@ from blocks.emr_serverless_config import EmrServerlessConfig
 from flows.fruit_features import run_engine
 from fruitjob.options import JobOptions, job_arguments
 from tasks.aws.clients import AwsClients
+from tasks.aws.remote_wait import RemoteRunFailed, WaitTimedOut, watch_run
 from tasks.aws.tags import TAG_CREATED_BY, TAG_FLOW_RUN, run_tags
 from tasks.contract import EngineSettings
 from tasks.emr_serverless.engine import EmrServerlessEngine
-from tasks.emr_serverless.job_run import job_run_request, start_job_run
-from tasks.emr_serverless.job_wait import JobRunFailed, wait_for_job_run
+from tasks.emr_serverless.job_run import job_run_request, job_run_watch, start_job_run
 from tasks.markdown import md_text
 from tests.emr_fixtures import UNPLAYED_TAG, _Raw, moto_clients
 from tests.serverless_fixtures import SERVERLESS_JOB, serverless_flow
@@ -103,15 +103,15 @@ def _start_twice_then_time_out(aws) -> dict:
 
     @flow
     def wait_briefly() -> None:
-        wait_for_job_run(counting, application_id, first, log_uri=f"s3://{aws.bucket}/sl-logs/", timeout_minutes=0.05,
-                         poll_seconds=1)  # fmt: skip
+        watch = job_run_watch(counting, application_id, first, f"s3://{aws.bucket}/sl-logs/")
+        watch_run(counting, watch, timeout_minutes=0.05, poll_seconds=1)
 
     first, second = start_twice()
     named = [r for r in client.list_job_runs(applicationId=application_id)["jobRuns"] if r["name"] == request["name"]]
     try:
         wait_briefly()
         timed_out = None
-    except JobRunFailed as exc:
+    except RemoteRunFailed as exc:
         timed_out = exc
     state = client.get_job_run(applicationId=application_id, jobRunId=first)["jobRun"]["state"]
     client.stop_application(applicationId=application_id)
@@ -233,7 +233,7 @@ def test_the_job_run_request_carries_the_staged_job_and_is_idempotent(aws, playe
 def test_a_failed_job_run_reports_its_details_and_log_tail_and_deletes_the_application(aws, played):
     state = played["failing"]
     assert state.is_failed()
-    with pytest.raises(JobRunFailed) as caught:
+    with pytest.raises(RemoteRunFailed) as caught:
         state.result()
     message = str(caught.value)
     assert "FAILED: Job failed, please check complete logs" in message and "Last few exceptions" in message
@@ -269,7 +269,7 @@ def test_a_retried_start_never_starts_a_second_job_run(played):
 
 def test_a_job_run_past_its_timeout_is_cancelled(played):
     starts = played["starts"]
-    assert isinstance(starts["timed_out"], JobRunFailed) and "cancelled (--step-timeout-minutes)" in str(
+    assert isinstance(starts["timed_out"], WaitTimedOut) and "cancelled (--step-timeout-minutes)" in str(
         starts["timed_out"]
     )
     assert starts["state_after_timeout"] == "CANCELLED"

@@ -13,10 +13,10 @@ from prefect.client.orchestration import get_client
 from prefect.states import Completed, Running
 
 from blocks.emr_serverless_config import EmrServerlessConfig
+from tasks.aws.run_names import run_name
 from tasks.aws.tags import run_tags
 from tasks.contract import EngineSettings
 from tasks.emr_serverless.engine import EmrServerlessEngine
-from tasks.emr_serverless.job_run import job_run_name
 from tests.emr_fixtures import UNPLAYED_TAG
 
 
@@ -34,7 +34,7 @@ def _job_run(aws, application_id: str, flow_run_id: str | None) -> str:
     """A job run the fake holds RUNNING; ours (named and tagged for ``flow_run_id``) or someone else's."""
     tags = {UNPLAYED_TAG: "true", **(run_tags(flow_run_id) if flow_run_id else {})}
     return aws.client("emr-serverless").start_job_run(
-        applicationId=application_id, clientToken=uuid.uuid4().hex, name=job_run_name(flow_run_id or "x", "t"),
+        applicationId=application_id, clientToken=uuid.uuid4().hex, name=run_name(flow_run_id or "x", "t"),
         executionRoleArn="arn:aws:iam::123456789012:role/EMRServerlessS3RuntimeRole", tags=tags,
         jobDriver={"sparkSubmit": {"entryPoint": "s3://b/j.py", "sparkSubmitParameters": "--conf a=b"}},
     )["jobRunId"]  # fmt: skip

@@ -14,10 +14,13 @@ from prefect.states import Cancelled
 
 from blocks.emr_cluster_config import EmrClusterConfig
 from flows.fruit_features import end_what_the_run_left, fruit_features
+from tasks.aws.backend import Place
+from tasks.aws.remote_wait import RemoteRunFailed, WaitTimedOut, watch_run
+from tasks.aws.teardown import release
+from tasks.contract import EngineSettings
 from tasks.emr.cluster import cluster_request, terminate
-from tasks.emr.step_wait import StepFailed, wait_for_step
-from tasks.emr.steps import step_definition, submit_step
-from tasks.emr.teardown import terminate_strays
+from tasks.emr.engine import EmrEngine
+from tasks.emr.steps import step_definition, step_watch, submit_step
 from tests.emr_fixtures import UNPLAYED_TAG, answer_ok, error_response, moto_clients
 from tests.emr_flow import emr_test_flow
 
@@ -121,10 +124,11 @@ def test_an_interrupted_step_ends_the_wait_at_once(aws, fake_cluster):
 
     @flow
     def wait() -> str:
-        return wait_for_step(moto_clients(), cluster_id, step_id, timeout_minutes=0.5, poll_seconds=1)
+        clients = moto_clients()
+        return watch_run(clients, step_watch(clients, cluster_id, step_id), timeout_minutes=0.5, poll_seconds=1)
 
     started = time.monotonic()
-    with pytest.raises(StepFailed, match="INTERRUPTED"):
+    with pytest.raises(RemoteRunFailed, match="INTERRUPTED"):
         wait()
     assert time.monotonic() - started < 15, "the wait must end on INTERRUPTED, not at the 30 s timeout"
     aws.client("emr").terminate_job_flows(JobFlowIds=[cluster_id])
@@ -149,9 +153,9 @@ def test_hung_step_is_cancelled_at_the_timeout(aws):
 
     @flow
     def wait_briefly() -> str:
-        return wait_for_step(clients, cluster_id, step_id, timeout_minutes=0.05, poll_seconds=1)
+        return watch_run(clients, step_watch(clients, cluster_id, step_id), timeout_minutes=0.05, poll_seconds=1)
 
-    with pytest.raises(StepFailed, match="still RUNNING after 0.05 minutes; cancelled"):
+    with pytest.raises(WaitTimedOut, match="still RUNNING after 0.05 minutes; cancelled"):
         wait_briefly()
     assert [c["StepIds"] for c in cancels] == [[step_id]]
     emr.terminate_job_flows(JobFlowIds=[cluster_id])
@@ -173,7 +177,9 @@ def test_a_duplicate_cluster_of_the_run_is_terminated_with_it(aws):
 
     @flow
     def teardown() -> None:
-        terminate_strays(moto_clients(), run_id, 1)
+        engine = EmrEngine(EngineSettings(engine="emr"), aws=moto_clients())
+        engine.__dict__["config"] = EmrClusterConfig(poll_seconds=1)
+        release(engine, Place(None, created=True), run_id, failure=None)
 
     teardown()
     states = aws.clusters()
@@ -236,7 +242,7 @@ def test_the_hook_cancels_the_run_step_on_reused_and_kept_clusters(aws, aws_call
 
 
 def test_teardown_errors_never_replace_the_run_error(aws, fake_cluster, aws_calls):
-    """The step fails; then, during teardown, DescribeCluster fails (strays, cost): the flow still raises StepFailed."""
+    """The step fails; then, during teardown, DescribeCluster fails (strays, cost): the flow still raises its error."""
     fake_cluster.fail_next("Step failed with exitCode 3", "Traceback (most recent call last):\nValueError: y\n")
     seen: list[str] = []
 
@@ -248,7 +254,10 @@ def test_teardown_errors_never_replace_the_run_error(aws, fake_cluster, aws_call
             return error_response("AccessDeniedException")(request)
         return None
 
-    with aws_calls.on("before-send.emr", describe_fails_in_teardown), pytest.raises(StepFailed, match="exitCode 3"):
+    with (
+        aws_calls.on("before-send.emr", describe_fails_in_teardown),
+        pytest.raises(RemoteRunFailed, match="exitCode 3"),
+    ):
         emr_test_flow(images=aws.images, output=f"s3://{aws.bucket}/out/teardown-{uuid.uuid4().hex[:6]}")
     teardown = seen[seen.index("TerminateJobFlows") :]
     assert teardown.count("DescribeCluster") >= 2, f"teardown must have described the cluster (failing): {teardown}"

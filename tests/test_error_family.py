@@ -98,17 +98,17 @@ def test_a_failed_serverless_job_run_is_one_line_on_the_cli(prefect_harness, qui
     from prefect import flow
 
     from flows.cli_errors import failure_message, quiet_expected_errors
-    from tasks.emr_serverless.job_wait import JobRunFailed
+    from tasks.aws.remote_wait import RemoteRunFailed
 
     said = "EMR Serverless job run 00f1 on 00a1 FAILED: Job failed, please check complete logs"
 
     @flow(name="fails-like-a-job-run")
     def fails_like_a_job_run():
-        raise JobRunFailed(said)
+        raise RemoteRunFailed(said)
 
     quiet_expected_errors()
     state = fails_like_a_job_run(return_state=True)
-    assert failure_message(state) == f"JobRunFailed: {said}"
+    assert failure_message(state) == f"RemoteRunFailed: {said}"
     assert said in state.message  # what the UI shows
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [], errors

@@ -25,10 +25,13 @@ from prefect_aws.client_parameters import AwsClientParameters
 
 from blocks.emr_cluster_config import EmrClusterConfig
 from flows.fruit_features import fruit_features
+from tasks.aws.remote import provision as provision_place
+from tasks.aws.remote_wait import WaitTimedOut, watch_run
 from tasks.aws.tags import TAG_FLOW_RUN
-from tasks.emr.cluster import ClusterError, cluster_request, provision_cluster
-from tasks.emr.step_wait import StepFailed, wait_for_step
-from tasks.emr.steps import step_definition
+from tasks.contract import EngineSettings
+from tasks.emr.cluster import ClusterError, cluster_request
+from tasks.emr.engine import EmrEngine
+from tasks.emr.steps import step_definition, step_watch
 from tests.emr_fixtures import KEY_PAIR, REGION, answer_ok, moto_clients
 from tests.emr_flow import TEST_JOB
 from tests.iam_evaluator import allows, request_context
@@ -64,7 +67,7 @@ def _run(**parameters) -> tuple[object, str]:
 
 
 def _hang_until_cancelled(aws) -> str:
-    """A step that never ends: wait_for_step cancels it at its timeout (moto answers CancelSteps 500: answer 200)."""
+    """A step that never ends: watch_run cancels it at its timeout (moto answers CancelSteps 500: answer 200)."""
     cluster_id = aws.client("emr").run_job_flow(
         Name="hung", ReleaseLabel="emr-7.13.0", ServiceRole="EMR_DefaultRole", JobFlowRole="EMR_EC2_DefaultRole",
         Instances={"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True},
@@ -78,9 +81,9 @@ def _hang_until_cancelled(aws) -> str:
 
     @flow
     def wait_briefly() -> str:
-        return wait_for_step(clients, cluster_id, step_id, timeout_minutes=0.05, poll_seconds=1)
+        return watch_run(clients, step_watch(clients, cluster_id, step_id), timeout_minutes=0.05, poll_seconds=1)
 
-    with pytest.raises(StepFailed, match="cancelled"):
+    with pytest.raises(WaitTimedOut, match="cancelled"):
         wait_briefly()
     aws.client("emr").terminate_job_flows(JobFlowIds=[cluster_id])
     return cluster_id
@@ -166,19 +169,21 @@ def test_bootstrap_failure_is_named_and_nothing_is_left_running(aws, scenarios):
     assert not [c for c, s in aws.clusters().items() if c == cluster_id and s not in ("TERMINATED_WITH_ERRORS",)]
 
 
-def _stuck_request(aws, flow_run_id: str) -> dict:
-    return cluster_request(EmrClusterConfig(), name="stuck", flow_run_id=flow_run_id, log_uri=f"s3://{aws.bucket}/l/")
+def _engine(aws, **config) -> EmrEngine:
+    """The EMR engine on moto, with a cluster block of ``config`` (its other fields at their defaults)."""
+    engine = EmrEngine(EngineSettings(engine="emr"), aws=moto_clients())
+    engine.__dict__["config"] = EmrClusterConfig.model_construct(log_uri=f"s3://{aws.bucket}/l/", **config)
+    return engine
 
 
 def test_cluster_stuck_before_ready_is_terminated(aws, fake_cluster):
     """Not ready in time (stuck bootstrapping): the error says so and the cluster is terminated, not left running."""
     flow_run_id = str(uuid.uuid4())
-    request = _stuck_request(aws, flow_run_id)
-    stuck = EmrClusterConfig.model_construct(poll_seconds=1, cluster_ready_timeout_minutes=0.02)
+    stuck = _engine(aws, poll_seconds=1, cluster_ready_timeout_minutes=0.02)
 
     @flow
     def provision() -> str:
-        return provision_cluster(moto_clients(), request, flow_run_id, stuck)
+        return provision_place(stuck, flow_run_id, "fruitflow stuck")
 
     with (
         fake_cluster.hold_bootstrapping(),
@@ -191,12 +196,11 @@ def test_cluster_stuck_before_ready_is_terminated(aws, fake_cluster):
 def test_the_wait_for_a_cluster_logs_its_state_and_the_time_waited(aws, fake_cluster, caplog):
     """Waits talk (botocore waiters are silent): each state the cluster shows, and how long the wait has lasted."""
     flow_run_id = str(uuid.uuid4())
-    request = _stuck_request(aws, flow_run_id)
-    config = EmrClusterConfig.model_construct(poll_seconds=1, cluster_ready_timeout_minutes=1)
+    engine = _engine(aws, poll_seconds=1, cluster_ready_timeout_minutes=1)
 
     @flow
     def provision() -> str:
-        return provision_cluster(moto_clients(), request, flow_run_id, config)
+        return provision_place(engine, flow_run_id, "fruitflow slow")
 
     with fake_cluster.hold_bootstrapping(seconds=3), caplog.at_level(logging.INFO):
         cluster_id = provision()

@@ -283,7 +283,7 @@ def test_on_s3_renewal_and_release_leave_a_lease_another_run_has_taken_over(moto
 
 
 def test_the_emr_flow_holds_the_s3_lease_while_its_step_runs_and_releases_it_when_the_step_fails(aws, fake_cluster):
-    from tasks.emr.step_wait import StepFailed
+    from tasks.aws.remote_wait import RemoteRunFailed
     from tests.emr_flow import emr_test_flow
 
     key = "out/leased-run/" + LOCK
@@ -293,7 +293,7 @@ def test_the_emr_flow_holds_the_s3_lease_while_its_step_runs_and_releases_it_whe
         held_while_step_added.append(json.loads(aws.client("s3").get_object(Bucket=aws.bucket, Key=key)["Body"].read()))
 
     fake_cluster.fail_next("Step failed with exitCode 1", "fruitflow ERROR the job failed\n")
-    with fake_cluster.on_step_added(added), pytest.raises(StepFailed):
+    with fake_cluster.on_step_added(added), pytest.raises(RemoteRunFailed):
         emr_test_flow(images=aws.images, output=f"s3://{aws.bucket}/out/leased-run")
     (holder,) = held_while_step_added
     assert holder["taken_by"] == "flow"

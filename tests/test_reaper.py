@@ -17,10 +17,9 @@ from prefect.client.orchestration import get_client
 from prefect.states import Completed, Running
 
 from blocks.emr_cluster_config import EmrClusterConfig
+from tasks.aws.run_names import run_name
 from tasks.aws.tags import run_tags
 from tasks.emr.cluster import cluster_request, find_run_clusters
-from tasks.emr.steps import step_name
-from tasks.emr_serverless.job_run import job_run_name
 from tests.emr_fixtures import UNPLAYED_TAG, FakeCluster, error_response, moto_clients
 from tests.serverless_fixtures import FakeServerless
 
@@ -61,7 +60,7 @@ def _ours(aws, flow_run_id: str, keep: bool = False) -> str:
 def _with_step(aws, moto: FakeCluster, cluster_id: str, flow_run_id: str, state: str) -> str:
     """A fruitflow step of ``flow_run_id`` (named as the engine names it) on the cluster, put in ``state``."""
     step = {
-        "Name": step_name(flow_run_id, "t0"),
+        "Name": run_name(flow_run_id, "t0"),
         "ActionOnFailure": "CONTINUE",
         "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["true"]},
     }
@@ -152,7 +151,7 @@ def _running_job_run(aws, application_id: str, flow_run_id: str) -> str:
     job_run_id = aws.client("emr-serverless").start_job_run(
         applicationId=application_id,
         clientToken=uuid.uuid4().hex,
-        name=job_run_name(flow_run_id, "t0"),
+        name=run_name(flow_run_id, "t0"),
         executionRoleArn="arn:aws:iam::123456789012:role/EMRServerlessS3RuntimeRole",
         tags={UNPLAYED_TAG: "true", **run_tags(flow_run_id)},
         jobDriver={"sparkSubmit": {"entryPoint": "s3://b/j.py"}},

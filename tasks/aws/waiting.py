@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import WaiterError
+from botocore.waiter import Waiter, WaiterModel, create_waiter_with_client
 
 from tasks.aws.clients import run_logger
 
@@ -77,3 +78,28 @@ def _state_of(state: Callable[[dict], str], response: dict | None) -> str:
     except (KeyError, TypeError, IndexError):
         error = (response or {}).get("Error", {})
         return error.get("Code") or "unknown"
+
+
+def state_waiter(
+    client: Any, name: str, operation: str, path: str, success: tuple[str, ...], failure: tuple[str, ...] = ()
+) -> Waiter:
+    """A botocore waiter made from data, for what botocore has none of (or one that misses a state).
+
+    Args:
+        client: the boto3 client ``operation`` is called on.
+        name: the waiter's name, for errors ("ClusterTerminated").
+        operation: the describe call as the API names it ("DescribeCluster").
+        path: where the state is in its reply (JMESPath: "Cluster.Status.State").
+        success: the states that end the wait; failure: those that fail it at once.
+    """
+
+    def acceptors(kind: str, states: tuple[str, ...]) -> list[dict]:
+        return [{"state": kind, "matcher": "path", "argument": path, "expected": state} for state in states]
+
+    model = {
+        "operation": operation,
+        "delay": 15,  # polled one attempt at a time by wait(): its own delay applies
+        "maxAttempts": 60,
+        "acceptors": acceptors("success", success) + acceptors("failure", failure),
+    }
+    return create_waiter_with_client(name, WaiterModel({"version": 2, "waiters": {name: model}}), client)

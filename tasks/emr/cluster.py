@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from botocore.exceptions import ClientError, WaiterError
-from botocore.waiter import WaiterModel, create_waiter_with_client
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -14,33 +13,15 @@ from blocks.emr_cluster_config import EmrClusterConfig
 from tasks.aws.clients import AwsClients
 from tasks.aws.preflight import error_code
 from tasks.aws.tags import ACCESS_DENIED, TAG_KEEP, TAG_MAX_AGE, is_ours, named_as_ours, our_name, run_tags
-from tasks.aws.waiting import wait
+from tasks.aws.waiting import state_waiter, wait
 from tasks.errors import FruitflowError
 
-TEARDOWN_SLACK_MINUTES = 30  # staging, validation, the failed step's log wait (6 min) and termination
 # terminate() waits this long for TERMINATED; the instances bill until EMR has ended them.
 TERMINATE_WAIT_MINUTES = 30
 TERMINATED_STATES = ("TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS")
 # EMRFS (s3:// from the job) writes every object with SSE-S3, whatever the bucket's default encryption.
 EMRFS_ENCRYPTION = {"Classification": "emrfs-site", "Properties": {"fs.s3.enableServerSideEncryption": "true"}}
 ACTIVE_STATES = ["STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING"]
-# boto3's cluster_terminated waiter fails on TERMINATED_WITH_ERRORS; for a teardown that is just as terminated.
-_CLUSTER_TERMINATED = WaiterModel(
-    {
-        "version": 2,
-        "waiters": {
-            "ClusterTerminated": {
-                "operation": "DescribeCluster",
-                "delay": 30,
-                "maxAttempts": 60,
-                "acceptors": [
-                    {"state": "success", "matcher": "path", "argument": "Cluster.Status.State", "expected": state}
-                    for state in ("TERMINATED", "TERMINATED_WITH_ERRORS")
-                ],
-            }
-        },
-    }
-)
 
 
 class ClusterError(FruitflowError, RuntimeError):
@@ -49,16 +30,6 @@ class ClusterError(FruitflowError, RuntimeError):
 
 def console_url(region: str, cluster_id: str) -> str:
     return f"https://{region}.console.aws.amazon.com/emr/home?region={region}#/clusterDetails/{cluster_id}"
-
-
-def run_max_age_hours(config: EmrClusterConfig, step_timeout_minutes: float) -> float:
-    """How long a run may hold its cluster: provisioning, the step timeout and teardown (the reaper's floor).
-
-    Example:
-        >>> run_max_age_hours(EmrClusterConfig(cluster_ready_timeout_minutes=30), 180)
-        4.0
-    """
-    return (config.cluster_ready_timeout_minutes + step_timeout_minutes + TEARDOWN_SLACK_MINUTES) / 60
 
 
 def cluster_state(response: dict) -> str:
@@ -77,7 +48,8 @@ def cluster_request(
 ) -> dict:
     """The ``run_job_flow`` arguments for the block's shape, with our tags and the idle auto-termination policy.
 
-    ``max_age_hours`` (see :func:`run_max_age_hours`) is tagged so that the reaper leaves the cluster alone that long.
+    ``max_age_hours`` (see :func:`tasks.aws.remote.run_max_age_hours`) is tagged so that the reaper leaves the cluster
+    alone that long.
 
     No security group and no SSH rule is ever part of it: EMR's managed groups (and block public access) apply. No
     bootstrap action either: the job's packages travel with the step (``tasks/aws/environment.py``), so nodes reach
@@ -158,7 +130,7 @@ def _state_reason(emr, cluster_id: str) -> str:
     return f"{status['State']}: {reason.get('Code', '')} {reason.get('Message') or ''}".strip()
 
 
-def _not_ready(emr, cluster_id: str) -> ClusterError:
+def not_ready(emr, cluster_id: str) -> ClusterError:
     """Why the cluster is not ready; one still starting or bootstrapping is terminated first (never left running)."""
     cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
     status = cluster["Status"]
@@ -171,39 +143,16 @@ def _not_ready(emr, cluster_id: str) -> ClusterError:
     return ClusterError(f"cluster {cluster_id} did not become ready: {what}; the nodes' logs are under {logs}")
 
 
-@task(name="provision-cluster", cache_policy=NO_CACHE)
-def provision_cluster(aws: AwsClients, request: dict, flow_run_id: str, config: EmrClusterConfig) -> str:
-    """Create the cluster (or find the one this flow run already created) and wait until it is ready.
-
-    ``run_job_flow`` has no idempotency token, so a retry first looks for an active cluster tagged with this
-    flow run id and reuses it.
-
-    Returns:
-        the cluster id.
-    """
-    logger = get_run_logger()
-    emr = aws("emr")
-    existing = find_run_clusters(emr, flow_run_id)
-    if existing:
-        cluster_id = existing[0]
-        logger.info("reusing cluster %s that this flow run created earlier", cluster_id)
-    else:
-        cluster_id = emr.run_job_flow(**request)["JobFlowId"]
-        logger.info("created cluster %s: %s", cluster_id, console_url(aws.region, cluster_id))
-    try:
-        wait(
-            emr.get_waiter("cluster_running"),
-            what=f"cluster {cluster_id} ready",
-            state=cluster_state,
-            delay=config.poll_seconds,
-            timeout_minutes=config.cluster_ready_timeout_minutes,
-            ClusterId=cluster_id,
-        )
-    except WaiterError as exc:
-        error = _not_ready(emr, cluster_id)
-        logger.error("%s", error)
-        raise error from exc
-    return cluster_id
+def wait_until_ready(aws: AwsClients, cluster_id: str, config: EmrClusterConfig) -> None:
+    """Wait until the cluster is RUNNING or WAITING (boto3's own waiter, which fails on a terminated cluster)."""
+    wait(
+        aws("emr").get_waiter("cluster_running"),
+        what=f"cluster {cluster_id} ready",
+        state=cluster_state,
+        delay=config.poll_seconds,
+        timeout_minutes=config.cluster_ready_timeout_minutes,
+        ClusterId=cluster_id,
+    )
 
 
 def terminate(
@@ -215,7 +164,8 @@ def terminate(
     emr.terminate_job_flows(JobFlowIds=[cluster_id])
     try:
         wait(
-            create_waiter_with_client("ClusterTerminated", _CLUSTER_TERMINATED, emr),
+            # boto3's cluster_terminated waiter fails on TERMINATED_WITH_ERRORS; for a teardown that is terminated too.
+            state_waiter(emr, "ClusterTerminated", "DescribeCluster", "Cluster.Status.State", TERMINATED_STATES[1:]),
             what=f"cluster {cluster_id} terminated",
             state=cluster_state,
             delay=poll_seconds,
@@ -228,7 +178,7 @@ def terminate(
 
 @task(name="terminate-cluster", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
 def terminate_cluster(aws: AwsClients, cluster_id: str, poll_seconds: int = 30) -> str:
-    """Terminate the cluster this flow created and wait until it is TERMINATED; safe to retry."""
+    """Terminate a cluster and wait until it is TERMINATED (the reaper's task); safe to retry."""
     logger = get_run_logger()
     logger.info("terminating cluster %s", cluster_id)
     terminate(aws, cluster_id, poll_seconds)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from blocks.emr_cluster_config import EmrClusterConfig
 from tasks.emr.cluster import TERMINATE_WAIT_MINUTES
-from tasks.emr.step_wait import LOG_WAIT_MINUTES
+from tasks.emr.steps import LOG_WAIT_MINUTES
 
 LABEL = "estimate (instance-hours x the block's price table; not a bill)"
 # spark-submit, the session, weights, PCA, validation and teardown around the featurize stage (docs/performance.md).

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
+from functools import partial
 
 from botocore.exceptions import ClientError
 from prefect import get_run_logger, task
@@ -11,13 +11,16 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.aws.clients import AwsClients
 from tasks.aws.environment import UNPACKED
+from tasks.aws.remote_wait import RunWatch
+from tasks.aws.run_names import is_run_name, run_name
 
-STEP_PREFIX = "fruitflow extract-features"
 # States in which an existing step with our name is the one to follow rather than adding another.
 LIVE_STATES = ["PENDING", "RUNNING", "COMPLETED", "CANCEL_PENDING"]
 # States in which a step still runs (or will): what a cancelled, crashed or failed run must cancel.
 ACTIVE_STEP_STATES = ["PENDING", "RUNNING"]
 FAILED_STATES = ("FAILED", "CANCELLED", "INTERRUPTED")
+# How long a failed step waits for EMR to upload its log (every few minutes) before reporting without its tail.
+LOG_WAIT_MINUTES = 6
 # EMR refused these before doing anything: safe to send again (anything else may have added the step).
 _REFUSED_CODES = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
 _SUBMIT_ATTEMPTS = 5
@@ -30,7 +33,7 @@ _SUBMIT_ATTEMPTS = 5
 # --step-timeout-minutes even when the flow that watches it is gone (SIGKILL); a step that overran exits 124, and TERM
 # is followed by KILL after a grace period. spark-submit's stdout goes to the step's stderr: PySpark merges the Python
 # driver's stderr (the job's log, its error line) into spark-submit's stdout, and a failed step is reported from
-# stderr.gz (tasks/emr/step_wait.py). FRUITFLOW_FLOW_RUN_ID lets the job accept the output's lease its flow holds
+# stderr.gz (:func:`step_watch`). FRUITFLOW_FLOW_RUN_ID lets the job accept the output's lease its flow holds
 # (tasks/aws/output_lease.py).
 _STEP_WRAPPER = (
     "set -euo pipefail; "
@@ -46,26 +49,6 @@ _STEP_WRAPPER = (
     f'export PYTHONPATH="$PWD/{UNPACKED}${{PYTHONPATH:+:$PYTHONPATH}}"; '
     'exec timeout --kill-after=120 "${deadline}m" "$@" >&2'
 )
-
-
-def run_token(flow_run_id: str, job_args: list[str]) -> str:
-    """Same flow run + same arguments -> same token: what makes a retried submit find its step."""
-    return hashlib.sha256("\0".join([flow_run_id, *job_args]).encode()).hexdigest()[:16]
-
-
-def step_name(flow_run_id: str, token: str) -> str:
-    """The step's name: the full flow run id (hooks find the run's steps by it) and the submission token.
-
-    Example:
-        >>> step_name("0f1e", "ab12")
-        'fruitflow extract-features 0f1e ab12'
-    """
-    return f"{STEP_PREFIX} {flow_run_id} {token}"
-
-
-def is_run_step(name: str, flow_run_id: str) -> bool:
-    """Whether a step name is one of this flow run's steps."""
-    return name.startswith(f"{STEP_PREFIX} {flow_run_id} ")
 
 
 def environment_arguments(environment_uri: str) -> list[str]:
@@ -105,7 +88,7 @@ def step_definition(
     # the wrapper's own arguments, "$1".."$5"
     wrapper_args = [cluster_id, environment_uri, environment_sha256, f"{timeout_minutes:g}", flow_run_id]
     return {
-        "Name": step_name(flow_run_id, token),
+        "Name": run_name(flow_run_id, token),
         # A cluster left running (reused, kept) continues, and the flow reads the step's state; one the run created
         # ends with its step's failure, so that a step whose flow is gone (SIGKILL) does not leave it running.
         "ActionOnFailure": "TERMINATE_CLUSTER" if terminate_cluster_on_failure else "CONTINUE",
@@ -170,7 +153,7 @@ def run_steps(emr, cluster_id: str, flow_run_id: str, states: list[str] | None =
     """Ids of this flow run's steps on a cluster (by the run id in their name), in ``states`` (default: active)."""
     found = []
     for page in emr.get_paginator("list_steps").paginate(ClusterId=cluster_id, StepStates=states or ACTIVE_STEP_STATES):
-        found += [step["Id"] for step in page["Steps"] if is_run_step(step["Name"], flow_run_id)]
+        found += [step["Id"] for step in page["Steps"] if is_run_name(step["Name"], flow_run_id)]
     return found
 
 
@@ -184,3 +167,45 @@ def cancel_run_steps(emr, cluster_id: str, flow_run_id: str) -> list[str]:
     if step_ids:
         emr.cancel_steps(ClusterId=cluster_id, StepIds=step_ids, StepCancellationOption="TERMINATE_PROCESS")
     return step_ids
+
+
+def _failure_reason(response: dict) -> str:
+    status = response["Step"]["Status"]
+    failure = status.get("FailureDetails") or {}
+    reason = failure.get("Message") or failure.get("Reason") or status.get("StateChangeReason", {}).get("Message")
+    return reason or "EMR gave no reason"
+
+
+def _log_location(emr, cluster_id: str, step_id: str, response: dict) -> str | None:
+    """The failed step's stderr: where EMR's failure details point, else under the cluster's log URI."""
+    failure = response["Step"]["Status"].get("FailureDetails") or {}
+    if failure.get("LogFile", "").startswith("s3"):
+        log = failure["LogFile"]
+        return log if log.endswith(".gz") else log.rstrip("/") + "/stderr.gz"
+    log_uri = emr.describe_cluster(ClusterId=cluster_id)["Cluster"].get("LogUri")
+    if not log_uri:
+        return None
+    return f"{log_uri.rstrip('/')}/{cluster_id}/steps/{step_id}/stderr.gz"
+
+
+def step_watch(aws: AwsClients, cluster_id: str, step_id: str, log_wait_minutes: float = LOG_WAIT_MINUTES) -> RunWatch:
+    """The step as waiter data (tasks/aws/remote_wait.py); a step past its deadline is cancelled with its process."""
+    emr = aws("emr")
+
+    def cancel() -> None:
+        emr.cancel_steps(ClusterId=cluster_id, StepIds=[step_id], StepCancellationOption="TERMINATE_PROCESS")
+
+    return RunWatch(
+        what=f"EMR step {step_id} on {cluster_id}",
+        client=emr,
+        operation="DescribeStep",
+        request={"ClusterId": cluster_id, "StepId": step_id},
+        state_path="Step.Status.State",
+        running=("RUNNING", "CANCEL_PENDING"),
+        succeeded=("COMPLETED",),
+        failed=FAILED_STATES,
+        reason=_failure_reason,
+        log_uri=partial(_log_location, emr, cluster_id, step_id),
+        cancel=cancel,
+        log_wait_minutes=log_wait_minutes,
+    )

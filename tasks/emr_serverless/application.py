@@ -7,20 +7,18 @@ import hashlib
 from collections.abc import Iterator
 
 from botocore.exceptions import ClientError, WaiterError
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 
 from blocks.emr_serverless_config import EmrServerlessConfig
-from tasks.aws.clients import AwsClients
+from tasks.aws.clients import AwsClients, run_logger
 from tasks.aws.preflight import error_code
 from tasks.aws.tags import ACCESS_DENIED, TAG_MAX_AGE, is_ours, named_as_ours, our_name, run_tags
 from tasks.aws.waiting import wait
+from tasks.emr_serverless.job_run import cancel_job_runs, live_job_runs
 from tasks.emr_serverless.waiters import application_state, waiter
 from tasks.errors import FruitflowError
 
 # States in which an application may still run (or start) work: what teardown and the reaper look at.
 ACTIVE_STATES = ["CREATING", "CREATED", "STARTING", "STARTED", "STOPPING", "STOPPED"]
-TEARDOWN_SLACK_MINUTES = 30
 # stop_and_delete() waits this long for each state (started, stopped, deleted); a started application bills its
 # pre-initialized capacity until it is STOPPED.
 STATE_WAIT_MINUTES = 15
@@ -32,16 +30,6 @@ class ApplicationError(FruitflowError, RuntimeError):
 
 def console_url(region: str, application_id: str) -> str:
     return f"https://{region}.console.aws.amazon.com/emr/home?region={region}#/serverless-applications/{application_id}"
-
-
-def run_max_age_hours(config: EmrServerlessConfig, timeout_minutes: float) -> float:
-    """How long a run may hold its application: start-up, the job's timeout and teardown (the reaper's floor).
-
-    Example:
-        >>> run_max_age_hours(EmrServerlessConfig(application_ready_timeout_minutes=15), 180)
-        3.75
-    """
-    return (config.application_ready_timeout_minutes + timeout_minutes + TEARDOWN_SLACK_MINUTES) / 60
 
 
 def _worker(cores: int, memory_gb: int) -> dict:
@@ -119,42 +107,20 @@ def _wait_state(aws: AwsClients, name: str, application_id: str, what: str, poll
          delay=poll, timeout_minutes=timeout, applicationId=application_id)  # fmt: skip
 
 
-def _not_ready(client, application_id: str) -> ApplicationError:
+def not_ready(client, application_id: str) -> ApplicationError:
     application = client.get_application(applicationId=application_id)["application"]
     details = application.get("stateDetails") or "EMR Serverless gave no details"
     return ApplicationError(f"application {application_id} did not become ready: {application['state']}: {details}")
 
 
-@task(name="provision-application", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
-def provision_application(aws: AwsClients, request: dict, flow_run_id: str, config: EmrServerlessConfig) -> str:
-    """Create the application (or find the one this flow run already created), start it and wait until STARTED.
-
-    A retry looks for an active application tagged with this flow run id first, and the request carries a client
-    token: neither a retried task nor a resent request makes a second application.
-
-    Returns:
-        the application id.
-    """
-    logger = get_run_logger()
+def wait_until_started(aws: AwsClients, application_id: str, config: EmrServerlessConfig) -> None:
+    """Wait until the application may be started, start it (unless it already is) and wait until STARTED."""
     client = aws("emr-serverless")
-    existing = find_run_applications(client, flow_run_id)
-    if existing:
-        application_id = existing[0]
-        logger.info("reusing application %s that this flow run created earlier", application_id)
-    else:
-        application_id = client.create_application(**request)["applicationId"]
-        logger.info("created application %s: %s", application_id, console_url(aws.region, application_id))
     timeout, poll = config.application_ready_timeout_minutes, config.poll_seconds
-    try:
-        _wait_state(aws, "ApplicationCreated", application_id, "created", poll, timeout)
-        if application_state(client.get_application(applicationId=application_id)) != "STARTED":
-            client.start_application(applicationId=application_id)
-        _wait_state(aws, "ApplicationStarted", application_id, "started", poll, timeout)
-    except WaiterError as exc:
-        error = _not_ready(client, application_id)
-        logger.error("%s", error)
-        raise error from exc
-    return application_id
+    _wait_state(aws, "ApplicationCreated", application_id, "created", poll, timeout)
+    if application_state(client.get_application(applicationId=application_id)) != "STARTED":
+        client.start_application(applicationId=application_id)
+    _wait_state(aws, "ApplicationStarted", application_id, "started", poll, timeout)
 
 
 def stop_and_delete(
@@ -175,3 +141,13 @@ def stop_and_delete(
     except (WaiterError, ClientError) as exc:
         code = error_code(exc) if isinstance(exc, ClientError) else "timeout"
         raise ApplicationError(f"application {application_id} was not deleted ({code}): {exc}") from exc
+
+
+def delete_application(aws: AwsClients, application_id: str, poll_seconds: int, logger=None) -> None:
+    """Cancel whatever runs on an application we created, then stop and delete it."""
+    logger = logger or run_logger()
+    live = [job_run["id"] for job_run in live_job_runs(aws("emr-serverless"), application_id)]
+    cancel_job_runs(aws, application_id, live, poll_seconds)
+    logger.info("stopping and deleting application %s", application_id)
+    stop_and_delete(aws, application_id, poll_seconds)
+    logger.info("application %s is deleted", application_id)

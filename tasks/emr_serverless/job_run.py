@@ -1,4 +1,5 @@
-"""The EMR Serverless job run: its request (the staged script, package and environment), started once, found, cancelled.
+"""The EMR Serverless job run: its request (the staged script, package and environment), started once, watched as
+waiter data, found and cancelled.
 
 Idempotency has two layers. StartJobRun's ``clientToken`` (from the flow run and the job's arguments) makes AWS
 answer a resent request with the job run it already started; and before starting, the task looks for a live job run
@@ -8,31 +9,34 @@ started instead of starting another.
 
 from __future__ import annotations
 
+from botocore.exceptions import WaiterError
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.emr_serverless_config import EmrServerlessConfig
-from tasks.aws.clients import AwsClients
+from tasks.aws.clients import AwsClients, run_logger
+from tasks.aws.remote_wait import RunWatch
+from tasks.aws.run_names import is_run_name, run_name
 from tasks.aws.tags import TAG_MAX_AGE, run_tags
-from tasks.emr_serverless.waiters import JOB_RUN_LIVE
+from tasks.aws.waiting import wait
+from tasks.emr_serverless.waiters import JOB_RUN_ENDED, JOB_RUN_LIVE, job_run_state, waiter
 
-JOB_RUN_PREFIX = "fruitflow extract-features"
 # A job run with our name in one of these is the one to follow rather than starting another.
 _FOLLOW_STATES = [*JOB_RUN_LIVE, "SUCCESS"]
+# How long a failed job run waits for its driver's stderr to reach S3 before reporting without its tail.
+LOG_WAIT_MINUTES = 3
+# How long a cancel waits for the job run to end.
+CANCEL_TIMEOUT_MINUTES = 10
 
 
-def job_run_name(flow_run_id: str, token: str) -> str:
-    """The job run's name: the full flow run id (teardown finds the run's job runs by it) and the run token.
+def driver_log_uri(log_uri: str, application_id: str, job_run_id: str, stream: str = "stderr") -> str:
+    """Where EMR Serverless puts the driver's log of a job run under the run's S3 log destination.
 
     Example:
-        >>> job_run_name("0f1e", "ab12")
-        'fruitflow extract-features 0f1e ab12'
+        >>> driver_log_uri("s3://b/logs/", "00app", "00job")
+        's3://b/logs/applications/00app/jobs/00job/SPARK_DRIVER/stderr.gz'
     """
-    return f"{JOB_RUN_PREFIX} {flow_run_id} {token}"
-
-
-def is_run_job(name: str | None, flow_run_id: str) -> bool:
-    return (name or "").startswith(f"{JOB_RUN_PREFIX} {flow_run_id} ")
+    return f"{log_uri.rstrip('/')}/applications/{application_id}/jobs/{job_run_id}/SPARK_DRIVER/{stream}.gz"
 
 
 def environment_confs(archive_uri: str, *, layout: str = "target") -> dict[str, str]:
@@ -102,7 +106,7 @@ def job_run_request(
     return {
         "applicationId": application_id,
         "clientToken": token,
-        "name": job_run_name(flow_run_id, token),
+        "name": run_name(flow_run_id, token),
         "executionRoleArn": role_arn,
         "jobDriver": {
             "sparkSubmit": {
@@ -151,4 +155,50 @@ def live_job_runs(client, application_id: str) -> list[dict]:
 
 def run_job_runs(client, application_id: str, flow_run_id: str) -> list[str]:
     """Ids of this flow run's live job runs on an application (by the flow run id in their name)."""
-    return [run["id"] for run in live_job_runs(client, application_id) if is_run_job(run.get("name"), flow_run_id)]
+    return [run["id"] for run in live_job_runs(client, application_id) if is_run_name(run.get("name"), flow_run_id)]
+
+
+def cancel_job_runs(aws: AwsClients, application_id: str, job_run_ids: list[str], poll_seconds: int) -> list[str]:
+    """Cancel the live ones among ``job_run_ids`` and wait until each has ended; returns those cancelled."""
+    client = aws("emr-serverless")
+    cancelled = []
+    for job_run_id in job_run_ids:
+        ids = {"applicationId": application_id, "jobRunId": job_run_id}
+        if client.get_job_run(**ids)["jobRun"]["state"] not in JOB_RUN_LIVE:
+            continue
+        client.cancel_job_run(**ids)
+        cancelled.append(job_run_id)
+        try:
+            wait(
+                waiter("JobRunEnded", client),
+                what=f"job run {job_run_id} cancelled",
+                state=job_run_state,
+                delay=poll_seconds,
+                timeout_minutes=CANCEL_TIMEOUT_MINUTES,
+                **ids,
+            )
+        except WaiterError:
+            run_logger().error("job run %s did not end after its cancel; check it in the console", job_run_id)
+    return cancelled
+
+
+def job_run_watch(
+    aws: AwsClients, application_id: str, job_run_id: str, log_uri: str, log_wait_minutes: float = LOG_WAIT_MINUTES
+) -> RunWatch:
+    """The job run as waiter data (tasks/aws/remote_wait.py); past its deadline it is cancelled."""
+    client = aws("emr-serverless")
+    ids = {"applicationId": application_id, "jobRunId": job_run_id}
+    return RunWatch(
+        what=f"EMR Serverless job run {job_run_id} on {application_id}",
+        client=client,
+        operation="GetJobRun",
+        request=ids,
+        state_path="jobRun.state",
+        running=("RUNNING", "CANCELLING"),
+        succeeded=("SUCCESS",),
+        failed=tuple(state for state in JOB_RUN_ENDED if state != "SUCCESS"),
+        reason=lambda response: response["jobRun"].get("stateDetails") or "EMR Serverless gave no details",
+        log_uri=lambda response: driver_log_uri(log_uri, application_id, job_run_id),
+        cancel=lambda: client.cancel_job_run(**ids),
+        log_wait_minutes=log_wait_minutes,
+    )

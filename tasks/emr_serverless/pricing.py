@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from blocks.emr_serverless_config import EmrServerlessConfig
 from tasks.emr.pricing import JOB_FIXED_MINUTES
 from tasks.emr_serverless.application import STATE_WAIT_MINUTES
-from tasks.emr_serverless.job_wait import LOG_WAIT_MINUTES as JOB_LOG_WAIT_MINUTES
+from tasks.emr_serverless.job_run import LOG_WAIT_MINUTES as JOB_LOG_WAIT_MINUTES
 
 BILLED = "estimate (the job run's billed resources from GetJobRun x the block's price table; not a bill)"
 EXPECTED = "estimate (images / the measured per-vCPU rate, docs/performance.md, x the block's prices; not a bill)"

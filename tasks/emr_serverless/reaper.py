@@ -17,11 +17,11 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.aws.clients import AwsClients
 from tasks.aws.preflight import error_code
+from tasks.aws.reaping import LiveRun, flow_run_state, run_in_use, run_limit_hours, stale_reason
+from tasks.aws.run_names import named_flow_run
 from tasks.aws.tags import ACCESS_DENIED, TAG_FLOW_RUN, is_ours
-from tasks.emr.reaper import LiveStep, flow_run_state, named_flow_run, run_limit_hours, stale_reason, step_in_use
-from tasks.emr_serverless.application import application_summaries, read_if_named_ours
-from tasks.emr_serverless.job_run import live_job_runs
-from tasks.emr_serverless.teardown import cancel_job_runs, delete_application
+from tasks.emr_serverless.application import application_summaries, delete_application, read_if_named_ours
+from tasks.emr_serverless.job_run import cancel_job_runs, live_job_runs
 
 
 @dataclass(frozen=True)
@@ -73,12 +73,12 @@ def _stale_job_runs(client, application_id: str, max_age_hours: float, now: date
     return stale
 
 
-def _job_run_in_use(client, application_id: str, limit_hours: float, now: datetime) -> LiveStep | None:
+def _job_run_in_use(client, application_id: str, limit_hours: float, now: datetime) -> LiveRun | None:
     """A queued or running job run of a live flow run on the application (whoever created it), if any: the reaper
     never deletes an application under it (the rule of tasks/emr/reaper.py for a cluster's live steps)."""
     for summary in live_job_runs(client, application_id):
-        job_run = LiveStep(summary["id"], named_flow_run(summary.get("name")), _age_hours(summary, now))
-        if step_in_use(job_run, limit_hours, flow_run_state(job_run.flow_run_id)):
+        job_run = LiveRun(summary["id"], named_flow_run(summary.get("name")), _age_hours(summary, now))
+        if run_in_use(job_run, limit_hours, flow_run_state(job_run.flow_run_id)):
             return job_run
     return None
 
@@ -108,7 +108,7 @@ def find_stale_serverless(aws: AwsClients, max_age_hours: float) -> list[StaleSe
                 continue
             using = _job_run_in_use(client, application_id, max(max_age_hours, run_limit_hours(tags)), now)
             if using is not None:
-                why = f"job run {using.step_id} of flow run {using.flow_run_id or 'unknown'} is live"
+                why = f"job run {using.run_id} of flow run {using.flow_run_id or 'unknown'} is live"
                 logger.info("application %s (%s) is left alone: %s", application_id, reason, why)
                 continue
             stale.append(StaleServerless("application", application_id, None, application.get("name", ""), run_id,
