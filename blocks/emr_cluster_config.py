@@ -5,17 +5,10 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from prefect.blocks.core import Block
 from pydantic import Field, model_validator
 
-from blocks.emr_prices import (
-    EC2_HOURLY_USD,
-    EMR_HOURLY_USD,
-    IMAGES_PER_VCPU_SECOND,
-    PROVISIONING_MINUTES,
-    REGION_PRICE_FACTORS,
-    VCPUS,
-)
+from blocks.emr_prices import EC2_HOURLY_USD, EMR_HOURLY_USD, PROVISIONING_MINUTES, VCPUS
+from blocks.emr_run_config import EmrRunConfig
 
 # Graviton (arm64) types: a "g" right after the generation digit (m7g, c7g, m8g, r7g, c6gn, m7gd, x2gd, t4g), and a1.
 _GRAVITON = re.compile(r"^(a1|[a-z]+\d+g[a-z]*)\.")
@@ -37,7 +30,7 @@ DEDICATED_INSTANCE_PROFILE = "fruitflow-emr-ec2"
 BROAD_INSTANCE_PROFILE = "EMR_EC2_DefaultRole"
 
 
-class EmrClusterConfig(Block):
+class EmrClusterConfig(EmrRunConfig):
     """How fruitflow builds the EMR cluster for a run: release, shape, network, roles, logs, safety net, price.
 
     Example:
@@ -52,23 +45,16 @@ class EmrClusterConfig(Block):
 
     _block_type_name = "EMR Cluster Config"
     _block_type_slug = "emr-cluster-config"
-    # The AWS logo prefect-aws's blocks show; what EMR itself documents about a cluster's shape (the repo's own
-    # page is docs/emr.md).
-    _logo_url = "https://cdn.sanity.io/images/3ugk85nk/production/d74b16fe84ce626345adf235a47008fea2869a60-225x225.png"
+    # What EMR itself documents about a cluster's shape (the repo's own page is docs/emr.md).
     _documentation_url = "https://docs.aws.amazon.com/emr/latest/ManagementGuide/emr-plan.html"
     _description = "The EMR cluster fruitflow creates for a run: shape, roles, network, logs and a price table."
 
-    release_label: str = Field(
-        default="emr-7.13.0",
-        description="EMR release (7.x: Spark 3.5, Python 3.9). The job's shipped Python environment is built for "
-        "that Python.",
-    )
+    master_instance_count: int = Field(default=1, ge=1, le=1, description="Master nodes: 1 (no HA master).")
     master_instance_type: str = Field(
         default="m5.xlarge",
         description="EC2 type of the master (driver) node; x86 (m5, c6i...) or Graviton (m7g, c7g, m8g...), as the "
         "core nodes.",
     )
-    master_instance_count: int = Field(default=1, ge=1, le=1, description="Master nodes: 1 (no HA master).")
     core_instance_type: str = Field(
         default="m5.xlarge",
         description="EC2 type of the core (worker) nodes, of the master's architecture (x86_64 or Graviton arm64).",
@@ -95,23 +81,11 @@ class EmrClusterConfig(Block):
             f"prefixes). {BROAD_INSTANCE_PROFILE} works too, but its managed policy is broad: preflight warns."
         ),
     )
-    log_uri: str | None = Field(
-        default=None,
-        description="s3:// prefix for cluster and step logs; empty: <bucket>/<folder>/emr-logs/ of the S3Bucket block.",
-    )
     idle_timeout_minutes: int = Field(
         default=30,
         ge=1,
         le=10080,
         description="Auto-termination after this many idle minutes: the safety net if the flow dies without cleanup.",
-    )
-    tags: dict[str, str] = Field(
-        default_factory=dict,
-        description="Extra tags on the cluster (fruitflow adds fruitflow:flow-run-id and fruitflow:created-by).",
-    )
-    spark_configuration: dict[str, str] = Field(
-        default_factory=dict,
-        description="Extra spark-defaults properties, e.g. {'spark.executor.memory': '6g'}.",
     )
     bootstrap_packages: list[str] = Field(
         default_factory=list,
@@ -122,30 +96,19 @@ class EmrClusterConfig(Block):
     cluster_ready_timeout_minutes: int = Field(
         default=30, ge=1, description="How long to wait for a new cluster to be ready before giving up."
     )
-    poll_seconds: int = Field(default=30, ge=1, description="Delay between status checks of the cluster and step.")
     ec2_hourly_usd: dict[str, float] = Field(
         default_factory=lambda: dict(EC2_HOURLY_USD),
         description="EC2 on-demand USD per instance-hour by type, for the cost estimate (not a bill).",
+    )
+    spot_price_fraction: float = Field(
+        default=0.4, gt=0, le=1, description="Spot price as a fraction of on-demand EC2, for the estimate."
     )
     emr_hourly_usd: dict[str, float] = Field(
         default_factory=lambda: dict(EMR_HOURLY_USD),
         description="EMR surcharge USD per instance-hour by type, for the cost estimate (not a bill).",
     )
-    spot_price_fraction: float = Field(
-        default=0.4, gt=0, le=1, description="Spot price as a fraction of on-demand EC2, for the estimate."
-    )
-    region_price_factors: dict[str, float] = Field(
-        default_factory=lambda: dict(REGION_PRICE_FACTORS),
-        description="Price of each region relative to the us-east-1 tables above; a region missing here gets no "
-        "price in the estimate (only its duration).",
-    )
     vcpus: dict[str, int] = Field(
         default_factory=lambda: dict(VCPUS), description="vCPUs per EC2 type, for the run's expected duration."
-    )
-    images_per_vcpu_second: float = Field(
-        default=IMAGES_PER_VCPU_SECOND,
-        gt=0,
-        description="Images featurized per core-node vCPU and second (docs/performance.md), for the expected duration.",
     )
     provisioning_minutes: float = Field(
         default=PROVISIONING_MINUTES,

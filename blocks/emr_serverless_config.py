@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from prefect.blocks.core import Block
 from pydantic import Field
 
-from blocks.emr_prices import IMAGES_PER_VCPU_SECOND, REGION_PRICE_FACTORS
+from blocks.emr_run_config import EmrRunConfig
 
 # EMR Serverless on-demand prices, us-east-1 (checked 2026-11): per vCPU-hour and per GB-hour of worker memory;
 # Graviton (ARM64) is ~20 % cheaper. Ephemeral storage is billed beyond the 20 GB each worker gets free.
@@ -16,7 +15,7 @@ USD_PER_MEMORY_GB_HOUR = {"X86_64": 0.0057785, "ARM64": 0.004628}
 USD_PER_STORAGE_GB_HOUR = 0.000111
 
 
-class EmrServerlessConfig(Block):
+class EmrServerlessConfig(EmrRunConfig):
     """How fruitflow runs the job on EMR Serverless: the application (created per run, or reused), the job's execution
     role and size, logs, tags, and the prices its cost figures multiply.
 
@@ -32,15 +31,9 @@ class EmrServerlessConfig(Block):
 
     _block_type_name = "EMR Serverless Config"
     _block_type_slug = "emr-serverless-config"
-    _logo_url = "https://cdn.sanity.io/images/3ugk85nk/production/d74b16fe84ce626345adf235a47008fea2869a60-225x225.png"
     _documentation_url = "https://docs.aws.amazon.com/emr/latest/EMR-Serverless-UserGuide/emr-serverless.html"
     _description = "The EMR Serverless application and job run fruitflow uses: release, role, size, logs, prices."
 
-    release_label: str = Field(
-        default="emr-7.13.0",
-        description="EMR release of the application (7.x: Spark 3.5, Python 3.9, as the cluster engine's). Preflight "
-        "checks that EMR lists it in the region.",
-    )
     application_id: str | None = Field(
         default=None,
         description="Run on this existing application (it is never stopped or deleted by fruitflow); empty: the flow "
@@ -85,19 +78,6 @@ class EmrServerlessConfig(Block):
     max_executors: int = Field(
         default=10, ge=1, description="spark.dynamicAllocation.maxExecutors: the job never uses more executors."
     )
-    log_uri: str | None = Field(
-        default=None,
-        description="s3:// prefix for the job runs' logs (driver stderr under applications/<id>/jobs/<id>/"
-        "SPARK_DRIVER/); empty: <bucket>/<folder>/emr-serverless-logs/ of the S3Bucket block.",
-    )
-    tags: dict[str, str] = Field(
-        default_factory=dict,
-        description="Extra tags on the application and job run (fruitflow adds fruitflow:flow-run-id and "
-        "fruitflow:created-by).",
-    )
-    spark_configuration: dict[str, str] = Field(
-        default_factory=dict, description="Extra --conf properties for the job run, e.g. {'spark.task.cpus': '1'}."
-    )
     application_ready_timeout_minutes: int = Field(
         default=15, ge=1, description="How long to wait for a created application to be created and started."
     )
@@ -114,16 +94,6 @@ class EmrServerlessConfig(Block):
         default=USD_PER_STORAGE_GB_HOUR,
         ge=0,
         description="USD per billed storage GB-hour (beyond 20 GB per worker), for the cost estimate (not a bill).",
-    )
-    region_price_factors: dict[str, float] = Field(
-        default_factory=lambda: dict(REGION_PRICE_FACTORS),
-        description="Price of each region relative to the us-east-1 prices above; a region missing here gets no "
-        "price in the estimate (only its resources).",
-    )
-    images_per_vcpu_second: float = Field(
-        default=IMAGES_PER_VCPU_SECOND,
-        gt=0,
-        description="Images featurized per executor vCPU and second (docs/performance.md), for the dry run's estimate.",
     )
     startup_minutes: float = Field(
         default=2.0,

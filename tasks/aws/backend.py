@@ -54,27 +54,39 @@ class Staged:
     token: str  # the run's token (tasks/aws/run_names.py)
 
 
+@dataclass(frozen=True)
+class Words:
+    """How messages name an engine (``label``: "EMR"), its place ("cluster") and its run ("step"); ``console``:
+    the place's page in the EMR console ("clusterDetails")."""
+
+    label: str
+    place: str
+    run: str
+    console: str
+
+
+@dataclass(frozen=True)
+class ConfigBlock:
+    """A backend's settings block: its type, and the :class:`EngineSettings` field that names it."""
+
+    block_type: type[Block]
+    setting: str  # "cluster_block": the flow's parameter, --cluster-block on the command line
+
+    def load(self, settings: EngineSettings) -> Any:
+        return load_block(self.block_type, getattr(settings, self.setting), "--" + self.setting.replace("_", "-"))
+
+
 class RemoteBackend(ABC):
     """What differs between AWS engines; :class:`tasks.aws.remote.RemoteEngine` runs the lifecycle around it."""
 
     name: ClassVar[str]
-    label: ClassVar[str]  # as people say it: "EMR", "EMR Serverless"
-    place_kind: ClassVar[str]  # "cluster", "application"
-    run_kind: ClassVar[str]  # "step", "job run"
-    config_type: ClassVar[type[Block]]
-    config_option: ClassVar[str]  # the option that names the config block ("--cluster-block")
-    log_folder: ClassVar[str]  # default log prefix under the bucket block's folder
-    default_poll_seconds: ClassVar[int]
+    words: ClassVar[Words]  # how messages name the engine, its place and its run
+    config_block: ClassVar[ConfigBlock]
 
     def __init__(self, settings: EngineSettings, aws: AwsClients | None = None) -> None:
         self.settings = settings
         if aws is not None:
             self.__dict__["aws"] = aws
-
-    @property
-    @abstractmethod
-    def config_block(self) -> str:
-        """The name of the backend's config block, from the settings."""
 
     @property
     @abstractmethod
@@ -91,8 +103,8 @@ class RemoteBackend(ABC):
         """The backend's preflight: everything checked before anything costs money; raises with every problem."""
 
     @abstractmethod
-    def estimate(self, job: JobOptions, checked: dict[str, Any]) -> Cost:
-        """What the run should take and cost, with its upper bound."""
+    def expected_cost(self, images: int) -> Cost:
+        """What a run over ``images`` should take and cost, with its upper bound."""
 
     @abstractmethod
     def pip_architecture(self) -> str:
@@ -113,8 +125,10 @@ class RemoteBackend(ABC):
     def not_ready(self, place_id: str) -> FruitflowError:
         """Why the place is not ready (the service's reason); one that may still bill is ended first."""
 
-    @abstractmethod
-    def console_url(self, place_id: str) -> str: ...
+    def console_url(self, place_id: str) -> str:
+        """The place's page in the AWS console, for the summary and the log."""
+        region = self.aws.region
+        return f"https://{region}.console.aws.amazon.com/emr/home?region={region}#/{self.words.console}/{place_id}"
 
     @abstractmethod
     def ready_timeout_minutes(self) -> float:
@@ -150,7 +164,7 @@ class RemoteBackend(ABC):
 
     def note_kept(self, place_id: str) -> None:
         """Said when a created place is left running (--keep-cluster)."""
-        get_run_logger().warning("keeping %s %s (--keep-cluster): end it yourself", self.place_kind, place_id)
+        get_run_logger().warning("keeping %s %s (--keep-cluster): end it yourself", self.words.place, place_id)
 
     # --- what every backend reads the same way
 
@@ -164,15 +178,17 @@ class RemoteBackend(ABC):
 
     @cached_property
     def config(self) -> Any:
-        return load_block(self.config_type, self.config_block, self.config_option)
+        return self.config_block.load(self.settings)
 
     @property
     def poll_seconds(self) -> int:
         try:
             return self.config.poll_seconds
-        except MissingBlock:  # the block is gone (a hook): end what the tags say is ours at the default pace
-            return self.default_poll_seconds
+        except MissingBlock:  # the block is gone (a hook): end what the tags say is ours at the block's default pace
+            return self.config_block.block_type.model_fields["poll_seconds"].default
 
     @property
     def log_uri(self) -> str:
-        return self.config.log_uri or s3_uri(self.bucket.bucket_name, self.bucket.bucket_folder, self.log_folder) + "/"
+        return (
+            self.config.log_uri or s3_uri(self.bucket.bucket_name, self.bucket.bucket_folder, f"{self.name}-logs") + "/"
+        )

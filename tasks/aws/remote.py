@@ -70,10 +70,10 @@ def provision(engine: RemoteEngine, flow_run_id: str, name: str) -> str:
     existing = engine.find_run_places(flow_run_id)
     if existing:
         place_id = existing[0]
-        logger.info("reusing %s %s that this flow run created earlier", engine.place_kind, place_id)
+        logger.info("reusing %s %s that this flow run created earlier", engine.words.place, place_id)
     else:
         place_id = engine.create_place(flow_run_id, name, engine.max_age_hours())
-        logger.info("created %s %s: %s", engine.place_kind, place_id, engine.console_url(place_id))
+        logger.info("created %s %s: %s", engine.words.place, place_id, engine.console_url(place_id))
     try:
         engine.wait_until_ready(place_id)
     except WaiterError as exc:
@@ -102,9 +102,17 @@ class RemoteEngine(RemoteBackend):
 
     def complete(self, images: str | None, output: str | None, stamp: str) -> tuple[str, str]:
         if images is None:
-            raise UsageError(f"the {self.label} engine needs --images s3://bucket/prefix (upload with `aws s3 sync`)")
+            raise UsageError(
+                f"the {self.words.label} engine needs --images s3://bucket/prefix (upload with `aws s3 sync`)"
+            )
         default = s3_uri(self.bucket.bucket_name, self.bucket.bucket_folder, "fruitflow-output", f"run-{stamp}")
         return images, output or default
+
+    def estimate(self, job: JobOptions, checked: dict[str, Any]) -> Cost:
+        """For the images preflight counted: what the run should take and cost, with its upper bound."""
+        estimate = self.expected_cost(checked["images"])
+        get_run_logger().info("estimate: %s", estimate.text)
+        return estimate
 
     def filesystem(self) -> pafs.FileSystem:
         return self.aws.s3_filesystem()
@@ -113,15 +121,17 @@ class RemoteEngine(RemoteBackend):
         """Stage, provision, submit, watch; release on every path (see the module's docstring)."""
         flow_run_id = str(runtime.flow_run.id or "")
         if not flow_run_id:
-            raise RuntimeError(f"the {self.label} engine runs inside a flow run (its id tags the {self.place_kind})")
+            raise RuntimeError(
+                f"the {self.words.label} engine runs inside a flow run (its id tags the {self.words.place})"
+            )
         staged = self._stage(job, flow_run_id)
         with self._held(flow_run_id, result) as held:
             place = held.place
             self._provision(place, flow_run_id, result)
             held.run_id = run_id = self.submit(place, staged, flow_run_id, result.checked)
-            result.ids[f"{self.run_kind.replace(' ', '_')}_id"] = run_id
-            result.details.insert(1, Detail(f"{self.run_kind} id", run_id))
-            get_run_logger().info("%s %s %s", self.run_kind, run_id, self.log_hint(place.id, run_id))
+            result.ids[f"{self.words.run.replace(' ', '_')}_id"] = run_id
+            result.details.insert(1, Detail(f"{self.words.run} id", run_id))
+            get_run_logger().info("%s %s %s", self.words.run, run_id, self.log_hint(place.id, run_id))
             watch_run(
                 self.aws,
                 self.watch(place.id, run_id),
@@ -161,11 +171,11 @@ class RemoteEngine(RemoteBackend):
         if place.created:
             place.id = provision(self, flow_run_id, f"fruitflow {runtime.flow_run.name}")
         else:
-            logger.info("running on existing %s %s; it is left running", self.place_kind, place.id)
+            logger.info("running on existing %s %s; it is left running", self.words.place, place.id)
         console = self.console_url(place.id)
-        result.ids[f"{self.place_kind}_id"] = place.id
-        result.details += [Detail(f"{self.place_kind} id", place.id), Detail("console url", console, link=True)]
-        logger.info("%s %s: %s", self.place_kind, place.id, console)
+        result.ids[f"{self.words.place}_id"] = place.id
+        result.details += [Detail(f"{self.words.place} id", place.id), Detail("console url", console, link=True)]
+        logger.info("%s %s: %s", self.words.place, place.id, console)
 
     @contextmanager
     def _held(self, flow_run_id: str, result: RunResult) -> Iterator[Held]:
@@ -189,7 +199,7 @@ class RemoteEngine(RemoteBackend):
         try:
             return self.cost(place, run_id, started)
         except Exception as exc:  # noqa: BLE001 - only an estimate; the run's outcome matters more
-            run_logger().warning("no cost estimate: %s %s not described (%s)", self.place_kind, place.id, exc)
+            run_logger().warning("no cost estimate: %s %s not described (%s)", self.words.place, place.id, exc)
             return None
 
     def cleanup(self, flow_run_id: str, state_name: str, logger: Any) -> None:

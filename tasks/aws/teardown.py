@@ -50,22 +50,22 @@ def release(engine: RemoteBackend, place: Place, flow_run_id: str, failure: Base
     failing run's own work."""
     if place.ended_with_the_run:
         if place.id:
-            quietly(f"end {engine.place_kind} {place.id}", lambda: tear_down(engine, place.id), failure)
+            quietly(f"end {engine.words.place} {place.id}", lambda: tear_down(engine, place.id), failure)
         # Then any other place its tags say this run made (a create request resent after a lost reply).
         others: list[str] = []
         quietly(
-            f"look for other {engine.place_kind}s of this run",
+            f"look for other {engine.words.place}s of this run",
             lambda: others.extend(engine.find_run_places(flow_run_id)),
             failure,
             never_raise=True,  # never fails a run: the reaper is the net
         )
         for place_id in dict.fromkeys(others):
             if place_id != place.id:
-                run_logger().warning("%s %s also carries this run's tags: ending it too", engine.place_kind, place_id)
-                quietly(f"end {engine.place_kind} {place_id}", lambda p=place_id: tear_down(engine, p), failure)
+                run_logger().warning("%s %s also carries this run's tags: ending it too", engine.words.place, place_id)
+                quietly(f"end {engine.words.place} {place_id}", lambda p=place_id: tear_down(engine, p), failure)
     elif failure is not None and place.id:
         quietly(
-            f"cancel this run's {engine.run_kind} on {engine.place_kind} {place.id}",
+            f"cancel this run's {engine.words.run} on {engine.words.place} {place.id}",
             lambda: cancel_run_work(engine, place.id, flow_run_id),
             failure,
         )
@@ -83,9 +83,9 @@ def cancel_run_work(
         (logger or run_logger()).warning(
             "%scancelled %s(s) %s on %s %s, which is left running",
             run,
-            engine.run_kind,
+            engine.words.run,
             cancelled,
-            engine.place_kind,
+            engine.words.place,
             place_id,
         )
 
@@ -104,7 +104,7 @@ def end_what_the_run_left(engine: RemoteBackend, flow_run_id: str, state_name: s
         reused, keep = None, False
     ours: list[str] = []
     quietly(
-        f"list this run's {engine.place_kind}s",
+        f"list this run's {engine.words.place}s",
         lambda: ours.extend(engine.find_run_places(flow_run_id)),
         None,
         logger,
@@ -115,16 +115,16 @@ def end_what_the_run_left(engine: RemoteBackend, flow_run_id: str, state_name: s
         left_running, ours = left_running + ours, []
     for place_id in dict.fromkeys(left_running):
         quietly(
-            f"cancel this run's {engine.run_kind} on {engine.place_kind} {place_id}",
+            f"cancel this run's {engine.words.run} on {engine.words.place} {place_id}",
             lambda p=place_id: cancel_run_work(engine, p, flow_run_id, state_name, logger),
             None,
             logger,
             never_raise=True,
         )
     for place_id in ours:
-        logger.warning("flow run %s: ending %s %s", state_name, engine.place_kind, place_id)
+        logger.warning("flow run %s: ending %s %s", state_name, engine.words.place, place_id)
         quietly(
-            f"end {engine.place_kind} {place_id}",
+            f"end {engine.words.place} {place_id}",
             lambda p=place_id: engine.end_place(p, logger),
             None,
             logger,

@@ -28,10 +28,6 @@ class ClusterError(FruitflowError, RuntimeError):
     """The cluster did not become ready, or did not terminate; the message carries EMR's reason."""
 
 
-def console_url(region: str, cluster_id: str) -> str:
-    return f"https://{region}.console.aws.amazon.com/emr/home?region={region}#/clusterDetails/{cluster_id}"
-
-
 def cluster_state(response: dict) -> str:
     """The state a DescribeCluster response shows, for the wait's log lines."""
     return response["Cluster"]["Status"]["State"]
@@ -141,18 +137,6 @@ def not_ready(emr, cluster_id: str) -> ClusterError:
         what += "; terminated it"
     logs = f"{cluster['LogUri'].rstrip('/')}/{cluster_id}/node/" if cluster.get("LogUri") else "the cluster's logs"
     return ClusterError(f"cluster {cluster_id} did not become ready: {what}; the nodes' logs are under {logs}")
-
-
-def wait_until_ready(aws: AwsClients, cluster_id: str, config: EmrClusterConfig) -> None:
-    """Wait until the cluster is RUNNING or WAITING (boto3's own waiter, which fails on a terminated cluster)."""
-    wait(
-        aws("emr").get_waiter("cluster_running"),
-        what=f"cluster {cluster_id} ready",
-        state=cluster_state,
-        delay=config.poll_seconds,
-        timeout_minutes=config.cluster_ready_timeout_minutes,
-        ClusterId=cluster_id,
-    )
 
 
 def terminate(

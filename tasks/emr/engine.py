@@ -16,18 +16,18 @@ from prefect import get_run_logger
 
 from blocks.emr_cluster_config import EmrClusterConfig
 from fruitjob.options import JobOptions
-from tasks.aws.backend import Place, Staged
+from tasks.aws.backend import ConfigBlock, Place, Staged, Words
 from tasks.aws.remote import RemoteEngine
 from tasks.aws.remote_wait import RunWatch
+from tasks.aws.waiting import wait
 from tasks.emr.cluster import (
     ClusterError,
     cluster_hours,
     cluster_request,
-    console_url,
+    cluster_state,
     find_run_clusters,
     not_ready,
     terminate,
-    wait_until_ready,
 )
 from tasks.emr.preflight import preflight
 from tasks.emr.pricing import CostEstimate, RunEstimate, estimate_cost, estimate_run, hourly_usd
@@ -38,17 +38,11 @@ class EmrEngine(RemoteEngine):
     """S3 in, S3 out, on a cluster the flow creates and always terminates (or on ``cluster_id``, left running)."""
 
     name: ClassVar[str] = "emr"
-    label = "EMR"
-    place_kind = "cluster"
-    run_kind = "step"
-    config_type = EmrClusterConfig
-    config_option = "--cluster-block"
-    log_folder = "emr-logs"
-    default_poll_seconds = 30
+    words = Words(label="EMR", place="cluster", run="step", console="clusterDetails")
+    config_block = ConfigBlock(EmrClusterConfig, setting="cluster_block")
 
-    @property
-    def config_block(self) -> str:
-        return self.settings.cluster_block
+    def check(self, job: JobOptions) -> dict[str, Any]:
+        return preflight(job, self.aws, self.bucket.bucket_name, self.config, self.settings.cluster_id)
 
     @property
     def reused_id(self) -> str | None:
@@ -58,15 +52,10 @@ class EmrEngine(RemoteEngine):
     def keeps(self) -> bool:
         return self.settings.keep_cluster
 
-    def check(self, job: JobOptions) -> dict[str, Any]:
-        return preflight(job, self.aws, self.bucket.bucket_name, self.config, self.settings.cluster_id)
-
-    def estimate(self, job: JobOptions, checked: dict[str, Any]) -> RunEstimate:
-        """For this input: provisioning + images / the measured rate x the core vCPUs, region-aware; the upper bound
-        is every term a run can bill (tasks/emr/pricing.py)."""
-        estimate = estimate_run(self.config, checked["images"], self.aws.region, self.settings.step_timeout_minutes)
-        get_run_logger().info("estimate: %s", estimate.text)
-        return estimate
+    def expected_cost(self, images: int) -> RunEstimate:
+        """Provisioning + images / the measured rate x the core vCPUs, region-aware; the upper bound is every term a
+        run can bill (tasks/emr/pricing.py)."""
+        return estimate_run(self.config, images, self.aws.region, self.settings.step_timeout_minutes)
 
     def pip_architecture(self) -> str:
         return self.config.architecture
@@ -89,13 +78,18 @@ class EmrEngine(RemoteEngine):
         return self.aws("emr").run_job_flow(**request)["JobFlowId"]
 
     def wait_until_ready(self, place_id: str) -> None:
-        wait_until_ready(self.aws, place_id, self.config)
+        """Until RUNNING or WAITING (boto3's own waiter, which fails on a terminated cluster)."""
+        wait(
+            self.aws("emr").get_waiter("cluster_running"),
+            what=f"cluster {place_id} ready",
+            state=cluster_state,
+            delay=self.config.poll_seconds,
+            timeout_minutes=self.config.cluster_ready_timeout_minutes,
+            ClusterId=place_id,
+        )
 
     def not_ready(self, place_id: str) -> ClusterError:
         return not_ready(self.aws("emr"), place_id)
-
-    def console_url(self, place_id: str) -> str:
-        return console_url(self.aws.region, place_id)
 
     def submit(self, place: Place, staged: Staged, flow_run_id: str, checked: dict[str, Any]) -> str:
         step = step_definition(

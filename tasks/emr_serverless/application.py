@@ -28,10 +28,6 @@ class ApplicationError(FruitflowError, RuntimeError):
     """The application did not become ready, or could not be deleted; the message carries its stateDetails."""
 
 
-def console_url(region: str, application_id: str) -> str:
-    return f"https://{region}.console.aws.amazon.com/emr/home?region={region}#/serverless-applications/{application_id}"
-
-
 def _worker(cores: int, memory_gb: int) -> dict:
     return {"cpu": f"{cores} vCPU", "memory": f"{memory_gb + max(1, round(memory_gb * 0.1))} GB"}
 

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from prefect import get_run_logger, runtime
+from prefect import runtime
 
 from blocks.emr_serverless_config import EmrServerlessConfig
 from fruitjob.options import JobOptions
-from tasks.aws.backend import Place, Staged
+from tasks.aws.backend import ConfigBlock, Place, Staged, Words
 from tasks.aws.remote import RemoteEngine
 from tasks.aws.remote_wait import RunWatch
 from tasks.aws.s3_uris import s3_uri
 from tasks.emr_serverless.application import (
     ApplicationError,
     application_request,
-    console_url,
     delete_application,
     find_run_applications,
     not_ready,
@@ -47,17 +46,8 @@ class EmrServerlessEngine(RemoteEngine):
     """S3 in, S3 out, as one job run on an EMR Serverless application the flow creates and deletes (or reuses)."""
 
     name: ClassVar[str] = "emr-serverless"
-    label = "EMR Serverless"
-    place_kind = "application"
-    run_kind = "job run"
-    config_type = EmrServerlessConfig
-    config_option = "--serverless-block"
-    log_folder = "emr-serverless-logs"
-    default_poll_seconds = 15
-
-    @property
-    def config_block(self) -> str:
-        return self.settings.serverless_block
+    words = Words(label="EMR Serverless", place="application", run="job run", console="serverless-applications")
+    config_block = ConfigBlock(EmrServerlessConfig, setting="serverless_block")
 
     @property
     def reused_id(self) -> str | None:
@@ -76,12 +66,10 @@ class EmrServerlessEngine(RemoteEngine):
             timeout_minutes=self.settings.step_timeout_minutes,
         )
 
-    def estimate(self, job: JobOptions, checked: dict[str, Any]) -> ServerlessEstimate:
-        """For this input: images / the measured per-vCPU rate, priced; the upper bound is every term a run can bill
+    def expected_cost(self, images: int) -> ServerlessEstimate:
+        """Images / the measured per-vCPU rate, priced; the upper bound is every term a run can bill
         (tasks/emr_serverless/pricing.py)."""
-        estimate = estimate_job(self.config, checked["images"], self.aws.region, self.settings.step_timeout_minutes)
-        get_run_logger().info("estimate: %s", estimate.text)
-        return estimate
+        return estimate_job(self.config, images, self.aws.region, self.settings.step_timeout_minutes)
 
     def pip_architecture(self) -> str:
         return PIP_ARCHITECTURE[self.config.architecture]
@@ -98,9 +86,6 @@ class EmrServerlessEngine(RemoteEngine):
 
     def not_ready(self, place_id: str) -> ApplicationError:
         return not_ready(self.aws("emr-serverless"), place_id)
-
-    def console_url(self, place_id: str) -> str:
-        return console_url(self.aws.region, place_id)
 
     def submit(self, place: Place, staged: Staged, flow_run_id: str, checked: dict[str, Any]) -> str:
         confs = spark_confs(self.config, py_files_uri=staged.py_files, application_id=place.id, flow_run_id=flow_run_id)
