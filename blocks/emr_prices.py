@@ -83,6 +83,8 @@ VCPUS = {
 }
 # docs/performance.md "Scale on paper": ~200 images/s per m5.xlarge (4 vCPUs), MobileNetV2 alpha 1.0 with decoding.
 IMAGES_PER_VCPU_SECOND = 50.0
+# spark-submit, the session, weights, PCA, validation and teardown around the featurize stage (docs/performance.md).
+JOB_FIXED_MINUTES = 3.0
 # RunJobFlow to WAITING: 7-10 minutes measured on EMR 7 with the old bootstrap that pip-installed TensorFlow
 # (docs/performance.md); clusters now start without one (the packages ship with the step): kept as the upper side.
 PROVISIONING_MINUTES = 8.0

@@ -11,6 +11,7 @@ from pyspark.sql import Column, SparkSession
 
 from fruitjob import storage
 from fruitjob.calibration import calibration_of
+from fruitjob.errors import JobError
 
 # What makes two feature vectors comparable. Library versions are recorded in metrics but not enforced:
 # a patch release of TensorFlow moves features by rounding error, not into another space. An int8 model's features
@@ -24,7 +25,7 @@ IDENTITY_FILE = "identity.json"
 PARQUET_METADATA_KEY = "fruitflow.identity"
 
 
-class SpaceMismatch(ValueError):
+class SpaceMismatch(JobError, ValueError):
     """Features or a PCA model from another feature space; the message names the difference."""
 
 

@@ -26,7 +26,7 @@ from fruitjob.accounting import Done, count_outputs, earlier_metrics, previous_r
 from fruitjob.completeness import dataset_complete
 from fruitjob.errors import JobError
 from fruitjob.featurizer import warm_up_workers
-from fruitjob.identity import SpaceMismatch, check_same_space, identity_of
+from fruitjob.identity import check_same_space, identity_of
 from fruitjob.incremental import Plan, plan_increment, replace_dataset
 from fruitjob.laps import Laps
 from fruitjob.listing import Listing, list_input
@@ -43,7 +43,7 @@ from fruitjob.outputs import (
     write_features,
 )
 from fruitjob.packaging import ship_package
-from fruitjob.pca import FittedPca, PcaError, fit_and_save, project
+from fruitjob.pca import FittedPca, fit_and_save, project
 from fruitjob.pca_models import existing_model, hold_in_output
 from fruitjob.quality import feature_quality
 from fruitjob.reading import read_images, reader_for
@@ -52,7 +52,7 @@ from fruitjob.shipped_model import load_shipped
 from fruitjob.space import load_space, save_space
 from fruitjob.tflite_engine import convert_for_workers, resolve_converted
 from fruitjob.tuning import configure, partitions_for
-from fruitjob.weights import WeightsError, resolve_weights
+from fruitjob.weights import resolve_weights
 
 __all__ = ["JobError", "main", "run"]
 
@@ -229,7 +229,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         run(spark, opts)
         progress.finish()
-    except (JobError, WeightsError, SpaceMismatch, PcaError) as exc:
+    except JobError as exc:  # WeightsError, SpaceMismatch, PcaError among them
         log.error("%s", exc)
         return 2
     finally:

@@ -25,6 +25,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from fruitjob import layout, storage
+from fruitjob.errors import JobError
 from fruitjob.gram_pca import Axes, Moments, moments, principal_axes, project_arrow
 from fruitjob.identity import pca_model_id, recorded, save_identity
 from fruitjob.laps import Laps
@@ -37,7 +38,7 @@ log = logging.getLogger("fruitflow.pca")
 INPUT, CENTRED, OUTPUT = "x", "centred", "pcv"
 
 
-class PcaError(ValueError):
+class PcaError(JobError, ValueError):
     """The PCA cannot be fitted (too few images); the message says why."""
 
 

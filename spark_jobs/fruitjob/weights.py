@@ -18,12 +18,13 @@ from typing import Optional
 from pyspark.sql import SparkSession
 
 from fruitjob import private_files, storage
+from fruitjob.errors import JobError
 from fruitjob.listing import is_local, local_path
 
 IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
 
 
-class WeightsError(ValueError):
+class WeightsError(JobError, ValueError):
     """The weights cannot be used: missing, unreadable, or not MobileNetV2 weights for this alpha."""
 
 

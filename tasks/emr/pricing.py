@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from blocks.emr_cluster_config import EmrClusterConfig
+from blocks.emr_prices import JOB_FIXED_MINUTES
 from tasks.emr.cluster import TERMINATE_WAIT_MINUTES
 from tasks.emr.steps import LOG_WAIT_MINUTES
 
 LABEL = "estimate (instance-hours x the block's price table; not a bill)"
-# spark-submit, the session, weights, PCA, validation and teardown around the featurize stage (docs/performance.md).
-JOB_FIXED_MINUTES = 3.0
 
 
 @dataclass(frozen=True)

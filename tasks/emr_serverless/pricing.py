@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from blocks.emr_prices import JOB_FIXED_MINUTES
 from blocks.emr_serverless_config import EmrServerlessConfig
-from tasks.emr.pricing import JOB_FIXED_MINUTES
 from tasks.emr_serverless.application import STATE_WAIT_MINUTES
 from tasks.emr_serverless.job_run import LOG_WAIT_MINUTES as JOB_LOG_WAIT_MINUTES
 
