@@ -42,7 +42,7 @@ from tasks.validation import validate_output  # noqa: E402
 
 
 def end_what_the_run_left(flow: Any, flow_run: Any, state: Any) -> None:
-    """Flow hook (cancelled, crashed, failed): the run's engine ends whatever this run left running.
+    """Flow hook (cancelled, crashed): the run's engine ends whatever this run left running.
 
     The EMR engine terminates clusters created for the run (found by tags) unless ``keep_cluster``, and cancels the
     run's steps on a kept or reused cluster; the local engine has nothing left (its task stops spark-submit).
@@ -75,11 +75,10 @@ def run_engine(engine: Engine, job: JobOptions, dry_run: bool) -> RunResult:
 @flow(
     name="fruit-features",
     log_prints=True,
+    # A failure ends what the run created in the engine's own lifecycle (tasks/aws/remote.py: provisioning
+    # included); the hooks are for what skips it: a crash, a cancellation.
     on_cancellation=[end_what_the_run_left],
     on_crashed=[end_what_the_run_left],
-    # Belt and braces: the EMR engine terminates in its `finally`, but a failure while provisioning can leave a
-    # cluster the flow created; the hook finds it by this run's tags (never a reused or kept cluster).
-    on_failure=[end_what_the_run_left],
 )
 @declared_parameters
 def fruit_features(**parameters: Any) -> RunResult:
