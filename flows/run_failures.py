@@ -27,6 +27,8 @@ from flows.cli_errors import EXPECTED_ERRORS, LOGGERS, is_expected
 _OPTION = re.compile(r"(?<![\w`-])--([a-z][a-z0-9]*(?:-[a-z0-9]+)*)(?: ([A-Z][A-Z_]+)\b)?")
 _PASS = re.compile(r"\b(?:pass|give) the parameter")
 _WITH_THE_NAME = re.compile(r"(the parameter `\w+`) with the name")
+# What Prefect's engine logs when a deployment's run process ends on a failed state, traceback and all.
+_ENGINE_EXITED = "Engine execution exited with unexpected exception"
 
 
 def ui_wording(message: str) -> str:
@@ -71,6 +73,8 @@ class ReasonWithoutTraceback(logging.Filter):
         if not is_expected(record):
             return True
         if record.exc_info and isinstance(record.exc_info[1], EXPECTED_ERRORS):
+            if record.getMessage().startswith(_ENGINE_EXITED):
+                return False  # after the run's end: the state message and the error line said it already
             record.exc_info, record.exc_text = None, None
         if self.ui:
             record.msg, record.args = ui_wording(record.getMessage()), None
