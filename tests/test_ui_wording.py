@@ -75,3 +75,13 @@ def test_the_example_automation_starts_a_deployment_on_a_ready_output():
     assert not trigger.covers(_event("prefect.flow-run.Completed", "prefect.flow-run.1"))
     (notice,) = automation_specs(str(uuid.uuid4()))  # `notify` still creates the failure notice alone
     assert notice["name"] == "fruit-features-failed"
+
+
+def test_the_output_link_opens_the_folder_or_the_s3_console():
+    from tasks.markdown import folder_link
+
+    assert folder_link("/data/fruitflow/2026-w49") == "file:///data/fruitflow/2026-w49"
+    assert folder_link("s3://fruit/runs/2026 w49/") == (
+        "https://s3.console.aws.amazon.com/s3/buckets/fruit?prefix=runs/2026%20w49/"
+    )
+    assert folder_link("s3://fruit") == "https://s3.console.aws.amazon.com/s3/buckets/fruit"
