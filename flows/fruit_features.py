@@ -32,6 +32,8 @@ from prefect.settings import (  # noqa: E402
 from flows.cli_errors import failure_message, quiet_expected_errors  # noqa: E402
 from flows.command_line import parser_for  # noqa: E402
 from flows.parameters import declared_parameters, engine_settings, split  # noqa: E402
+from flows.run_failures import fails_with_reason, worded_for  # noqa: E402
+from flows.run_paths import record_paths  # noqa: E402
 from flows.signals import end_runs_on_hangup_and_interrupt  # noqa: E402
 from fruitjob.options import JobOptions  # noqa: E402
 from tasks.aws.output_lease import held_output  # noqa: E402
@@ -47,7 +49,8 @@ def end_what_the_run_left(flow: Any, flow_run: Any, state: Any) -> None:
     The EMR engine terminates clusters created for the run (found by tags) unless ``keep_cluster``, and cancels the
     run's steps on a kept or reused cluster; the local engine has nothing left (its task stops spark-submit).
     """
-    engine_for(engine_settings(flow_run)).cleanup(str(flow_run.id), state.name, flow_run_logger(flow_run, flow))
+    logger = worded_for(flow_run, flow_run_logger(flow_run, flow))  # a UI run's messages name parameters
+    engine_for(engine_settings(flow_run)).cleanup(str(flow_run.id), state.name, logger)
 
 
 def run_engine(engine: Engine, job: JobOptions, dry_run: bool) -> RunResult:
@@ -80,6 +83,7 @@ def run_engine(engine: Engine, job: JobOptions, dry_run: bool) -> RunResult:
     on_cancellation=[end_what_the_run_left],
     on_crashed=[end_what_the_run_left],
 )
+@fails_with_reason  # an error the user can fix: the state message is its one line, worded for where the run started
 @declared_parameters
 def fruit_features(**parameters: Any) -> RunResult:
     """MobileNetV2 features and a PCA for a folder (local) or S3 prefix (EMR) of fruit images.
@@ -91,6 +95,7 @@ def fruit_features(**parameters: Any) -> RunResult:
     engine = engine_for(settings)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     images, output = engine.complete(fields["images"], fields["output"], stamp)
+    record_paths(images, output)  # the failure notice and the Parameters tab show the paths the run uses
     job = JobOptions(**{**fields, "images": images, "output": output})
     result = run_engine(engine, job, settings.dry_run)
     if result.validation is not None:

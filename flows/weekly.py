@@ -112,13 +112,34 @@ def fruit_features_weekly(
 # ---- the failure notice ---------------------------------------------------------------------------------------
 
 
+def _specs_with(placeholder: str, field: str, value: str, path: Path) -> list[dict[str, Any]]:
+    """The automations of ``automations.yaml`` with an action whose ``field`` is ``placeholder``, filled with
+    ``value``."""
+    specs = []
+    for spec in yaml.safe_load(Path(path).read_text())["automations"]:
+        actions = [action for action in spec["actions"] if action.get(field) == placeholder]
+        for action in actions:
+            action[field] = value
+        if actions:
+            specs.append(spec)
+    return specs
+
+
 def automation_specs(block_document_id: str, path: Path = AUTOMATIONS_YAML) -> list[dict[str, Any]]:
-    """The automations of ``automations.yaml`` with the notification block's id filled in."""
-    specs = yaml.safe_load(Path(path).read_text())["automations"]
+    """The failure notice of ``automations.yaml`` with the notification block's id filled in."""
+    return _specs_with("{{ notification_block }}", "block_document_id", block_document_id, path)
+
+
+def output_ready_specs(
+    deployment_id: str, parameter: str = "features", path: Path = AUTOMATIONS_YAML
+) -> list[dict[str, Any]]:
+    """The example automation of ``automations.yaml`` that starts ``deployment_id`` on ``fruitflow.output.ready``,
+    the output's URI passed as ``parameter``."""
+    specs = _specs_with("{{ deployment }}", "deployment_id", deployment_id, path)
     for spec in specs:
         for action in spec["actions"]:
-            if action.get("block_document_id") == "{{ notification_block }}":
-                action["block_document_id"] = block_document_id
+            (uri,) = action["parameters"].values()  # the output's URI, under the name the deployment takes it by
+            action["parameters"] = {parameter: uri}
     return specs
 
 
@@ -140,12 +161,12 @@ def _notification_block_id(block: str | None, webhook_url: str | None) -> str:
     return str(loaded._block_document_id)
 
 
-def create_automations(block_document_id: str, path: Path = AUTOMATIONS_YAML) -> list[str]:
-    """Create (or replace, by name) the automations of ``automations.yaml``; their ids."""
+def create_automations(specs: list[dict[str, Any]]) -> list[str]:
+    """Create (or replace, by name) these automations of ``automations.yaml``; their ids."""
     from prefect.events.schemas.automations import AutomationCore
 
     ids = []
-    for spec in automation_specs(block_document_id, path):
+    for spec in specs:
         automation = AutomationCore.model_validate(spec)
         with get_client(sync_client=True) as client:
             for existing in client.read_automations_by_name(automation.name):
@@ -160,9 +181,18 @@ def main(argv: list[str] | None = None) -> int:
     notify = commands.add_parser("notify", help="create the failure-notice automation of automations.yaml")
     notify.add_argument("--block", help="an existing notification block, SLUG/NAME (e.g. slack-webhook/alerts)")
     notify.add_argument("--webhook-url", help=f"make a custom-webhook block {WEBHOOK_BLOCK_NAME} that POSTs here")
+    ready = commands.add_parser("on-output-ready", help="start a deployment on every validated output (the example)")
+    ready.add_argument("--deployment", required=True, help="the deployment to start, FLOW/NAME")
+    ready.add_argument("--parameter", default="features", help="its parameter that takes the output's URI")
     args = parser.parse_args(argv)
+    if args.command == "on-output-ready":
+        with get_client(sync_client=True) as client:
+            deployment_id = str(client.read_deployment_by_name(args.deployment).id)
+        for automation_id in create_automations(output_ready_specs(deployment_id, args.parameter)):
+            print(f"automation {automation_id}: {args.deployment} starts on every fruitflow.output.ready")
+        return 0
     block_id = _notification_block_id(args.block, args.webhook_url)
-    for automation_id in create_automations(block_id):
+    for automation_id in create_automations(automation_specs(block_id)):
         print(f"automation {automation_id}: a notice for every failed or crashed fruit-features run")
     return 0
 

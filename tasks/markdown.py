@@ -63,3 +63,64 @@ def file_link(uri: str) -> str:
         bucket, _, key = uri[len("s3://") :].partition("/")
         return f"https://s3.console.aws.amazon.com/s3/object/{bucket}?prefix={urllib.parse.quote(key, safe='/')}"
     return Path(uri.removeprefix("file:")).as_uri() if "://" not in uri else uri
+
+
+def _atom_end(text: str, start: int) -> int:
+    """Where the markup that starts at ``start`` ends: an escape, a code span, a link or an autolink stays whole."""
+    char = text[start]
+    if char == "\\":
+        return min(start + 2, len(text))
+    if char == "`":
+        fence = re.match(r"`+", text[start:]).group()
+        closing = re.compile(rf"(?<!`){fence}(?!`)")
+        found = closing.search(text, start + len(fence))
+        return found.end() if found else start + len(fence)
+    if char == "[":
+        found = re.compile(r"\]\([^()\s]*\)").search(text, start)
+        return found.end() if found else start + 1
+    if char == "<":
+        found = text.find(">", start)
+        return found + 1 if found != -1 else start + 1
+    return start + 1
+
+
+def fit(cell: str, width: int = 64) -> str:
+    """A table cell's markdown broken into lines of about ``width`` characters with ``<br>``.
+
+    Prefect's UI does not wrap table cells: a long cell pushes the table past the right edge of the page. A break
+    only replaces a space outside code spans, links and escapes (``cell.replace("<br>", " ")`` gives the cell back),
+    so a long path in a code span stays whole on its own line.
+
+    Example:
+        >>> fit("list 3.0, weights 0.1, featurize 5.0", width=20)
+        'list 3.0, weights<br>0.1, featurize 5.0'
+    """
+    words, start, index = [], 0, 0
+    while index < len(cell):
+        if cell[index] == " ":
+            words.append(cell[start:index])
+            start = index = index + 1
+        else:
+            index = _atom_end(cell, index)
+    words.append(cell[start:])
+    lines: list[str] = []
+    for word in words:
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return "<br>".join(lines)
+
+
+def folder_link(uri: str) -> str:
+    """A link to a folder a browser can open: ``file://`` for a local one, the S3 console's folder view for ``s3://``.
+
+    Example:
+        >>> folder_link("s3://fruit/runs/2026-w48")
+        'https://s3.console.aws.amazon.com/s3/buckets/fruit?prefix=runs/2026-w48/'
+    """
+    if uri.startswith("s3://"):
+        bucket, _, key = uri[len("s3://") :].partition("/")
+        prefix = urllib.parse.quote(key.rstrip("/") + "/", safe="/") if key.strip("/") else ""
+        return f"https://s3.console.aws.amazon.com/s3/buckets/{bucket}" + (f"?prefix={prefix}" if prefix else "")
+    return file_link(uri)

@@ -14,6 +14,8 @@ from prefect.utilities.urls import url_for
 from pyarrow import fs as pafs
 
 from tasks.contract import RunResult
+from tasks.output_ready import announce_output
+from tasks.run_artifacts import describe, png_data_url, publish_failed_images, publish_output_link
 from tasks.summary import class_rows, summary_markdown, variance_plot_png
 from tasks.uris import filesystem_path
 from tasks.validation import ValidationReport
@@ -41,17 +43,31 @@ def _write(filesystem: pafs.FileSystem, uri: str, data: bytes) -> None:
 
 @task(name="publish-summary", cache_policy=NO_CACHE)
 def publish_summary(report: ValidationReport, result: RunResult, filesystem: pafs.FileSystem | None = None) -> str:
-    """Write summary.md and explained_variance.png next to the output; publish the Prefect artifacts."""
+    """Write summary.md and explained_variance.png next to the output; publish the Prefect artifacts (the summary
+    with the plot inline, the class table, the failed images, the output's link); announce the output as ready."""
     filesystem = filesystem or pafs.LocalFileSystem()
     output = report.output.rstrip("/")
-    markdown = summary_markdown(report, result, previous_run_url(report))
-    _write(filesystem, f"{output}/summary.md", markdown.encode())
-    _write(filesystem, f"{output}/explained_variance.png", variance_plot_png(report.metrics.explained_variance))
-    create_markdown_artifact(key=SUMMARY_KEY, markdown=markdown, description="fruit-features run summary")
+    plot = variance_plot_png(report.metrics.explained_variance)
+    previous = previous_run_url(report)
+    on_disk = summary_markdown(report, result, previous, plot_image="explained_variance.png")  # the file beside it
+    _write(filesystem, f"{output}/summary.md", on_disk.encode())
+    _write(filesystem, f"{output}/explained_variance.png", plot)
+    markdown = summary_markdown(report, result, previous, plot_image=png_data_url(plot))
+    m = report.metrics
+    create_markdown_artifact(
+        key=SUMMARY_KEY,
+        markdown=markdown,
+        description=describe(report, f"{m.pca_components} components explain {m.explained_variance_total:.3f}"),
+    )
     create_table_artifact(
         key=CLASSES_KEY,
         table=class_rows(report),
-        description="images per class: ok, failed, nearest-centroid accuracy and the class most confused with",
+        description=describe(
+            report, f"{len(report.per_class)} classes: ok, failed, nearest-centroid accuracy, most confused with"
+        ),
     )
+    publish_failed_images(report)
+    publish_output_link(report)
+    announce_output(report, result)
     get_run_logger().info("summary written to %s/summary.md", output)
     return markdown

@@ -6,8 +6,17 @@ import io
 
 from fruitjob.metrics import RunMetrics
 from tasks.contract import RunResult
-from tasks.markdown import file_link, link_target, md_code, md_text
-from tasks.validation import ValidationReport
+from tasks.markdown import file_link, fit, link_target, md_code, md_text
+from tasks.validation import ERROR_SAMPLES, ValidationReport
+
+# A row's name and value are broken into lines of these many characters: Prefect's UI does not wrap table cells,
+# and a 1400 px page has room for about 120 characters of a row.
+NAME_WIDTH, VALUE_WIDTH = 36, 64
+
+
+def row(name: str, value: str) -> str:
+    """One row of a two-column table, its cells (markdown already) broken to fit the page."""
+    return f"| {fit(name, NAME_WIDTH)} | {fit(value, VALUE_WIDTH)} |"
 
 
 def variance_plot_png(explained_variance: list[float]) -> bytes:
@@ -44,12 +53,12 @@ def _previous_run_rows(metrics: RunMetrics, flow_run_url: str | None = None) -> 
         run_id = md_text(before.flow_run_id)
         run = f", flow run [{run_id}]({link_target(flow_run_url)})" if flow_run_url else f", flow run {run_id}"
     finished, input_uri = md_text(before.finished_at), md_code(before.images)
-    return [f"| previous run of this output | finished {finished} (input {input_uri}{images}{run}); {what} |"]
+    return [row("previous run of this output", f"finished {finished} (input {input_uri}{images}{run}); {what}")]
 
 
 def _pca_row(m: RunMetrics) -> str:
     asked = "default" if m.pca_components_asked is None else f"{m.pca_components_asked} asked"
-    return f"| PCA | {m.pca_components} components ({asked}), explained variance {m.explained_variance_total:.3f} |"
+    return row("PCA", f"{m.pca_components} components ({asked}), explained variance {m.explained_variance_total:.3f}")
 
 
 def _drift_lines(report: ValidationReport) -> list[str]:
@@ -67,12 +76,28 @@ def _engine_rows(result: RunResult) -> list[str]:
     rows = []
     for detail in result.details:
         shown = f"<{link_target(detail.value)}>" if detail.link else md_text(detail.value)
-        rows.append(f"| {md_text(detail.name)} | {shown} |")
+        rows.append(row(md_text(detail.name), shown))
     return rows
 
 
-def summary_markdown(report: ValidationReport, result: RunResult, previous_run_url: str | None = None) -> str:
-    """The run's summary; ``previous_run_url`` links the flow run of the output's previous run, if known."""
+def _weights(m: RunMetrics) -> str:
+    """The weights, a long path shown as its file name and folder, one per line."""
+    about = f"(alpha {md_text(m.alpha)}, sha256 {md_code(m.weights_sha256[:12])})"
+    folder, _, name = m.weights.rpartition("/")
+    if len(m.weights) <= VALUE_WIDTH or not folder or not name:
+        return f"{md_code(m.weights)} {about}"
+    return f"{md_code(name)}<br>in {md_code(folder)} {about}"
+
+
+def summary_markdown(
+    report: ValidationReport,
+    result: RunResult,
+    previous_run_url: str | None = None,
+    plot_image: str | None = None,
+) -> str:
+    """The run's summary; ``previous_run_url`` links the flow run of the output's previous run, if known;
+    ``plot_image`` shows the explained-variance plot inline: a ``data:`` URL in Prefect (its UI cannot open the file
+    next to the output), the file's name in summary.md beside it."""
     m = report.metrics
     plot = report.output.rstrip("/") + "/explained_variance.png"
     lines = [
@@ -80,46 +105,46 @@ def summary_markdown(report: ValidationReport, result: RunResult, previous_run_u
         "",
         "| | |",
         "|---|---|",
-        f"| input | {md_code(m.images)} |",
-        f"| output | {md_code(report.output)} |",
-        f"| engine | {md_text(result.engine)} |",
-        f"| files seen / skipped (not images) | {m.files_seen} / {m.files_skipped} |",
-        f"| images total / ok / failed | {m.images_total} / {m.images_ok} / {m.images_failed} |",
-        f"| already done / removed, no longer in the input (incremental) | {m.images_already_done} / "
-        f"{m.images_removed} |",
-        f"| weights | {md_code(m.weights)} (alpha {md_text(m.alpha)}, sha256 {md_code(m.weights_sha256[:12])}) |",
-        f"| featurizer | {md_text(m.featurizer)} |",
+        row("input", md_code(m.images)),
+        row("output", md_code(report.output)),
+        row("engine", md_text(result.engine)),
+        row("files seen / skipped (not images)", f"{m.files_seen} / {m.files_skipped}"),
+        row("images total / ok / failed", f"{m.images_total} / {m.images_ok} / {m.images_failed}"),
+        row("already done / removed (incremental)", f"{m.images_already_done} / {m.images_removed}"),
+        row("weights", _weights(m)),
+        row("featurizer", md_text(m.featurizer)),
         _pca_row(m),
-        f"| timings (s) | {md_text(', '.join(f'{k} {v}' for k, v in m.durations_s.items()))} |",
+        row("timings (s)", md_text(", ".join(f"{k} {v}" for k, v in m.durations_s.items()))),
     ]
     if result.durations_s:
         steps = ", ".join(f"{k} {v}" for k, v in result.durations_s.items())
-        lines.append(f"| flow steps (s) | {md_text(steps)} (run: the job and what the engine does around it) |")
+        lines.append(row("flow steps (s)", f"{md_text(steps)} (run: the job and what the engine does around it)"))
     lines += _engine_rows(result)
     lines += _previous_run_rows(m, previous_run_url)
     if result.cost_estimate:
-        lines.append(f"| cost (estimate) | {md_text(result.cost_estimate.text)} |")
+        lines.append(row("cost (estimate)", md_text(result.cost_estimate.text)))
     if result.estimate:
         took = result.durations_s.get("run")
         after = f"; it took {took / 60:.1f} min" if took is not None else ""
-        lines.append(f"| estimated before the run | {md_text(result.estimate.text + after)} |")
+        lines.append(row("estimated before the run", md_text(result.estimate.text + after)))
     lines += _quality_rows(m)
     if m.pca_note:
         lines += ["", f"Note: {md_text(m.pca_note)}"]
     lines += _drift_lines(report)
     if m.folders_skipped:
         lines += ["", "## Folders not listed", "", "| folder | why |", "|---|---|"]
-        lines += [f"| {md_code(f.path)} | {md_text(f.reason)} |" for f in m.folders_skipped]
+        lines += [row(md_code(f.path), md_text(f.reason)) for f in m.folders_skipped]
+    lines += ["", "## Explained variance", ""]
+    if plot_image:
+        lines += [f"![explained variance per principal component]({plot_image})", ""]
     lines += [
-        "",
-        "## Explained variance",
-        "",
         f"First components: {', '.join(f'{v:.3f}' for v in m.explained_variance[:10])}",
         f"Plot: [explained_variance.png]({link_target(file_link(plot))}) ({md_code(plot, in_table=False)})",
     ]
     if report.error_samples:
-        lines += ["", "## Errors (first 20)", "", "| path | error |", "|---|---|"]
-        lines += [f"| {md_code(e.path)} | {md_text(e.error)} |" for e in report.error_samples]
+        shown = report.error_samples[:ERROR_SAMPLES]
+        lines += ["", f"## Errors (first {ERROR_SAMPLES})", "", "| path | error |", "|---|---|"]
+        lines += [f"| {md_code(e.path)} | {fit(md_text(e.error), VALUE_WIDTH)} |" for e in shown]
     return "\n".join(lines) + "\n"
 
 
@@ -129,9 +154,12 @@ def _quality_rows(metrics: RunMetrics) -> list[str]:
     if not quality:
         return []
     return [
-        f"| classes separated (nearest class centroid, leave-one-out, {quality.sample_size} images) | "
-        f"accuracy {quality.accuracy_features:.3f} on the {metrics.feature_dim} features, "
-        f"{quality.accuracy_pca:.3f} in the {metrics.pca_components} PCA components |"
+        row(
+            f"classes separated ({quality.sample_size} images)",
+            f"accuracy {quality.accuracy_features:.3f} on the {metrics.feature_dim} features, "
+            f"{quality.accuracy_pca:.3f} in the {metrics.pca_components} PCA components<br>"
+            "(nearest class centroid, leave-one-out)",
+        )
     ]
 
 

@@ -27,7 +27,8 @@ from tasks.identity_checks import check_identity
 from tasks.input_drift import Drift
 from tasks.uris import filesystem_path
 
-ERROR_SAMPLES = 20
+ERROR_SAMPLES = 20  # shown in the summary
+FAILED_IMAGES_LISTED = 200  # the failed-images table: the first ones by path (the total is said with them)
 
 
 class OutputInvalid(FruitflowError, RuntimeError):
@@ -48,22 +49,24 @@ class ClassCounts:
 
 @dataclass(frozen=True)
 class ErrorSample:
-    """One row of errors/, for the summary."""
+    """One row of errors/, for the summary and the failed-images table."""
 
     path: str
     error: str
+    label: str = ""
 
 
 @dataclass
 class ValidationReport:
-    """A valid output: its metrics, images per class, the first errors."""
+    """A valid output: its metrics, images per class, the first errors by path and how many there are."""
 
     output: str
     metrics: RunMetrics
     per_class: dict[str, ClassCounts] = field(default_factory=dict)
-    error_samples: list[ErrorSample] = field(default_factory=list)
+    error_samples: list[ErrorSample] = field(default_factory=list)  # sorted by path, FAILED_IMAGES_LISTED at most
     # files that came after the job's listing (the next --incremental run takes them) or went during the run
     drift: Drift = field(default_factory=Drift)
+    errors_total: int = 0  # rows of errors/
 
 
 def read_metrics(filesystem: pafs.FileSystem, output: str) -> RunMetrics:
@@ -110,8 +113,9 @@ def verify_output(output: str, filesystem: pafs.FileSystem, images: str | None =
     checks.check_variance(metrics, problems)
     if problems:
         raise OutputInvalid(f"output {output} is invalid:\n- " + "\n- ".join(problems))
-    samples = [ErrorSample(row.path, row.error) for row in errors.head(ERROR_SAMPLES).itertuples()]
-    return ValidationReport(output, metrics, _per_class(features, errors), samples, drift)
+    first = errors.sort_values(["path", "label"]).head(FAILED_IMAGES_LISTED)
+    samples = [ErrorSample(row.path, row.error, row.label) for row in first.itertuples()]
+    return ValidationReport(output, metrics, _per_class(features, errors), samples, drift, errors_total=len(errors))
 
 
 def record_arrivals(output: str, filesystem: pafs.FileSystem, report: ValidationReport) -> ValidationReport:

@@ -64,7 +64,7 @@ def test_a_moved_and_a_deleted_photo_leave_exactly_the_input(spark, week_1):
     rows = {row["label"]: row for row in class_rows(report)}
     assert (rows["Apple Red 1"]["ok"], rows["Apple Red 1"]["removed"], rows["Banana"]["ok"]) == (1, 1, 3)
     markdown = summary_markdown(report, RunResult("local", str(output)))
-    assert "| already done / removed, no longer in the input (incremental) | 10 / 2 |" in markdown
+    assert "| already done / removed (incremental) | 10 / 2 |" in markdown
 
 
 def test_validation_fails_rows_of_files_the_input_no_longer_has(spark, week_1, tmp_path):
@@ -102,7 +102,7 @@ def test_the_previous_run_is_this_outputs_own(spark, week_1, tmp_path, monkeypat
     assert (before.features_total, before.replaced, second.flow_run_id) == (12, False, "0f1e-second")
     report = verify_output(str(output), fs.LocalFileSystem())
     (row,) = [
-        r
+        r.replace("<br>", " ")  # a long cell is broken into lines to fit the page
         for r in summary_markdown(report, RunResult("local", str(output))).splitlines()
         if r.startswith("| previous run")
     ]

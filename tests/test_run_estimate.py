@@ -59,4 +59,5 @@ def test_the_summary_compares_the_estimate_with_what_the_run_took():
     result.cost_estimate, result.durations_s["run"] = estimate_cost(EmrClusterConfig(), 0.2, "eu-west-3"), 720.0
     markdown = summary_markdown(ValidationReport("s3://b/out", metrics), result)
     (row,) = [line for line in markdown.splitlines() if line.startswith("| estimated before the run |")]
+    row = row.replace("<br>", " ")  # long cells are broken into lines to fit the UI's page
     assert "expected \\~11 min" in row and "it took 12.0 min" in row

@@ -67,9 +67,10 @@ PREVIOUS_URL = "http://ui/runs/abc (x)"
 
 
 def _cells(row: str, parser: str) -> list[str]:
-    """The cells of a table row as ``parser`` splits them (the outer pipes removed), escapes removed."""
+    """The cells of a table row as ``parser`` splits them (the outer pipes removed), escapes removed; the line
+    breaks that fit a long cell to the page (``<br>`` for a space) taken out."""
     assert row.startswith("|") and row.endswith("|") and not row.endswith("\\|"), row
-    inner = row[1:-1]
+    inner = row[1:-1].replace("<br>", " ")
     cells, current, i = [], "", 0
     while i < len(inner):
         char = inner[i]
