@@ -27,6 +27,7 @@ from prefect.client.schemas.filters import (
     LogFilterFlowRunId,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.events.worker import EventsWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from tasks.output_ready import OUTPUT_READY
@@ -137,8 +138,12 @@ def test_progress_says_images_per_second_and_the_time_left(prefect_server):
             progress.from_job_message(message)
         return progress.artifact_id
 
+    # The process's one events worker is bound to the server it first sent to: this flow's events go to this
+    # server through a worker of its own, and the next flow in this process gets one for its own server again.
+    EventsWorker.drain_all()
     with temporary_settings({PREFECT_API_URL: prefect_server.api_url}):
         artifact_id = feed()
+        EventsWorker.drain_all()
         with get_client(sync_client=True) as client:
             (artifact,) = client.read_artifacts(artifact_filter=ArtifactFilter(id=ArtifactFilterId(any_=[artifact_id])))
     assert float(artifact.data) == 49.0
