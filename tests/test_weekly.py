@@ -1,8 +1,8 @@
 """The weekly run (fruit-features-weekly) and the failure notice (automations.yaml), alone and on a real server.
 
 The slow tests use the real Prefect server of the deployment tests (``prefect deploy --all`` deployed
-fruit-features-weekly/local from prefect.yaml, a process worker runs it): the notice is created with the documented
-command, a weekly run on a week folder that does not exist fails, and the notice arrives at a local webhook.
+fruit-features-weekly/weekly-local from prefect.yaml, a process worker runs it): the notice is created with the
+documented command, a weekly run on a week folder that does not exist fails, and the notice arrives at a local webhook.
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ def _wait_final(client: SyncPrefectClient, server: PrefectServer, flow_run_id, t
 
 @pytest.mark.slow
 def test_weekly_deployment_is_deployed_paused(prefect_server, client):
-    deployment = client.read_deployment_by_name("fruit-features-weekly/local")
+    deployment = client.read_deployment_by_name("fruit-features-weekly/weekly-local")
     (schedule,) = deployment.schedules
     assert schedule.schedule.cron == "0 6 * * 1" and schedule.schedule.timezone == "UTC"
     assert not schedule.active
@@ -193,7 +193,7 @@ def test_failed_weekly_run_sends_the_notice(prefect_server, client, webhook, tmp
         _notify(prefect_server, "--block", "custom-webhook/fruitflow-failures")
         (automation,) = client.read_automations_by_name("fruit-features-failed")
 
-        weekly = client.read_deployment_by_name("fruit-features-weekly/local")
+        weekly = client.read_deployment_by_name("fruit-features-weekly/weekly-local")
         parameters = {
             "images": f"{tmp_path}/fruits/{{date:%G-w%V}}",  # this week's folder was never made
             "output": f"{tmp_path}/out/{{date:%G-w%V}}",
