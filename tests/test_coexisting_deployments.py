@@ -1,4 +1,5 @@
-"""Deployments that coexist (issue 21): unique names, schedules that survive a redeploy, serve after ``deploy --all``.
+"""Deployments that coexist (issue 21): unique names, schedules that survive a redeploy, serve after ``deploy --all``,
+and a reaper that stops scheduling itself where there is nothing to reap.
 
 One Prefect server of this module's own (no worker): a process work pool and ``prefect --no-prompt deploy --all``
 from the repo root, as the README does it; then the tests redeploy, rename and finally serve against it (serve
@@ -11,14 +12,25 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 import yaml
 from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    LogFilter,
+    LogFilterFlowRunId,
+)
 from prefect.client.schemas.objects import StateType
 from prefect.exceptions import ObjectNotFound
 from prefect.schedules import Cron
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.states import Scheduled
 
 from tests.conftest import TEST_ALPHA
 from tests.prefect_server import (
@@ -29,6 +41,7 @@ from tests.prefect_server import (
     server_environment,
     start_process,
     stop_process,
+    wait_final,
     wait_healthy,
 )
 
@@ -186,3 +199,45 @@ def test_serve_after_deploy_all_takes_the_deployments_over_and_runs_them(
     assert served.work_pool_name is None and not served.pull_steps and served.path  # no worker takes its runs
     assert "fruit-features/local: taken over from work pool 'fruitflow'" in serving.log_tail("serve", 200)
     assert (tmp_path / "served" / "metrics.json").exists()
+
+
+def _scheduled_runs(client: SyncPrefectClient, deployment_id) -> list:
+    return client.read_flow_runs(
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
+        flow_run_filter=FlowRunFilter(
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
+        ),
+    )
+
+
+@pytest.mark.slow
+def test_a_scheduled_reaper_without_aws_blocks_pauses_its_schedule_and_says_why(client, serving):
+    reaper = client.read_deployment_by_name(REAPER)
+    schedule = _schedule(client, REAPER)
+    if not schedule.active:  # an earlier test of this module paused it as a user
+        client.update_deployment_schedule(reaper.id, schedule.id, active=True)
+    # The scheduler's next run of the reaper (at the next half hour), moved to now: a run the schedule made.
+    (run, *_) = _poll(
+        lambda: [r for r in _scheduled_runs(client, reaper.id) if r.auto_scheduled],
+        120,
+        "the scheduler made no reaper run",
+        serving,
+    )
+    client.set_flow_run_state(run.id, Scheduled(scheduled_time=datetime.now(UTC)), force=True)
+    run = wait_final(client, serving, run.id, RUN_TIMEOUT_S)
+    assert run.state.type == StateType.COMPLETED, run.state.message
+
+    assert not _schedule(client, REAPER).active
+    said = _poll(
+        lambda: [
+            log.message
+            for log in client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+            if "paused this deployment's schedule" in log.message
+        ],
+        30,
+        "no log line saying why the schedule was paused",
+        serving,
+    )
+    assert "python -m blocks.create_blocks" in said[0] and REAPER in said[0]
+    # Paused: no more reaper runs wait in the Runs list.
+    assert not [r for r in _scheduled_runs(client, reaper.id) if r.auto_scheduled]
