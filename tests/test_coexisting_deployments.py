@@ -241,3 +241,12 @@ def test_a_scheduled_reaper_without_aws_blocks_pauses_its_schedule_and_says_why(
     assert "python -m blocks.create_blocks" in said[0] and REAPER in said[0]
     # Paused: no more reaper runs wait in the Runs list.
     assert not [r for r in _scheduled_runs(client, reaper.id) if r.auto_scheduled]
+
+
+@pytest.mark.slow
+def test_a_deploy_after_serve_gives_the_deployments_back_to_the_work_pool(deployed, client, serving):
+    _poll(lambda: "taken over" in serving.log_tail("serve", 200), 120, "no take-over", serving)
+    _deploy(deployed[0])
+    deployment = client.read_deployment_by_name("fruit-features/local")
+    assert deployment.work_pool_name == "fruitflow"
+    assert deployment.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}]
