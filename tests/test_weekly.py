@@ -28,6 +28,7 @@ from prefect.server.events.schemas.automations import EventTrigger as ServerEven
 from prefect.server.events.schemas.events import ReceivedEvent
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from flows.deployment_steps import served_active
 from flows.weekly import AUTOMATIONS_YAML, TemplateError, automation_specs, fill, run_date
 from tests.prefect_server import REPO, PrefectServer, wait_final
 
@@ -66,8 +67,10 @@ def test_weekly_deployment_in_prefect_yaml_is_a_paused_monday_schedule_of_templa
     assert entry["entrypoint"] == "flows/weekly.py:fruit_features_weekly"
     assert entry["parameters"]["deployment"] == "fruit-features/local"
     assert "{date:%G-w%V}" in entry["parameters"]["images"] and "{date:%G-w%V}" in entry["parameters"]["output"]
-    # Paused until the user points it at real folders: no red run every Monday on a fresh clone.
-    assert entry["schedules"] == [{"cron": "0 6 * * 1", "timezone": "UTC", "active": False}]
+    # Paused on its first deploy, until the user points it at real folders: no red run every Monday on a fresh clone.
+    (schedule,) = entry["schedules"]
+    assert (schedule["cron"], schedule["timezone"], schedule["slug"]) == ("0 6 * * 1", "UTC", "monday-0600-utc")
+    assert served_active(entry, schedule, ask_server=False) is False
 
 
 # ---- the failure notice's trigger -----------------------------------------------------------------------------
