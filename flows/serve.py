@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for deployment in deployments:
             schedules = ", ".join(
-                f"{s.schedule.cron} {s.schedule.timezone}{'' if s.active else ' (paused)'}"
+                f"{s.schedule.cron} {s.schedule.timezone}{'' if s.active else ' (paused on its first deploy)'}"
                 if hasattr(s.schedule, "cron")
                 else str(s.schedule)
                 for s in deployment.schedules or []
