@@ -5,7 +5,9 @@
   ``active: false`` would pause the weekly schedule again on every redeploy, and ``active: true`` would resume the
   reaper that paused itself. The step answers the server's own state instead (a user's pause or resume stays), and
   the file's value only where the schedule is new. ``formerly`` names the deployment's old name: its schedule's state
-  is carried over and the old deployment deleted, so that a renamed deployment never runs twice.
+  is carried over and the old deployment deleted, so that a renamed deployment never runs twice; or, with
+  ``formerly_stays_unscheduled`` (the reaper's old name, which commands still run), only the old deployment's
+  schedules are deleted (and with them the runs they had scheduled), on every deploy.
 - :func:`take_over` points deployments that ``prefect deploy`` made (work pool ``fruitflow``, a pull step, no
   ``path``) at the serving process, which otherwise keeps their ``path=None`` and crashes every run with
   ``FileNotFoundError: '<repo>/None'``.
@@ -41,12 +43,18 @@ def _stored_active(deployment: DeploymentResponse, slug: str) -> bool | None:
 
 
 def schedule_state(
-    deployment: str, slug: str, first_deploy_active: bool, formerly: str | None = None
+    deployment: str,
+    slug: str,
+    first_deploy_active: bool,
+    formerly: str | None = None,
+    formerly_stays_unscheduled: bool = False,
 ) -> dict[str, Any]:
     """A ``prefect.yaml`` build step: ``{"active": ...}`` for the schedule ``slug`` of ``deployment`` (flow/name).
 
     The server's value when the schedule exists (under this name, else under ``formerly``), otherwise
-    ``first_deploy_active``. An old deployment ``formerly`` is deleted once its state is read (it was renamed).
+    ``first_deploy_active``. An old deployment ``formerly`` is deleted once its state is read (it was renamed); with
+    ``formerly_stays_unscheduled`` it stays (an alias that prefect.yaml deploys without a schedule) and its schedules
+    are deleted instead, so that only ``deployment``'s schedule runs the flow.
 
     Example:
         ``build: [{flows.deployment_steps.schedule_state: {id: weekly, deployment: f/n, slug: s,
@@ -59,10 +67,22 @@ def schedule_state(
         for found in (current, old):
             if active is None and found is not None:
                 active = _stored_active(found, slug)
-        if old is not None:
+        active = first_deploy_active if active is None else active
+        state = "active" if active else "paused"
+        if old is not None and not formerly_stays_unscheduled:
             client.delete_deployment(old.id)
-            print(f"{formerly} is now {deployment} (schedule {'active' if active else 'paused'}): old one deleted")
-    return {"active": first_deploy_active if active is None else active}
+            print(
+                f"{formerly} is renamed {deployment}: run it as `prefect deployment run '{deployment}'` "
+                f"(its schedule carried over, {state}; the deployment under the old name is deleted)"
+            )
+        elif old is not None and old.schedules:
+            for schedule in old.schedules:
+                client.delete_deployment_schedule(old.id, schedule.id)
+            print(
+                f"{formerly}: its schedule moved to {deployment} ({state}); {formerly} stays, without a schedule, "
+                "for the commands that run it by that name"
+            )
+    return {"active": active}
 
 
 def served_active(entry: dict[str, Any], schedule: dict[str, Any], ask_server: bool = True) -> bool:

@@ -141,7 +141,7 @@ def test_a_deployment_under_its_old_name_is_replaced_with_its_schedule_state(dep
 
     output = _deploy(server)
 
-    assert "fruit-features-weekly/local is now fruit-features-weekly/weekly-local" in output
+    assert "fruit-features-weekly/local is renamed fruit-features-weekly/weekly-local: run it as" in output
     with pytest.raises(ObjectNotFound):
         client.read_deployment_by_name("fruit-features-weekly/local")
     assert _schedule(client, WEEKLY).active

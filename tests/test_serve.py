@@ -79,9 +79,11 @@ def test_serves_every_deployment_of_prefect_yaml_with_the_same_settings():
 
 
 def test_the_reaper_keeps_its_30_minute_cron():
-    (reaper,) = [d for d in build_deployments() if d.flow_name == "reap-clusters"]
-    (schedule,) = reaper.schedules
+    reapers = {d.name: d for d in build_deployments() if d.flow_name == "reap-clusters"}
+    (schedule,) = reapers["reap-every-30-min"].schedules
     assert schedule.schedule.cron == "*/30 * * * *" and schedule.schedule.timezone == "UTC" and schedule.active
+    assert reapers["scheduled"].schedules == []  # its former name, kept for commands, runs on no schedule
+    assert reapers["scheduled"].parameters == reapers["reap-every-30-min"].parameters
 
 
 def test_list_prints_what_would_be_served():
