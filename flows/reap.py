@@ -1,7 +1,8 @@
 """``reap-clusters``: terminate EMR clusters fruitflow created whose flow died without cleaning up; delete its EMR
 Serverless applications and cancel its job runs likewise (found by the same tags).
 
-Run on a schedule (deployment ``reap-clusters/reap-every-30-min`` in prefect.yaml), or by hand::
+Run on a schedule (deployment ``reap-clusters/reap-every-30-min`` in prefect.yaml; ``reap-clusters/scheduled``, its
+former name, is the same deployment without a schedule), or by hand::
 
     python -m flows.reap --max-age-hours 6 --dry-run
 
