@@ -173,6 +173,21 @@ def test_deploy_all_keeps_reap_clusters_scheduled_runnable_and_unscheduled(last_
     assert run.deployment_id == client.read_deployment_by_name(ALIAS).id
 
 
+def test_deploy_all_moves_a_paused_reaper_schedule_off_the_alias_paused(last_month):
+    """The old schedule's state moves, not prefect.yaml's first-deploy value (active): a paused reaper stays paused."""
+    server, client = last_month
+    alias = client.read_deployment_by_name(ALIAS)
+    (schedule,) = alias.schedules
+    client.update_deployment_schedule(alias.id, schedule.id, active=False)  # paused by its user
+
+    output = _deploy(server)
+
+    assert client.read_deployment_by_name(ALIAS).schedules == []
+    (moved,) = client.read_deployment_by_name(REAPER).schedules
+    assert not moved.active and moved.schedule.cron == EVERY_30_MIN
+    assert f"{ALIAS}: its schedule moved to {REAPER} (paused)" in output
+
+
 def test_serve_keeps_reap_clusters_scheduled_runnable_and_unscheduled(last_month):
     server, client = last_month
     log = (server.logs / "serve.log").open("w")
