@@ -1,9 +1,13 @@
 """``reap-clusters``: terminate EMR clusters fruitflow created whose flow died without cleaning up; delete its EMR
 Serverless applications and cancel its job runs likewise (found by the same tags).
 
-Run on a schedule (deployment ``reap-clusters/scheduled`` in prefect.yaml), or by hand::
+Run on a schedule (deployment ``reap-clusters/reap-every-30-min`` in prefect.yaml; ``reap-clusters/scheduled``, its
+former name, is the same deployment without a schedule), or by hand::
 
     python -m flows.reap --max-age-hours 6 --dry-run
+
+On a server without the AwsCredentials block, a scheduled run pauses its own schedule and says once why (resume it
+after ``python -m blocks.create_blocks``), instead of an idle run in the Runs list every 30 minutes.
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ from tasks.aws.clients import AwsClients
 from tasks.emr.cluster import terminate_cluster
 from tasks.emr.reaper import StaleCluster, find_stale_clusters
 from tasks.emr_serverless.reaper import StaleServerless, find_stale_serverless, reap_serverless
-from tasks.errors import MissingBlock
+from tasks.errors import CREATE_BLOCKS, MissingBlock
+from tasks.own_schedule import pause_own_schedule
+
+REAPER_DEPLOYMENT = "reap-clusters/reap-every-30-min"  # prefect.yaml (formerly reap-clusters/scheduled)
 
 
 @flow(name="reap-clusters")
@@ -41,8 +48,17 @@ def reap_clusters(
     try:
         aws = AwsClients.from_block(aws_credentials_block)
     except MissingBlock:
-        # A local-only setup has no AWS blocks, hence no clusters of ours: nothing to do, and not a failure.
+        # A local-only setup has no AWS blocks, hence no clusters of ours: nothing to do, and not a failure. A run
+        # the schedule started pauses that schedule, so the Runs list does not fill with idle runs every 30 minutes.
         logger.info("no AwsCredentials block %r on this server: no EMR clusters to reap", aws_credentials_block)
+        if not dry_run and (paused := pause_own_schedule()):
+            logger.warning(
+                "paused this deployment's schedule (%s): without AWS blocks there is never anything to reap. After "
+                "`%s`, resume it: prefect deployment schedule ls / resume '%s'",
+                ", ".join(paused),
+                CREATE_BLOCKS,
+                REAPER_DEPLOYMENT,
+            )
         return []
     stale = find_stale_clusters(aws, max_age_hours)
     for cluster in stale:

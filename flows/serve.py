@@ -10,6 +10,10 @@ description, tags, version, parameters, schedules (the reaper's 30-minute cron i
 read from the file, so the two ways of deploying cannot drift apart. Runs are started as subprocesses of this
 process, from this clone; Ctrl-C stops serving (and pauses the served schedules, as ``serve`` does). For a team,
 with workers on other machines, use ``prefect deploy --all`` and a work pool instead (README).
+
+Deployments of the same names that ``prefect deploy --all`` made are taken over (``flows.deployment_steps.take_over``:
+no work pool, no pull step, served from here; one line each says so), and schedules keep the state the server holds
+(a paused weekly schedule stays paused, a resumed one resumed), as a redeploy does.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from prefect import Flow, serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig
 from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron, Interval, RRule, Schedule
+
+from flows.deployment_steps import served_active, take_over
 
 REPO = Path(__file__).resolve().parent.parent
 PREFECT_YAML = REPO / "prefect.yaml"
@@ -46,20 +52,21 @@ def load_flow(entrypoint: str) -> Flow:
     return found
 
 
-def _schedule(entry: dict[str, Any]) -> Schedule:
-    """One ``schedules:`` item of prefect.yaml (cron, interval or rrule, with timezone/active/parameters)."""
+def _schedule(entry: dict[str, Any], item: dict[str, Any], ask_server: bool) -> Schedule:
+    """One ``schedules:`` item of prefect.yaml (cron, interval or rrule, with timezone/active/parameters/slug)."""
     common = {
-        "timezone": entry.get("timezone"),
-        "active": entry.get("active", True),
-        "parameters": entry.get("parameters") or None,
+        "timezone": item.get("timezone"),
+        "active": served_active(entry, item, ask_server),
+        "parameters": item.get("parameters") or None,
+        "slug": item.get("slug"),
     }
-    if "cron" in entry:
-        return Cron(entry["cron"], day_or=entry.get("day_or", True), **common)
-    if "interval" in entry:
-        return Interval(entry["interval"], anchor_date=entry.get("anchor_date"), **common)
-    if "rrule" in entry:
-        return RRule(entry["rrule"], **common)
-    raise ValueError(f"unsupported schedule in prefect.yaml: {entry}")
+    if "cron" in item:
+        return Cron(item["cron"], day_or=item.get("day_or", True), **common)
+    if "interval" in item:
+        return Interval(item["interval"], anchor_date=item.get("anchor_date"), **common)
+    if "rrule" in item:
+        return RRule(item["rrule"], **common)
+    raise ValueError(f"unsupported schedule in prefect.yaml: {item}")
 
 
 def _concurrency(entry: dict[str, Any]) -> int | ConcurrencyLimitConfig | None:
@@ -69,8 +76,12 @@ def _concurrency(entry: dict[str, Any]) -> int | ConcurrencyLimitConfig | None:
     return limit
 
 
-def build_deployments(path: Path = PREFECT_YAML) -> list[RunnerDeployment]:
-    """The deployments ``python -m flows.serve`` serves: one per entry of prefect.yaml, nothing served yet."""
+def build_deployments(path: Path = PREFECT_YAML, ask_server: bool = False) -> list[RunnerDeployment]:
+    """The deployments ``python -m flows.serve`` serves: one per entry of prefect.yaml, nothing served yet.
+
+    With ``ask_server``, a schedule whose ``active`` comes from the ``schedule_state`` step keeps the server's state
+    (as ``prefect deploy`` does); without, it gets the step's ``first_deploy_active`` (``--list``, tests).
+    """
     deployments = []
     for entry in load_deployment_entries(path):
         flow = load_flow(entry["entrypoint"])
@@ -81,7 +92,7 @@ def build_deployments(path: Path = PREFECT_YAML) -> list[RunnerDeployment]:
                 tags=entry.get("tags") or [],
                 version=entry.get("version"),
                 parameters=entry.get("parameters") or {},
-                schedules=[_schedule(schedule) for schedule in entry.get("schedules") or []],
+                schedules=[_schedule(entry, item, ask_server) for item in entry.get("schedules") or []],
                 concurrency_limit=_concurrency(entry),
             )
         )
@@ -101,17 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.chdir(REPO)  # the entrypoints (flows/...) are relative to the repo root, as in prefect.yaml
-    deployments = build_deployments()
+    deployments = build_deployments(ask_server=not args.list)
     if args.list:
         for deployment in deployments:
             schedules = ", ".join(
-                f"{s.schedule.cron} {s.schedule.timezone}{'' if s.active else ' (paused)'}"
+                f"{s.schedule.cron} {s.schedule.timezone}{'' if s.active else ' (paused on its first deploy)'}"
                 if hasattr(s.schedule, "cron")
                 else str(s.schedule)
                 for s in deployment.schedules or []
             )
             print(f"{deployment.flow_name}/{deployment.name}: {deployment.entrypoint}  {schedules or 'no schedule'}")
         return 0
+    for line in take_over(deployments):
+        print(line, flush=True)
     serve(*deployments, limit=args.limit)
     return 0
 

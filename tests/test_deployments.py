@@ -170,7 +170,7 @@ def test_cancelling_mid_spark_stops_the_job(server, client, fruit_images, tmp_pa
 
 def test_the_scheduled_reaper_completes_on_a_server_without_aws_blocks(server, client):
     """`prefect deploy --all` schedules the reaper every 30 minutes: without AWS blocks it must not go red."""
-    flow_run_id = start_deployment_run(client, "reap-clusters/scheduled")
+    flow_run_id = start_deployment_run(client, "reap-clusters/reap-every-30-min")
     run = wait_final(client, server, flow_run_id, RUN_TIMEOUT_S)
     assert run.state.type == StateType.COMPLETED, run.state.message
     deadline, said = time.monotonic() + 30, False

@@ -42,10 +42,22 @@ def _full_name(entry: dict) -> str:
     return f"{FLOW_NAMES[entry['entrypoint']]}/{entry['name']}"
 
 
+def _expected_schedule(entry: dict, item: dict) -> dict:
+    """A schedule of prefect.yaml as serve builds it without a server: ``active`` from its schedule_state step."""
+    (step,) = [step["flows.deployment_steps.schedule_state"] for step in entry["build"]]
+    assert item["active"] == "{{ " + step["id"] + ".active }}" and item["slug"] == step["slug"]
+    return {
+        "cron": item["cron"],
+        "timezone": item["timezone"],
+        "slug": item["slug"],
+        "active": step["first_deploy_active"],
+    }
+
+
 def test_serves_every_deployment_of_prefect_yaml_with_the_same_settings():
     built = {f"{d.flow_name}/{d.name}": d for d in build_deployments()}
     assert set(built) == {_full_name(entry) for entry in ENTRIES}
-    assert {"fruit-features/local", "fruit-features/emr", "reap-clusters/scheduled"} <= set(built)
+    assert {"fruit-features/local", "fruit-features/emr", "reap-clusters/reap-every-30-min"} <= set(built)
     for entry in ENTRIES:
         deployment = built[_full_name(entry)]
         assert deployment.entrypoint == entry["entrypoint"]
@@ -54,9 +66,10 @@ def test_serves_every_deployment_of_prefect_yaml_with_the_same_settings():
         assert deployment.parameters == entry["parameters"]
         assert deployment.work_pool_name is None  # served: run by the serving process, not a worker
         schedules = [
-            {"cron": s.schedule.cron, "timezone": s.schedule.timezone, "active": s.active} for s in deployment.schedules
+            {"cron": s.schedule.cron, "timezone": s.schedule.timezone, "slug": s.slug, "active": s.active}
+            for s in deployment.schedules
         ]
-        assert schedules == entry["schedules"]
+        assert schedules == [_expected_schedule(entry, item) for item in entry["schedules"] or []]
         limit = entry.get("concurrency_limit")
         if limit:
             assert deployment.concurrency_limit == limit["limit"]
@@ -66,9 +79,11 @@ def test_serves_every_deployment_of_prefect_yaml_with_the_same_settings():
 
 
 def test_the_reaper_keeps_its_30_minute_cron():
-    (reaper,) = [d for d in build_deployments() if d.flow_name == "reap-clusters"]
-    (schedule,) = reaper.schedules
+    reapers = {d.name: d for d in build_deployments() if d.flow_name == "reap-clusters"}
+    (schedule,) = reapers["reap-every-30-min"].schedules
     assert schedule.schedule.cron == "*/30 * * * *" and schedule.schedule.timezone == "UTC" and schedule.active
+    assert reapers["scheduled"].schedules == []  # its former name, kept for commands, runs on no schedule
+    assert reapers["scheduled"].parameters == reapers["reap-every-30-min"].parameters
 
 
 def test_list_prints_what_would_be_served():
@@ -78,7 +93,7 @@ def test_list_prints_what_would_be_served():
     assert done.returncode == 0, done.stderr
     for entry in ENTRIES:
         assert f"{_full_name(entry)}: {entry['entrypoint']}" in done.stdout
-    assert "reap-clusters/scheduled: flows/reap.py:reap_clusters  */30 * * * * UTC" in done.stdout
+    assert "reap-clusters/reap-every-30-min: flows/reap.py:reap_clusters  */30 * * * * UTC" in done.stdout
 
 
 @pytest.fixture
@@ -145,7 +160,7 @@ def test_serve_runs_a_deployment_and_stops(own_server, serving):
         for entry, deployment in zip(ENTRIES, deployed, strict=True):
             assert deployment.work_pool_name is None
             assert deployment.parameters == entry["parameters"] and deployment.description == entry["description"]
-        reaper = client.read_deployment_by_name("reap-clusters/scheduled")
+        reaper = client.read_deployment_by_name("reap-clusters/reap-every-30-min")
         (schedule,) = reaper.schedules
         assert schedule.schedule.cron == "*/30 * * * *" and schedule.active
 
@@ -161,5 +176,5 @@ def test_serve_runs_a_deployment_and_stops(own_server, serving):
 
         serving.terminate()  # Ctrl-C / SIGTERM: serving stops and pauses the schedules it served
         serving.wait(timeout=60)
-        paused = client.read_deployment_by_name("reap-clusters/scheduled")
+        paused = client.read_deployment_by_name("reap-clusters/reap-every-30-min")
         assert paused.paused or not any(s.active for s in paused.schedules)

@@ -1,8 +1,8 @@
 """The weekly run (fruit-features-weekly) and the failure notice (automations.yaml), alone and on a real server.
 
 The slow tests use the real Prefect server of the deployment tests (``prefect deploy --all`` deployed
-fruit-features-weekly/local from prefect.yaml, a process worker runs it): the notice is created with the documented
-command, a weekly run on a week folder that does not exist fails, and the notice arrives at a local webhook.
+fruit-features-weekly/weekly-local from prefect.yaml, a process worker runs it): the notice is created with the
+documented command, a weekly run on a week folder that does not exist fails, and the notice arrives at a local webhook.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from prefect.server.events.schemas.automations import EventTrigger as ServerEven
 from prefect.server.events.schemas.events import ReceivedEvent
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from flows.deployment_steps import served_active
 from flows.weekly import AUTOMATIONS_YAML, TemplateError, automation_specs, fill, run_date
 from tests.prefect_server import REPO, PrefectServer, wait_final
 
@@ -66,8 +67,10 @@ def test_weekly_deployment_in_prefect_yaml_is_a_paused_monday_schedule_of_templa
     assert entry["entrypoint"] == "flows/weekly.py:fruit_features_weekly"
     assert entry["parameters"]["deployment"] == "fruit-features/local"
     assert "{date:%G-w%V}" in entry["parameters"]["images"] and "{date:%G-w%V}" in entry["parameters"]["output"]
-    # Paused until the user points it at real folders: no red run every Monday on a fresh clone.
-    assert entry["schedules"] == [{"cron": "0 6 * * 1", "timezone": "UTC", "active": False}]
+    # Paused on its first deploy, until the user points it at real folders: no red run every Monday on a fresh clone.
+    (schedule,) = entry["schedules"]
+    assert (schedule["cron"], schedule["timezone"], schedule["slug"]) == ("0 6 * * 1", "UTC", "monday-0600-utc")
+    assert served_active(entry, schedule, ask_server=False) is False
 
 
 # ---- the failure notice's trigger -----------------------------------------------------------------------------
@@ -171,7 +174,7 @@ def _wait_final(client: SyncPrefectClient, server: PrefectServer, flow_run_id, t
 
 @pytest.mark.slow
 def test_weekly_deployment_is_deployed_paused(prefect_server, client):
-    deployment = client.read_deployment_by_name("fruit-features-weekly/local")
+    deployment = client.read_deployment_by_name("fruit-features-weekly/weekly-local")
     (schedule,) = deployment.schedules
     assert schedule.schedule.cron == "0 6 * * 1" and schedule.schedule.timezone == "UTC"
     assert not schedule.active
@@ -193,7 +196,7 @@ def test_failed_weekly_run_sends_the_notice(prefect_server, client, webhook, tmp
         _notify(prefect_server, "--block", "custom-webhook/fruitflow-failures")
         (automation,) = client.read_automations_by_name("fruit-features-failed")
 
-        weekly = client.read_deployment_by_name("fruit-features-weekly/local")
+        weekly = client.read_deployment_by_name("fruit-features-weekly/weekly-local")
         parameters = {
             "images": f"{tmp_path}/fruits/{{date:%G-w%V}}",  # this week's folder was never made
             "output": f"{tmp_path}/out/{{date:%G-w%V}}",

@@ -1,0 +1,213 @@
+"""Old deployment names after the issue 21 renames, on a server deployed before them.
+
+``reap-clusters/scheduled`` (INTERFACE.md) stays runnable, as an unscheduled alias of
+``reap-clusters/reap-every-30-min``: after ``prefect deploy --all`` and under ``python -m flows.serve``, a run of it
+completes, it holds no schedule and no scheduled runs, and the one active 30-minute reaper schedule on the server is
+reap-every-30-min's, in the state the old deployment had. ``fruit-features-weekly/local`` is renamed (its old name
+would keep "local" twice): the deploy says the new name. Each test starts its own server and fills it with
+tests/prefect_before_issue_21.yaml (the file as it was), deployed by the real ``prefect deploy``, with the weekly
+schedule resumed, as a user had it, and the scheduler's runs already waiting.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.exceptions import ObjectNotFound
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from tests.prefect_server import (
+    POOL,
+    PREFECT,
+    REPO,
+    PrefectServer,
+    free_port,
+    server_environment,
+    start_process,
+    stop_process,
+    wait_healthy,
+)
+
+BEFORE = REPO / "tests" / "prefect_before_issue_21.yaml"
+ALIAS = "reap-clusters/scheduled"
+REAPER = "reap-clusters/reap-every-30-min"
+OLD_WEEKLY, WEEKLY = "fruit-features-weekly/local", "fruit-features-weekly/weekly-local"
+EVERY_30_MIN = "*/30 * * * *"
+RUN_TIMEOUT_S = 180
+
+pytestmark = pytest.mark.slow
+
+
+def _deploy(server: PrefectServer, *args: str) -> str:
+    """``prefect --no-prompt deploy --all [ARGS]`` from the repo root; its whole output (stdout and stderr)."""
+    done = subprocess.run(
+        [PREFECT, "--no-prompt", "deploy", "--all", *args],
+        cwd=REPO,
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    return done.stdout + done.stderr
+
+
+def _auto_scheduled_runs(client: SyncPrefectClient, name: str) -> list:
+    deployment = client.read_deployment_by_name(name)
+    runs = client.read_flow_runs(
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
+        flow_run_filter=FlowRunFilter(
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
+        ),
+    )
+    return [run for run in runs if run.auto_scheduled]
+
+
+def _poll(predicate, timeout_s: float, what: str, server: PrefectServer, log: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(1)
+    pytest.fail(f"{what} after {timeout_s}s; {log} log:\n{server.log_tail(log)}")
+
+
+@pytest.fixture
+def last_month(tmp_path) -> Iterator[tuple[PrefectServer, SyncPrefectClient]]:
+    """A server of its own holding the deployments made before the renames, their schedules active, the scheduler's
+    runs of the reaper waiting; with a client of it."""
+    port = free_port()
+    server = server_environment(tmp_path, port)
+    server.env.update(
+        PWD=str(REPO),  # what `{{ $PWD }}` in prefect.yaml reads
+        PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="1",
+        PREFECT_WORKER_QUERY_SECONDS="1",
+    )
+    process = start_process("server", ["server", "start", "--host", "127.0.0.1", "--port", str(port)], server)
+    try:
+        wait_healthy(server, process)
+        server.cli("work-pool", "create", POOL, "--type", "process")
+        _deploy(server, "--prefect-file", str(BEFORE))
+        with temporary_settings({PREFECT_API_URL: server.api_url}), get_client(sync_client=True) as client:
+            weekly = client.read_deployment_by_name(OLD_WEEKLY)
+            (schedule,) = weekly.schedules
+            client.update_deployment_schedule(weekly.id, schedule.id, active=True)  # resumed by its user
+            _poll(lambda: _auto_scheduled_runs(client, ALIAS), 120, "no scheduled reaper run", server, "server")
+            yield server, client
+    finally:
+        stop_process(process)
+
+
+def _assert_one_reaper_schedule(client: SyncPrefectClient) -> None:
+    """The alias holds no schedule and no runs its old schedule made; reap-every-30-min holds the one active
+    30-minute schedule of the server (active, as the old deployment's was); the weekly one moved, resumed."""
+    alias = client.read_deployment_by_name(ALIAS)
+    assert alias.schedules == [], alias.schedules
+    assert "former name" in alias.description.lower() and "no schedule" in alias.description
+    assert not _auto_scheduled_runs(client, ALIAS), "the alias's old schedule still has runs waiting"
+    reaper = client.read_deployment_by_name(REAPER)
+    assert alias.entrypoint == reaper.entrypoint and alias.parameters == reaper.parameters
+    (schedule,) = reaper.schedules
+    assert schedule.active and schedule.schedule.cron == EVERY_30_MIN
+    every_30_min = [
+        (deployment.name, s.id)
+        for deployment in client.read_deployments()
+        for s in deployment.schedules
+        if s.active and getattr(s.schedule, "cron", None) == EVERY_30_MIN
+    ]
+    assert every_30_min == [("reap-every-30-min", schedule.id)], every_30_min
+    with pytest.raises(ObjectNotFound):
+        client.read_deployment_by_name(OLD_WEEKLY)
+    (weekly,) = client.read_deployment_by_name(WEEKLY).schedules
+    assert weekly.active, "the weekly schedule its user had resumed came over paused"
+
+
+def _run_alias(server: PrefectServer, client: SyncPrefectClient, log: str):
+    """``prefect deployment run 'reap-clusters/scheduled'`` (dry run: no AWS needed), waited for until final."""
+    said = server.cli("deployment", "run", ALIAS, "--param", "dry_run=true")
+    (flow_run_id,) = re.findall(r"UUID: ([0-9a-f-]{36})", said)
+    run = _poll(
+        lambda: (found := client.read_flow_run(flow_run_id)).state.is_final() and found,
+        RUN_TIMEOUT_S,
+        f"the run of {ALIAS} not finished",
+        server,
+        log,
+    )
+    assert run.state.type == StateType.COMPLETED, f"{run.state.message}\n{server.log_tail(log)}"
+    assert run.parameters.get("dry_run") is True
+    return run
+
+
+def test_deploy_all_keeps_reap_clusters_scheduled_runnable_and_unscheduled(last_month):
+    server, client = last_month
+    first = _deploy(server)
+    _assert_one_reaper_schedule(client)
+    assert f"{ALIAS}: its schedule moved to {REAPER} (active)" in first
+    assert f"{OLD_WEEKLY} is renamed {WEEKLY}: run it as `prefect deployment run '{WEEKLY}'`" in first
+
+    again = _deploy(server)  # a redeploy changes nothing, and says nothing about the old names
+    assert "its schedule moved" not in again and "is renamed" not in again
+    for output in (first, again):
+        assert "deprecated" not in output.lower() and "FutureWarning" not in output, output
+    _assert_one_reaper_schedule(client)
+
+    worker = start_process("worker", ["worker", "start", "--pool", POOL, "--limit", "1"], server)
+    try:
+        run = _run_alias(server, client, "worker")
+    finally:
+        stop_process(worker)
+    assert run.deployment_id == client.read_deployment_by_name(ALIAS).id
+
+
+def test_deploy_all_moves_a_paused_reaper_schedule_off_the_alias_paused(last_month):
+    """The old schedule's state moves, not prefect.yaml's first-deploy value (active): a paused reaper stays paused."""
+    server, client = last_month
+    alias = client.read_deployment_by_name(ALIAS)
+    (schedule,) = alias.schedules
+    client.update_deployment_schedule(alias.id, schedule.id, active=False)  # paused by its user
+
+    output = _deploy(server)
+
+    assert client.read_deployment_by_name(ALIAS).schedules == []
+    (moved,) = client.read_deployment_by_name(REAPER).schedules
+    assert not moved.active and moved.schedule.cron == EVERY_30_MIN
+    assert f"{ALIAS}: its schedule moved to {REAPER} (paused)" in output
+
+
+def test_serve_keeps_reap_clusters_scheduled_runnable_and_unscheduled(last_month):
+    server, client = last_month
+    log = (server.logs / "serve.log").open("w")
+    serving = subprocess.Popen(
+        [sys.executable, "-m", "flows.serve"],
+        cwd=REPO,
+        env=server.env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        _poll(lambda: "deployments are being served" in server.log_tail("serve"), 120, "not serving", server, "serve")
+        _assert_one_reaper_schedule(client)
+        assert client.read_deployment_by_name(ALIAS).work_pool_name is None  # this process runs it, no worker
+        said = server.log_tail("serve", 400)
+        assert f"{ALIAS}: its schedule moved to {REAPER} (active)" in said
+        assert f"{ALIAS}: taken over from work pool 'fruitflow'" in said
+        assert "deprecated" not in said.lower() and "FutureWarning" not in said, said
+
+        _run_alias(server, client, "serve")
+    finally:
+        stop_process(serving)
