@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -58,11 +59,60 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_process(name: str, args: list[str], server: PrefectServer) -> subprocess.Popen:
+def start_process(
+    name: str, args: list[str], server: PrefectServer, program: list[str] | None = None
+) -> subprocess.Popen:
+    """``prefect <args>`` (or ``program + args``) against the server, in a session of its own, logged to ``name``."""
     log = (server.logs / f"{name}.log").open("w")
     return subprocess.Popen(
-        [PREFECT, *args], cwd=REPO, env=server.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        [*(program or [PREFECT]), *args],
+        cwd=REPO,
+        env=server.env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
+
+
+def deploy_all(server: PrefectServer, *args: str) -> str:
+    """``prefect --no-prompt deploy --all [ARGS]`` from the repo root; its whole output (stdout and stderr)."""
+    done = subprocess.run(
+        [PREFECT, "--no-prompt", "deploy", "--all", *args],
+        cwd=REPO,
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    return done.stdout + done.stderr
+
+
+@contextmanager
+def bare_server(home: Path, **env: str) -> Iterator[PrefectServer]:
+    """A Prefect server of its own (no pool, no deployments), ``env`` added to its CLI environment; stopped on exit.
+
+    ``PWD`` is the repo root: what `{{ $PWD }}` in prefect.yaml reads, as if deployed from a shell there.
+    """
+    port = free_port()
+    server = server_environment(home, port)
+    server.env.update(PWD=str(REPO), **env)
+    process = start_process("server", ["server", "start", "--host", "127.0.0.1", "--port", str(port)], server)
+    try:
+        wait_healthy(server, process)
+        yield server
+    finally:
+        stop_process(process)
+
+
+@contextmanager
+def serving(server: PrefectServer) -> Iterator[subprocess.Popen]:
+    """``python -m flows.serve`` against the server, logged to serve.log; stopped (SIGTERM) on exit."""
+    process = start_process("serve", ["-m", "flows.serve"], server, program=[sys.executable])
+    try:
+        yield process
+    finally:
+        stop_process(process)
 
 
 def stop_process(process: subprocess.Popen, grace_seconds: float = 20) -> None:
@@ -123,25 +173,15 @@ def wait_final(client, server: PrefectServer, flow_run_id, timeout_s: float):
 
 @contextmanager
 def running_prefect(home: Path) -> Iterator[PrefectServer]:
-    """Server + work pool + ``deploy --all`` + worker; all stopped on exit."""
-    port = free_port()
-    server = server_environment(home, port)
-    server.env.update(
-        PREFECT_WORKER_QUERY_SECONDS="1",
-        PWD=str(REPO),  # what `{{ $PWD }}` in prefect.yaml reads: as if deployed from a shell in the repo root
-    )
-    processes: list[subprocess.Popen] = []
-    try:
-        serve = ["server", "start", "--host", "127.0.0.1", "--port", str(port)]
-        processes.append(start_process("server", serve, server))
-        wait_healthy(server, processes[0])
+    """Server + work pool + ``deploy --all`` + worker; all stopped on exit (the worker and its flow runs first)."""
+    with bare_server(home, PREFECT_WORKER_QUERY_SECONDS="1") as server:
         server.cli("work-pool", "create", POOL, "--type", "process")
         server.cli("deploy", "--all")
-        processes.append(start_process("worker", ["worker", "start", "--pool", POOL, "--limit", "2"], server))
-        yield server
-    finally:
-        for process in reversed(processes):  # the worker (and its flow runs) first, then the server
-            stop_process(process)
+        worker = start_process("worker", ["worker", "start", "--pool", POOL, "--limit", "2"], server)
+        try:
+            yield server
+        finally:
+            stop_process(worker)
 
 
 @pytest.fixture(scope="session")

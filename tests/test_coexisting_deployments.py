@@ -8,8 +8,6 @@ re-points deployments at the serving process, which must not happen to the sessi
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -34,16 +32,13 @@ from prefect.states import Scheduled
 
 from tests.conftest import TEST_ALPHA
 from tests.prefect_server import (
-    PREFECT,
     REPO,
     PrefectServer,
-    free_port,
-    server_environment,
-    start_process,
-    stop_process,
+    bare_server,
+    deploy_all,
     wait_final,
-    wait_healthy,
 )
+from tests.prefect_server import serving as serving_flows
 
 ENTRIES = yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
 WEEKLY = "fruit-features-weekly/weekly-local"
@@ -59,34 +54,12 @@ def test_deployment_names_are_unique_across_flows():
     assert {"weekly-local", "reap-every-30-min"} <= set(names)
 
 
-def _deploy(server: PrefectServer) -> str:
-    """``prefect --no-prompt deploy --all`` from the repo root; its whole output (stdout and stderr)."""
-    done = subprocess.run(
-        [PREFECT, "--no-prompt", "deploy", "--all"],
-        cwd=REPO,
-        env=server.env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
-    return done.stdout + done.stderr
-
-
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory) -> Iterator[tuple[PrefectServer, str]]:
     """A server of its own, the process pool ``fruitflow`` and ``deploy --all``; with the first deploy's output."""
-    home = tmp_path_factory.mktemp("coexisting-home")
-    port = free_port()
-    server = server_environment(home, port)
-    server.env["PWD"] = str(REPO)  # what `{{ $PWD }}` in prefect.yaml reads
-    process = start_process("server", ["server", "start", "--host", "127.0.0.1", "--port", str(port)], server)
-    try:
-        wait_healthy(server, process)
+    with bare_server(tmp_path_factory.mktemp("coexisting-home")) as server:
         server.cli("work-pool", "create", "fruitflow", "--type", "process")
-        yield server, _deploy(server)
-    finally:
-        stop_process(process)
+        yield server, deploy_all(server)
 
 
 @pytest.fixture
@@ -105,7 +78,7 @@ def _schedule(client: SyncPrefectClient, name: str):
 def test_neither_deploy_nor_redeploy_prints_the_schedules_deprecation(deployed):
     """Prefect 3.9 warns on ``schedules: []`` when it updates a deployment: every deploy after the first."""
     server, first = deployed
-    again = _deploy(server)
+    again = deploy_all(server)
     for output in (first, again):
         assert "deprecated" not in output and "schedules: null" not in output, output
 
@@ -119,7 +92,7 @@ def test_a_redeploy_keeps_the_schedules_as_the_user_left_them(deployed, client):
     client.update_deployment_schedule(deployment_ids[WEEKLY], weekly.id, active=True)  # the user resumes it
     client.update_deployment_schedule(deployment_ids[REAPER], reaper.id, active=False)  # and pauses this one
 
-    _deploy(server)
+    deploy_all(server)
 
     assert _schedule(client, WEEKLY).active, "the redeploy paused the weekly schedule the user had resumed"
     assert not _schedule(client, REAPER).active, "the redeploy resumed the reaper schedule the user had paused"
@@ -139,7 +112,7 @@ def test_a_deployment_under_its_old_name_is_replaced_with_its_schedule_state(dep
         old.apply()
     assert _schedule(client, "fruit-features-weekly/local").active
 
-    output = _deploy(server)
+    output = deploy_all(server)
 
     assert "fruit-features-weekly/local is renamed fruit-features-weekly/weekly-local: run it as" in output
     with pytest.raises(ObjectNotFound):
@@ -151,19 +124,8 @@ def test_a_deployment_under_its_old_name_is_replaced_with_its_schedule_state(dep
 def serving(deployed) -> Iterator[PrefectServer]:
     """``python -m flows.serve`` against the module's server (which ``deploy --all`` filled); stopped after."""
     server, _ = deployed
-    log = (server.logs / "serve.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "flows.serve"],
-        cwd=REPO,
-        env=server.env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
+    with serving_flows(server):
         yield server
-    finally:
-        stop_process(process)
 
 
 def _poll(predicate, timeout_s: float, what: str, server: PrefectServer):
@@ -246,7 +208,7 @@ def test_a_scheduled_reaper_without_aws_blocks_pauses_its_schedule_and_says_why(
 @pytest.mark.slow
 def test_a_deploy_after_serve_gives_the_deployments_back_to_the_work_pool(deployed, client, serving):
     _poll(lambda: "taken over" in serving.log_tail("serve", 200), 120, "no take-over", serving)
-    _deploy(deployed[0])
+    deploy_all(deployed[0])
     deployment = client.read_deployment_by_name("fruit-features/local")
     assert deployment.work_pool_name == "fruitflow"
     assert deployment.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}]

@@ -12,8 +12,6 @@ schedule resumed, as a user had it, and the scheduler's runs already waiting.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -32,15 +30,14 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from tests.prefect_server import (
     POOL,
-    PREFECT,
     REPO,
     PrefectServer,
-    free_port,
-    server_environment,
+    bare_server,
+    deploy_all,
     start_process,
     stop_process,
-    wait_healthy,
 )
+from tests.prefect_server import serving as serving_flows
 
 BEFORE = REPO / "tests" / "prefect_before_issue_21.yaml"
 ALIAS = "reap-clusters/scheduled"
@@ -50,20 +47,6 @@ EVERY_30_MIN = "*/30 * * * *"
 RUN_TIMEOUT_S = 180
 
 pytestmark = pytest.mark.slow
-
-
-def _deploy(server: PrefectServer, *args: str) -> str:
-    """``prefect --no-prompt deploy --all [ARGS]`` from the repo root; its whole output (stdout and stderr)."""
-    done = subprocess.run(
-        [PREFECT, "--no-prompt", "deploy", "--all", *args],
-        cwd=REPO,
-        env=server.env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
-    return done.stdout + done.stderr
 
 
 def _auto_scheduled_runs(client: SyncPrefectClient, name: str) -> list:
@@ -90,26 +73,17 @@ def _poll(predicate, timeout_s: float, what: str, server: PrefectServer, log: st
 def last_month(tmp_path) -> Iterator[tuple[PrefectServer, SyncPrefectClient]]:
     """A server of its own holding the deployments made before the renames, their schedules active, the scheduler's
     runs of the reaper waiting; with a client of it."""
-    port = free_port()
-    server = server_environment(tmp_path, port)
-    server.env.update(
-        PWD=str(REPO),  # what `{{ $PWD }}` in prefect.yaml reads
-        PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="1",
-        PREFECT_WORKER_QUERY_SECONDS="1",
-    )
-    process = start_process("server", ["server", "start", "--host", "127.0.0.1", "--port", str(port)], server)
-    try:
-        wait_healthy(server, process)
+    with bare_server(
+        tmp_path, PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="1", PREFECT_WORKER_QUERY_SECONDS="1"
+    ) as server:
         server.cli("work-pool", "create", POOL, "--type", "process")
-        _deploy(server, "--prefect-file", str(BEFORE))
+        deploy_all(server, "--prefect-file", str(BEFORE))
         with temporary_settings({PREFECT_API_URL: server.api_url}), get_client(sync_client=True) as client:
             weekly = client.read_deployment_by_name(OLD_WEEKLY)
             (schedule,) = weekly.schedules
             client.update_deployment_schedule(weekly.id, schedule.id, active=True)  # resumed by its user
             _poll(lambda: _auto_scheduled_runs(client, ALIAS), 120, "no scheduled reaper run", server, "server")
             yield server, client
-    finally:
-        stop_process(process)
 
 
 def _assert_one_reaper_schedule(client: SyncPrefectClient) -> None:
@@ -154,12 +128,12 @@ def _run_alias(server: PrefectServer, client: SyncPrefectClient, log: str):
 
 def test_deploy_all_keeps_reap_clusters_scheduled_runnable_and_unscheduled(last_month):
     server, client = last_month
-    first = _deploy(server)
+    first = deploy_all(server)
     _assert_one_reaper_schedule(client)
     assert f"{ALIAS}: its schedule moved to {REAPER} (active)" in first
     assert f"{OLD_WEEKLY} is renamed {WEEKLY}: run it as `prefect deployment run '{WEEKLY}'`" in first
 
-    again = _deploy(server)  # a redeploy changes nothing, and says nothing about the old names
+    again = deploy_all(server)  # a redeploy changes nothing, and says nothing about the old names
     assert "its schedule moved" not in again and "is renamed" not in again
     for output in (first, again):
         assert "deprecated" not in output.lower() and "FutureWarning" not in output, output
@@ -180,7 +154,7 @@ def test_deploy_all_moves_a_paused_reaper_schedule_off_the_alias_paused(last_mon
     (schedule,) = alias.schedules
     client.update_deployment_schedule(alias.id, schedule.id, active=False)  # paused by its user
 
-    output = _deploy(server)
+    output = deploy_all(server)
 
     assert client.read_deployment_by_name(ALIAS).schedules == []
     (moved,) = client.read_deployment_by_name(REAPER).schedules
@@ -190,16 +164,7 @@ def test_deploy_all_moves_a_paused_reaper_schedule_off_the_alias_paused(last_mon
 
 def test_serve_keeps_reap_clusters_scheduled_runnable_and_unscheduled(last_month):
     server, client = last_month
-    log = (server.logs / "serve.log").open("w")
-    serving = subprocess.Popen(
-        [sys.executable, "-m", "flows.serve"],
-        cwd=REPO,
-        env=server.env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
+    with serving_flows(server):
         _poll(lambda: "deployments are being served" in server.log_tail("serve"), 120, "not serving", server, "serve")
         _assert_one_reaper_schedule(client)
         assert client.read_deployment_by_name(ALIAS).work_pool_name is None  # this process runs it, no worker
@@ -209,5 +174,3 @@ def test_serve_keeps_reap_clusters_scheduled_runnable_and_unscheduled(last_month
         assert "deprecated" not in said.lower() and "FutureWarning" not in said, said
 
         _run_alias(server, client, "serve")
-    finally:
-        stop_process(serving)

@@ -23,12 +23,9 @@ from flows.serve import build_deployments
 from tests.prefect_server import (
     REPO,
     PrefectServer,
-    free_port,
-    server_environment,
-    start_process,
-    stop_process,
-    wait_healthy,
+    bare_server,
 )
+from tests.prefect_server import serving as serving_flows
 
 ENTRIES = yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
 FLOW_NAMES = {
@@ -99,32 +96,15 @@ def test_list_prints_what_would_be_served():
 @pytest.fixture
 def own_server(tmp_path) -> Iterator[PrefectServer]:
     """A bare Prefect server (no pool, no deployments) for this test alone."""
-    port = free_port()
-    server = server_environment(tmp_path, port)
-    process = start_process("server", ["server", "start", "--host", "127.0.0.1", "--port", str(port)], server)
-    try:
-        wait_healthy(server, process)
+    with bare_server(tmp_path) as server:
         yield server
-    finally:
-        stop_process(process)
 
 
 @pytest.fixture
 def serving(own_server) -> Iterator[subprocess.Popen]:
     """``python -m flows.serve`` against the test's server, in its own session; stopped (SIGTERM) after."""
-    log = (own_server.logs / "serve.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "flows.serve"],
-        cwd=REPO,
-        env=own_server.env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
+    with serving_flows(own_server) as process:
         yield process
-    finally:
-        stop_process(process)
 
 
 def _client(server: PrefectServer):

@@ -143,11 +143,8 @@ def run_metrics(
 
 def earlier_metrics(spark: SparkSession, output: str) -> Optional[Dict[str, Any]]:
     """The metrics.json of the run already in ``output`` (read before --overwrite replaces it), if it finished."""
-    uri = layout.child(output, layout.METRICS)
-    if not storage.exists(spark, uri):
-        return None
     try:
-        return json.loads(storage.read_bytes(spark, uri).decode())
+        return storage.read_json_if_present(spark, layout.child(output, layout.METRICS))
     except ValueError:  # not what a job writes: there is no previous run to name
         return None
 

@@ -16,12 +16,10 @@ from typing import Dict, Optional
 
 from pyspark.sql import SparkSession
 
-from fruitjob import storage
 from fruitjob.calibration import calibration_of
 from fruitjob.conversion import converter_version
-from fruitjob.listing import is_local, local_path
 from fruitjob.tflite_engine import convert_for_workers, resolve_converted
-from fruitjob.weights import Weights, WeightsError, identify_weights
+from fruitjob.weights import Weights, WeightsError, identify_weights, read_weights_file
 
 MANIFEST_SUFFIX = ".json"
 
@@ -55,16 +53,6 @@ def export_model(
     return path
 
 
-def _read(spark: SparkSession, uri: str) -> bytes:
-    try:
-        if is_local(uri):
-            with open(local_path(uri), "rb") as handle:
-                return handle.read()
-        return storage.read_bytes(spark, uri)
-    except Exception as exc:  # noqa: BLE001 - Py4J and OS errors alike mean "cannot read it"
-        raise WeightsError("shipped model %s cannot be read: %s" % (uri, str(exc).splitlines()[0])) from None
-
-
 def _mismatch(manifest: Dict[str, object], name: str, alpha: float, seed: int, featurizer: str) -> Optional[str]:
     wanted = {"alpha": alpha, "featurizer": featurizer, "calibration": calibration_of(featurizer)}
     for key, value in wanted.items():
@@ -84,8 +72,8 @@ def load_shipped(spark: SparkSession, uri: str, name: str, alpha: float, seed: i
     file's (or a cached ImageNet file's) sha256 where the job can read them, else their name (random weights with
     their seed). A :class:`WeightsError` says what differs.
     """
-    manifest = json.loads(_read(spark, uri + MANIFEST_SUFFIX).decode())
-    model = _read(spark, uri)
+    manifest = json.loads(read_weights_file(spark, uri + MANIFEST_SUFFIX, "shipped model").decode())
+    model = read_weights_file(spark, uri, "shipped model")
     if hashlib.sha256(model).hexdigest() != manifest.get("model_sha256"):
         raise WeightsError("shipped model %s does not match its manifest (sha256): stage it again" % uri)
     problem = _mismatch(manifest, name, alpha, seed, featurizer)

@@ -19,11 +19,9 @@ from fruitjob.errors import JobError
 
 def load_space(spark: SparkSession, output: str) -> Optional[Dict[str, object]]:
     uri = layout.child(output, layout.SPACE)
-    if not storage.exists(spark, uri):
-        return None
     try:
-        return json.loads(storage.read_bytes(spark, uri).decode())
-    except (ValueError, UnicodeDecodeError) as exc:
+        return storage.read_json_if_present(spark, uri)
+    except ValueError as exc:  # UnicodeDecodeError among them
         raise JobError("%s is not readable JSON (%s); rerun with --overwrite to redo the output" % (uri, exc)) from None
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
-from typing import Iterator, List, Optional, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -37,6 +38,21 @@ def _path_and_fs(spark: SparkSession, uri: str):
 def exists(spark: SparkSession, uri: str) -> bool:
     path, fs = _path_and_fs(spark, uri)
     return bool(fs.exists(path))
+
+
+def read_file(spark: SparkSession, uri: str) -> bytes:
+    """A whole file, local (read directly) or on a Hadoop filesystem (s3://, hdfs://: through the JVM)."""
+    if is_local(uri):
+        with open(local_path(uri), "rb") as handle:
+            return handle.read()
+    return read_bytes(spark, uri)
+
+
+def read_json_if_present(spark: SparkSession, uri: str) -> Optional[Any]:
+    """The JSON document at ``uri``, or None when there is none; ``ValueError`` when it is not JSON."""
+    if not exists(spark, uri):
+        return None
+    return json.loads(read_bytes(spark, uri).decode())
 
 
 def read_bytes(spark: SparkSession, uri: str) -> bytes:

@@ -19,7 +19,6 @@ from pyspark.sql import SparkSession
 
 from fruitjob import private_files, storage
 from fruitjob.errors import JobError
-from fruitjob.listing import is_local, local_path
 
 IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
 
@@ -76,14 +75,12 @@ def load_model(weights: Weights):
     return model
 
 
-def _read_weights_file(spark: SparkSession, uri: str) -> bytes:
+def read_weights_file(spark: SparkSession, uri: str, what: str = "weights file") -> bytes:
+    """The whole file at ``uri`` (local or on a Hadoop filesystem), or a :class:`WeightsError` naming ``what``."""
     try:
-        if is_local(uri):
-            with open(local_path(uri), "rb") as handle:
-                return handle.read()
-        return storage.read_bytes(spark, uri)
+        return storage.read_file(spark, uri)
     except Exception as exc:  # noqa: BLE001 - Py4J and OS errors alike mean "cannot read it"
-        raise WeightsError("weights file %s cannot be read: %s" % (uri, str(exc).splitlines()[0])) from None
+        raise WeightsError("%s %s cannot be read: %s" % (what, uri, str(exc).splitlines()[0])) from None
 
 
 def _keras_cache_file(alpha: float) -> str:
@@ -181,7 +178,7 @@ def identify_weights(spark: SparkSession, name: str, alpha: float, seed: int = 0
         digest = _known_random_digest(alpha, seed)
         return Weights("random(seed=%d)" % seed, alpha, b"", ".weights.h5", digest=digest) if digest else None
     suffix = ".weights.h5" if name.endswith(".weights.h5") else ".h5"
-    return Weights(name, alpha, _read_weights_file(spark, name), suffix)
+    return Weights(name, alpha, read_weights_file(spark, name), suffix)
 
 
 def resolve_weights(spark: SparkSession, name: str, alpha: float, seed: int = 0) -> Weights:
@@ -192,7 +189,7 @@ def resolve_weights(spark: SparkSession, name: str, alpha: float, seed: int = 0)
         weights = _random_weights(alpha, seed)
     else:
         suffix = ".weights.h5" if name.endswith(".weights.h5") else ".h5"
-        weights = Weights(name, alpha, _read_weights_file(spark, name), suffix)
+        weights = Weights(name, alpha, read_weights_file(spark, name), suffix)
     return check_weights(weights)
 
 
