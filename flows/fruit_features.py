@@ -1,46 +1,36 @@
-"""The ``fruit-features`` flow: images in, features + PCA out, on the engine ``--engine`` names.
+"""The ``fruit-features`` flow: images in, features + PCA out, on the engine its ``engine`` parameter names.
 
 Run it::
 
-    python -m flows.fruit_features --images DIR --output DIR [--weights random] [--engine local|emr]
+    python -m flows.fruit_features --images DIR --output DIR [--weights random] [--engine local|emr|emr-serverless]
 
-Without ``--images`` it makes a small set of sample images and writes to ``./output/<run>``. Its parameters are
-declared once, in ``JobOptions`` (the job's) and ``EngineSettings`` (where it runs): see flows/parameters.py.
+Without ``--images`` it makes a small set of sample images and writes to ``./output/<run>``. Its parameters are the
+models of flows/parameters.py (the job's options) and tasks/contract.py (each engine's settings); the command line
+is made from the same models (flows/fruit_features_cli.py).
 """
 
-from __future__ import annotations
-
-import argparse
-import os
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from flows.temporary_server import TemporaryServer, start_if_needed
+from prefect import get_run_logger
+from prefect.logging.loggers import flow_run_logger
 
-# The command line: the temporary Prefect server boots on another core while the rest is imported.
-_SERVER: TemporaryServer | None = start_if_needed() if __name__ == "__main__" else None
-
-from prefect import flow, get_run_logger  # noqa: E402
-from prefect.logging.loggers import flow_run_logger  # noqa: E402
-from prefect.settings import (  # noqa: E402
-    PREFECT_API_URL,
-    PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
-    temporary_settings,
+from flows.parameters import (
+    JOB_DEFAULTS,
+    LOCAL_ENGINE,
+    JobParameters,
+    engine_settings,
+    flow_taking_former_parameters,
 )
-
-from flows.cli_errors import failure_message, quiet_expected_errors  # noqa: E402
-from flows.command_line import parser_for  # noqa: E402
-from flows.parameters import declared_parameters, engine_settings, split  # noqa: E402
-from flows.run_failures import fails_with_reason, worded_for  # noqa: E402
-from flows.run_paths import record_paths  # noqa: E402
-from flows.signals import end_runs_on_hangup_and_interrupt  # noqa: E402
-from fruitjob.options import JobOptions  # noqa: E402
-from tasks.aws.output_lease import held_output  # noqa: E402
-from tasks.contract import Engine, RunResult  # noqa: E402
-from tasks.registry import engine_for  # noqa: E402
-from tasks.reporting import publish_summary  # noqa: E402
-from tasks.validation import validate_output  # noqa: E402
+from flows.run_failures import fails_with_reason, worded_for
+from flows.run_paths import record_paths
+from fruitjob.options import JobOptions
+from tasks.aws.output_lease import held_output
+from tasks.contract import Engine, EngineSettings, RunResult
+from tasks.registry import engine_for
+from tasks.reporting import publish_summary
+from tasks.validation import validate_output
 
 
 def end_what_the_run_left(flow: Any, flow_run: Any, state: Any) -> None:
@@ -68,14 +58,14 @@ def run_engine(engine: Engine, job: JobOptions, dry_run: bool) -> RunResult:
         return result
     with held_output(engine, job):  # an S3 output's lease, this flow run's until its summary is written
         with result.timed("run"):
-            engine.run(job, result)
+            result.record(engine.run(job, result.checked))
         with result.timed("validate"):
             result.validation = validate_output(job.output, engine.filesystem(), job.images)
         publish_summary(result.validation, result, engine.filesystem())
     return result
 
 
-@flow(
+@flow_taking_former_parameters(
     name="fruit-features",
     log_prints=True,
     # A failure ends what the run created in the engine's own lifecycle (tasks/aws/remote.py: provisioning
@@ -84,20 +74,28 @@ def run_engine(engine: Engine, job: JobOptions, dry_run: bool) -> RunResult:
     on_crashed=[end_what_the_run_left],
 )
 @fails_with_reason  # an error the user can fix: the state message is its one line, worded for where the run started
-@declared_parameters
-def fruit_features(**parameters: Any) -> RunResult:
+def fruit_features(
+    job: JobParameters = JOB_DEFAULTS,
+    engine: EngineSettings = LOCAL_ENGINE,
+    dry_run: bool = False,
+) -> RunResult:
     """MobileNetV2 features and a PCA for a folder (local) or S3 prefix (EMR) of fruit images.
 
+    Args:
+        job: What to featurize, where to write it, and how: the job's options.
+        engine: Where the job runs: `local` (Spark on this machine, or `master`), `emr` (a cluster the flow creates
+            and tears down, or `cluster_id`) or `emr-serverless` (a job run on an EMR Serverless application).
+        dry_run: Checks and a cost estimate only; nothing is created or run.
+
     Example:
-        >>> fruit_features(weights="random")  # doctest: +SKIP
+        >>> fruit_features(JobParameters(weights="random"))  # doctest: +SKIP
     """
-    fields, settings = split(parameters)
-    engine = engine_for(settings)
+    runner = engine_for(engine)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    images, output = engine.complete(fields["images"], fields["output"], stamp)
+    images, output = runner.complete(job.images, job.output, stamp)
     record_paths(images, output)  # the failure notice and the Parameters tab show the paths the run uses
-    job = JobOptions(**{**fields, "images": images, "output": output})
-    result = run_engine(engine, job, settings.dry_run)
+    options = job.job_options(images, output)
+    result = run_engine(runner, options, dry_run)
     if result.validation is not None:
         m = result.validation.metrics
         get_run_logger().info(
@@ -106,45 +104,12 @@ def fruit_features(**parameters: Any) -> RunResult:
             m.images_failed,
             m.pca_components,
             m.explained_variance_total,
-            job.output,
+            options.output,
         )
     return result
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line: one ``--option`` per flow parameter (names with dashes), same defaults."""
-    return parser_for(fruit_features, prog="python -m flows.fruit_features")
+if __name__ == "__main__":  # python -m flows.fruit_features: the command line (flows/fruit_features_cli.py)
+    from flows.fruit_features_cli import main
 
-
-def _run_flow(args: dict[str, Any], server: TemporaryServer | None):
-    if server is None:  # an API is configured, or main() was called from Python: Prefect's own way
-        return fruit_features(**args, return_state=True)
-    print("prefect: temporary server on %s" % server.api_url.removesuffix("/api"), file=sys.stderr)
-    server.wait_until_healthy(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
-    # stopped at exit (atexit, registered before Prefect's log and event workers: they flush to it first)
-    with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-        return fruit_features(**args, return_state=True)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = vars(build_parser().parse_args(argv))
-    # A closed terminal (SIGHUP) and Ctrl-C (SIGINT) end the run as SIGTERM does: nothing remote runs on without it.
-    end_runs_on_hangup_and_interrupt()
-    # The temporary server started for this run would log an ERROR for every telemetry send it cannot make offline.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    quiet_expected_errors()
-    state = _run_flow(args, _SERVER)
-    if state.is_failed() or state.is_crashed():
-        print(f"fruit-features failed: {failure_message(state)}", file=sys.stderr)
-        return 1
-    result: RunResult = state.result()
-    if result.dry_run:
-        cost = result.estimate.text if result.estimate else "nothing to pay"
-        print(f"dry run: preflight passed; cost estimate: {cost}")
-        return 0
-    print(f"output: {result.output}\nsummary: {result.output.rstrip('/')}/summary.md")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(fruit_features))

@@ -31,6 +31,7 @@ from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run as this_run
 
+from flows.parameters import nested
 from tasks.errors import FruitflowError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -94,7 +95,7 @@ def fruit_features_weekly(
     logger.info("week %s: %s with %s", f"{when:%G-w%V}", deployment, filled)
     child = run_deployment(
         deployment,
-        parameters={**(parameters or {}), **filled},
+        parameters=nested({**(parameters or {}), **filled}),  # the flat form's job options go into `job`
         timeout=None,  # wait for it: this run ends with its child's outcome
         # A retry of this run waits on the same child instead of starting a second one.
         idempotency_key=f"{this_run.id}:{deployment}" if this_run.id else None,

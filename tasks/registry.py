@@ -12,8 +12,5 @@ assert tuple(ENGINES) == ENGINE_NAMES, "tasks.contract.ENGINE_NAMES lists the en
 
 
 def engine_for(settings: EngineSettings) -> Engine:
-    """The engine ``settings.engine`` names, set up with those settings."""
-    try:
-        return ENGINES[settings.engine](settings)
-    except KeyError:
-        raise ValueError(f"unknown engine {settings.engine!r}; expected one of {', '.join(ENGINES)}") from None
+    """The engine whose settings these are (``settings.kind``), set up with them."""
+    return ENGINES[settings.kind](settings)

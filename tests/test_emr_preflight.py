@@ -90,7 +90,7 @@ def test_dry_run_creates_nothing_and_estimates_cost(aws, no_cluster_created):
     result = emr_test_flow(images=aws.images, output=f"s3://{aws.bucket}/out/dry", dry_run=True)
     assert result.dry_run and result.engine == "emr"
     assert "cluster_id" not in result.ids and result.details == [] and result.validation is None
-    assert result.checked["images"] == 25  # 6 classes x 4 + one broken.jpg
+    assert result.checked.images == 25  # 6 classes x 4 + one broken.jpg
     estimate = result.cost_estimate
     assert estimate.usd_per_hour == pytest.approx(0.72) and "estimate" in estimate.label
     # at most: provisioning, the step timeout (TEST_JOB: 10 min), the log wait and termination (poll_seconds 1)

@@ -26,7 +26,7 @@ from fruitjob.options import JobOptions, job_arguments
 from tasks.aws.clients import AwsClients
 from tasks.aws.remote_wait import RemoteRunFailed, WaitTimedOut, watch_run
 from tasks.aws.tags import TAG_CREATED_BY, TAG_FLOW_RUN, run_tags
-from tasks.contract import EngineSettings
+from tasks.contract import EmrServerlessSettings
 from tasks.emr_serverless.engine import EmrServerlessEngine
 from tasks.emr_serverless.job_run import job_run_request, job_run_watch, start_job_run
 from tasks.markdown import md_text
@@ -72,7 +72,7 @@ def _lose_first_reply(sent: list):
 def _throttled_run(aws, output: str) -> dict:
     """The engine with injected clients whose GetJobRun is throttled three times, in a flow of its own."""
     clients = AwsClients(AwsCredentials.load("fruitflow"), customize=_throttle(3))
-    engine = EmrServerlessEngine(EngineSettings(engine="emr-serverless", step_timeout_minutes=10), aws=clients)
+    engine = EmrServerlessEngine(EmrServerlessSettings(step_timeout_minutes=10), aws=clients)
     options = {k: v for k, v in SERVERLESS_JOB.items() if k != "step_timeout_minutes"}
 
     @flow

@@ -5,6 +5,7 @@ dry run's estimate for this input."""
 from __future__ import annotations
 
 import pytest
+from prefect.exceptions import ParameterTypeError
 
 from blocks.emr_serverless_config import EmrServerlessConfig
 from tasks.aws.preflight import PreflightError
@@ -65,7 +66,7 @@ def test_an_older_release_line_and_a_terminated_application_are_refused(aws, ser
 
 
 def test_cluster_id_is_for_the_cluster_engine(aws, serverless):
-    with pytest.raises(PreflightError, match="--cluster-id is for --engine emr"):
+    with pytest.raises(ParameterTypeError, match="--cluster-id is for --engine emr, not --engine emr-serverless"):
         serverless_flow(aws.images, f"s3://{aws.bucket}/out/sl-cluster-id", cluster_id="j-1", dry_run=True)
 
 
@@ -74,8 +75,8 @@ def test_the_dry_run_checks_and_estimates_and_creates_nothing(aws, serverless):
     result = serverless_flow(aws.images, f"s3://{aws.bucket}/out/sl-dry", dry_run=True)
     assert _created(aws) == before
     assert result.dry_run and result.validation is None
-    assert result.checked["images"] == 25
-    assert result.checked["execution_role_arn"] == "arn:aws:iam::123456789012:role/EMRServerlessS3RuntimeRole"
+    assert result.checked.images == 25
+    assert result.checked.execution_role_arn == "arn:aws:iam::123456789012:role/EMRServerlessS3RuntimeRole"
     assert result.estimate.images == 25 and result.estimate.usd is not None
     assert "expected ~5 min" in result.estimate.text and "at most ~$" in result.estimate.text
     assert result.cost_estimate is result.estimate.upper_bound

@@ -15,7 +15,7 @@ from prefect.states import Completed, Running
 from blocks.emr_serverless_config import EmrServerlessConfig
 from tasks.aws.run_names import run_name
 from tasks.aws.tags import run_tags
-from tasks.contract import EngineSettings
+from tasks.contract import EmrServerlessSettings
 from tasks.emr_serverless.engine import EmrServerlessEngine
 from tests.emr_fixtures import UNPLAYED_TAG
 
@@ -71,7 +71,7 @@ def test_the_hook_cleanup_ends_this_runs_resources_and_nothing_else(aws, serverl
         "another run's application": (other_run, None),
     }
     EmrServerlessConfig(application_id=reused, poll_seconds=1).save("sl-hook", overwrite=True)
-    engine = EmrServerlessEngine(EngineSettings(engine="emr-serverless", serverless_block="sl-hook"))
+    engine = EmrServerlessEngine(EmrServerlessSettings(serverless_block="sl-hook"))
     try:
         engine.cleanup(flow_run_id, "Crashed", logging.getLogger("test"))
         assert _states(aws, **resources) == {

@@ -17,7 +17,7 @@ from flows.fruit_features import end_what_the_run_left, fruit_features
 from tasks.aws.backend import Place
 from tasks.aws.remote_wait import RemoteRunFailed, WaitTimedOut, watch_run
 from tasks.aws.teardown import release
-from tasks.contract import EngineSettings
+from tasks.contract import EmrSettings
 from tasks.emr.cluster import cluster_request, terminate
 from tasks.emr.engine import EmrEngine
 from tasks.emr.steps import step_definition, step_watch, submit_step
@@ -175,7 +175,7 @@ def test_a_duplicate_cluster_of_the_run_is_terminated_with_it(aws):
 
     @flow
     def teardown() -> None:
-        engine = EmrEngine(EngineSettings(engine="emr"), aws=moto_clients())
+        engine = EmrEngine(EmrSettings(), aws=moto_clients())
         engine.__dict__["config"] = EmrClusterConfig(poll_seconds=1)
         release(engine, Place(None, created=True), run_id, failure=None)
 

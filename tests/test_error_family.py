@@ -82,11 +82,12 @@ def quieting_undone():
 def cli(aws, capfd, quieting_undone):
     """``main(argv)`` of the command line in this process (the session's Prefect server): (exit code, what it
     printed on stdout and stderr, the console included)."""
-    from flows.fruit_features import main
+    from flows.fruit_features import fruit_features
+    from flows.fruit_features_cli import main
 
     def run(*argv: str) -> tuple[int, str]:
         capfd.readouterr()
-        code = main(list(argv))
+        code = main(fruit_features, list(argv))
         out, err = capfd.readouterr()
         return code, out + err
 

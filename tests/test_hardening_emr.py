@@ -28,7 +28,7 @@ from flows.fruit_features import fruit_features
 from tasks.aws.remote import provision as provision_place
 from tasks.aws.remote_wait import WaitTimedOut, watch_run
 from tasks.aws.tags import TAG_FLOW_RUN
-from tasks.contract import EngineSettings
+from tasks.contract import EmrSettings
 from tasks.emr.cluster import ClusterError, cluster_request
 from tasks.emr.engine import EmrEngine
 from tasks.emr.steps import step_definition, step_watch
@@ -171,7 +171,7 @@ def test_bootstrap_failure_is_named_and_nothing_is_left_running(aws, scenarios):
 
 def _engine(aws, **config) -> EmrEngine:
     """The EMR engine on moto, with a cluster block of ``config`` (its other fields at their defaults)."""
-    engine = EmrEngine(EngineSettings(engine="emr"), aws=moto_clients())
+    engine = EmrEngine(EmrSettings(), aws=moto_clients())
     engine.__dict__["config"] = EmrClusterConfig.model_construct(log_uri=f"s3://{aws.bucket}/l/", **config)
     return engine
 

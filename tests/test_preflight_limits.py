@@ -35,7 +35,7 @@ def test_a_bucket_in_another_region_is_a_warning_with_its_cost(aws, images_in_an
     before = aws.clusters()
     with caplog.at_level(logging.WARNING):
         result = emr_test_flow(images=images_in_another_region, output=f"s3://{aws.bucket}/out/eu", dry_run=True)
-    assert result.dry_run and result.checked["images"] == 2 and aws.clusters() == before
+    assert result.dry_run and result.checked.images == 2 and aws.clusters() == before
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "crosses regions" in
                 r.getMessage()]  # fmt: skip
     assert len(warnings) == 1, [r.getMessage() for r in caplog.records]

@@ -14,10 +14,11 @@ import pytest
 from botocore.exceptions import ClientError
 
 from blocks.emr_cluster_config import EmrClusterConfig
+from flows.parameters import ENGINE
 from tasks.aws.backend import ConfigBlock, Place, Staged, Words
 from tasks.aws.remote import RemoteEngine
 from tasks.aws.remote_wait import RemoteRunFailed, RunWatch, WaitTimedOut
-from tasks.contract import EngineSettings, RunResult
+from tasks.contract import EmrSettings, Preflight, RunOutcome
 from tasks.registry import ENGINES
 
 RUN = "0f1e2d3c-run"
@@ -33,7 +34,7 @@ class InMemoryBackend(RemoteEngine):
     config_block = ConfigBlock(EmrClusterConfig, setting="cluster_block")
 
     def __init__(self, reused: str | None = None, keep: bool = False, fail_end: bool = False) -> None:
-        super().__init__(EngineSettings(engine="emr"), aws=object())
+        super().__init__(EmrSettings(), aws=object())
         self.__dict__["config"] = EmrClusterConfig(poll_seconds=1)
         self.reused, self.keep, self.fail_end = reused, keep, fail_end
         self.places: dict[str, dict[str, Any]] = {}  # id -> {"tags": run id, "ended": bool, "work": [...]}
@@ -69,23 +70,23 @@ class InMemoryBackend(RemoteEngine):
         self.kept_noted.append(place_id)
 
     # not reached by these tests: the lifecycle's stage, submit and wait need AWS (each engine's own tests)
-    def check(self, job: Any) -> dict[str, Any]: ...
+    def check(self, job: Any) -> Preflight: ...
     def expected_cost(self, images: int) -> Any: ...
     def pip_architecture(self) -> str: ...
     def ready_timeout_minutes(self) -> float: ...
     def create_place(self, flow_run_id: str, name: str, max_age_hours: float) -> str: ...
     def wait_until_ready(self, place_id: str) -> None: ...
     def not_ready(self, place_id: str) -> Any: ...
-    def submit(self, place: Place, staged: Staged, flow_run_id: str, checked: dict[str, Any]) -> str: ...
+    def submit(self, place: Place, staged: Staged, flow_run_id: str, checked: Preflight) -> str: ...
     def watch(self, place_id: str, run_id: str) -> RunWatch: ...
     def log_hint(self, place_id: str, run_id: str) -> str: ...
 
 
-def _result() -> RunResult:
-    return RunResult(engine="in-memory", output="s3://b/out")
+def _result() -> RunOutcome:
+    return RunOutcome()
 
 
-def _hold(engine: InMemoryBackend, place_id: str | None, error: BaseException | None = None) -> RunResult:
+def _hold(engine: InMemoryBackend, place_id: str | None, error: BaseException | None = None) -> RunOutcome:
     """Hold a place as run() does: provisioning gives ``place_id`` (with this run's tags); then ``error`` is raised."""
     result = _result()
     with engine._held(RUN, result) as held:
@@ -107,7 +108,7 @@ def test_a_created_place_and_a_stray_of_the_same_run_are_ended_and_a_failing_est
     result = _hold(engine, "box-1")
     assert engine.places["box-1"]["ended"] and engine.places["box-stray"]["ended"]
     assert not engine.places["box-other-run"]["ended"]
-    assert result.cost_estimate is None and "no cost estimate" in caplog.text
+    assert result.cost is None and "no cost estimate" in caplog.text
 
 
 @pytest.mark.parametrize("error", [RemoteRunFailed("step failed"), KeyboardInterrupt(), WaitTimedOut("too long")])
@@ -181,7 +182,7 @@ def test_every_backends_watch_names_an_operation_and_states_of_its_service(aws, 
     """The wait is driven by the backend's data: its describe call must exist, and its states be the service's."""
     from tests.emr_fixtures import moto_clients
 
-    engine = engine_class(EngineSettings(engine=engine_class.name), aws=moto_clients())
+    engine = engine_class(ENGINE.validate_python({"kind": engine_class.name}), aws=moto_clients())
     engine.__dict__["config"] = engine.config_block.block_type(log_uri=f"s3://{aws.bucket}/logs/")
     watch = engine.watch("place-1", "run-1")
     model = watch.client.meta.service_model

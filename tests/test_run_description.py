@@ -1,5 +1,5 @@
-"""One run, declared once (JobOptions + EngineSettings): every option survives options -> the job's argv -> the job's
-parsed options, and the flow's parameters, its schema and its command line are made from the same fields."""
+"""One run, declared once (JobOptions): every option survives options -> the job's argv -> the job's parsed options
+(the flow's parameters match them: tests/test_parameters.py); prefect.yaml's deployments change only what they need."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from flows.fruit_features import build_parser, fruit_features
-from flows.parameters import split
+from flows.fruit_features import fruit_features
+from flows.parameters import nested
 from fruitjob.options import JobOptions, job_arguments, parse_options
-from tasks.contract import EngineSettings
 
 # A value other than the default for every field, as the job must read it back.
 CHANGED = {
@@ -31,8 +30,6 @@ CHANGED = {
     "tflite_model": "s3://fruit/staged/fruitflow-tflite-int8-0123.tflite",
 }
 FIELDS = [item.name for item in dataclasses.fields(JobOptions)]
-# The flow's: every field but what an engine stages itself (flow=False: the shipped model).
-FLOW_FIELDS = [item.name for item in dataclasses.fields(JobOptions) if item.metadata["flow"]]
 
 
 @pytest.mark.parametrize("name", FIELDS)
@@ -70,33 +67,6 @@ def test_an_impossible_run_is_refused_with_every_reason():
         parse_options(["--images", "/in", "--output", "/out", "--overwrite", "--incremental"])
 
 
-def test_the_flow_parameters_are_the_declared_fields_with_their_defaults():
-    parameters = fruit_features.parameters.properties
-    declared = FLOW_FIELDS + [item.name for item in dataclasses.fields(EngineSettings)]
-    assert list(parameters) == declared and "tflite_model" not in parameters
-    for cls in (JobOptions, EngineSettings):
-        for item in dataclasses.fields(cls):
-            if item.name not in declared:
-                continue
-            schema = parameters[item.name]
-            assert schema.get("default") == item.default, item.name
-            assert schema.get("description") == item.metadata["flow_help"], item.name
-    assert parameters["featurizer"]["enum"] == ["keras", "tflite", *parameters["featurizer"]["enum"][2:]]
-    assert parameters["engine"]["enum"][:2] == ["local", "emr"]
-
-
-def test_the_command_line_is_the_flow_parameters():
-    parser = build_parser()
-    given = parser.parse_args(
-        ["--images", "/in", "--pca-components", "7", "--incremental", "--engine", "emr", "--cluster-id", "j-1"]
-    )
-    job, settings = split(vars(given))
-    assert job["pca_components"] == 7 and job["incremental"] is True and job["output"] is None
-    assert settings == EngineSettings(engine="emr", cluster_id="j-1")
-    flags = {action.dest for action in parser._actions} - {"help"}
-    assert flags == set(fruit_features.parameters.properties)
-
-
 def test_prefect_yaml_lists_only_what_a_deployment_changes():
     import yaml
 
@@ -110,7 +80,10 @@ def test_prefect_yaml_lists_only_what_a_deployment_changes():
         if flow is None:
             continue
         defaults = {name: schema.get("default") for name, schema in flow.parameters.properties.items()}
-        for name, value in (deployment.get("parameters") or {}).items():
+        parameters = deployment.get("parameters") or {}
+        assert nested(parameters) == parameters, f"{deployment['name']}: parameters in the models' shape"
+        flow.validate_parameters(parameters)
+        for name, value in parameters.items():
             assert name in defaults, f"{deployment['name']}: {name} is no parameter of the flow"
             assert name == "engine" or value != defaults[name], f"{deployment['name']}: {name} repeats its default"
         checked.add(f"{flow.name}/{deployment['name']}")

@@ -192,8 +192,8 @@ def test_a_missing_input_folder_is_the_state_message_alone(prefect_server, clien
     assert any(m == run.state.message for m in messages), messages
     assert not [m for m in messages if "Traceback" in m]
     # the failure notice reads the run's parameters: the output the run chose is there, not an empty one
-    assert run.parameters["images"] == str(missing)
-    assert run.parameters["output"].startswith(str(REPO / "output" / "run-"))
+    assert run.parameters["job"]["images"] == str(missing)
+    assert run.parameters["job"]["output"].startswith(str(REPO / "output" / "run-"))
 
 
 def test_a_missing_block_says_which_parameter_in_a_ui_run(prefect_server, client):

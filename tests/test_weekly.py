@@ -209,8 +209,8 @@ def test_failed_weekly_run_sends_the_notice(prefect_server, client, webhook, tmp
         (child,) = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent.id]))
         )
-        assert child.parameters["images"] == f"{tmp_path}/fruits/2026-w49"
-        assert child.parameters["output"] == f"{tmp_path}/out/2026-w49"
+        assert child.parameters["job"]["images"] == f"{tmp_path}/fruits/2026-w49"
+        assert child.parameters["job"]["output"] == f"{tmp_path}/out/2026-w49"
         assert child.state.type == StateType.FAILED and child.name in parent.state.message
 
         deadline = time.monotonic() + 90

@@ -22,7 +22,7 @@ from fruitjob.options import JobOptions
 from tasks.aws.clients import AwsClients
 from tasks.aws.remote_wait import RunWatch
 from tasks.aws.s3_uris import s3_uri
-from tasks.contract import Cost, EngineSettings
+from tasks.contract import Cost, EngineSettings, Preflight
 from tasks.errors import FruitflowError, MissingBlock, load_block
 
 
@@ -99,7 +99,7 @@ class RemoteBackend(ABC):
         return False
 
     @abstractmethod
-    def check(self, job: JobOptions) -> dict[str, Any]:
+    def check(self, job: JobOptions) -> Preflight:
         """The backend's preflight: everything checked before anything costs money; raises with every problem."""
 
     @abstractmethod
@@ -135,7 +135,7 @@ class RemoteBackend(ABC):
         """How long provisioning may take (a term of the run's age limit and cost bound)."""
 
     @abstractmethod
-    def submit(self, place: Place, staged: Staged, flow_run_id: str, checked: dict[str, Any]) -> str:
+    def submit(self, place: Place, staged: Staged, flow_run_id: str, checked: Preflight) -> str:
         """Submit the run once (a retry finds it by its name); its id."""
 
     @abstractmethod

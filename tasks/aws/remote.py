@@ -42,7 +42,7 @@ from tasks.aws.run_names import run_token
 from tasks.aws.s3_uris import s3_uri
 from tasks.aws.staging import environments_prefix, run_prefix, stage_job
 from tasks.aws.teardown import end_what_the_run_left, release
-from tasks.contract import Cost, Detail, RunResult
+from tasks.contract import Cost, Detail, Preflight, RunOutcome
 from tasks.errors import UsageError
 
 # Beyond provisioning and the run's own timeout: staging, validation, a failed run's log wait and teardown.
@@ -108,16 +108,16 @@ class RemoteEngine(RemoteBackend):
         default = s3_uri(self.bucket.bucket_name, self.bucket.bucket_folder, "fruitflow-output", f"run-{stamp}")
         return images, output or default
 
-    def estimate(self, job: JobOptions, checked: dict[str, Any]) -> Cost:
+    def estimate(self, job: JobOptions, checked: Preflight) -> Cost:
         """For the images preflight counted: what the run should take and cost, with its upper bound."""
-        estimate = self.expected_cost(checked["images"])
+        estimate = self.expected_cost(checked.images)
         get_run_logger().info("estimate: %s", estimate.text)
         return estimate
 
     def filesystem(self) -> pafs.FileSystem:
         return self.aws.s3_filesystem()
 
-    def run(self, job: JobOptions, result: RunResult) -> None:
+    def run(self, job: JobOptions, checked: Preflight) -> RunOutcome:
         """Stage, provision, submit, watch; release on every path (see the module's docstring)."""
         flow_run_id = str(runtime.flow_run.id or "")
         if not flow_run_id:
@@ -125,10 +125,11 @@ class RemoteEngine(RemoteBackend):
                 f"the {self.words.label} engine runs inside a flow run (its id tags the {self.words.place})"
             )
         staged = self._stage(job, flow_run_id)
+        result = RunOutcome()
         with self._held(flow_run_id, result) as held:
             place = held.place
             self._provision(place, flow_run_id, result)
-            held.run_id = run_id = self.submit(place, staged, flow_run_id, result.checked)
+            held.run_id = run_id = self.submit(place, staged, flow_run_id, checked)
             result.ids[f"{self.words.run.replace(' ', '_')}_id"] = run_id
             result.details.insert(1, Detail(f"{self.words.run} id", run_id))
             get_run_logger().info("%s %s %s", self.words.run, run_id, self.log_hint(place.id, run_id))
@@ -138,6 +139,7 @@ class RemoteEngine(RemoteBackend):
                 timeout_minutes=self.settings.step_timeout_minutes,
                 poll_seconds=self.poll_seconds,
             )
+        return result
 
     def _stage(self, job: JobOptions, flow_run_id: str) -> Staged:
         """The model converted here and the job's packages for the place's Python and CPU, staged with the job: no
@@ -166,7 +168,7 @@ class RemoteEngine(RemoteBackend):
             token=run_token(flow_run_id, job_args),
         )
 
-    def _provision(self, place: Place, flow_run_id: str, result: RunResult) -> None:
+    def _provision(self, place: Place, flow_run_id: str, result: RunOutcome) -> None:
         logger = get_run_logger()
         if place.created:
             place.id = provision(self, flow_run_id, f"fruitflow {runtime.flow_run.name}")
@@ -178,7 +180,7 @@ class RemoteEngine(RemoteBackend):
         logger.info("%s %s: %s", self.words.place, place.id, console)
 
     @contextmanager
-    def _held(self, flow_run_id: str, result: RunResult) -> Iterator[Held]:
+    def _held(self, flow_run_id: str, result: RunOutcome) -> Iterator[Held]:
         """The place, held for the run: released on exit with the run's failure (or None) passed explicitly."""
         reused = self.reused_id
         held = Held(Place(reused, created=reused is None, kept=reused is None and self.keeps))
@@ -191,7 +193,7 @@ class RemoteEngine(RemoteBackend):
             raise
         finally:
             release(self, held.place, flow_run_id, failure)
-            result.cost_estimate = self._cost(held.place, held.run_id, started)
+            result.cost = self._cost(held.place, held.run_id, started)
 
     def _cost(self, place: Place, run_id: str | None, started: float) -> Cost | None:
         """The backend's cost; never raises (called in the ``finally``: an estimate must not replace the run's

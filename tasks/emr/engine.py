@@ -20,6 +20,7 @@ from tasks.aws.backend import ConfigBlock, Place, Staged, Words
 from tasks.aws.remote import RemoteEngine
 from tasks.aws.remote_wait import RunWatch
 from tasks.aws.waiting import wait
+from tasks.contract import Preflight
 from tasks.emr.cluster import (
     ClusterError,
     cluster_hours,
@@ -41,8 +42,9 @@ class EmrEngine(RemoteEngine):
     words = Words(label="EMR", place="cluster", run="step", console="clusterDetails")
     config_block = ConfigBlock(EmrClusterConfig, setting="cluster_block")
 
-    def check(self, job: JobOptions) -> dict[str, Any]:
-        return preflight(job, self.aws, self.bucket.bucket_name, self.config, self.settings.cluster_id)
+    def check(self, job: JobOptions) -> Preflight:
+        checked = preflight(job, self.aws, self.bucket.bucket_name, self.config, self.settings.cluster_id)
+        return Preflight.from_aws_checks(checked)
 
     @property
     def reused_id(self) -> str | None:
@@ -91,7 +93,7 @@ class EmrEngine(RemoteEngine):
     def not_ready(self, place_id: str) -> ClusterError:
         return not_ready(self.aws("emr"), place_id)
 
-    def submit(self, place: Place, staged: Staged, flow_run_id: str, checked: dict[str, Any]) -> str:
+    def submit(self, place: Place, staged: Staged, flow_run_id: str, checked: Preflight) -> str:
         step = step_definition(
             cluster_id=place.id,
             script_uri=staged.script,

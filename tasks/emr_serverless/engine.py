@@ -17,6 +17,7 @@ from tasks.aws.backend import ConfigBlock, Place, Staged, Words
 from tasks.aws.remote import RemoteEngine
 from tasks.aws.remote_wait import RunWatch
 from tasks.aws.s3_uris import s3_uri
+from tasks.contract import Preflight
 from tasks.emr_serverless.application import (
     ApplicationError,
     application_request,
@@ -53,18 +54,19 @@ class EmrServerlessEngine(RemoteEngine):
     def reused_id(self) -> str | None:
         return self.config.application_id
 
-    def check(self, job: JobOptions) -> dict[str, Any]:
+    def check(self, job: JobOptions) -> Preflight:
         staging = s3_uri(self.bucket.bucket_name, self.staging_prefix(str(runtime.flow_run.id or "preflight")))
-        return preflight(
+        checked = preflight(
             job,
             self.aws,
             self.bucket.bucket_name,
             self.config,
             staging_uri=staging,
             log_uri=self.log_uri,
-            cluster_id=self.settings.cluster_id,
+            cluster_id=None,  # --cluster-id is EMR's: the settings model refuses it here
             timeout_minutes=self.settings.step_timeout_minutes,
         )
+        return Preflight.from_aws_checks(checked)
 
     def expected_cost(self, images: int) -> ServerlessEstimate:
         """Images / the measured per-vCPU rate, priced; the upper bound is every term a run can bill
@@ -87,14 +89,14 @@ class EmrServerlessEngine(RemoteEngine):
     def not_ready(self, place_id: str) -> ApplicationError:
         return not_ready(self.aws("emr-serverless"), place_id)
 
-    def submit(self, place: Place, staged: Staged, flow_run_id: str, checked: dict[str, Any]) -> str:
+    def submit(self, place: Place, staged: Staged, flow_run_id: str, checked: Preflight) -> str:
         confs = spark_confs(self.config, py_files_uri=staged.py_files, application_id=place.id, flow_run_id=flow_run_id)
         if staged.environment:  # the shipped Python environment (tasks/aws/environment.py), when staged
             confs |= environment_confs(staged.environment)
         request = job_run_request(
             self.config,
             application_id=place.id,
-            role_arn=checked["execution_role_arn"],
+            role_arn=checked.execution_role_arn,
             script_uri=staged.script,
             job_args=staged.job_args,
             confs=confs,

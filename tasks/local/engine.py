@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from pyarrow import fs as pafs
 
 from fruitjob.options import JobOptions
-from tasks.contract import Detail, EngineSettings, RunResult
+from tasks.contract import Detail, LocalSettings, Preflight, RunOutcome
 from tasks.job_files import REPO_ROOT
 from tasks.local.input_checks import check_local_input
 from tasks.local.sample_images import make_sample_images_task
@@ -22,7 +22,7 @@ class LocalEngine:
 
     name: ClassVar[str] = "local"
 
-    def __init__(self, settings: EngineSettings) -> None:
+    def __init__(self, settings: LocalSettings) -> None:
         self.settings = settings
 
     def complete(self, images: str | None, output: str | None, stamp: str) -> tuple[str, str]:
@@ -30,16 +30,16 @@ class LocalEngine:
             images = make_sample_images_task(str(DEFAULT_OUTPUT_ROOT / "sample-images"))
         return images, output or os.fspath(DEFAULT_OUTPUT_ROOT / f"run-{stamp}")
 
-    def check(self, job: JobOptions) -> dict[str, Any]:
+    def check(self, job: JobOptions) -> Preflight:
         return check_local_input(job.images, job.output, job.overwrite, job.incremental)
 
-    def estimate(self, job: JobOptions, checked: dict[str, Any]) -> None:
+    def estimate(self, job: JobOptions, checked: Preflight) -> None:
         return None
 
-    def run(self, job: JobOptions, result: RunResult) -> None:
+    def run(self, job: JobOptions, checked: Preflight) -> RunOutcome:
         master = self.settings.master or local_master()
-        result.details.append(Detail("spark master", master))
         run_local_job(job, master)
+        return RunOutcome(details=[Detail("spark master", master)])
 
     def filesystem(self) -> pafs.FileSystem:
         return pafs.LocalFileSystem()

@@ -11,6 +11,7 @@ from prefect import get_run_logger, task
 from pyarrow import fs as pafs
 
 from fruitjob import rules
+from tasks.contract import Preflight
 from tasks.errors import FruitflowError
 from tasks.input_listing import InputCount, list_input_facts
 
@@ -71,7 +72,7 @@ def ensure_output_free(
 
 
 @task(name="check-input")
-def check_local_input(images: str, output: str, overwrite: bool = False, incremental: bool = False) -> dict:
+def check_local_input(images: str, output: str, overwrite: bool = False, incremental: bool = False) -> Preflight:
     """Check the local input and output before any Spark process starts."""
     summary = summarize_local_input(images)
     ensure_output_free(images, output, overwrite, incremental, summary.linked_folders)
@@ -82,4 +83,4 @@ def check_local_input(images: str, output: str, overwrite: bool = False, increme
         summary.bytes / 1e6,
         summary.other_files,
     )
-    return {"images": summary.images, "other_files": summary.other_files, "bytes": summary.bytes}
+    return Preflight(images=summary.images, bytes=summary.bytes, other_files=summary.other_files)
