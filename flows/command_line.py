@@ -73,16 +73,15 @@ def add_model_options(
     return added
 
 
-def one_line(error: ValidationError, tag: str = "") -> str:
+def one_line(error: ValidationError) -> str:
     """A model's refusal on one line, options named as the command line names them.
 
     The models word their own refusals for the command line (``--cluster-id is for --engine emr, not --engine
     local``); a field's own problem is prefixed with its option (``--step-timeout-minutes: Input should be ...``).
-    ``tag``: the union member's name in the error's location (the engine's kind), which is no option.
     """
     reasons = []
     for problem in error.errors():
-        names = [part for part in problem["loc"] if isinstance(part, str) and part != tag]
+        names = [part for part in problem["loc"] if isinstance(part, str)]
         message = problem["msg"].removeprefix("Value error, ")
         reasons.append(f"{flag(names[-1])}: {message}" if names else message)
     return "; ".join(reasons)

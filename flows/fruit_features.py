@@ -23,11 +23,12 @@ from flows.parameters import (
     engine_settings,
     flow_taking_former_parameters,
 )
-from flows.run_failures import fails_with_reason, worded_for
+from flows.run_failures import fails_with_reason, worded_for, worded_report
 from flows.run_paths import record_paths
 from fruitjob.options import JobOptions
 from tasks.aws.output_lease import held_output
-from tasks.contract import Engine, EngineSettings, RunResult
+from tasks.contract import Engine, RunResult
+from tasks.engine_settings import EngineSettings
 from tasks.registry import engine_for
 from tasks.reporting import publish_summary
 from tasks.validation import validate_output
@@ -60,7 +61,7 @@ def run_engine(engine: Engine, job: JobOptions, dry_run: bool) -> RunResult:
         with result.timed("run"):
             result.record(engine.run(job, result.checked))
         with result.timed("validate"):
-            result.validation = validate_output(job.output, engine.filesystem(), job.images)
+            result.validation = worded_report(validate_output(job.output, engine.filesystem(), job.images))
         publish_summary(result.validation, result, engine.filesystem())
     return result
 

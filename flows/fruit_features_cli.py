@@ -17,12 +17,10 @@ from pydantic import ValidationError
 
 from flows.cli_errors import failure_message, quiet_expected_errors
 from flows.command_line import add_model_options, one_line
-from flows.parameters import ENGINE, JobParameters
+from flows.parameters import JobParameters
 from flows.signals import end_runs_on_hangup_and_interrupt
 from flows.temporary_server import TemporaryServer, start_if_needed
-from tasks.contract import ENGINE_NAMES, EmrServerlessSettings, EmrSettings, LocalSettings
-
-ENGINE_MODELS = (LocalSettings, EmrSettings, EmrServerlessSettings)
+from tasks.engine_settings import ENGINE_NAMES, ENGINE_SETTINGS, SETTINGS_OF
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(parser.add_argument_group("the job (the flow's `job` parameter)"), [JobParameters])
     where = parser.add_argument_group("where it runs (the flow's `engine` parameter)")
     where.add_argument("--engine", choices=ENGINE_NAMES, default="local", help="which engine (default: local)")
-    add_model_options(where, ENGINE_MODELS, skip=("kind",))
+    add_model_options(where, ENGINE_SETTINGS, skip=("kind",))
     parser.add_argument(
         "--dry-run", action="store_true", help="Checks and a cost estimate only; nothing is created or run."
     )
@@ -53,11 +51,11 @@ def parse_run(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         return {
             "job": JobParameters(**job),
-            "engine": ENGINE.validate_python({"kind": kind, **settings}),
+            "engine": SETTINGS_OF[kind](**settings),
             "dry_run": dry_run,
         }
     except ValidationError as error:
-        parser.error(one_line(error, tag=kind))
+        parser.error(one_line(error))
         raise  # parser.error exits
 
 

@@ -20,7 +20,7 @@ from prefect import Flow
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from fruitjob.options import JobOptions
-from tasks.contract import EngineSettings, LocalSettings
+from tasks.engine_settings import EngineSettings, LocalSettings
 
 
 class JobParameters(BaseModel):

@@ -12,6 +12,7 @@ reason names ``the parameter `weights``` where the command line's says ``--weigh
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import re
@@ -22,6 +23,7 @@ from prefect import get_run_logger
 from prefect.states import Failed
 
 from flows.cli_errors import EXPECTED_ERRORS, LOGGERS, is_expected
+from tasks.validation import ValidationReport
 
 # "pass --weights PATH", "or pass --aws-credentials-block with the name of an existing one", "rerun with --overwrite"
 _OPTION = re.compile(r"(?<![\w`-])--([a-z][a-z0-9]*(?:-[a-z0-9]+)*)(?: ([A-Z][A-Z_]+)\b)?")
@@ -53,6 +55,15 @@ def started_from_a_deployment() -> bool:
     from prefect.runtime import deployment
 
     return deployment.id is not None
+
+
+def worded_report(report: ValidationReport) -> ValidationReport:
+    """The run's report as its summary should word it: in a run started from a deployment, the job's PCA note
+    names the parameter (``pca_components``) where the job says ``--pca-components``."""
+    note = report.metrics.pca_note
+    if not note or not started_from_a_deployment():
+        return report
+    return dataclasses.replace(report, metrics=dataclasses.replace(report.metrics, pca_note=ui_wording(note)))
 
 
 def one_line_reason(error: BaseException, ui: bool = False) -> str:

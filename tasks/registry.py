@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from tasks.contract import ENGINE_NAMES, Engine, EngineSettings
+from tasks.contract import Engine
 from tasks.emr.engine import EmrEngine
 from tasks.emr_serverless.engine import EmrServerlessEngine
+from tasks.engine_settings import ENGINE_NAMES, EngineSettings
 from tasks.local.engine import LocalEngine
 
 ENGINES: dict[str, type] = {engine.name: engine for engine in (LocalEngine, EmrEngine, EmrServerlessEngine)}

@@ -6,7 +6,7 @@ import pytest
 
 from flows.fruit_features_cli import build_parser, parse_run
 from flows.parameters import JobParameters
-from tasks.contract import EmrServerlessSettings, EmrSettings, LocalSettings
+from tasks.engine_settings import EmrServerlessSettings, EmrSettings, LocalSettings
 
 
 def test_an_option_not_given_takes_the_models_default():

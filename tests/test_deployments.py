@@ -72,7 +72,7 @@ def test_deploy_all_creates_both_deployments_on_the_process_pool(server, client)
         deployment = client.read_deployment_by_name(f"fruit-features/{name}")
         assert deployment.work_pool_name == "fruitflow"
         assert deployment.entrypoint == "flows/fruit_features.py:fruit_features"
-        assert deployment.parameters["engine"] == {"kind": engine} and deployment.description
+        assert deployment.parameters["engine"]["kind"] == engine and deployment.description
         assert deployment.pull_steps == [
             {"prefect.deployments.steps.set_working_directory": {"directory": str(server.env["PWD"])}}
         ]

@@ -26,9 +26,9 @@ from fruitjob.options import JobOptions, job_arguments
 from tasks.aws.clients import AwsClients
 from tasks.aws.remote_wait import RemoteRunFailed, WaitTimedOut, watch_run
 from tasks.aws.tags import TAG_CREATED_BY, TAG_FLOW_RUN, run_tags
-from tasks.contract import EmrServerlessSettings
 from tasks.emr_serverless.engine import EmrServerlessEngine
 from tasks.emr_serverless.job_run import job_run_request, job_run_watch, start_job_run
+from tasks.engine_settings import EmrServerlessSettings
 from tasks.markdown import md_text
 from tests.emr_fixtures import UNPLAYED_TAG, _Raw, moto_clients
 from tests.serverless_fixtures import SERVERLESS_JOB, serverless_flow

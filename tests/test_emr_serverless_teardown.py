@@ -15,8 +15,8 @@ from prefect.states import Completed, Running
 from blocks.emr_serverless_config import EmrServerlessConfig
 from tasks.aws.run_names import run_name
 from tasks.aws.tags import run_tags
-from tasks.contract import EmrServerlessSettings
 from tasks.emr_serverless.engine import EmrServerlessEngine
+from tasks.engine_settings import EmrServerlessSettings
 from tests.emr_fixtures import UNPLAYED_TAG
 
 

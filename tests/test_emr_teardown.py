@@ -17,10 +17,10 @@ from flows.fruit_features import end_what_the_run_left, fruit_features
 from tasks.aws.backend import Place
 from tasks.aws.remote_wait import RemoteRunFailed, WaitTimedOut, watch_run
 from tasks.aws.teardown import release
-from tasks.contract import EmrSettings
 from tasks.emr.cluster import cluster_request, terminate
 from tasks.emr.engine import EmrEngine
 from tasks.emr.steps import step_definition, step_watch, submit_step
+from tasks.engine_settings import EmrSettings
 from tests.emr_fixtures import UNPLAYED_TAG, answer_ok, error_response, moto_clients
 from tests.emr_flow import emr_test_flow
 

@@ -174,3 +174,38 @@ def test_serve_keeps_reap_clusters_scheduled_runnable_and_unscheduled(last_month
         assert "deprecated" not in said.lower() and "FutureWarning" not in said, said
 
         _run_alias(server, client, "serve")
+
+
+def test_a_deployment_holding_the_former_flat_engine_still_runs(tmp_path, fruit_images):
+    """fruit-features/local as a server holds it from before the parameters were models (``engine: local``, made here
+    through the API as `prefect deploy` made it then), run by a worker of this code: the engine's name is taken as its
+    settings, and the run records its paths in the models' shape."""
+    with bare_server(tmp_path, PREFECT_WORKER_QUERY_SECONDS="1") as server:
+        server.cli("work-pool", "create", POOL, "--type", "process")
+        worker = start_process("worker", ["worker", "start", "--pool", POOL, "--limit", "1"], server)
+        try:
+            with temporary_settings({PREFECT_API_URL: server.api_url}), get_client(sync_client=True) as client:
+                deployment_id = client.create_deployment(
+                    flow_id=client.create_flow_from_name("fruit-features"),
+                    name="local",
+                    entrypoint="flows/fruit_features.py:fruit_features",
+                    parameters={"engine": "local"},
+                    work_pool_name=POOL,
+                    pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}],
+                    enforce_parameter_schema=False,  # its old flat schema is the server's to check, not this code's
+                )
+                job = {"images": str(fruit_images), "output": str(tmp_path / "out"), "weights": "random"}
+                run_id = client.create_flow_run_from_deployment(
+                    deployment_id, parameters={"job": job, "dry_run": True}
+                ).id
+                run = _poll(
+                    lambda: (found := client.read_flow_run(run_id)).state.is_final() and found,
+                    RUN_TIMEOUT_S,
+                    "the run of the old deployment not finished",
+                    server,
+                    "worker",
+                )
+        finally:
+            stop_process(worker)
+    assert run.state.type == StateType.COMPLETED, f"{run.state.message}\n{server.log_tail('worker')}"
+    assert run.parameters["engine"]["kind"] == "local" and run.parameters["job"]["images"] == str(fruit_images)

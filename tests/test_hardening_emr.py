@@ -28,10 +28,10 @@ from flows.fruit_features import fruit_features
 from tasks.aws.remote import provision as provision_place
 from tasks.aws.remote_wait import WaitTimedOut, watch_run
 from tasks.aws.tags import TAG_FLOW_RUN
-from tasks.contract import EmrSettings
 from tasks.emr.cluster import ClusterError, cluster_request
 from tasks.emr.engine import EmrEngine
 from tasks.emr.steps import step_definition, step_watch
+from tasks.engine_settings import EmrSettings
 from tests.emr_fixtures import KEY_PAIR, REGION, answer_ok, moto_clients
 from tests.emr_flow import TEST_JOB
 from tests.iam_evaluator import allows, request_context

@@ -14,7 +14,7 @@ from flows.fruit_features import fruit_features
 from flows.fruit_features_cli import build_parser, parse_run
 from flows.parameters import JobParameters, engine_settings, nested
 from fruitjob.options import JobOptions
-from tasks.contract import EmrServerlessSettings, EmrSettings, LocalSettings
+from tasks.engine_settings import EmrServerlessSettings, EmrSettings, LocalSettings
 from tasks.registry import ENGINES
 
 FLOW_FIELDS = [item for item in dataclasses.fields(JobOptions) if item.metadata["flow"]]

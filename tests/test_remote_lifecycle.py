@@ -18,7 +18,8 @@ from flows.parameters import ENGINE
 from tasks.aws.backend import ConfigBlock, Place, Staged, Words
 from tasks.aws.remote import RemoteEngine
 from tasks.aws.remote_wait import RemoteRunFailed, RunWatch, WaitTimedOut
-from tasks.contract import EmrSettings, Preflight, RunOutcome
+from tasks.contract import Preflight, RunOutcome
+from tasks.engine_settings import EmrSettings
 from tasks.registry import ENGINES
 
 RUN = "0f1e2d3c-run"

@@ -39,7 +39,8 @@ from tests.prefect_server import start_deployment_run, wait_final
 
 pytestmark = pytest.mark.slow
 
-NEW_BATCH = {"weights": "random", "alpha": TEST_ALPHA, "pca_components": 5, "batch_size": 8}
+# No pca_components: the job fits what 24 images allow and says so in a note (worded for the UI here).
+NEW_BATCH = {"weights": "random", "alpha": TEST_ALPHA, "batch_size": 8}
 RUN_TIMEOUT_S = 300
 # A row of the summary's table, name and value, in characters per line: about what 1400 px hold in the UI, which
 # does not wrap table cells.
@@ -57,9 +58,8 @@ def ui_run(prefect_server, fruit_images, tmp_path_factory) -> tuple[FlowRun, str
     """One run of fruit-features/local from the API (as the UI starts it) on 25 images, one of them broken."""
     output = str(tmp_path_factory.mktemp("ui") / "2026-w49")
     with temporary_settings({PREFECT_API_URL: prefect_server.api_url}), get_client(sync_client=True) as client:
-        flow_run_id = start_deployment_run(
-            client, "fruit-features/local", images=str(fruit_images), output=output, **NEW_BATCH
-        )
+        job = {"images": str(fruit_images), "output": output, **NEW_BATCH}
+        flow_run_id = start_deployment_run(client, "fruit-features/local", job=job)
         run = wait_final(client, prefect_server, flow_run_id, RUN_TIMEOUT_S)
     assert run.state.type == StateType.COMPLETED, run.state.message
     return run, output
@@ -79,6 +79,12 @@ def test_the_plot_is_inside_the_summary(ui_run, client):
     found = re.search(r"!\[[^\]]*\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", summary.data)
     assert found, "no inline plot in the summary"
     assert base64.b64decode(found.group(1)).startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_the_pca_note_names_the_parameter_in_a_ui_run(ui_run, client):
+    run, _ = ui_run
+    note = next(line for line in _by_key(client, run.id)[SUMMARY_KEY].data.splitlines() if line.startswith("Note:"))
+    assert "components used" in note and "pca_components" in note and "--pca-components" not in note, note
 
 
 def test_every_row_of_the_summary_fits_the_page(ui_run, client):

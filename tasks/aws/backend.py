@@ -22,7 +22,8 @@ from fruitjob.options import JobOptions
 from tasks.aws.clients import AwsClients
 from tasks.aws.remote_wait import RunWatch
 from tasks.aws.s3_uris import s3_uri
-from tasks.contract import Cost, EngineSettings, Preflight
+from tasks.contract import Cost, Preflight
+from tasks.engine_settings import EngineSettings
 from tasks.errors import FruitflowError, MissingBlock, load_block
 
 

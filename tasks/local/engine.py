@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 from pyarrow import fs as pafs
 
 from fruitjob.options import JobOptions
-from tasks.contract import Detail, LocalSettings, Preflight, RunOutcome
+from tasks.contract import Detail, Preflight, RunOutcome
+from tasks.engine_settings import LocalSettings
 from tasks.job_files import REPO_ROOT
 from tasks.local.input_checks import check_local_input
 from tasks.local.sample_images import make_sample_images_task
