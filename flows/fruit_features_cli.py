@@ -54,9 +54,9 @@ def parse_run(argv: list[str] | None = None) -> dict[str, Any]:
             "engine": SETTINGS_OF[kind](**settings),
             "dry_run": dry_run,
         }
-    except ValidationError as error:
-        parser.error(one_line(error))
-        raise  # parser.error exits
+    except ValidationError as error:  # the reason alone, on one line (argparse's usage block would bury it)
+        parser.exit(2, f"{parser.prog}: error: {one_line(error)}\n")
+        raise  # parser.exit exits
 
 
 def _run_flow(flow: Flow, parameters: dict[str, Any], server: TemporaryServer | None) -> Any:

@@ -82,8 +82,9 @@ def test_a_misuse_is_refused_by_the_models_in_one_line(argv, reason, capsys):
     with pytest.raises(SystemExit) as refused:
         parse_run(argv)
     assert refused.value.code == 2
-    last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert reason in last and last.startswith("python -m flows.fruit_features: error:")
+    said = capsys.readouterr().err.strip()
+    assert "\n" not in said, said  # the reason alone, no usage block above it
+    assert reason in said and said.startswith("python -m flows.fruit_features: error:")
 
 
 def test_flat_parameters_of_former_deployments_are_moved_into_the_models():
@@ -109,3 +110,16 @@ def test_a_block_chosen_in_the_ui_is_kept_by_its_name(prefect_harness):
     with pytest.raises(ValueError, match="give a saved block"):
         EmrSettings(s3_bucket_block=S3Bucket(bucket_name="unsaved"))
     assert EmrSettings().s3_bucket_block == "fruitflow"  # nothing chosen: the block named fruitflow
+
+
+def test_the_flow_module_shows_its_parameters_and_starts_no_server():
+    """The flow's own file holds its signature (the models by name) and no module-level server start: the command
+    line's entry (flows/fruit_features_cli.py) starts the temporary server."""
+    import inspect
+
+    import flows.fruit_features as module
+
+    source = inspect.getsource(module)
+    assert "noqa: E402" not in source and "start_if_needed" not in source
+    assert "job: JobParameters = JOB_DEFAULTS" in source and "engine: EngineSettings = LOCAL_ENGINE" in source
+    assert list(inspect.signature(fruit_features.fn).parameters) == ["job", "engine", "dry_run"]
