@@ -192,6 +192,14 @@ def prefect_server(tmp_path_factory) -> Iterator[PrefectServer]:
 
 
 def start_deployment_run(client, deployment: str, **parameters: object):
-    """A run of ``deployment`` (``flow/deployment``) with these parameters, as `prefect deployment run` starts it."""
+    """A run of ``deployment`` (``flow/deployment``) with these parameters, as `prefect deployment run` starts it.
+
+    fruit-features' parameters may be given flat (``images=...``, ``cluster_block=...``): they are sent in the models'
+    shape, over the deployment's engine, as the UI's form sends them (Prefect refuses names its signature lacks).
+    """
+    from flows.parameters import nested
+
     found = client.read_deployment_by_name(deployment)
+    if found.entrypoint.endswith(":fruit_features"):
+        parameters = nested({"engine": found.parameters.get("engine"), **parameters})
     return client.create_flow_run_from_deployment(found.id, parameters=parameters).id

@@ -148,7 +148,7 @@ def test_serve_after_deploy_all_takes_the_deployments_over_and_runs_them(
 
     parameters = {"images": str(fruit_images), "output": str(tmp_path / "served"), "weights": "random"}
     parameters |= {"alpha": TEST_ALPHA, "pca_components": 5, "batch_size": 8}
-    run = client.create_flow_run_from_deployment(before.id, parameters=parameters)
+    run = client.create_flow_run_from_deployment(before.id, parameters={"job": parameters})
     run = _poll(
         lambda: (found := client.read_flow_run(run.id)).state.is_final() and found,
         RUN_TIMEOUT_S,

@@ -80,7 +80,8 @@ def test_deploy_all_creates_both_deployments_on_the_process_pool(server, client)
         assert deployment.global_concurrency_limit.limit == 1
         assert deployment.concurrency_options.collision_strategy == "ENQUEUE"
         # The flow's docstring gives every parameter a description in the UI's run form.
-        assert deployment.parameter_openapi_schema["properties"]["images"]["description"]
+        schema = deployment.parameter_openapi_schema
+        assert schema["definitions"]["JobParameters"]["properties"]["images"]["description"]
 
 
 def test_deployed_run_completes_with_its_task_runs(deployed_run, client):
