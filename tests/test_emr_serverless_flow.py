@@ -217,13 +217,21 @@ def test_the_job_run_request_carries_the_staged_job_and_is_idempotent(aws, playe
     staged = f"s3://{aws.bucket}/fruitflow/fruitflow-runs/{flow_run_id}/job/"
     assert submit["entryPoint"] == staged + "extract_features.py"
     assert f"--conf spark.submit.pyFiles={staged}" in submit["sparkSubmitParameters"]
-    assert "--conf spark.emr-serverless.driverEnv.FRUITFLOW_ENGINE=emr-serverless" in submit["sparkSubmitParameters"]
+    arguments = submit["entryPointArguments"]
+    context = {name: arguments[arguments.index(name) + 1] for name in ("--engine", "--flow-run-id", "--cluster-id")}
+    assert context == {
+        "--engine": "emr-serverless",
+        "--flow-run-id": flow_run_id,
+        "--cluster-id": result.ids["application_id"],
+    }
+    assert "FRUITFLOW_" not in submit["sparkSubmitParameters"]
     job = JobOptions(images=aws.images, output=f"s3://{aws.bucket}/out/sl-happy",
                      **{k: v for k, v in SERVERLESS_JOB.items() if k != "step_timeout_minutes"})  # fmt: skip
     model = f"s3://{aws.bucket}/fruitflow/fruitflow-runs/{flow_run_id}/weights/"
     shipped = submit["entryPointArguments"][submit["entryPointArguments"].index("--tflite-model") + 1]
     assert shipped.startswith(model + "fruitflow-tflite-") and shipped.endswith(".tflite")  # converted by the flow
-    assert submit["entryPointArguments"] == job_arguments(job, tflite_model=shipped)
+    context = {"engine": "emr-serverless", "flow_run_id": flow_run_id, "cluster_id": result.ids["application_id"]}
+    assert submit["entryPointArguments"] == job_arguments(job, tflite_model=shipped, **context)
     assert "fruitflow-environments/fruitflow-env-py39-x86_64-" in submit["sparkSubmitParameters"]  # the archive
     assert request["clientToken"] == request["name"].rsplit(" ", 1)[1]
     assert request["executionTimeoutMinutes"] == 10 and request["tags"][TAG_FLOW_RUN] == flow_run_id

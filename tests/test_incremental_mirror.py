@@ -95,8 +95,7 @@ def test_the_previous_run_is_this_outputs_own(spark, week_1, tmp_path, monkeypat
     images, output = week_1
     first = metrics(output)
     _run(spark, make_sample_images(tmp_path / "other", per_class=1, size=48), tmp_path / "elsewhere")  # ran last
-    monkeypatch.setenv("FRUITFLOW_FLOW_RUN_ID", "0f1e-second")
-    second = _run(spark, images, output, "--incremental")
+    second = _run(spark, images, output, "--incremental", "--flow-run-id", "0f1e-second")
     before = second.previous_run
     assert (before.run_id, before.finished_at, before.images) == (first["run_id"], first["finished_at"], str(images))
     assert (before.features_total, before.replaced, second.flow_run_id) == (12, False, "0f1e-second")

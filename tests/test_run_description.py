@@ -28,6 +28,9 @@ CHANGED = {
     "seed": 3,
     "reader": "binaryfile",
     "tflite_model": "s3://fruit/staged/fruitflow-tflite-int8-0123.tflite",
+    "engine": "emr",
+    "flow_run_id": "0f1e2d3c-run",
+    "cluster_id": "j-1ABC",
 }
 FIELDS = [item.name for item in dataclasses.fields(JobOptions)]
 

@@ -84,6 +84,7 @@ def test_the_plot_is_inside_the_summary(ui_run, client):
 def test_the_pca_note_names_the_parameter_in_a_ui_run(ui_run, client):
     run, _ = ui_run
     note = next(line for line in _by_key(client, run.id)[SUMMARY_KEY].data.splitlines() if line.startswith("Note:"))
+    note = note.replace("\\", "")  # markdown's escapes
     assert "components used" in note and "pca_components" in note and "--pca-components" not in note, note
 
 

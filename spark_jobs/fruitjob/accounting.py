@@ -23,12 +23,9 @@ from fruitjob.rules import FEATURE_DIM
 
 log = logging.getLogger("fruitflow.job")
 PREVIOUS_RUN_KEYS = ("started_at", "finished_at", "images", "run_id", "flow_run_id", "features_total")
-# Set by the EMR step's wrapper (tasks/emr/steps.py); absent locally.
-_ENGINE_ENVIRONMENT = {
-    "engine": "FRUITFLOW_ENGINE",
-    "cluster_id": "FRUITFLOW_CLUSTER_ID",
-    "step_id": "FRUITFLOW_STEP_ID",
-}
+# The EMR step's id, known only once the step runs: its wrapper exports it (tasks/emr/steps.py); absent elsewhere.
+# The rest of the run's context comes with the job's options (--engine, --cluster-id, --flow-run-id).
+STEP_ID_VARIABLE = "FRUITFLOW_STEP_ID"
 
 
 @dataclass(frozen=True)
@@ -91,7 +88,6 @@ def run_metrics(
     durations = dict(done.durations, total=round(sum(done.durations.values()), 3))
     featurize = done.durations.get("featurize")
     found = versions(spark.version)
-    engine = {key: os.environ.get(variable) for key, variable in _ENGINE_ENVIRONMENT.items()}
     identity = dict(done.identity)
     return RunMetrics(
         images=opts.images,
@@ -130,11 +126,11 @@ def run_metrics(
         spark_version=spark.version,
         durations_s=durations,
         images_per_s=round(len(done.plan.todo) / featurize, 2) if featurize else None,
-        engine=engine["engine"] or "local",
-        cluster_id=engine["cluster_id"] or None,
-        step_id=engine["step_id"] or None,
+        engine=opts.engine or "local",
+        cluster_id=opts.cluster_id,
+        step_id=os.environ.get(STEP_ID_VARIABLE) or None,
         run_id=run_id,
-        flow_run_id=os.environ.get("FRUITFLOW_FLOW_RUN_ID") or None,
+        flow_run_id=opts.flow_run_id,
         started_at=started_at.isoformat(),
         feature_quality=quality,
         extra=identity,  # identity fields this module does not name yet stay in metrics.json

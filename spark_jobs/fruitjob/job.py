@@ -11,7 +11,6 @@ Output: ``features/``, ``errors/``, ``pca/``, ``pca_model/`` and, written last, 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -154,7 +153,7 @@ def run(spark: SparkSession, opts: JobOptions) -> RunMetrics:
     partitions = partitions_for(spark, len(plan.todo), opts.partitions)
     configure(spark, opts, partitions)
     reader = reader_for(opts.images, opts.reader)
-    lease = Lease(spark, opts.output, os.environ.get("FRUITFLOW_FLOW_RUN_ID")).acquire()
+    lease = Lease(spark, opts.output, opts.flow_run_id).acquire()
     try:
         laps("list")
         # Spark indexes the image files in the JVM (binaryFile) while Python resolves the weights.

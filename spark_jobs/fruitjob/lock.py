@@ -12,7 +12,7 @@ Where the output lives decides how the lease is taken:
   replaced only by the one contender that won its exclusive takeover marker.
 - **On S3**, the flow takes the lease before it creates anything, with a conditional write (Hadoop's S3 clients
   cannot express one; ``tasks/aws/output_lease.py``), and renews and releases it. The job, running under that flow
-  run (``FRUITFLOW_FLOW_RUN_ID``), accepts a lease its own flow run holds. A job submitted without the flow falls
+  run (``--flow-run-id``), accepts a lease its own flow run holds. A job submitted without the flow falls
   back to write-then-re-read through Hadoop, which two writers at the same instant can both pass.
 """
 

@@ -99,6 +99,17 @@ class JobOptions:
         path=True,
         flow=False,
     )
+    # The run's context, set by the flow's engine where it is known before the job starts (a job submitted by hand
+    # has none): written to metrics.json; the flow run id names the holder of the output's lease (fruitjob/lock.py).
+    engine: Optional[str] = option(
+        None, "the engine running the job: local, emr or emr-serverless (set by the flow)", flow=False
+    )
+    flow_run_id: Optional[str] = option(
+        None, "the flow run this job runs for, whose output lease it accepts (set by the flow)", flow=False
+    )
+    cluster_id: Optional[str] = option(
+        None, "the EMR cluster or EMR Serverless application running the job (set by the flow)", flow=False
+    )
 
     def __post_init__(self) -> None:
         problems = _problems(self)

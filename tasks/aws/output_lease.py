@@ -4,7 +4,7 @@ Hadoop's S3 clients cannot write conditionally, so the job cannot take a lease a
 boto3: ``PutObject`` with ``If-None-Match: *`` creates it, with ``If-Match: <ETag>`` takes over a stale one or renews
 ours, and ``DeleteObject`` with ``If-Match`` releases it only while it is still ours. S3 answers 412 (or 409 for two
 writes at once) when another writer got there first. The job, running under this flow run (its id in
-``FRUITFLOW_FLOW_RUN_ID``), accepts the lease (``fruitjob/lock.py``); the flow renews it while the job runs and
+``--flow-run-id``), accepts the lease (``fruitjob/lock.py``); the flow renews it while the job runs and
 releases it on every way out. moto 5.2.5 implements all three conditions (checked: 412 ``PreconditionFailed``).
 """
 

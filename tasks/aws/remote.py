@@ -32,7 +32,7 @@ from prefect import get_run_logger, runtime, task
 from prefect.cache_policies import NO_CACHE
 from pyarrow import fs as pafs
 
-from fruitjob.options import JobOptions, job_arguments
+from fruitjob.options import JobOptions, flag, job_arguments
 from tasks.aws.backend import Place, RemoteBackend, Staged
 from tasks.aws.clients import run_logger
 from tasks.aws.environment import job_environment
@@ -129,6 +129,7 @@ class RemoteEngine(RemoteBackend):
         with self._held(flow_run_id, result) as held:
             place = held.place
             self._provision(place, flow_run_id, result)
+            staged.job_args += [flag("cluster_id"), place.id]  # the run's context: its place is known now
             held.run_id = run_id = self.submit(place, staged, flow_run_id, checked)
             result.ids[f"{self.words.run.replace(' ', '_')}_id"] = run_id
             result.details.insert(1, Detail(f"{self.words.run} id", run_id))
@@ -158,7 +159,13 @@ class RemoteEngine(RemoteBackend):
             environment_prefix=environments_prefix(folder),
             model=model,
         )
-        job_args = job_arguments(job, weights=staged["weights"] or job.weights, tflite_model=staged["model"])
+        job_args = job_arguments(
+            job,
+            weights=staged["weights"] or job.weights,
+            tflite_model=staged["model"],
+            engine=self.name,  # the run's context (metrics.json; the flow run id: the output lease's holder)
+            flow_run_id=flow_run_id,
+        )
         return Staged(
             script=staged["script"],
             py_files=staged["py_files"],

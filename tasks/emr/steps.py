@@ -33,11 +33,11 @@ _SUBMIT_ATTEMPTS = 5
 # --step-timeout-minutes even when the flow that watches it is gone (SIGKILL); a step that overran exits 124, and TERM
 # is followed by KILL after a grace period. spark-submit's stdout goes to the step's stderr: PySpark merges the Python
 # driver's stderr (the job's log, its error line) into spark-submit's stdout, and a failed step is reported from
-# stderr.gz (:func:`step_watch`). FRUITFLOW_FLOW_RUN_ID lets the job accept the output's lease its flow holds
-# (tasks/aws/output_lease.py).
+# stderr.gz (:func:`step_watch`). The cluster ($1) and flow run ($5) name the step for a reader of its command line;
+# the job gets them as --cluster-id and --flow-run-id (its lease, tasks/aws/output_lease.py), and the step's own id,
+# known only once it runs, as FRUITFLOW_STEP_ID.
 _STEP_WRAPPER = (
     "set -euo pipefail; "
-    'export FRUITFLOW_ENGINE=emr FRUITFLOW_CLUSTER_ID="$1" FRUITFLOW_FLOW_RUN_ID="$5"; '
     'environment="$2"; digest="$3"; deadline="$4"; shift 5; '
     'case "$(basename "$PWD")" in s-*) export FRUITFLOW_STEP_ID="$(basename "$PWD")";; esac; '
     f"mkdir -p {UNPACKED}; "

@@ -90,7 +90,7 @@ class EmrServerlessEngine(RemoteEngine):
         return not_ready(self.aws("emr-serverless"), place_id)
 
     def submit(self, place: Place, staged: Staged, flow_run_id: str, checked: Preflight) -> str:
-        confs = spark_confs(self.config, py_files_uri=staged.py_files, application_id=place.id, flow_run_id=flow_run_id)
+        confs = spark_confs(self.config, py_files_uri=staged.py_files)
         if staged.environment:  # the shipped Python environment (tasks/aws/environment.py), when staged
             confs |= environment_confs(staged.environment)
         request = job_run_request(

@@ -55,9 +55,9 @@ def environment_confs(archive_uri: str, *, layout: str = "target") -> dict[str, 
     return confs | dict.fromkeys(keys, "./environment/bin/python")
 
 
-def spark_confs(config: EmrServerlessConfig, *, py_files_uri: str, application_id: str, flow_run_id: str) -> dict:
-    """The job run's Spark properties: the package, the workers' size, and what the job writes into metrics.json."""
-    driver_env = "spark.emr-serverless.driverEnv."
+def spark_confs(config: EmrServerlessConfig, *, py_files_uri: str) -> dict:
+    """The job run's Spark properties: the package and the workers' size (the run's context is in the job's
+    options: --engine, --cluster-id, --flow-run-id)."""
     return {
         "spark.submit.pyFiles": py_files_uri,
         "spark.driver.cores": str(config.driver_cores),
@@ -68,9 +68,6 @@ def spark_confs(config: EmrServerlessConfig, *, py_files_uri: str, application_i
         "spark.dynamicAllocation.maxExecutors": str(config.max_executors),
         # EMRFS writes every object with SSE-S3, whatever the bucket's default (as the cluster's emrfs-site does).
         "spark.hadoop.fs.s3.enableServerSideEncryption": "true",
-        f"{driver_env}FRUITFLOW_ENGINE": "emr-serverless",
-        f"{driver_env}FRUITFLOW_CLUSTER_ID": application_id,
-        f"{driver_env}FRUITFLOW_FLOW_RUN_ID": flow_run_id,
         **config.spark_configuration,
     }
 

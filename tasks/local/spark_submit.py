@@ -53,19 +53,15 @@ def spark_submit_command(job: JobOptions, master: str | None = None, home: Path 
     ]
 
 
-def job_environment(flow_run_id: str | None = None) -> dict[str, str]:
-    """The Python of this process everywhere (driver and workers), quiet TensorFlow start-up logs, and the flow
-    run id (the holder named in the output's lock)."""
+def job_environment() -> dict[str, str]:
+    """The Python of this process everywhere (driver and workers) and quiet TensorFlow start-up logs."""
     env = dict(os.environ)
     env.update(
         SPARK_HOME=str(spark_home()),
         PYSPARK_PYTHON=sys.executable,
         PYSPARK_DRIVER_PYTHON=sys.executable,
         TF_CPP_MIN_LOG_LEVEL="2",
-        FRUITFLOW_ENGINE="local",
     )
-    if flow_run_id:
-        env["FRUITFLOW_FLOW_RUN_ID"] = flow_run_id
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     return env
 
@@ -94,7 +90,10 @@ def _failure_reason(tail: collections.deque) -> str:
 
 @task(name="run-spark-job", cache_policy=NO_CACHE)
 def run_local_job(job: JobOptions, master: str | None = None) -> str:
-    """spark-submit the job on this machine, streaming its log into the run log; returns the output URI."""
+    """spark-submit the job on this machine, streaming its log into the run log; returns the output URI.
+
+    The job is told the run's context (``--engine local --flow-run-id ...``: metrics.json, the output's lease)."""
+    job = job.replace(engine="local", flow_run_id=_flow_run_id())
     logger = get_run_logger()
     command = spark_submit_command(job, master)
     logger.info("spark-submit %s", " ".join(command[1:]))
@@ -105,7 +104,7 @@ def run_local_job(job: JobOptions, master: str | None = None) -> str:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=job_environment(_flow_run_id()),
+        env=job_environment(),
         cwd=str(JOB_SCRIPT.parent.parent),
     ) as process:
         assert process.stdout is not None
