@@ -408,8 +408,15 @@ class FakeCluster:
             if self.stack is not None:  # its local output is the whole output, an incremental run's too
                 delete_absent(s3, as_s3, value["--output"])
             _upload(s3, as_s3, value["--output"], _emrfs_upload_args(cluster))
-        self.runs.append({"cluster_id": cluster.id, "step_id": step.id, "args": job_args, "replayed": replayed,
-                          "cluster_stack": self.stack is not None})  # fmt: skip
+        self.runs.append(
+            {
+                "cluster_id": cluster.id,
+                "step_id": step.id,
+                "args": job_args,
+                "replayed": replayed,
+                "cluster_stack": self.stack is not None,
+            }
+        )
 
     def _run_in_session(self, cluster, step, job_args: list[str], value: dict[str, str], s3) -> tuple[Path, bool]:
         """The job in this process's Spark session; a job already run with the same input and options is replayed."""

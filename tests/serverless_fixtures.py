@@ -34,11 +34,20 @@ from tests.fake_emr_outputs import as_if_on_s3
 ROLE = "EMRServerlessS3RuntimeRole"
 SERVICE = {"Service": "emr-serverless.amazonaws.com"}
 TRUST = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": SERVICE}]}
-JOB_S3_ACCESS = {"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], "Resource": "arn:aws:s3:::*/*"},
-]}  # fmt: skip
-LIST_BUCKETS = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket",
-                                                        "Resource": "arn:aws:s3:::*"}]}  # fmt: skip
+JOB_S3_ACCESS = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            "Resource": "arn:aws:s3:::*/*",
+        },
+    ],
+}
+LIST_BUCKETS = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::*"}],
+}
 
 
 def moto_serverless_backends():
@@ -165,8 +174,11 @@ class FakeServerless:
     def _end(self, job_run, state: str, stderr: str, started: float, details: str | None = None) -> None:
         log_uri = job_run.configuration_overrides["monitoringConfiguration"]["s3MonitoringConfiguration"]["logUri"]
         bucket, _, prefix = log_uri[len("s3://") :].partition("/")
-        key = "/".join(p.strip("/") for p in (prefix, "applications", job_run.application_id, "jobs", job_run.id,
-                                               "SPARK_DRIVER", "stderr.gz") if p.strip("/"))  # fmt: skip
+        key = "/".join(
+            p.strip("/")
+            for p in (prefix, "applications", job_run.application_id, "jobs", job_run.id, "SPARK_DRIVER", "stderr.gz")
+            if p.strip("/")
+        )
         self.aws.client("s3").put_object(Bucket=bucket, Key=key, Body=gzip.compress(stderr.encode()))
         confs = _confs(job_run.job_driver["sparkSubmit"].get("sparkSubmitParameters", ""))
         hours = max(time.monotonic() - started, 60.0) / 3600  # AWS bills each worker one minute at least
@@ -206,8 +218,10 @@ class FakeServerless:
         with tempfile.TemporaryDirectory(prefix="fake-serverless-upload-") as staging:
             as_s3 = Path(staging) / "output"
             shutil.copytree(local_out, as_s3)
-            as_if_on_s3(as_s3, {str(local_out.parent / "images"): value["--images"].rstrip("/"),
-                                str(local_out): value["--output"]})  # fmt: skip
+            as_if_on_s3(
+                as_s3,
+                {str(local_out.parent / "images"): value["--images"].rstrip("/"), str(local_out): value["--output"]},
+            )
             sse = confs.get("spark.hadoop.fs.s3.enableServerSideEncryption") == "true"
             _upload(s3, as_s3, value["--output"], {"ServerSideEncryption": "AES256"} if sse else {})
         self.runs.append({"job_run_id": job_run.id, "args": job_args, "confs": confs, "parity": parity is not None})
@@ -236,11 +250,22 @@ class FakeServerless:
             s3.download_file(bucket, key, str(staged[name]))
         if "archive" in staged:  # unpacked beside the driver as EMR Serverless does (./environment, driverEnv's paths)
             shutil.unpack_archive(staged["archive"], work / archive[2])
-        command = [str(parity.spark_home / "bin" / "spark-submit"), "--master", "local[2,2]", "--conf",
-                   "spark.ui.enabled=false", "--conf", "spark.driver.memory=2g", "--py-files", str(staged["package"]),
-                   str(staged["script"]), *args]  # fmt: skip
-        done = subprocess.run(command, env={**parity.environment(), **env}, cwd=work, capture_output=True, text=True,
-                              timeout=600)  # fmt: skip
+        command = [
+            str(parity.spark_home / "bin" / "spark-submit"),
+            "--master",
+            "local[2,2]",
+            "--conf",
+            "spark.ui.enabled=false",
+            "--conf",
+            "spark.driver.memory=2g",
+            "--py-files",
+            str(staged["package"]),
+            str(staged["script"]),
+            *args,
+        ]
+        done = subprocess.run(
+            command, env={**parity.environment(), **env}, cwd=work, capture_output=True, text=True, timeout=600
+        )
         if done.returncode != 0:
             raise subprocess.CalledProcessError(done.returncode, command, done.stdout, done.stderr)
         return done.stderr

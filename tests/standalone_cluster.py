@@ -54,8 +54,9 @@ def _wait_for_workers(cluster: StandaloneCluster, processes: list[subprocess.Pop
 
 
 @contextmanager
-def standalone_cluster(spark_home: Path, environment: dict[str, str], workdir: Path, workers: int = 2,
-                       worker_memory: str = "1500m") -> Iterator[StandaloneCluster]:  # fmt: skip
+def standalone_cluster(
+    spark_home: Path, environment: dict[str, str], workdir: Path, workers: int = 2, worker_memory: str = "1500m"
+) -> Iterator[StandaloneCluster]:
     """Start a master and ``workers`` one-core workers with ``spark_home``'s ``spark-class``; stop them after."""
     spark_class = str(spark_home / "bin" / "spark-class")
     port, ui_port = _free_port(), _free_port()
@@ -70,11 +71,30 @@ def standalone_cluster(spark_home: Path, environment: dict[str, str], workdir: P
         processes.append(subprocess.Popen([spark_class, *args], env=env, stdout=log, stderr=subprocess.STDOUT))
 
     try:
-        start("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
-              "--webui-port", str(ui_port))  # fmt: skip
+        start(
+            "master",
+            "org.apache.spark.deploy.master.Master",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--webui-port",
+            str(ui_port),
+        )
         for index in range(workers):
-            start(f"worker-{index}", "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--cores", "1",
-                  "--memory", worker_memory, "--webui-port", str(_free_port()), cluster.master_url)  # fmt: skip
+            start(
+                f"worker-{index}",
+                "org.apache.spark.deploy.worker.Worker",
+                "--host",
+                "127.0.0.1",
+                "--cores",
+                "1",
+                "--memory",
+                worker_memory,
+                "--webui-port",
+                str(_free_port()),
+                cluster.master_url,
+            )
         _wait_for_workers(cluster, processes, workers)
         yield cluster
     finally:

@@ -9,8 +9,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = {"flows": REPO / "flows", "tasks": REPO / "tasks", "blocks": REPO / "blocks",
-            "fruitjob": REPO / "spark_jobs" / "fruitjob"}  # fmt: skip
+PACKAGES = {
+    "flows": REPO / "flows",
+    "tasks": REPO / "tasks",
+    "blocks": REPO / "blocks",
+    "fruitjob": REPO / "spark_jobs" / "fruitjob",
+}
 MAX_LINES = 250
 ENTRY_SCRIPT = REPO / "spark_jobs" / "extract_features.py"
 

@@ -34,10 +34,13 @@ def _job_run(aws, application_id: str, flow_run_id: str | None) -> str:
     """A job run the fake holds RUNNING; ours (named and tagged for ``flow_run_id``) or someone else's."""
     tags = {UNPLAYED_TAG: "true", **(run_tags(flow_run_id) if flow_run_id else {})}
     return aws.client("emr-serverless").start_job_run(
-        applicationId=application_id, clientToken=uuid.uuid4().hex, name=run_name(flow_run_id or "x", "t"),
-        executionRoleArn="arn:aws:iam::123456789012:role/EMRServerlessS3RuntimeRole", tags=tags,
+        applicationId=application_id,
+        clientToken=uuid.uuid4().hex,
+        name=run_name(flow_run_id or "x", "t"),
+        executionRoleArn="arn:aws:iam::123456789012:role/EMRServerlessS3RuntimeRole",
+        tags=tags,
         jobDriver={"sparkSubmit": {"entryPoint": "s3://b/j.py", "sparkSubmitParameters": "--conf a=b"}},
-    )["jobRunId"]  # fmt: skip
+    )["jobRunId"]
 
 
 def _states(aws, **ids: tuple[str, str | None]) -> dict[str, str]:

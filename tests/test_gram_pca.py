@@ -65,8 +65,10 @@ def fitted(features):
 def test_block_moments_and_merge_equal_numpy(monkeypatch):
     x = _features(50, seed=3, offset=1e4).astype(np.float64)  # a large mean: X^T X - n m m^T would lose the variance
     monkeypatch.setattr(gram_pca, "BLOCK_ROWS", 8)  # blocks straddle the batches below
-    batches = [pa.RecordBatch.from_arrays([pa.array(list(part), pa.list_(pa.float32()))], ["features"]) for part in
-               np.array_split(x.astype(np.float32), [5, 6, 30])]  # fmt: skip
+    batches = [
+        pa.RecordBatch.from_arrays([pa.array(list(part), pa.list_(pa.float32()))], ["features"])
+        for part in np.array_split(x.astype(np.float32), [5, 6, 30])
+    ]
     whole = gram_pca.block_moments(gram_pca._blocks(batches, FEATURE_DIM))
     halves = gram_pca.merge(
         gram_pca.block_moments([x[:13]]), gram_pca.merge(None, gram_pca.block_moments([x[13:20], x[20:]]))
@@ -139,8 +141,10 @@ def test_models_fitted_by_spark_ml_project_as_their_transform(spark, features, t
     from pyspark.ml import Pipeline
     from pyspark.ml.feature import PCA, StandardScaler
 
-    stages = [StandardScaler(withMean=True, withStd=with_std, inputCol="x", outputCol="centred"),
-              PCA(k=4, inputCol="centred", outputCol="pcv")]  # fmt: skip
+    stages = [
+        StandardScaler(withMean=True, withStd=with_std, inputCol="x", outputCol="centred"),
+        PCA(k=4, inputCol="centred", outputCol="pcv"),
+    ]
     Pipeline(stages=stages).fit(pca._vectors(features)).write().save(str(tmp_path / "old"))
     old = pca.load_pca(str(tmp_path / "old"), "old")
     assert pca._centred_pca(old.model) is not with_std

@@ -69,13 +69,23 @@ def _run(**parameters) -> tuple[object, str]:
 def _hang_until_cancelled(aws) -> str:
     """A step that never ends: watch_run cancels it at its timeout (moto answers CancelSteps 500: answer 200)."""
     cluster_id = aws.client("emr").run_job_flow(
-        Name="hung", ReleaseLabel="emr-7.13.0", ServiceRole="EMR_DefaultRole", JobFlowRole="EMR_EC2_DefaultRole",
+        Name="hung",
+        ReleaseLabel="emr-7.13.0",
+        ServiceRole="EMR_DefaultRole",
+        JobFlowRole="EMR_EC2_DefaultRole",
         Instances={"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True},
-    )["JobFlowId"]  # fmt: skip
-    step = step_definition(cluster_id=cluster_id, script_uri="s3://b/j.py", py_files_uri="s3://b/j.zip", job_args=[],
-                           environment_sha256=64 * "0", timeout_minutes=10,
-                           environment_uri="s3://b/e.tar.gz", token="hardening-hung",
-                           flow_run_id=str(uuid.uuid4()))  # fmt: skip
+    )["JobFlowId"]
+    step = step_definition(
+        cluster_id=cluster_id,
+        script_uri="s3://b/j.py",
+        py_files_uri="s3://b/j.zip",
+        job_args=[],
+        environment_sha256=64 * "0",
+        timeout_minutes=10,
+        environment_uri="s3://b/e.tar.gz",
+        token="hardening-hung",
+        flow_run_id=str(uuid.uuid4()),
+    )
     step_id = aws.client("emr").add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])["StepIds"][0]
     clients = moto_clients({"before-call.emr.CancelSteps": answer_ok}, block=BLOCK)  # sentinel credentials
 
@@ -419,9 +429,14 @@ def reaped(aws, fake_cluster):
         finished = str(prefect.create_flow_run(some_run, state=Completed()).id)
 
     def ours(run_id: str, keep: bool = False, max_age_hours: float | None = None) -> str:
-        request = cluster_request(EmrClusterConfig(), name="reap", log_uri=f"s3://{aws.bucket}/l/",
-                                  flow_run_id=run_id,
-                                  keep=keep, max_age_hours=max_age_hours)  # fmt: skip
+        request = cluster_request(
+            EmrClusterConfig(),
+            name="reap",
+            log_uri=f"s3://{aws.bucket}/l/",
+            flow_run_id=run_id,
+            keep=keep,
+            max_age_hours=max_age_hours,
+        )
         return aws.client("emr").run_job_flow(**request)["JobFlowId"]
 
     clusters = {
@@ -432,11 +447,13 @@ def reaped(aws, fake_cluster):
         "old, live run": ours(running),
         "old, live run, 8 h step timeout": ours(running, max_age_hours=9.0),  # 8 h step + provisioning + teardown
         "not ours": aws.client("emr").run_job_flow(
-            Name="not ours", ReleaseLabel="emr-7.13.0", ServiceRole="EMR_DefaultRole",
+            Name="not ours",
+            ReleaseLabel="emr-7.13.0",
+            ServiceRole="EMR_DefaultRole",
             JobFlowRole="EMR_EC2_DefaultRole",
             Instances={"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True},
         )["JobFlowId"],
-    }  # fmt: skip
+    }
     for name in ("old, live run", "old, live run, 8 h step timeout"):
         fake_cluster.make_older(clusters[name], hours=7)
     report = reap_clusters(aws_credentials_block="fruitflow", max_age_hours=6, poll_seconds=1)
