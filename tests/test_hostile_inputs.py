@@ -15,8 +15,11 @@ import pytest
 from pyarrow import fs as pafs
 
 from tasks.validation import ClassCounts, OutputInvalid, verify_output
+from tests.conftest import REPO
 from tests.helpers import metrics, read_parquet
 from tests.hostile_inputs import ERROR, OK, SKIPPED, make_hostile_corpus, output_uri
+
+CRASH_POINTS = REPO / "tests" / "crash_points"
 
 
 @pytest.fixture(scope="module")
@@ -27,18 +30,19 @@ def corpus(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def hostile_run(spark, run_job, corpus, tmp_path_factory) -> Path:
-    """The job over the corpus, with one Python worker SIGKILLed mid-featurization (the env reaches the workers)."""
-    from fruitjob.featurizer import TEST_KILL_WORKER_ONCE
-
+    """The job over the corpus, with one Python worker SIGKILLed mid-featurization by tests/crash_points/
+    sitecustomize.py: this environment reaches the workers (a new daemon, with that folder on its PYTHONPATH)."""
     root, _expected = corpus
     marker = tmp_path_factory.mktemp("kill") / "killed-once"
     environment = spark.sparkContext.environment
-    environment[TEST_KILL_WORKER_ONCE] = str(marker)
+    killing = {"PYTHONPATH": str(CRASH_POINTS), "FRUITFLOW_KILL_WORKER_ONCE": str(marker)}
+    environment.update(killing)
     try:
         output = run_job(root, "--pca-components", "3", "--partitions", "2")
     finally:
-        del environment[TEST_KILL_WORKER_ONCE]
-    assert marker.exists(), "the test hook must have killed a worker"
+        for name in killing:
+            del environment[name]
+    assert marker.exists(), "tests/crash_points/sitecustomize.py must have killed a worker"
     return output
 
 
