@@ -26,6 +26,7 @@ import socket
 import tempfile
 import threading
 import traceback
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -111,6 +112,25 @@ def moto_clients(handlers: dict[str, Callable] | None = None, block: str = "frui
             client.meta.events.register(event, handler)
 
     return AwsClients(AwsCredentials.load(block), customize=customize)
+
+
+def add_placeholder_step(aws, cluster_id: str, token: str, flow_run_id: str | None = None) -> str:
+    """A fruitflow step whose files are placeholders (nothing plays it: moto leaves the first step RUNNING, later
+    ones PENDING); its id."""
+    from tasks.emr.steps import step_definition
+
+    step = step_definition(
+        cluster_id=cluster_id,
+        script_uri="s3://b/j.py",
+        py_files_uri="s3://b/j.zip",
+        job_args=[],
+        environment_sha256=64 * "0",
+        timeout_minutes=10,
+        environment_uri="s3://b/e.tar.gz",
+        token=token,
+        flow_run_id=flow_run_id or str(uuid.uuid4()),
+    )
+    return aws.client("emr").add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])["StepIds"][0]
 
 
 def answer_ok(**_kwargs) -> tuple[AWSResponse, dict]:

@@ -31,8 +31,8 @@ from tasks.aws.tags import TAG_FLOW_RUN
 from tasks.contract import EngineSettings
 from tasks.emr.cluster import ClusterError, cluster_request
 from tasks.emr.engine import EmrEngine
-from tasks.emr.steps import step_definition, step_watch
-from tests.emr_fixtures import KEY_PAIR, REGION, answer_ok, moto_clients
+from tasks.emr.steps import step_watch
+from tests.emr_fixtures import KEY_PAIR, REGION, add_placeholder_step, answer_ok, moto_clients
 from tests.emr_flow import TEST_JOB
 from tests.iam_evaluator import allows, request_context
 
@@ -75,18 +75,7 @@ def _hang_until_cancelled(aws) -> str:
         JobFlowRole="EMR_EC2_DefaultRole",
         Instances={"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True},
     )["JobFlowId"]
-    step = step_definition(
-        cluster_id=cluster_id,
-        script_uri="s3://b/j.py",
-        py_files_uri="s3://b/j.zip",
-        job_args=[],
-        environment_sha256=64 * "0",
-        timeout_minutes=10,
-        environment_uri="s3://b/e.tar.gz",
-        token="hardening-hung",
-        flow_run_id=str(uuid.uuid4()),
-    )
-    step_id = aws.client("emr").add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])["StepIds"][0]
+    step_id = add_placeholder_step(aws, cluster_id, "hardening-hung")
     clients = moto_clients({"before-call.emr.CancelSteps": answer_ok}, block=BLOCK)  # sentinel credentials
 
     @flow
