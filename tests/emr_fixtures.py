@@ -133,6 +133,21 @@ def add_placeholder_step(aws, cluster_id: str, token: str, flow_run_id: str | No
     return aws.client("emr").add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])["StepIds"][0]
 
 
+def save_moto_blocks(name: str, endpoint: str) -> None:
+    """The AwsCredentials and S3Bucket blocks named ``name``, pointed at the moto server (what the engines load)."""
+    from prefect_aws import AwsCredentials, S3Bucket
+    from prefect_aws.client_parameters import AwsClientParameters
+
+    credentials = AwsCredentials(
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name=REGION,
+        aws_client_parameters=AwsClientParameters(endpoint_url=endpoint),
+    )
+    credentials.save(name, overwrite=True)
+    S3Bucket(bucket_name=BUCKET, bucket_folder="fruitflow", credentials=credentials).save(name, overwrite=True)
+
+
 def answer_ok(**_kwargs) -> tuple[AWSResponse, dict]:
     """A ``before-call`` answer: HTTP 200 and an empty reply, where moto cannot answer as EMR does (CancelSteps: 500;
     TerminateJobFlows on an ended cluster: moto rewrites its state)."""
@@ -709,9 +724,6 @@ def aws_calls():
 @pytest.fixture(scope="session")
 def aws(moto_endpoint, prefect_harness, fruit_images, aws_calls) -> AwsEnv:
     """The bucket with the test images, default EMR roles, a key pair, and the ``fruitflow`` blocks."""
-    from prefect_aws import AwsCredentials, S3Bucket
-    from prefect_aws.client_parameters import AwsClientParameters
-
     from blocks.emr_cluster_config import EmrClusterConfig
 
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
@@ -728,14 +740,7 @@ def aws(moto_endpoint, prefect_harness, fruit_images, aws_calls) -> AwsEnv:
     iam.add_role_to_instance_profile(InstanceProfileName="fruitflow-emr-ec2", RoleName="fruitflow-emr-ec2")
     env.client("ec2").create_key_pair(KeyName=KEY_PAIR)
 
-    credentials = AwsCredentials(
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name=REGION,
-        aws_client_parameters=AwsClientParameters(endpoint_url=moto_endpoint),
-    )
-    credentials.save("fruitflow", overwrite=True)
-    S3Bucket(bucket_name=BUCKET, bucket_folder="fruitflow", credentials=credentials).save("fruitflow", overwrite=True)
+    save_moto_blocks("fruitflow", moto_endpoint)
     EmrClusterConfig(key_pair_name=KEY_PAIR, poll_seconds=1, idle_timeout_minutes=60).save("fruitflow", overwrite=True)
     return env
 
