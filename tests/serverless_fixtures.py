@@ -250,34 +250,13 @@ class FakeServerless:
             s3.download_file(bucket, key, str(staged[name]))
         if "archive" in staged:  # unpacked beside the driver as EMR Serverless does (./environment, driverEnv's paths)
             shutil.unpack_archive(staged["archive"], work / archive[2])
-        command = [
-            str(parity.spark_home / "bin" / "spark-submit"),
-            "--master",
-            "local[2,2]",
-            "--conf",
-            "spark.ui.enabled=false",
-            "--conf",
-            "spark.driver.memory=2g",
-            "--py-files",
-            str(staged["package"]),
-            str(staged["script"]),
-            *args,
-        ]
+        command = parity.submit_command(str(staged["script"]), *args, before=["--py-files", str(staged["package"])])
         done = subprocess.run(
             command, env={**parity.environment(), **env}, cwd=work, capture_output=True, text=True, timeout=600
         )
         if done.returncode != 0:
             raise subprocess.CalledProcessError(done.returncode, command, done.stdout, done.stderr)
         return done.stderr
-
-
-@pytest.fixture(scope="session")
-def parity_env():
-    """The EMR parity environment (tests/parity_env.py), or None where Python 3.9 is not installed."""
-    from tests.parity_env import base_python, build
-
-    python = base_python()
-    return build(python) if python is not None else None
 
 
 @pytest.fixture(scope="session")

@@ -17,16 +17,8 @@ from tasks.local.spark_submit import spark_submit_command
 from tasks.validation import verify_output
 from tests.conftest import TEST_ALPHA
 from tests.helpers import metrics
-from tests.parity_env import EMR_SPARK, base_python, build
+from tests.parity_env import EMR_SPARK
 from tests.standalone_cluster import standalone_cluster
-
-
-@pytest.fixture(scope="module")
-def parity():
-    python = base_python()
-    if python is None:
-        pytest.skip("Python 3.9 (pyenv 3.9.18) is not installed: the EMR parity environment cannot be built")
-    return build(python)
 
 
 def test_the_master_option_reaches_spark_submit():
