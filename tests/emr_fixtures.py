@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import tempfile
 import threading
 import traceback
@@ -42,18 +41,13 @@ if TYPE_CHECKING:
 
 from tests.fake_cluster_stack import ClusterStack, StepProcessFailed, delete_absent, download_staged
 from tests.fake_emr_outputs import as_if_on_s3
+from tests.prefect_server import free_port
 
 BUCKET = "fruitflow-test"
 REGION = "us-east-1"
 KEY_PAIR = "fruitflow-test-key"
 JOB_SCRIPT_NAME = "extract_features.py"
 UNPLAYED_TAG = "fruitflow-test:unplayed"  # a cluster tagged so (EmrClusterConfig.tags) keeps its steps RUNNING
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -146,6 +140,22 @@ def save_moto_blocks(name: str, endpoint: str) -> None:
     )
     credentials.save(name, overwrite=True)
     S3Bucket(bucket_name=BUCKET, bucket_folder="fruitflow", credentials=credentials).save(name, overwrite=True)
+
+
+@contextlib.contextmanager
+def playing(player, patch: pytest.MonkeyPatch, name: str) -> Iterator[None]:
+    """``player.watch`` in a background thread while moto is patched; then both stopped, and the player's downloads
+    (its ``_cache``) removed. The fake EMR cluster's and the fake EMR Serverless's lifecycle."""
+    thread = threading.Thread(target=player.watch, name=name, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        patch.undo()
+        player._stop.set()
+        thread.join(timeout=30)
+        for folder in {path.parent for path in player._cache.values()}:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def answer_ok(**_kwargs) -> tuple[AWSResponse, dict]:
@@ -688,7 +698,7 @@ def moto_endpoint(moto_http):
     """moto in server mode on a free port: a real HTTP AWS endpoint in this process, every request recorded."""
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     server._server.app = moto_http.wrap(server._server.app)  # werkzeug's handler reads server.app per request
@@ -824,11 +834,5 @@ def fake_cluster(aws, spark, shipped_environment):
     patch.setattr(ElasticMapReduceResponse, "cancel_steps", cancel_steps, raising=False)
     patch.setattr(ElasticMapReduceBackend, "run_job_flow", run_job_flow)
     patch.setattr(ElasticMapReduceBackend, "add_job_flow_steps", add_job_flow_steps)
-    thread = threading.Thread(target=player.watch, name="fake-emr", daemon=True)
-    thread.start()
-    yield player
-    patch.undo()
-    player._stop.set()
-    thread.join(timeout=30)
-    for folder in {path.parent for path in player._cache.values()}:
-        shutil.rmtree(folder, ignore_errors=True)
+    with playing(player, patch, "fake-emr"):
+        yield player

@@ -160,6 +160,17 @@ def server_environment(home: Path, port: int) -> PrefectServer:
     return PrefectServer(api_url=api_url, env=env, logs=home)
 
 
+def poll(predicate, timeout_s: float, what: str, server: PrefectServer, log: str = "serve"):
+    """``predicate()``'s first true value, asked each second; past ``timeout_s``, fail with ``what`` and the tail of
+    the server's ``log`` (serve.log, server.log, worker.log)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(1)
+    pytest.fail(f"{what} after {timeout_s}s; {log} log:\n{server.log_tail(log)}")
+
+
 def wait_final(client, server: PrefectServer, flow_run_id, timeout_s: float):
     """Poll a flow run's state until it is final, with a deadline; fail with the worker's log tail."""
     deadline = time.monotonic() + timeout_s

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.emr_fixtures import UNPLAYED_TAG, AwsEnv, _download, _environment, _upload, local_staged
+from tests.emr_fixtures import UNPLAYED_TAG, AwsEnv, _download, _environment, _upload, local_staged, playing
 from tests.fake_emr_outputs import as_if_on_s3
 
 ROLE = "EMRServerlessS3RuntimeRole"
@@ -297,14 +297,8 @@ def serverless(aws, spark) -> Iterator[FakeServerless]:
     patch.setattr(EMRServerlessBackend, "create_application", create_application)
     patch.setattr(EMRServerlessBackend, "start_job_run", start_job_run)
     patch.setattr(EMRServerlessBackend, "list_job_runs", list_job_runs)
-    thread = threading.Thread(target=player.watch, name="fake-emr-serverless", daemon=True)
-    thread.start()
-    yield player
-    patch.undo()
-    player._stop.set()
-    thread.join(timeout=30)
-    for folder in {path.parent for path in player._cache.values()}:
-        shutil.rmtree(folder, ignore_errors=True)
+    with playing(player, patch, "fake-emr-serverless"):
+        yield player
 
 
 SERVERLESS_JOB = {"weights": "random", "alpha": 0.35, "pca_components": 4, "batch_size": 8, "step_timeout_minutes": 10}
