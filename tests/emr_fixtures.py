@@ -158,6 +158,19 @@ def playing(player, patch: pytest.MonkeyPatch, name: str) -> Iterator[None]:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def flow_run_in(state) -> str:
+    """The id of a flow run (of a flow that does nothing) in ``state``: a run the reaper asks Prefect about."""
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+
+    @flow(name="some-run")
+    def some_run() -> None:
+        pass
+
+    with get_client(sync_client=True) as prefect:
+        return str(prefect.create_flow_run(some_run, state=state).id)
+
+
 def answer_ok(**_kwargs) -> tuple[AWSResponse, dict]:
     """A ``before-call`` answer: HTTP 200 and an empty reply, where moto cannot answer as EMR does (CancelSteps: 500;
     TerminateJobFlows on an ended cluster: moto rewrites its state)."""

@@ -8,8 +8,6 @@ import logging
 import uuid
 
 import pytest
-from prefect import flow
-from prefect.client.orchestration import get_client
 from prefect.states import Completed, Running
 
 from blocks.emr_serverless_config import EmrServerlessConfig
@@ -17,7 +15,7 @@ from tasks.aws.run_names import run_name
 from tasks.aws.tags import run_tags
 from tasks.contract import EngineSettings
 from tasks.emr_serverless.engine import EmrServerlessEngine
-from tests.emr_fixtures import UNPLAYED_TAG
+from tests.emr_fixtures import UNPLAYED_TAG, flow_run_in
 
 
 def _application(aws, flow_run_id: str | None = None) -> str:
@@ -95,13 +93,7 @@ def reaped(aws, serverless):
     from flows.reap import reap_clusters
     from tasks.emr_serverless.reaper import StaleServerless
 
-    @flow
-    def some_run() -> None:
-        pass
-
-    with get_client(sync_client=True) as prefect:
-        running = str(prefect.create_flow_run(some_run, state=Running()).id)
-        finished = str(prefect.create_flow_run(some_run, state=Completed()).id)
+    running, finished = flow_run_in(Running()), flow_run_in(Completed())
     foreign = _application(aws)
     resources = {
         "live run's application": (_application(aws, running), None),

@@ -32,7 +32,7 @@ from tasks.contract import EngineSettings
 from tasks.emr.cluster import ClusterError, cluster_request
 from tasks.emr.engine import EmrEngine
 from tasks.emr.steps import step_watch
-from tests.emr_fixtures import KEY_PAIR, REGION, add_placeholder_step, answer_ok, moto_clients
+from tests.emr_fixtures import KEY_PAIR, REGION, add_placeholder_step, answer_ok, flow_run_in, moto_clients
 from tests.emr_flow import TEST_JOB
 from tests.iam_evaluator import allows, request_context
 
@@ -409,13 +409,7 @@ def reaped(aws, fake_cluster):
 
     from flows.reap import reap_clusters
 
-    @flow
-    def some_run() -> None:
-        pass
-
-    with get_client(sync_client=True) as prefect:
-        running = str(prefect.create_flow_run(some_run, state=Running()).id)
-        finished = str(prefect.create_flow_run(some_run, state=Completed()).id)
+    running, finished = flow_run_in(Running()), flow_run_in(Completed())
 
     def ours(run_id: str, keep: bool = False, max_age_hours: float | None = None) -> str:
         request = cluster_request(
