@@ -134,6 +134,7 @@ def test_saved_model_is_a_spark_ml_pipeline_and_npz(spark, fitted, features, tmp
     np.testing.assert_array_equal(saved["explained_variance"], fitted.explained_variance)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_std", [False, True])
 def test_models_fitted_by_spark_ml_project_as_their_transform(spark, features, tmp_path, with_std):
     """pca_model/ folders of earlier runs (Spark ML's fit) keep working with --pca-model and --incremental; a
@@ -165,6 +166,7 @@ def test_fit_and_save_counts_in_the_same_pass_and_times_its_parts(spark, feature
             pca.fit_and_save(spark, opts.replace(output=str(tmp_path / str(rows))), subset, {"weights": "test"})
 
 
+@pytest.mark.slow
 def test_fit_and_save_writes_pca_while_the_model_is_saved(spark, features, tmp_path):
     import pandas as pd
 

@@ -142,6 +142,7 @@ def scenarios(aws, fake_cluster, aws_calls) -> dict:
     return result
 
 
+@pytest.mark.slow
 def test_throttled_calls_are_retried_the_run_succeeds_and_retries_are_logged(scenarios):
     assert scenarios["state"].is_completed(), scenarios["state"].message
     injected = scenarios["injected"]
@@ -154,6 +155,7 @@ def test_throttled_calls_are_retried_the_run_succeeds_and_retries_are_logged(sce
     assert scenarios["state"].result().validation.metrics.images_ok == 24
 
 
+@pytest.mark.slow
 def test_bootstrap_failure_is_named_and_nothing_is_left_running(aws, scenarios):
     state = scenarios["bootstrap"]
     assert state.is_failed()
@@ -238,6 +240,7 @@ def _texts_that_could_leak(aws, scenarios) -> dict[str, str]:
     return texts
 
 
+@pytest.mark.slow
 def test_sentinel_credentials_appear_nowhere(aws, aws_calls, scenarios):
     assert SENTINEL_KEY in aws_calls.access_keys, "the flow must really have used the sentinel credentials"
     texts = _texts_that_could_leak(aws, scenarios)
@@ -248,6 +251,7 @@ def test_sentinel_credentials_appear_nowhere(aws, aws_calls, scenarios):
         assert not leaks, f"{secret[:8]}... leaked into {leaks}"
 
 
+@pytest.mark.slow
 def test_every_created_cluster_has_idle_auto_termination_and_sse_and_no_public_ssh(aws, aws_calls, scenarios):
     """SIGKILL runs no cleanup: the idle policy is the net. Checked on every RunJobFlow our code sent this session."""
     requests = aws_calls.params("elasticmapreduce:RunJobFlow")
@@ -273,6 +277,7 @@ def test_every_created_cluster_has_idle_auto_termination_and_sse_and_no_public_s
             assert not (opens_ssh and world), f"{group['GroupId']} lets the world in on port 22"
 
 
+@pytest.mark.slow
 def test_everything_we_upload_is_encrypted_at_rest(aws, aws_calls, scenarios):
     puts = aws_calls.params("s3:PutObject")
     assert puts and all(put.get("ServerSideEncryption") == "AES256" for put in puts)
@@ -315,6 +320,7 @@ def _policy_actions(serverless: bool | None = None) -> set[str]:
     return actions
 
 
+@pytest.mark.slow
 def test_iam_policy_is_exactly_what_the_flows_call(aws_calls, moto_http, scenarios, reaped):
     """Every action called (botocore's calls, and pyarrow's S3 requests as moto's server saw them) is allowed, and
     everything allowed is called (or IMPLIED)."""
@@ -376,6 +382,7 @@ def _requests_to_check(scenarios, moto_http, tags_of: dict[str, dict]) -> list[t
     return checked
 
 
+@pytest.mark.slow
 def test_the_policy_conditions_allow_every_request_the_flows_made(aws, moto_http, scenarios):
     """Resources and tag conditions, not just action names: each request of the scenarios (sentinel credentials) is
     allowed by docs/iam-policy.json with its placeholders filled; and the scoping really bites."""

@@ -19,6 +19,8 @@ from tests.conftest import REPO
 from tests.helpers import metrics, read_parquet
 from tests.hostile_inputs import ERROR, OK, SKIPPED, make_hostile_corpus, output_uri
 
+pytestmark = pytest.mark.slow  # one run of the job over the hostile corpus, a worker killed: ~10 s
+
 CRASH_POINTS = REPO / "tests" / "crash_points"
 
 
@@ -106,7 +108,6 @@ def test_killed_worker_task_is_retried_without_losing_or_duplicating_rows(hostil
     assert len(features) + len(errors) == metrics(hostile_run)["images_total"]
 
 
-@pytest.mark.slow
 def test_unfinished_output_is_refused_by_validation_then_redone_by_a_rerun(spark, corpus, hostile_run, tmp_path):
     """A run that died after writing features/ but before metrics.json: it never looks finished, a rerun redoes it."""
     from fruitjob.job import JobError, run
