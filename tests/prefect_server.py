@@ -22,9 +22,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import TEST_ALPHA
+
 REPO = Path(__file__).resolve().parent.parent
 PREFECT = str(REPO / ".venv" / "bin" / "prefect")
 POOL = "fruitflow"
+# A small run of the deployments: the tests' model width, few components.
+NEW_BATCH = {"weights": "random", "alpha": TEST_ALPHA, "pca_components": 5, "batch_size": 8}
+DEPLOYED_RUN_TIMEOUT_S = 300
 
 
 @dataclass
@@ -107,8 +112,10 @@ def bare_server(home: Path, **env: str) -> Iterator[PrefectServer]:
 
 @contextmanager
 def serving(server: PrefectServer) -> Iterator[subprocess.Popen]:
-    """``python -m flows.serve`` against the server, logged to serve.log; stopped (SIGTERM) on exit."""
-    process = start_process("serve", ["-m", "flows.serve"], server, program=[sys.executable])
+    """``python -m flows.serve`` against the server, logged to serve.log; stopped (SIGTERM) on exit. It looks for runs
+    to start every second (Prefect's default: every 10 s), as the tests' worker does."""
+    polling = PrefectServer(server.api_url, {**server.env, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}, server.logs)
+    process = start_process("serve", ["-m", "flows.serve"], polling, program=[sys.executable])
     try:
         yield process
     finally:
@@ -200,6 +207,22 @@ def prefect_server(tmp_path_factory) -> Iterator[PrefectServer]:
     """One real server + deployments + process worker for every test module that needs them (started once)."""
     with running_prefect(tmp_path_factory.mktemp("prefect-home")) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def deployed_run(prefect_server, fruit_images, tmp_path_factory):
+    """One finished run of fruit-features/local started from the API (as the UI and `prefect deployment run` start it)
+    on the session's 25 images, one of them broken, into ``.../2026-w49``: (its flow run, its output). Made once for
+    the modules that read what a deployed run shows (tests/test_deployments.py, tests/test_run_in_the_ui.py)."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    output = str(tmp_path_factory.mktemp("deployed") / "2026-w49")
+    with temporary_settings({PREFECT_API_URL: prefect_server.api_url}), get_client(sync_client=True) as client:
+        flow_run_id = start_deployment_run(
+            client, "fruit-features/local", images=str(fruit_images), output=output, **NEW_BATCH
+        )
+        return wait_final(client, prefect_server, flow_run_id, DEPLOYED_RUN_TIMEOUT_S), output
 
 
 def start_deployment_run(client, deployment: str, **parameters: object):

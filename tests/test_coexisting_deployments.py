@@ -57,7 +57,9 @@ def test_deployment_names_are_unique_across_flows():
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory) -> Iterator[tuple[PrefectServer, str]]:
     """A server of its own, the process pool ``fruitflow`` and ``deploy --all``; with the first deploy's output."""
-    with bare_server(tmp_path_factory.mktemp("coexisting-home")) as server:
+    # The scheduler every second (not every minute): the reaper's scheduled run is there at once.
+    home = tmp_path_factory.mktemp("coexisting-home")
+    with bare_server(home, PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="1") as server:
         server.cli("work-pool", "create", "fruitflow", "--type", "process")
         yield server, deploy_all(server)
 
