@@ -128,8 +128,12 @@ def line(sizes: list, totals: list) -> dict:
         round(float(1 - ((t - fitted) ** 2).sum() / max(((t - t.mean()) ** 2).sum(), 1e-12)), 4) if len(n) > 2 else None
     )
     marginal = [round(1000 * float(t[i] - t[i - 1]) / (n[i] - n[i - 1]), 3) for i in range(1, len(n))]
-    return {"intercept_s": round(float(intercept), 3), "s_per_1000_rows": round(1000 * float(slope), 3), "r2": r2,
-            "marginal_s_per_1000_rows": marginal}  # fmt: skip
+    return {
+        "intercept_s": round(float(intercept), 3),
+        "s_per_1000_rows": round(1000 * float(slope), 3),
+        "r2": r2,
+        "marginal_s_per_1000_rows": marginal,
+    }
 
 
 def session(master: str, partitions: int):
@@ -205,8 +209,14 @@ def main(argv=None) -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
     slots = slots_of(args.master)
     methods = ["gram"] if args.skip_baseline else ["baseline", "gram"]
-    report = {"machine": os.uname().machine, "cores": os.cpu_count(), "master": args.master,
-              "components": args.components, "repeats": args.repeats, "sizes": {}}  # fmt: skip
+    report = {
+        "machine": os.uname().machine,
+        "cores": os.cpu_count(),
+        "master": args.master,
+        "components": args.components,
+        "repeats": args.repeats,
+        "sizes": {},
+    }
     workdir = Path(tempfile.mkdtemp(prefix="pca-bench-"))
     try:
         for n in sizes:
@@ -227,8 +237,13 @@ def main(argv=None) -> int:
                 total, found, load = min(runs, key=lambda run: run[0])  # the least disturbed run
                 gap = float(np.abs(np.asarray(found["explained_variance"]) - numpy_ratios).max())
                 report["spark"] = found["spark"]
-                entry[name] = {"seconds": found["seconds"], "total_s": total, "all_totals_s": [run[0] for run in runs],
-                               "max_abs_diff_vs_numpy_svd": gap, "load": load}  # fmt: skip
+                entry[name] = {
+                    "seconds": found["seconds"],
+                    "total_s": total,
+                    "all_totals_s": [run[0] for run in runs],
+                    "max_abs_diff_vs_numpy_svd": gap,
+                    "load": load,
+                }
                 print(
                     "%6d rows  %-8s total %6.2f s  %s  |ev - numpy svd| <= %.1e  (load %.1f; runs %s)"
                     % (n, name, total, found["seconds"], gap, load, [run[0] for run in runs]),

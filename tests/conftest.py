@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-# moto server, fruitflow AWS blocks, the fake EMR cluster and the fake EMR Serverless; a real Prefect server with
-# deployments and a worker
-pytest_plugins = ["tests.emr_fixtures", "tests.serverless_fixtures", "tests.prefect_server"]
+# a real Prefect server with deployments and a worker; the EMR parity environment (Python 3.9 + Spark 3.5.6); moto
+# server, fruitflow AWS blocks, the fake EMR cluster and the fake EMR Serverless (first the modules the others import)
+pytest_plugins = ["tests.prefect_server", "tests.parity_env", "tests.emr_fixtures", "tests.serverless_fixtures"]
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"

@@ -22,10 +22,10 @@ import json
 import os
 import re
 import shutil
-import socket
 import tempfile
 import threading
 import traceback
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -41,18 +41,13 @@ if TYPE_CHECKING:
 
 from tests.fake_cluster_stack import ClusterStack, StepProcessFailed, delete_absent, download_staged
 from tests.fake_emr_outputs import as_if_on_s3
+from tests.prefect_server import free_port
 
 BUCKET = "fruitflow-test"
 REGION = "us-east-1"
 KEY_PAIR = "fruitflow-test-key"
 JOB_SCRIPT_NAME = "extract_features.py"
 UNPLAYED_TAG = "fruitflow-test:unplayed"  # a cluster tagged so (EmrClusterConfig.tags) keeps its steps RUNNING
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -111,6 +106,69 @@ def moto_clients(handlers: dict[str, Callable] | None = None, block: str = "frui
             client.meta.events.register(event, handler)
 
     return AwsClients(AwsCredentials.load(block), customize=customize)
+
+
+def add_placeholder_step(aws, cluster_id: str, token: str, flow_run_id: str | None = None) -> str:
+    """A fruitflow step whose files are placeholders (nothing plays it: moto leaves the first step RUNNING, later
+    ones PENDING); its id."""
+    from tasks.emr.steps import step_definition
+
+    step = step_definition(
+        cluster_id=cluster_id,
+        script_uri="s3://b/j.py",
+        py_files_uri="s3://b/j.zip",
+        job_args=[],
+        environment_sha256=64 * "0",
+        timeout_minutes=10,
+        environment_uri="s3://b/e.tar.gz",
+        token=token,
+        flow_run_id=flow_run_id or str(uuid.uuid4()),
+    )
+    return aws.client("emr").add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])["StepIds"][0]
+
+
+def save_moto_blocks(name: str, endpoint: str) -> None:
+    """The AwsCredentials and S3Bucket blocks named ``name``, pointed at the moto server (what the engines load)."""
+    from prefect_aws import AwsCredentials, S3Bucket
+    from prefect_aws.client_parameters import AwsClientParameters
+
+    credentials = AwsCredentials(
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name=REGION,
+        aws_client_parameters=AwsClientParameters(endpoint_url=endpoint),
+    )
+    credentials.save(name, overwrite=True)
+    S3Bucket(bucket_name=BUCKET, bucket_folder="fruitflow", credentials=credentials).save(name, overwrite=True)
+
+
+@contextlib.contextmanager
+def playing(player, patch: pytest.MonkeyPatch, name: str) -> Iterator[None]:
+    """``player.watch`` in a background thread while moto is patched; then both stopped, and the player's downloads
+    (its ``_cache``) removed. The fake EMR cluster's and the fake EMR Serverless's lifecycle."""
+    thread = threading.Thread(target=player.watch, name=name, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        patch.undo()
+        player._stop.set()
+        thread.join(timeout=30)
+        for folder in {path.parent for path in player._cache.values()}:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def flow_run_in(state) -> str:
+    """The id of a flow run (of a flow that does nothing) in ``state``: a run the reaper asks Prefect about."""
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+
+    @flow(name="some-run")
+    def some_run() -> None:
+        pass
+
+    with get_client(sync_client=True) as prefect:
+        return str(prefect.create_flow_run(some_run, state=state).id)
 
 
 def answer_ok(**_kwargs) -> tuple[AWSResponse, dict]:
@@ -408,8 +466,15 @@ class FakeCluster:
             if self.stack is not None:  # its local output is the whole output, an incremental run's too
                 delete_absent(s3, as_s3, value["--output"])
             _upload(s3, as_s3, value["--output"], _emrfs_upload_args(cluster))
-        self.runs.append({"cluster_id": cluster.id, "step_id": step.id, "args": job_args, "replayed": replayed,
-                          "cluster_stack": self.stack is not None})  # fmt: skip
+        self.runs.append(
+            {
+                "cluster_id": cluster.id,
+                "step_id": step.id,
+                "args": job_args,
+                "replayed": replayed,
+                "cluster_stack": self.stack is not None,
+            }
+        )
 
     def _run_in_session(self, cluster, step, job_args: list[str], value: dict[str, str], s3) -> tuple[Path, bool]:
         """The job in this process's Spark session; a job already run with the same input and options is replayed."""
@@ -646,7 +711,7 @@ def moto_endpoint(moto_http):
     """moto in server mode on a free port: a real HTTP AWS endpoint in this process, every request recorded."""
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     server._server.app = moto_http.wrap(server._server.app)  # werkzeug's handler reads server.app per request
@@ -682,9 +747,6 @@ def aws_calls():
 @pytest.fixture(scope="session")
 def aws(moto_endpoint, prefect_harness, fruit_images, aws_calls) -> AwsEnv:
     """The bucket with the test images, default EMR roles, a key pair, and the ``fruitflow`` blocks."""
-    from prefect_aws import AwsCredentials, S3Bucket
-    from prefect_aws.client_parameters import AwsClientParameters
-
     from blocks.emr_cluster_config import EmrClusterConfig
 
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
@@ -701,14 +763,7 @@ def aws(moto_endpoint, prefect_harness, fruit_images, aws_calls) -> AwsEnv:
     iam.add_role_to_instance_profile(InstanceProfileName="fruitflow-emr-ec2", RoleName="fruitflow-emr-ec2")
     env.client("ec2").create_key_pair(KeyName=KEY_PAIR)
 
-    credentials = AwsCredentials(
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name=REGION,
-        aws_client_parameters=AwsClientParameters(endpoint_url=moto_endpoint),
-    )
-    credentials.save("fruitflow", overwrite=True)
-    S3Bucket(bucket_name=BUCKET, bucket_folder="fruitflow", credentials=credentials).save("fruitflow", overwrite=True)
+    save_moto_blocks("fruitflow", moto_endpoint)
     EmrClusterConfig(key_pair_name=KEY_PAIR, poll_seconds=1, idle_timeout_minutes=60).save("fruitflow", overwrite=True)
     return env
 
@@ -792,11 +847,5 @@ def fake_cluster(aws, spark, shipped_environment):
     patch.setattr(ElasticMapReduceResponse, "cancel_steps", cancel_steps, raising=False)
     patch.setattr(ElasticMapReduceBackend, "run_job_flow", run_job_flow)
     patch.setattr(ElasticMapReduceBackend, "add_job_flow_steps", add_job_flow_steps)
-    thread = threading.Thread(target=player.watch, name="fake-emr", daemon=True)
-    thread.start()
-    yield player
-    patch.undo()
-    player._stop.set()
-    thread.join(timeout=30)
-    for folder in {path.parent for path in player._cache.values()}:
-        shutil.rmtree(folder, ignore_errors=True)
+    with playing(player, patch, "fake-emr"):
+        yield player

@@ -19,8 +19,13 @@ def main(argv: list[str]) -> int:
         print(f"fake aws: only `aws s3 cp s3://... -|PATH` is played, not {argv}", file=sys.stderr)
         return 2
     bucket, _, key = args[2][len("s3://") :].partition("/")
-    s3 = boto3.client("s3", endpoint_url=os.environ["FAKE_AWS_ENDPOINT"], region_name="us-east-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=os.environ["FAKE_AWS_ENDPOINT"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     if args[3] == "-":
         s3.download_fileobj(bucket, key, sys.stdout.buffer)
         sys.stdout.buffer.flush()

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from tasks.aws.environment import CACHE, CLUSTER_PYTHON
 from tasks.aws.job_pins import job_requirements
 
@@ -48,6 +50,22 @@ class ParityEnv:
         env["PATH"] = f"{self.python.parent}{os.pathsep}{env.get('PATH', '')}"
         return env
 
+    def submit_command(self, script: str, *args: str, before: Sequence[str] = ()) -> list[str]:
+        """``spark-submit`` of this environment's Spark, ``local[2,2]`` (a failed task is tried again), ``before``
+        the script (``--py-files ...``), then ``args``."""
+        return [
+            str(self.spark_home / "bin" / "spark-submit"),
+            "--master",
+            "local[2,2]",
+            "--conf",
+            "spark.ui.enabled=false",
+            "--conf",
+            "spark.driver.memory=2g",
+            *before,
+            script,
+            *args,
+        ]
+
     def spark_submit(
         self,
         *job_args: str,
@@ -61,18 +79,7 @@ class ParityEnv:
         ``pythonpath``: an unpacked job environment (the archive a cluster step ships) the driver and the Python
         workers import the job's packages from; ``submit_args`` go before the script (``--py-files ...``).
         """
-        command = [
-            str(self.spark_home / "bin" / "spark-submit"),
-            "--master",
-            "local[2,2]",
-            "--conf",
-            "spark.ui.enabled=false",
-            "--conf",
-            "spark.driver.memory=2g",
-            *submit_args,
-            str(REPO / "spark_jobs" / "extract_features.py"),
-            *job_args,
-        ]
+        command = self.submit_command(str(REPO / "spark_jobs" / "extract_features.py"), *job_args, before=submit_args)
         return subprocess.run(
             command, env=self.environment(pythonpath, env), capture_output=True, text=True, timeout=timeout
         )
@@ -125,3 +132,18 @@ def _venv(python: Path, name: str, wanted: list[str]) -> ParityEnv:
         partial.rename(target)
     site = next((target / "lib").glob("python3.*")) / "site-packages"
     return ParityEnv(python=target / "bin" / "python", spark_home=site / "pyspark")
+
+
+@pytest.fixture(scope="session")
+def parity_env() -> ParityEnv | None:
+    """The EMR parity environment, or None where Python 3.9 is not installed."""
+    python = base_python()
+    return build(python) if python is not None else None
+
+
+@pytest.fixture(scope="session")
+def parity(parity_env) -> ParityEnv:
+    """The EMR parity environment, or a skip with the reason where Python 3.9 is not installed."""
+    if parity_env is None:
+        pytest.skip("Python 3.9 (pyenv 3.9.18) is not installed: the EMR parity environment cannot be built")
+    return parity_env

@@ -22,9 +22,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import TEST_ALPHA
+
 REPO = Path(__file__).resolve().parent.parent
 PREFECT = str(REPO / ".venv" / "bin" / "prefect")
 POOL = "fruitflow"
+# A small run of the deployments: the tests' model width, few components.
+# No pca_components: the job fits what 24 images allow and says so in a note (worded for the UI in a UI run).
+NEW_BATCH = {"weights": "random", "alpha": TEST_ALPHA, "batch_size": 8}
+DEPLOYED_RUN_TIMEOUT_S = 300
 
 
 @dataclass
@@ -107,8 +113,10 @@ def bare_server(home: Path, **env: str) -> Iterator[PrefectServer]:
 
 @contextmanager
 def serving(server: PrefectServer) -> Iterator[subprocess.Popen]:
-    """``python -m flows.serve`` against the server, logged to serve.log; stopped (SIGTERM) on exit."""
-    process = start_process("serve", ["-m", "flows.serve"], server, program=[sys.executable])
+    """``python -m flows.serve`` against the server, logged to serve.log; stopped (SIGTERM) on exit. It looks for runs
+    to start every second (Prefect's default: every 10 s), as the tests' worker does."""
+    polling = PrefectServer(server.api_url, {**server.env, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}, server.logs)
+    process = start_process("serve", ["-m", "flows.serve"], polling, program=[sys.executable])
     try:
         yield process
     finally:
@@ -160,6 +168,17 @@ def server_environment(home: Path, port: int) -> PrefectServer:
     return PrefectServer(api_url=api_url, env=env, logs=home)
 
 
+def poll(predicate, timeout_s: float, what: str, server: PrefectServer, log: str = "serve"):
+    """``predicate()``'s first true value, asked each second; past ``timeout_s``, fail with ``what`` and the tail of
+    the server's ``log`` (serve.log, server.log, worker.log)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(1)
+    pytest.fail(f"{what} after {timeout_s}s; {log} log:\n{server.log_tail(log)}")
+
+
 def wait_final(client, server: PrefectServer, flow_run_id, timeout_s: float):
     """Poll a flow run's state until it is final, with a deadline; fail with the worker's log tail."""
     deadline = time.monotonic() + timeout_s
@@ -189,6 +208,22 @@ def prefect_server(tmp_path_factory) -> Iterator[PrefectServer]:
     """One real server + deployments + process worker for every test module that needs them (started once)."""
     with running_prefect(tmp_path_factory.mktemp("prefect-home")) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def deployed_run(prefect_server, fruit_images, tmp_path_factory):
+    """One finished run of fruit-features/local started from the API (as the UI and `prefect deployment run` start it)
+    on the session's 25 images, one of them broken, into ``.../2026-w49``: (its flow run, its output). Made once for
+    the modules that read what a deployed run shows (tests/test_deployments.py, tests/test_run_in_the_ui.py)."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    output = str(tmp_path_factory.mktemp("deployed") / "2026-w49")
+    with temporary_settings({PREFECT_API_URL: prefect_server.api_url}), get_client(sync_client=True) as client:
+        flow_run_id = start_deployment_run(
+            client, "fruit-features/local", images=str(fruit_images), output=output, **NEW_BATCH
+        )
+        return wait_final(client, prefect_server, flow_run_id, DEPLOYED_RUN_TIMEOUT_S), output
 
 
 def start_deployment_run(client, deployment: str, **parameters: object):

@@ -28,17 +28,26 @@ from pathlib import Path
 
 import pytest
 
-from tests.emr_fixtures import UNPLAYED_TAG, AwsEnv, _download, _environment, _upload, local_staged
+from tests.emr_fixtures import UNPLAYED_TAG, AwsEnv, _download, _environment, _upload, local_staged, playing
 from tests.fake_emr_outputs import as_if_on_s3
 
 ROLE = "EMRServerlessS3RuntimeRole"
 SERVICE = {"Service": "emr-serverless.amazonaws.com"}
 TRUST = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": SERVICE}]}
-JOB_S3_ACCESS = {"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], "Resource": "arn:aws:s3:::*/*"},
-]}  # fmt: skip
-LIST_BUCKETS = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket",
-                                                        "Resource": "arn:aws:s3:::*"}]}  # fmt: skip
+JOB_S3_ACCESS = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            "Resource": "arn:aws:s3:::*/*",
+        },
+    ],
+}
+LIST_BUCKETS = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::*"}],
+}
 
 
 def moto_serverless_backends():
@@ -165,8 +174,11 @@ class FakeServerless:
     def _end(self, job_run, state: str, stderr: str, started: float, details: str | None = None) -> None:
         log_uri = job_run.configuration_overrides["monitoringConfiguration"]["s3MonitoringConfiguration"]["logUri"]
         bucket, _, prefix = log_uri[len("s3://") :].partition("/")
-        key = "/".join(p.strip("/") for p in (prefix, "applications", job_run.application_id, "jobs", job_run.id,
-                                               "SPARK_DRIVER", "stderr.gz") if p.strip("/"))  # fmt: skip
+        key = "/".join(
+            p.strip("/")
+            for p in (prefix, "applications", job_run.application_id, "jobs", job_run.id, "SPARK_DRIVER", "stderr.gz")
+            if p.strip("/")
+        )
         self.aws.client("s3").put_object(Bucket=bucket, Key=key, Body=gzip.compress(stderr.encode()))
         confs = _confs(job_run.job_driver["sparkSubmit"].get("sparkSubmitParameters", ""))
         hours = max(time.monotonic() - started, 60.0) / 3600  # AWS bills each worker one minute at least
@@ -206,8 +218,10 @@ class FakeServerless:
         with tempfile.TemporaryDirectory(prefix="fake-serverless-upload-") as staging:
             as_s3 = Path(staging) / "output"
             shutil.copytree(local_out, as_s3)
-            as_if_on_s3(as_s3, {str(local_out.parent / "images"): value["--images"].rstrip("/"),
-                                str(local_out): value["--output"]})  # fmt: skip
+            as_if_on_s3(
+                as_s3,
+                {str(local_out.parent / "images"): value["--images"].rstrip("/"), str(local_out): value["--output"]},
+            )
             sse = confs.get("spark.hadoop.fs.s3.enableServerSideEncryption") == "true"
             _upload(s3, as_s3, value["--output"], {"ServerSideEncryption": "AES256"} if sse else {})
         self.runs.append({"job_run_id": job_run.id, "args": job_args, "confs": confs, "parity": parity is not None})
@@ -236,23 +250,13 @@ class FakeServerless:
             s3.download_file(bucket, key, str(staged[name]))
         if "archive" in staged:  # unpacked beside the driver as EMR Serverless does (./environment, driverEnv's paths)
             shutil.unpack_archive(staged["archive"], work / archive[2])
-        command = [str(parity.spark_home / "bin" / "spark-submit"), "--master", "local[2,2]", "--conf",
-                   "spark.ui.enabled=false", "--conf", "spark.driver.memory=2g", "--py-files", str(staged["package"]),
-                   str(staged["script"]), *args]  # fmt: skip
-        done = subprocess.run(command, env={**parity.environment(), **env}, cwd=work, capture_output=True, text=True,
-                              timeout=600)  # fmt: skip
+        command = parity.submit_command(str(staged["script"]), *args, before=["--py-files", str(staged["package"])])
+        done = subprocess.run(
+            command, env={**parity.environment(), **env}, cwd=work, capture_output=True, text=True, timeout=600
+        )
         if done.returncode != 0:
             raise subprocess.CalledProcessError(done.returncode, command, done.stdout, done.stderr)
         return done.stderr
-
-
-@pytest.fixture(scope="session")
-def parity_env():
-    """The EMR parity environment (tests/parity_env.py), or None where Python 3.9 is not installed."""
-    from tests.parity_env import base_python, build
-
-    python = base_python()
-    return build(python) if python is not None else None
 
 
 @pytest.fixture(scope="session")
@@ -293,14 +297,8 @@ def serverless(aws, spark) -> Iterator[FakeServerless]:
     patch.setattr(EMRServerlessBackend, "create_application", create_application)
     patch.setattr(EMRServerlessBackend, "start_job_run", start_job_run)
     patch.setattr(EMRServerlessBackend, "list_job_runs", list_job_runs)
-    thread = threading.Thread(target=player.watch, name="fake-emr-serverless", daemon=True)
-    thread.start()
-    yield player
-    patch.undo()
-    player._stop.set()
-    thread.join(timeout=30)
-    for folder in {path.parent for path in player._cache.values()}:
-        shutil.rmtree(folder, ignore_errors=True)
+    with playing(player, patch, "fake-emr-serverless"):
+        yield player
 
 
 SERVERLESS_JOB = {"weights": "random", "alpha": 0.35, "pca_components": 4, "batch_size": 8, "step_timeout_minutes": 10}

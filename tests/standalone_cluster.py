@@ -8,7 +8,6 @@ package, its model) is not there, as on EMR.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 import urllib.request
@@ -17,13 +16,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.prefect_server import free_port
+
 START_TIMEOUT_S = 120
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -54,11 +49,12 @@ def _wait_for_workers(cluster: StandaloneCluster, processes: list[subprocess.Pop
 
 
 @contextmanager
-def standalone_cluster(spark_home: Path, environment: dict[str, str], workdir: Path, workers: int = 2,
-                       worker_memory: str = "1500m") -> Iterator[StandaloneCluster]:  # fmt: skip
+def standalone_cluster(
+    spark_home: Path, environment: dict[str, str], workdir: Path, workers: int = 2, worker_memory: str = "1500m"
+) -> Iterator[StandaloneCluster]:
     """Start a master and ``workers`` one-core workers with ``spark_home``'s ``spark-class``; stop them after."""
     spark_class = str(spark_home / "bin" / "spark-class")
-    port, ui_port = _free_port(), _free_port()
+    port, ui_port = free_port(), free_port()
     cluster = StandaloneCluster(f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{ui_port}")
     env = dict(environment, SPARK_LOCAL_IP="127.0.0.1", SPARK_WORKER_DIR=str(workdir / "work"))
     logs = workdir / "logs"
@@ -70,11 +66,30 @@ def standalone_cluster(spark_home: Path, environment: dict[str, str], workdir: P
         processes.append(subprocess.Popen([spark_class, *args], env=env, stdout=log, stderr=subprocess.STDOUT))
 
     try:
-        start("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
-              "--webui-port", str(ui_port))  # fmt: skip
+        start(
+            "master",
+            "org.apache.spark.deploy.master.Master",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--webui-port",
+            str(ui_port),
+        )
         for index in range(workers):
-            start(f"worker-{index}", "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--cores", "1",
-                  "--memory", worker_memory, "--webui-port", str(_free_port()), cluster.master_url)  # fmt: skip
+            start(
+                f"worker-{index}",
+                "org.apache.spark.deploy.worker.Worker",
+                "--host",
+                "127.0.0.1",
+                "--cores",
+                "1",
+                "--memory",
+                worker_memory,
+                "--webui-port",
+                str(free_port()),
+                cluster.master_url,
+            )
         _wait_for_workers(cluster, processes, workers)
         yield cluster
     finally:

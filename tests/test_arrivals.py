@@ -65,6 +65,7 @@ def images(tmp_path):
     return root
 
 
+@pytest.mark.slow
 def test_files_added_and_deleted_while_the_job_runs_are_not_errors(spark, images, tmp_path):
     output = tmp_path / "out"
     arrived, deleted = images / "Banana" / "arrived.jpg", images / "Lime Verde" / "000.jpg"
@@ -128,6 +129,7 @@ def _upload(client, folder, prefix: str) -> None:
             client.upload_file(str(path), BUCKET, f"{prefix}/{path.relative_to(folder).as_posix()}")
 
 
+@pytest.mark.slow
 def test_on_s3_an_object_uploaded_after_the_listing_arrived_and_one_from_before_is_lost(spark, moto_endpoint, tmp_path):
     """The EMR engine's case: LastModified against listed_at, and an errors/ row of an object deleted meanwhile.
 

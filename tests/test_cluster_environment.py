@@ -54,10 +54,17 @@ def test_the_step_brings_the_archive_to_the_driver_and_the_executors():
     from tasks.emr.steps import step_definition
 
     uri = "s3://b/fruitflow/fruitflow-environments/fruitflow-env-py39-x86_64-0123456789abcdef.tar.gz"
-    step = step_definition(cluster_id="j-1", script_uri="s3://b/job.py", py_files_uri="s3://b/fruitjob.zip",
-                           environment_sha256=64 * "0", timeout_minutes=10,
-                           environment_uri=uri, job_args=["--images", "s3://b/i"], token="t",
-                           flow_run_id="r")  # fmt: skip
+    step = step_definition(
+        cluster_id="j-1",
+        script_uri="s3://b/job.py",
+        py_files_uri="s3://b/fruitjob.zip",
+        environment_sha256=64 * "0",
+        timeout_minutes=10,
+        environment_uri=uri,
+        job_args=["--images", "s3://b/i"],
+        token="t",
+        flow_run_id="r",
+    )
     args = step["HadoopJarStep"]["Args"]
     wrapper, submit = args[2], args[args.index("spark-submit") :]
     # the wrapper's own arguments: cluster id, archive, its sha256, the deadline in minutes, the flow run id

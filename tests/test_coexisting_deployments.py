@@ -8,7 +8,6 @@ re-points deployments at the serving process, which must not happen to the sessi
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -36,6 +35,7 @@ from tests.prefect_server import (
     PrefectServer,
     bare_server,
     deploy_all,
+    poll,
     wait_final,
 )
 from tests.prefect_server import serving as serving_flows
@@ -57,7 +57,9 @@ def test_deployment_names_are_unique_across_flows():
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory) -> Iterator[tuple[PrefectServer, str]]:
     """A server of its own, the process pool ``fruitflow`` and ``deploy --all``; with the first deploy's output."""
-    with bare_server(tmp_path_factory.mktemp("coexisting-home")) as server:
+    # The scheduler every second (not every minute): the reaper's scheduled run is there at once.
+    home = tmp_path_factory.mktemp("coexisting-home")
+    with bare_server(home, PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="1") as server:
         server.cli("work-pool", "create", "fruitflow", "--type", "process")
         yield server, deploy_all(server)
 
@@ -128,15 +130,6 @@ def serving(deployed) -> Iterator[PrefectServer]:
         yield server
 
 
-def _poll(predicate, timeout_s: float, what: str, server: PrefectServer):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(1)
-    pytest.fail(f"{what} after {timeout_s}s; serve log:\n{server.log_tail('serve')}")
-
-
 @pytest.mark.slow
 def test_serve_after_deploy_all_takes_the_deployments_over_and_runs_them(
     deployed, client, serving, fruit_images, tmp_path
@@ -144,12 +137,12 @@ def test_serve_after_deploy_all_takes_the_deployments_over_and_runs_them(
     before = client.read_deployment_by_name("fruit-features/local")
     if before.work_pool_name is not None:  # made by `prefect deploy --all`: a worker's deployment
         assert before.pull_steps and before.path is None
-    _poll(lambda: "deployments are being served" in serving.log_tail("serve"), 120, "not serving", serving)
+    poll(lambda: "deployments are being served" in serving.log_tail("serve"), 120, "not serving", serving)
 
     parameters = {"images": str(fruit_images), "output": str(tmp_path / "served"), "weights": "random"}
     parameters |= {"alpha": TEST_ALPHA, "pca_components": 5, "batch_size": 8}
     run = client.create_flow_run_from_deployment(before.id, parameters={"job": parameters})
-    run = _poll(
+    run = poll(
         lambda: (found := client.read_flow_run(run.id)).state.is_final() and found,
         RUN_TIMEOUT_S,
         "served run not finished",
@@ -179,7 +172,7 @@ def test_a_scheduled_reaper_without_aws_blocks_pauses_its_schedule_and_says_why(
     if not schedule.active:  # an earlier test of this module paused it as a user
         client.update_deployment_schedule(reaper.id, schedule.id, active=True)
     # The scheduler's next run of the reaper (at the next half hour), moved to now: a run the schedule made.
-    (run, *_) = _poll(
+    (run, *_) = poll(
         lambda: [r for r in _scheduled_runs(client, reaper.id) if r.auto_scheduled],
         120,
         "the scheduler made no reaper run",
@@ -190,7 +183,7 @@ def test_a_scheduled_reaper_without_aws_blocks_pauses_its_schedule_and_says_why(
     assert run.state.type == StateType.COMPLETED, run.state.message
 
     assert not _schedule(client, REAPER).active
-    said = _poll(
+    said = poll(
         lambda: [
             log.message
             for log in client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
@@ -207,7 +200,7 @@ def test_a_scheduled_reaper_without_aws_blocks_pauses_its_schedule_and_says_why(
 
 @pytest.mark.slow
 def test_a_deploy_after_serve_gives_the_deployments_back_to_the_work_pool(deployed, client, serving):
-    _poll(lambda: "taken over" in serving.log_tail("serve", 200), 120, "no take-over", serving)
+    poll(lambda: "taken over" in serving.log_tail("serve", 200), 120, "no take-over", serving)
     deploy_all(deployed[0])
     deployment = client.read_deployment_by_name("fruit-features/local")
     assert deployment.work_pool_name == "fruitflow"

@@ -24,6 +24,8 @@ from tasks.validation import verify_output
 from tests.conftest import JOB_DEFAULTS, REPO
 from tests.helpers import metrics, read_parquet
 
+pytestmark = pytest.mark.slow  # each kill point is a job in its own process (Python + JVM): 7-18 s
+
 CRASH_POINTS = REPO / "tests" / "crash_points"
 JOB_SECONDS = 300  # a killed job is over long before; a bound, not a wait
 
@@ -107,40 +109,35 @@ def _resume_and_check(spark, images: Path, output: Path, *extra: str, refused: b
     return metrics(output)
 
 
-# The kill points: (where, what the output holds then). Two run in the quick suite, the issue's own cases.
-QUICK = [
+# The kill points: (where, what the output holds then), one per state the resume treats differently; the first two
+# are the issue's own cases. Folded into these (the same state once what a killed run half-wrote is
+# discarded, so the same resume): stage:weights (only the lease) into write:space.json:1; stage:featurize (no errors/)
+# into errors/_temporary; stage:errors and pca/_temporary (no PCA, or pca/ half-written beside a half-saved model)
+# into pca_model/metadata; write:identity.json (a saved model not recorded) into write:space.json:2; stage:pca and
+# write:metrics.json (all written but metrics.json, the model recorded) into stage:quality.
+ISSUE_CASES = [
     "features/_temporary",  # inside the first write of features/ (Spark deleted the folder first)
     "pca_model/metadata",  # a model folder without its stages yet (pca/ is being written beside it)
 ]
-SLOW = [
-    "stage:weights",  # nothing written yet but the lease: a plain run may go on, and takes the lease over
-    "write:space.json:1",  # inside the first space.json: nothing written but its temporary file (a plain run may go on)
-    "stage:featurize",  # features/ complete, errors/ not written
-    "errors/_temporary",  # inside errors/
-    "stage:errors",  # features/ and errors/ complete, no PCA
-    "pca/_temporary",  # inside pca/, while the model is saved
-    "write:identity.json",  # the model saved but for its identity, written last
-    "write:space.json:2",  # inside space.json naming the model: pca/ and pca_model/ complete
-    "stage:pca",  # the model recorded in space.json: the resumed run stays in it
-    "stage:quality",  # all written but metrics.json
-    "write:metrics.json",  # inside metrics.json
+OTHER_STATES = [
+    "write:space.json:1",  # inside the first space.json: nothing written but the lease and a temporary file
+    "errors/_temporary",  # features/ complete, errors/ half-written: nothing featurized again
+    "write:space.json:2",  # inside space.json naming the model: pca/ and pca_model/ complete, the model not recorded
+    "stage:quality",  # all written but metrics.json, the model recorded in space.json: the resumed run stays in it
 ]
 
 
-@pytest.mark.parametrize(
-    "kill_at", [*QUICK, *(pytest.param(point, marks=pytest.mark.slow) for point in SLOW)], ids=lambda p: p
-)
+@pytest.mark.parametrize("kill_at", [*ISSUE_CASES, *OTHER_STATES], ids=lambda p: p)
 def test_a_killed_run_is_finished_by_incremental(spark, images, tmp_path, kill_at):
     output = tmp_path / "out"
     _killed_run(images, output, kill_at, tmp_path)
     recorded = _recorded_model(output)
-    nothing_written = kill_at in ("stage:weights", "write:space.json:1")
+    nothing_written = kill_at == "write:space.json:1"  # a plain run may go on, and takes the lease over
     resumed = _resume_and_check(spark, images, output, refused=not nothing_written)
     if recorded is None:  # killed before the model was recorded: fitted once, over every row
         assert resumed["pca_refit"] is True
 
 
-@pytest.mark.slow
 def test_a_killed_pca_model_run_resumes_in_that_models_space(spark, images, job_output, tmp_path):
     """Killed inside features/ of a run made with --pca-model: the model was recorded (and copied in) first."""
     output = tmp_path / "out"
@@ -151,7 +148,6 @@ def test_a_killed_pca_model_run_resumes_in_that_models_space(spark, images, job_
     assert resumed["pca_model_id"] == metrics(job_output)["pca_model_id"]
 
 
-@pytest.mark.slow
 def test_a_killed_incremental_append_leaves_no_rows_twice(spark, images, tmp_path):
     """Killed inside the append of an --incremental run: its committed task files never join features/ later."""
     from fruitjob.job import run

@@ -23,17 +23,15 @@ from prefect.client.schemas.filters import (
     LogFilter,
     LogFilterFlowRunId,
 )
-from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.objects import StateType
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Cancelling
 
 from tasks.reporting import CLASSES_KEY, SUMMARY_KEY
-from tests.conftest import TEST_ALPHA
-from tests.prefect_server import PrefectServer, start_deployment_run, wait_final
+from tests.prefect_server import NEW_BATCH, PrefectServer, start_deployment_run, wait_final
 
 pytestmark = pytest.mark.slow
 
-NEW_BATCH = {"weights": "random", "alpha": TEST_ALPHA, "pca_components": 5, "batch_size": 8}
 TASKS = {"check-input", "run-spark-job", "validate-output", "publish-summary"}
 RUN_TIMEOUT_S = 300
 
@@ -52,17 +50,6 @@ def client(server) -> Iterator[SyncPrefectClient]:
 
 def _artifacts(client: SyncPrefectClient, flow_run_id: UUID) -> list:
     return client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-
-
-@pytest.fixture(scope="module")
-def deployed_run(server, fruit_images, tmp_path_factory) -> tuple[FlowRun, str]:
-    """One run of fruit-features/local on a new image set, triggered like `prefect deployment run` would."""
-    output = str(tmp_path_factory.mktemp("deployed") / "batch-1")
-    with temporary_settings({PREFECT_API_URL: server.api_url}), get_client(sync_client=True) as client:
-        flow_run_id = start_deployment_run(
-            client, "fruit-features/local", images=str(fruit_images), output=output, **NEW_BATCH
-        )
-        return wait_final(client, server, flow_run_id, RUN_TIMEOUT_S), output
 
 
 def test_deploy_all_creates_both_deployments_on_the_process_pool(server, client):

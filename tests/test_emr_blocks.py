@@ -113,8 +113,11 @@ def test_an_output_inside_the_input_is_refused():
             check_uris(JobOptions(images=images, output=output))
     with pytest.raises(PreflightError, match="the default output"):
         check_uris(JobOptions(images="s3://fruit/fruitflow", output="s3://fruit/fruitflow/fruitflow-output/run-1"))
-    for images, output in (("s3://fruit/images", "s3://fruit/images2"), ("s3://fruit/images", "s3://other-fruit/images"),
-                           ("s3://fruit/data/images", "s3://fruit/data/out")):  # fmt: skip
+    for images, output in (
+        ("s3://fruit/images", "s3://fruit/images2"),
+        ("s3://fruit/images", "s3://other-fruit/images"),
+        ("s3://fruit/data/images", "s3://fruit/data/out"),
+    ):
         check_uris(JobOptions(images=images, output=output))  # siblings and other buckets are fine
 
 

@@ -25,7 +25,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Cancelling
 
 from tasks.aws.tags import TAG_FLOW_RUN
-from tests.emr_fixtures import KEY_PAIR, UNPLAYED_TAG
+from tests.emr_fixtures import KEY_PAIR, UNPLAYED_TAG, save_moto_blocks
 from tests.emr_flow import TEST_JOB
 from tests.prefect_server import PrefectServer, start_deployment_run, wait_final
 
@@ -44,22 +44,11 @@ def server(prefect_server) -> PrefectServer:
 @pytest.fixture
 def client(server, aws) -> Iterator[SyncPrefectClient]:
     """A client of the deployment server, which holds this test's blocks (pointed at moto)."""
-    from prefect_aws import AwsCredentials, S3Bucket
-    from prefect_aws.client_parameters import AwsClientParameters
 
     from blocks.emr_cluster_config import EmrClusterConfig
 
     with temporary_settings({PREFECT_API_URL: server.api_url}), get_client(sync_client=True) as prefect:
-        credentials = AwsCredentials(
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            region_name="us-east-1",
-            aws_client_parameters=AwsClientParameters(endpoint_url=aws.endpoint),
-        )
-        credentials.save(BLOCKS, overwrite=True)
-        S3Bucket(bucket_name=aws.bucket, bucket_folder="fruitflow", credentials=credentials).save(
-            BLOCKS, overwrite=True
-        )
+        save_moto_blocks(BLOCKS, aws.endpoint)
         EmrClusterConfig(
             key_pair_name=KEY_PAIR, poll_seconds=1, idle_timeout_minutes=60, tags={UNPLAYED_TAG: "true"}
         ).save(BLOCKS, overwrite=True)

@@ -18,17 +18,9 @@ from tasks.local.sample_images import draw_fruit
 from tasks.validation import verify_output
 from tests.conftest import JOB_DEFAULTS, TEST_ALPHA
 from tests.helpers import metrics, read_parquet, vectors
-from tests.parity_env import EMR_SPARK, base_python, build
+from tests.parity_env import EMR_SPARK
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def parity():
-    python = base_python()
-    if python is None:
-        pytest.skip("Python 3.9 (pyenv 3.9.18) is not installed: the EMR parity environment cannot be built")
-    return build(python)
 
 
 @pytest.fixture(scope="module")

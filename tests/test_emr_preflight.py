@@ -103,8 +103,9 @@ def test_default_output_under_the_images_folder_is_refused(aws, no_cluster_creat
     land inside the input."""
     S3Bucket.load("fruitflow").save("images-in-folder", overwrite=True)  # bucket folder "fruitflow"
     with pytest.raises(PreflightError) as caught:
-        fruit_features(images=f"s3://{aws.bucket}/fruitflow", engine="emr", s3_bucket_block="images-in-folder",
-                       **TEST_JOB)  # fmt: skip
+        fruit_features(
+            images=f"s3://{aws.bucket}/fruitflow", engine="emr", s3_bucket_block="images-in-folder", **TEST_JOB
+        )
     message = str(caught.value)
     assert f"s3://{aws.bucket}/fruitflow/fruitflow-output/run-" in message and "the default output" in message
     assert "choose an output outside the input folder or prefix" in message

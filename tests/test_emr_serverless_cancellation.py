@@ -19,7 +19,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Cancelling
 
 from tasks.aws.tags import TAG_FLOW_RUN
-from tests.emr_fixtures import UNPLAYED_TAG
+from tests.emr_fixtures import UNPLAYED_TAG, save_moto_blocks
 from tests.prefect_server import start_deployment_run, wait_final
 from tests.serverless_fixtures import SERVERLESS_JOB
 
@@ -34,22 +34,11 @@ CANCEL_WAIT_S = 90
 def client(prefect_server, aws):
     """A client of the deployment server, which holds this test's blocks (pointed at moto)."""
     from prefect.client.orchestration import get_client
-    from prefect_aws import AwsCredentials, S3Bucket
-    from prefect_aws.client_parameters import AwsClientParameters
 
     from blocks.emr_serverless_config import EmrServerlessConfig
 
     with temporary_settings({PREFECT_API_URL: prefect_server.api_url}), get_client(sync_client=True) as prefect:
-        credentials = AwsCredentials(
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            region_name="us-east-1",
-            aws_client_parameters=AwsClientParameters(endpoint_url=aws.endpoint),
-        )
-        credentials.save(BLOCKS, overwrite=True)
-        S3Bucket(bucket_name=aws.bucket, bucket_folder="fruitflow", credentials=credentials).save(
-            BLOCKS, overwrite=True
-        )
+        save_moto_blocks(BLOCKS, aws.endpoint)
         EmrServerlessConfig(poll_seconds=1, tags={UNPLAYED_TAG: "true"}).save(BLOCKS, overwrite=True)
         yield prefect
 

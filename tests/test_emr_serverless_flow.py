@@ -86,14 +86,22 @@ def _start_twice_then_time_out(aws) -> dict:
     """A lost StartJobRun reply, a retried start task, then a wait past the timeout (the job run is held RUNNING)."""
     client = aws.client("emr-serverless")
     flow_run_id, sent, resent = str(uuid.uuid4()), [], []
-    application_id = client.create_application(name="fruitflow starts", releaseLabel="emr-7.13.0", type="SPARK",
-                                               tags=run_tags(flow_run_id))["applicationId"]  # fmt: skip
+    application_id = client.create_application(
+        name="fruitflow starts", releaseLabel="emr-7.13.0", type="SPARK", tags=run_tags(flow_run_id)
+    )["applicationId"]
     request = job_run_request(
-        EmrServerlessConfig(tags={UNPLAYED_TAG: "true"}), application_id=application_id,
-        role_arn="arn:aws:iam::123456789012:role/EMRServerlessS3RuntimeRole", script_uri="s3://b/job.py",
-        job_args=["--images", aws.images], confs={"spark.executor.cores": "4"}, token="tok-1", flow_run_id=flow_run_id,
-        log_uri=f"s3://{aws.bucket}/sl-logs/", timeout_minutes=10, max_age_hours=1.0,
-    )  # fmt: skip
+        EmrServerlessConfig(tags={UNPLAYED_TAG: "true"}),
+        application_id=application_id,
+        role_arn="arn:aws:iam::123456789012:role/EMRServerlessS3RuntimeRole",
+        script_uri="s3://b/job.py",
+        job_args=["--images", aws.images],
+        confs={"spark.executor.cores": "4"},
+        token="tok-1",
+        flow_run_id=flow_run_id,
+        log_uri=f"s3://{aws.bucket}/sl-logs/",
+        timeout_minutes=10,
+        max_age_hours=1.0,
+    )
     lossy = moto_clients({"before-send.emr-serverless.StartJobRun": _lose_first_reply(sent)})
     counting = moto_clients({"before-send.emr-serverless.StartJobRun": lambda **kw: resent.append(1)})
 
@@ -116,8 +124,15 @@ def _start_twice_then_time_out(aws) -> dict:
     state = client.get_job_run(applicationId=application_id, jobRunId=first)["jobRun"]["state"]
     client.stop_application(applicationId=application_id)
     client.delete_application(applicationId=application_id)
-    return {"ids": (first, second), "sent": sent, "resent": resent, "named": named, "timed_out": timed_out,
-            "state_after_timeout": state, "application_id": application_id}  # fmt: skip
+    return {
+        "ids": (first, second),
+        "sent": sent,
+        "resent": resent,
+        "named": named,
+        "timed_out": timed_out,
+        "state_after_timeout": state,
+        "application_id": application_id,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -140,10 +155,14 @@ def played(aws, serverless, parity_env, aws_calls):
     client.start_application(applicationId=reused)
     EmrServerlessConfig(application_id=reused, poll_seconds=1).save("sl-reused", overwrite=True)
     before = {app["id"] for app in client.list_applications()["applications"]}
-    out["reused"] = serverless_flow(aws.images, f"s3://{aws.bucket}/out/sl-reused", serverless_block="sl-reused",
-                                    return_state=True)  # fmt: skip
-    out.update(reused_id=reused, reused_state=client.get_application(applicationId=reused)["application"]["state"],
-               new_after_reuse={app["id"] for app in client.list_applications()["applications"]} - before)  # fmt: skip
+    out["reused"] = serverless_flow(
+        aws.images, f"s3://{aws.bucket}/out/sl-reused", serverless_block="sl-reused", return_state=True
+    )
+    out.update(
+        reused_id=reused,
+        reused_state=client.get_application(applicationId=reused)["application"]["state"],
+        new_after_reuse={app["id"] for app in client.list_applications()["applications"]} - before,
+    )
     client.stop_application(applicationId=reused)
     client.delete_application(applicationId=reused)
 
@@ -210,8 +229,11 @@ def test_happy_path_outputs_validated_and_application_deleted(aws, played):
 
 def test_the_job_run_request_carries_the_staged_job_and_is_idempotent(aws, played):
     result = played["happy"].result()
-    (request,) = [p for prefix, op, p in played["calls"] if op == "StartJobRun" and p["applicationId"] ==
-                  result.ids["application_id"]]  # fmt: skip
+    (request,) = [
+        p
+        for prefix, op, p in played["calls"]
+        if op == "StartJobRun" and p["applicationId"] == result.ids["application_id"]
+    ]
     submit = request["jobDriver"]["sparkSubmit"]
     flow_run_id = _application(aws, result.ids["application_id"])["tags"][TAG_FLOW_RUN]
     staged = f"s3://{aws.bucket}/fruitflow/fruitflow-runs/{flow_run_id}/job/"
@@ -225,8 +247,11 @@ def test_the_job_run_request_carries_the_staged_job_and_is_idempotent(aws, playe
         "--cluster-id": result.ids["application_id"],
     }
     assert "FRUITFLOW_" not in submit["sparkSubmitParameters"]
-    job = JobOptions(images=aws.images, output=f"s3://{aws.bucket}/out/sl-happy",
-                     **{k: v for k, v in SERVERLESS_JOB.items() if k != "step_timeout_minutes"})  # fmt: skip
+    job = JobOptions(
+        images=aws.images,
+        output=f"s3://{aws.bucket}/out/sl-happy",
+        **{k: v for k, v in SERVERLESS_JOB.items() if k != "step_timeout_minutes"},
+    )
     model = f"s3://{aws.bucket}/fruitflow/fruitflow-runs/{flow_run_id}/weights/"
     shipped = submit["entryPointArguments"][submit["entryPointArguments"].index("--tflite-model") + 1]
     assert shipped.startswith(model + "fruitflow-tflite-") and shipped.endswith(".tflite")  # converted by the flow

@@ -8,8 +8,6 @@ import logging
 import uuid
 
 import pytest
-from prefect import flow
-from prefect.client.orchestration import get_client
 from prefect.states import Completed, Running
 
 from blocks.emr_serverless_config import EmrServerlessConfig
@@ -17,7 +15,7 @@ from tasks.aws.run_names import run_name
 from tasks.aws.tags import run_tags
 from tasks.emr_serverless.engine import EmrServerlessEngine
 from tasks.engine_settings import EmrServerlessSettings
-from tests.emr_fixtures import UNPLAYED_TAG
+from tests.emr_fixtures import UNPLAYED_TAG, flow_run_in
 
 
 def _application(aws, flow_run_id: str | None = None) -> str:
@@ -34,10 +32,13 @@ def _job_run(aws, application_id: str, flow_run_id: str | None) -> str:
     """A job run the fake holds RUNNING; ours (named and tagged for ``flow_run_id``) or someone else's."""
     tags = {UNPLAYED_TAG: "true", **(run_tags(flow_run_id) if flow_run_id else {})}
     return aws.client("emr-serverless").start_job_run(
-        applicationId=application_id, clientToken=uuid.uuid4().hex, name=run_name(flow_run_id or "x", "t"),
-        executionRoleArn="arn:aws:iam::123456789012:role/EMRServerlessS3RuntimeRole", tags=tags,
+        applicationId=application_id,
+        clientToken=uuid.uuid4().hex,
+        name=run_name(flow_run_id or "x", "t"),
+        executionRoleArn="arn:aws:iam::123456789012:role/EMRServerlessS3RuntimeRole",
+        tags=tags,
         jobDriver={"sparkSubmit": {"entryPoint": "s3://b/j.py", "sparkSubmitParameters": "--conf a=b"}},
-    )["jobRunId"]  # fmt: skip
+    )["jobRunId"]
 
 
 def _states(aws, **ids: tuple[str, str | None]) -> dict[str, str]:
@@ -92,13 +93,7 @@ def reaped(aws, serverless):
     from flows.reap import reap_clusters
     from tasks.emr_serverless.reaper import StaleServerless
 
-    @flow
-    def some_run() -> None:
-        pass
-
-    with get_client(sync_client=True) as prefect:
-        running = str(prefect.create_flow_run(some_run, state=Running()).id)
-        finished = str(prefect.create_flow_run(some_run, state=Completed()).id)
+    running, finished = flow_run_in(Running()), flow_run_in(Completed())
     foreign = _application(aws)
     resources = {
         "live run's application": (_application(aws, running), None),

@@ -21,7 +21,7 @@ from tasks.emr.cluster import cluster_request, terminate
 from tasks.emr.engine import EmrEngine
 from tasks.emr.steps import step_definition, step_watch, submit_step
 from tasks.engine_settings import EmrSettings
-from tests.emr_fixtures import UNPLAYED_TAG, answer_ok, error_response, moto_clients
+from tests.emr_fixtures import UNPLAYED_TAG, add_placeholder_step, answer_ok, error_response, moto_clients
 from tests.emr_flow import emr_test_flow
 
 
@@ -84,10 +84,17 @@ def test_step_is_not_added_twice_when_submit_is_retried(aws):
         delivered.append(URLLib3Session().send(request).status_code)
         raise ConnectionClosedError(endpoint_url=request.url)
 
-    step = step_definition(cluster_id=cluster_id, script_uri="s3://b/job.py", py_files_uri="s3://b/j.zip",
-                           environment_sha256=64 * "0", timeout_minutes=10,
-                           environment_uri="s3://b/e.tar.gz", job_args=["--x"], token="t1",
-                           flow_run_id=str(uuid.uuid4()))  # fmt: skip
+    step = step_definition(
+        cluster_id=cluster_id,
+        script_uri="s3://b/job.py",
+        py_files_uri="s3://b/j.zip",
+        environment_sha256=64 * "0",
+        timeout_minutes=10,
+        environment_uri="s3://b/e.tar.gz",
+        job_args=["--x"],
+        token="t1",
+        flow_run_id=str(uuid.uuid4()),
+    )
 
     clients = moto_clients({"before-send.emr.AddJobFlowSteps": deliver_then_lose_the_reply})
 
@@ -115,11 +122,7 @@ def test_terminate_accepts_terminated_with_errors(aws, fake_cluster):
 def test_an_interrupted_step_ends_the_wait_at_once(aws, fake_cluster):
     """INTERRUPTED is an end state; boto3's step_complete waiter ignores it and would wait out the whole timeout."""
     cluster_id = _plain_cluster(aws)
-    step = step_definition(cluster_id=cluster_id, script_uri="s3://b/j.py", py_files_uri="s3://b/j.zip", job_args=[],
-                           environment_sha256=64 * "0", timeout_minutes=10,
-                           environment_uri="s3://b/e.tar.gz", token="interrupted",
-                           flow_run_id=str(uuid.uuid4()))  # fmt: skip
-    step_id = aws.client("emr").add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])["StepIds"][0]
+    step_id = add_placeholder_step(aws, cluster_id, "interrupted")
     fake_cluster.set_step_state(cluster_id, step_id, "INTERRUPTED")  # e.g. a spot core node lost under it
 
     @flow
@@ -136,11 +139,8 @@ def test_an_interrupted_step_ends_the_wait_at_once(aws, fake_cluster):
 
 def test_hung_step_is_cancelled_at_the_timeout(aws):
     cluster_id = _plain_cluster(aws)  # the step is not the job: it stays RUNNING forever, as moto leaves it
-    step = step_definition(cluster_id=cluster_id, script_uri="s3://b/j.py", py_files_uri="s3://b/j.zip", job_args=[],
-                           environment_sha256=64 * "0", timeout_minutes=10,
-                           environment_uri="s3://b/e.tar.gz", token="hung", flow_run_id=str(uuid.uuid4()))  # fmt: skip
     emr = aws.client("emr")
-    step_id = emr.add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])["StepIds"][0]
+    step_id = add_placeholder_step(aws, cluster_id, "hung")
     cancels = []
 
     def record_cancel(params, **_kwargs):
@@ -190,29 +190,26 @@ def _cancelled_since(aws_calls, start: int) -> list[tuple[str, list[str]]]:
     return [(p["ClusterId"], p["StepIds"]) for _s, op, p in aws_calls.calls[start:] if op == "CancelSteps"]
 
 
-def _running_step(aws, cluster_id: str, flow_run_id: str, token: str) -> str:
-    step = step_definition(cluster_id=cluster_id, script_uri="s3://b/j.py", py_files_uri="s3://b/j.zip", job_args=[],
-                           environment_sha256=64 * "0", timeout_minutes=10,
-                           environment_uri="s3://b/e.tar.gz", token=token, flow_run_id=flow_run_id)  # fmt: skip
-    return aws.client("emr").add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])["StepIds"][0]
-
-
 def test_a_failing_run_on_a_reused_cluster_cancels_its_step(aws, aws_calls, fake_cluster):
     """--cluster-id: the cluster is left running, so the engine's finally cancels the step the run added."""
     emr = aws.client("emr")
     reused = emr.run_job_flow(
-        Name="my own cluster", ReleaseLabel="emr-7.13.0", ServiceRole="EMR_DefaultRole",
-        JobFlowRole="EMR_EC2_DefaultRole", Tags=[{"Key": UNPLAYED_TAG, "Value": "true"}],  # its steps keep RUNNING
+        Name="my own cluster",
+        ReleaseLabel="emr-7.13.0",
+        ServiceRole="EMR_DefaultRole",
+        JobFlowRole="EMR_EC2_DefaultRole",
+        Tags=[{"Key": UNPLAYED_TAG, "Value": "true"}],  # its steps keep RUNNING
         Instances={"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True},
-    )["JobFlowId"]  # fmt: skip
+    )["JobFlowId"]
     start = len(aws_calls.calls)
     with (
         aws_calls.on("before-send.emr.DescribeStep", error_response("AccessDeniedException")),
         aws_calls.on("before-call.emr.CancelSteps", fake_cluster.answer_cancel_steps),
         pytest.raises(ClientError, match="AccessDenied"),
     ):
-        emr_test_flow(images=aws.images, output=f"s3://{aws.bucket}/out/reused-{uuid.uuid4().hex[:6]}",
-                      cluster_id=reused)  # fmt: skip
+        emr_test_flow(
+            images=aws.images, output=f"s3://{aws.bucket}/out/reused-{uuid.uuid4().hex[:6]}", cluster_id=reused
+        )
     (step,) = emr.list_steps(ClusterId=reused)["Steps"]
     assert _cancelled_since(aws_calls, start) == [(reused, [step["Id"]])]
     assert aws.clusters()[reused] in ("WAITING", "RUNNING"), "a reused cluster is never terminated"
@@ -223,11 +220,15 @@ def test_the_hook_cancels_the_run_step_on_reused_and_kept_clusters(aws, aws_call
     """Cancelled or crashed with --cluster-id / --keep-cluster: the step is cancelled, the clusters stay up."""
     run_id = uuid.uuid4()
     reused, kept = _plain_cluster(aws), _our_cluster(aws, str(run_id))
-    theirs = _running_step(aws, reused, str(uuid.uuid4()), "someone-else")  # RUNNING: moto runs the first step
-    on_reused = _running_step(aws, reused, str(run_id), "ours")  # PENDING behind it
-    on_kept = _running_step(aws, kept, str(run_id), "kept")
-    flow_run = FlowRun(id=run_id, name="cancelled-run", flow_id=uuid.uuid4(),
-                       parameters={"engine": "emr", "cluster_id": reused, "keep_cluster": True})  # fmt: skip
+    theirs = add_placeholder_step(aws, reused, "someone-else")  # RUNNING: moto runs the first step
+    on_reused = add_placeholder_step(aws, reused, "ours", str(run_id))  # PENDING behind it
+    on_kept = add_placeholder_step(aws, kept, "kept", str(run_id))
+    flow_run = FlowRun(
+        id=run_id,
+        name="cancelled-run",
+        flow_id=uuid.uuid4(),
+        parameters={"engine": "emr", "cluster_id": reused, "keep_cluster": True},
+    )
     start = len(aws_calls.calls)
     with aws_calls.on("before-call.emr.CancelSteps", fake_cluster.answer_cancel_steps):
         end_what_the_run_left(fruit_features, flow_run, Cancelled())

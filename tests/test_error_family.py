@@ -153,8 +153,9 @@ def test_the_ui_state_message_is_the_same_line(aws):
 
     state = fruit_features(engine="emr", images=None, return_state=True)
     assert state.is_failed()
-    assert state.message.endswith("UsageError: the EMR engine needs --images s3://bucket/prefix (upload with `aws "
-                                  "s3 sync`)"), state.message  # fmt: skip
+    assert state.message.endswith(
+        "UsageError: the EMR engine needs --images s3://bucket/prefix (upload with `aws s3 sync`)"
+    ), state.message
 
 
 def _query_error(code: str, status: int = 403):

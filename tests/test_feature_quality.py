@@ -36,8 +36,9 @@ def test_separable_classes_score_one_and_the_confusion_is_named():
     predicted = loo_predictions(vectors, labels)
     assert (predicted == labels).all()
     rows = per_class(labels, np.array(["x", "x", "x", "y", "y", "y", "y", "y"]), predicted)
-    assert rows[0] == ClassQuality(label="x", images=4, accuracy_features=0.75, accuracy_pca=1.0,
-                                   most_confused_with="y")  # fmt: skip
+    assert rows[0] == ClassQuality(
+        label="x", images=4, accuracy_features=0.75, accuracy_pca=1.0, most_confused_with="y"
+    )
 
 
 def test_the_job_reports_feature_quality(job_output):
@@ -45,8 +46,13 @@ def test_the_job_reports_feature_quality(job_output):
     assert quality["sample_size"] == 24 and quality["method"].startswith("leave-one-out")
     assert 0 <= quality["accuracy_features"] <= 1 and 0 <= quality["accuracy_pca"] <= 1
     assert {row["label"] for row in quality["per_class"]} == {
-        "Apple Red 1", "Banana", "Lime Verde", "Orange Navel", "Plum Dark", "Pêche Blanche"
-    }  # fmt: skip
+        "Apple Red 1",
+        "Banana",
+        "Lime Verde",
+        "Orange Navel",
+        "Plum Dark",
+        "Pêche Blanche",
+    }
 
 
 def test_big_outputs_are_scored_on_a_stratified_sample_of_stated_size(spark, job_output):

@@ -12,7 +12,6 @@ schedule resumed, as a user had it, and the scheduler's runs already waiting.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -34,6 +33,7 @@ from tests.prefect_server import (
     PrefectServer,
     bare_server,
     deploy_all,
+    poll,
     start_process,
     stop_process,
 )
@@ -60,15 +60,6 @@ def _auto_scheduled_runs(client: SyncPrefectClient, name: str) -> list:
     return [run for run in runs if run.auto_scheduled]
 
 
-def _poll(predicate, timeout_s: float, what: str, server: PrefectServer, log: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(1)
-    pytest.fail(f"{what} after {timeout_s}s; {log} log:\n{server.log_tail(log)}")
-
-
 @pytest.fixture
 def last_month(tmp_path) -> Iterator[tuple[PrefectServer, SyncPrefectClient]]:
     """A server of its own holding the deployments made before the renames, their schedules active, the scheduler's
@@ -84,7 +75,7 @@ def last_month(tmp_path) -> Iterator[tuple[PrefectServer, SyncPrefectClient]]:
             weekly = client.read_deployment_by_name(OLD_WEEKLY)
             (schedule,) = weekly.schedules
             client.update_deployment_schedule(weekly.id, schedule.id, active=True)  # resumed by its user
-            _poll(lambda: _auto_scheduled_runs(client, ALIAS), 120, "no scheduled reaper run", server, "server")
+            poll(lambda: _auto_scheduled_runs(client, ALIAS), 120, "no scheduled reaper run", server, "server")
             yield server, client
 
 
@@ -116,7 +107,7 @@ def _run_alias(server: PrefectServer, client: SyncPrefectClient, log: str):
     """``prefect deployment run 'reap-clusters/scheduled'`` (dry run: no AWS needed), waited for until final."""
     said = server.cli("deployment", "run", ALIAS, "--param", "dry_run=true")
     (flow_run_id,) = re.findall(r"UUID: ([0-9a-f-]{36})", said)
-    run = _poll(
+    run = poll(
         lambda: (found := client.read_flow_run(flow_run_id)).state.is_final() and found,
         RUN_TIMEOUT_S,
         f"the run of {ALIAS} not finished",
@@ -167,7 +158,7 @@ def test_deploy_all_moves_a_paused_reaper_schedule_off_the_alias_paused(last_mon
 def test_serve_keeps_reap_clusters_scheduled_runnable_and_unscheduled(last_month):
     server, client = last_month
     with serving_flows(server):
-        _poll(lambda: "deployments are being served" in server.log_tail("serve"), 120, "not serving", server, "serve")
+        poll(lambda: "deployments are being served" in server.log_tail("serve"), 120, "not serving", server, "serve")
         _assert_one_reaper_schedule(client)
         assert client.read_deployment_by_name(ALIAS).work_pool_name is None  # this process runs it, no worker
         said = server.log_tail("serve", 400)
@@ -200,7 +191,7 @@ def test_a_deployment_holding_the_former_flat_engine_still_runs(tmp_path, fruit_
                 run_id = client.create_flow_run_from_deployment(
                     deployment_id, parameters={"job": job, "dry_run": True}
                 ).id
-                run = _poll(
+                run = poll(
                     lambda: (found := client.read_flow_run(run_id)).state.is_final() and found,
                     RUN_TIMEOUT_S,
                     "the run of the old deployment not finished",

@@ -65,8 +65,10 @@ def fitted(features):
 def test_block_moments_and_merge_equal_numpy(monkeypatch):
     x = _features(50, seed=3, offset=1e4).astype(np.float64)  # a large mean: X^T X - n m m^T would lose the variance
     monkeypatch.setattr(gram_pca, "BLOCK_ROWS", 8)  # blocks straddle the batches below
-    batches = [pa.RecordBatch.from_arrays([pa.array(list(part), pa.list_(pa.float32()))], ["features"]) for part in
-               np.array_split(x.astype(np.float32), [5, 6, 30])]  # fmt: skip
+    batches = [
+        pa.RecordBatch.from_arrays([pa.array(list(part), pa.list_(pa.float32()))], ["features"])
+        for part in np.array_split(x.astype(np.float32), [5, 6, 30])
+    ]
     whole = gram_pca.block_moments(gram_pca._blocks(batches, FEATURE_DIM))
     halves = gram_pca.merge(
         gram_pca.block_moments([x[:13]]), gram_pca.merge(None, gram_pca.block_moments([x[13:20], x[20:]]))
@@ -132,6 +134,7 @@ def test_saved_model_is_a_spark_ml_pipeline_and_npz(spark, fitted, features, tmp
     np.testing.assert_array_equal(saved["explained_variance"], fitted.explained_variance)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_std", [False, True])
 def test_models_fitted_by_spark_ml_project_as_their_transform(spark, features, tmp_path, with_std):
     """pca_model/ folders of earlier runs (Spark ML's fit) keep working with --pca-model and --incremental; a
@@ -139,8 +142,10 @@ def test_models_fitted_by_spark_ml_project_as_their_transform(spark, features, t
     from pyspark.ml import Pipeline
     from pyspark.ml.feature import PCA, StandardScaler
 
-    stages = [StandardScaler(withMean=True, withStd=with_std, inputCol="x", outputCol="centred"),
-              PCA(k=4, inputCol="centred", outputCol="pcv")]  # fmt: skip
+    stages = [
+        StandardScaler(withMean=True, withStd=with_std, inputCol="x", outputCol="centred"),
+        PCA(k=4, inputCol="centred", outputCol="pcv"),
+    ]
     Pipeline(stages=stages).fit(pca._vectors(features)).write().save(str(tmp_path / "old"))
     old = pca.load_pca(str(tmp_path / "old"), "old")
     assert pca._centred_pca(old.model) is not with_std
@@ -161,6 +166,7 @@ def test_fit_and_save_counts_in_the_same_pass_and_times_its_parts(spark, feature
             pca.fit_and_save(spark, opts.replace(output=str(tmp_path / str(rows))), subset, {"weights": "test"})
 
 
+@pytest.mark.slow
 def test_fit_and_save_writes_pca_while_the_model_is_saved(spark, features, tmp_path):
     import pandas as pd
 

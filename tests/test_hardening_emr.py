@@ -30,9 +30,9 @@ from tasks.aws.remote_wait import WaitTimedOut, watch_run
 from tasks.aws.tags import TAG_FLOW_RUN
 from tasks.emr.cluster import ClusterError, cluster_request
 from tasks.emr.engine import EmrEngine
-from tasks.emr.steps import step_definition, step_watch
+from tasks.emr.steps import step_watch
 from tasks.engine_settings import EmrSettings
-from tests.emr_fixtures import KEY_PAIR, REGION, answer_ok, moto_clients
+from tests.emr_fixtures import KEY_PAIR, REGION, add_placeholder_step, answer_ok, flow_run_in, moto_clients
 from tests.emr_flow import TEST_JOB
 from tests.iam_evaluator import allows, request_context
 
@@ -69,14 +69,13 @@ def _run(**parameters) -> tuple[object, str]:
 def _hang_until_cancelled(aws) -> str:
     """A step that never ends: watch_run cancels it at its timeout (moto answers CancelSteps 500: answer 200)."""
     cluster_id = aws.client("emr").run_job_flow(
-        Name="hung", ReleaseLabel="emr-7.13.0", ServiceRole="EMR_DefaultRole", JobFlowRole="EMR_EC2_DefaultRole",
+        Name="hung",
+        ReleaseLabel="emr-7.13.0",
+        ServiceRole="EMR_DefaultRole",
+        JobFlowRole="EMR_EC2_DefaultRole",
         Instances={"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True},
-    )["JobFlowId"]  # fmt: skip
-    step = step_definition(cluster_id=cluster_id, script_uri="s3://b/j.py", py_files_uri="s3://b/j.zip", job_args=[],
-                           environment_sha256=64 * "0", timeout_minutes=10,
-                           environment_uri="s3://b/e.tar.gz", token="hardening-hung",
-                           flow_run_id=str(uuid.uuid4()))  # fmt: skip
-    step_id = aws.client("emr").add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])["StepIds"][0]
+    )["JobFlowId"]
+    step_id = add_placeholder_step(aws, cluster_id, "hardening-hung")
     clients = moto_clients({"before-call.emr.CancelSteps": answer_ok}, block=BLOCK)  # sentinel credentials
 
     @flow
@@ -143,6 +142,7 @@ def scenarios(aws, fake_cluster, aws_calls) -> dict:
     return result
 
 
+@pytest.mark.slow
 def test_throttled_calls_are_retried_the_run_succeeds_and_retries_are_logged(scenarios):
     assert scenarios["state"].is_completed(), scenarios["state"].message
     injected = scenarios["injected"]
@@ -155,6 +155,7 @@ def test_throttled_calls_are_retried_the_run_succeeds_and_retries_are_logged(sce
     assert scenarios["state"].result().validation.metrics.images_ok == 24
 
 
+@pytest.mark.slow
 def test_bootstrap_failure_is_named_and_nothing_is_left_running(aws, scenarios):
     state = scenarios["bootstrap"]
     assert state.is_failed()
@@ -239,6 +240,7 @@ def _texts_that_could_leak(aws, scenarios) -> dict[str, str]:
     return texts
 
 
+@pytest.mark.slow
 def test_sentinel_credentials_appear_nowhere(aws, aws_calls, scenarios):
     assert SENTINEL_KEY in aws_calls.access_keys, "the flow must really have used the sentinel credentials"
     texts = _texts_that_could_leak(aws, scenarios)
@@ -249,6 +251,7 @@ def test_sentinel_credentials_appear_nowhere(aws, aws_calls, scenarios):
         assert not leaks, f"{secret[:8]}... leaked into {leaks}"
 
 
+@pytest.mark.slow
 def test_every_created_cluster_has_idle_auto_termination_and_sse_and_no_public_ssh(aws, aws_calls, scenarios):
     """SIGKILL runs no cleanup: the idle policy is the net. Checked on every RunJobFlow our code sent this session."""
     requests = aws_calls.params("elasticmapreduce:RunJobFlow")
@@ -274,6 +277,7 @@ def test_every_created_cluster_has_idle_auto_termination_and_sse_and_no_public_s
             assert not (opens_ssh and world), f"{group['GroupId']} lets the world in on port 22"
 
 
+@pytest.mark.slow
 def test_everything_we_upload_is_encrypted_at_rest(aws, aws_calls, scenarios):
     puts = aws_calls.params("s3:PutObject")
     assert puts and all(put.get("ServerSideEncryption") == "AES256" for put in puts)
@@ -316,6 +320,7 @@ def _policy_actions(serverless: bool | None = None) -> set[str]:
     return actions
 
 
+@pytest.mark.slow
 def test_iam_policy_is_exactly_what_the_flows_call(aws_calls, moto_http, scenarios, reaped):
     """Every action called (botocore's calls, and pyarrow's S3 requests as moto's server saw them) is allowed, and
     everything allowed is called (or IMPLIED)."""
@@ -377,6 +382,7 @@ def _requests_to_check(scenarios, moto_http, tags_of: dict[str, dict]) -> list[t
     return checked
 
 
+@pytest.mark.slow
 def test_the_policy_conditions_allow_every_request_the_flows_made(aws, moto_http, scenarios):
     """Resources and tag conditions, not just action names: each request of the scenarios (sentinel credentials) is
     allowed by docs/iam-policy.json with its placeholders filled; and the scoping really bites."""
@@ -410,18 +416,17 @@ def reaped(aws, fake_cluster):
 
     from flows.reap import reap_clusters
 
-    @flow
-    def some_run() -> None:
-        pass
-
-    with get_client(sync_client=True) as prefect:
-        running = str(prefect.create_flow_run(some_run, state=Running()).id)
-        finished = str(prefect.create_flow_run(some_run, state=Completed()).id)
+    running, finished = flow_run_in(Running()), flow_run_in(Completed())
 
     def ours(run_id: str, keep: bool = False, max_age_hours: float | None = None) -> str:
-        request = cluster_request(EmrClusterConfig(), name="reap", log_uri=f"s3://{aws.bucket}/l/",
-                                  flow_run_id=run_id,
-                                  keep=keep, max_age_hours=max_age_hours)  # fmt: skip
+        request = cluster_request(
+            EmrClusterConfig(),
+            name="reap",
+            log_uri=f"s3://{aws.bucket}/l/",
+            flow_run_id=run_id,
+            keep=keep,
+            max_age_hours=max_age_hours,
+        )
         return aws.client("emr").run_job_flow(**request)["JobFlowId"]
 
     clusters = {
@@ -432,11 +437,13 @@ def reaped(aws, fake_cluster):
         "old, live run": ours(running),
         "old, live run, 8 h step timeout": ours(running, max_age_hours=9.0),  # 8 h step + provisioning + teardown
         "not ours": aws.client("emr").run_job_flow(
-            Name="not ours", ReleaseLabel="emr-7.13.0", ServiceRole="EMR_DefaultRole",
+            Name="not ours",
+            ReleaseLabel="emr-7.13.0",
+            ServiceRole="EMR_DefaultRole",
             JobFlowRole="EMR_EC2_DefaultRole",
             Instances={"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True},
         )["JobFlowId"],
-    }  # fmt: skip
+    }
     for name in ("old, live run", "old, live run, 8 h step timeout"):
         fake_cluster.make_older(clusters[name], hours=7)
     report = reap_clusters(aws_credentials_block="fruitflow", max_age_hours=6, poll_seconds=1)

@@ -15,8 +15,13 @@ import pytest
 from pyarrow import fs as pafs
 
 from tasks.validation import ClassCounts, OutputInvalid, verify_output
+from tests.conftest import REPO
 from tests.helpers import metrics, read_parquet
 from tests.hostile_inputs import ERROR, OK, SKIPPED, make_hostile_corpus, output_uri
+
+pytestmark = pytest.mark.slow  # one run of the job over the hostile corpus, a worker killed: ~10 s
+
+CRASH_POINTS = REPO / "tests" / "crash_points"
 
 
 @pytest.fixture(scope="module")
@@ -27,18 +32,19 @@ def corpus(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def hostile_run(spark, run_job, corpus, tmp_path_factory) -> Path:
-    """The job over the corpus, with one Python worker SIGKILLed mid-featurization (the env reaches the workers)."""
-    from fruitjob.featurizer import TEST_KILL_WORKER_ONCE
-
+    """The job over the corpus, with one Python worker SIGKILLed mid-featurization by tests/crash_points/
+    sitecustomize.py: this environment reaches the workers (a new daemon, with that folder on its PYTHONPATH)."""
     root, _expected = corpus
     marker = tmp_path_factory.mktemp("kill") / "killed-once"
     environment = spark.sparkContext.environment
-    environment[TEST_KILL_WORKER_ONCE] = str(marker)
+    killing = {"PYTHONPATH": str(CRASH_POINTS), "FRUITFLOW_KILL_WORKER_ONCE": str(marker)}
+    environment.update(killing)
     try:
         output = run_job(root, "--pca-components", "3", "--partitions", "2")
     finally:
-        del environment[TEST_KILL_WORKER_ONCE]
-    assert marker.exists(), "the test hook must have killed a worker"
+        for name in killing:
+            del environment[name]
+    assert marker.exists(), "tests/crash_points/sitecustomize.py must have killed a worker"
     return output
 
 
@@ -102,7 +108,6 @@ def test_killed_worker_task_is_retried_without_losing_or_duplicating_rows(hostil
     assert len(features) + len(errors) == metrics(hostile_run)["images_total"]
 
 
-@pytest.mark.slow
 def test_unfinished_output_is_refused_by_validation_then_redone_by_a_rerun(spark, corpus, hostile_run, tmp_path):
     """A run that died after writing features/ but before metrics.json: it never looks finished, a rerun redoes it."""
     from fruitjob.job import JobError, run

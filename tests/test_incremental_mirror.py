@@ -25,6 +25,9 @@ def _run(spark, images, output, *extra):
     return run(spark, parse_options(argv))
 
 
+pytestmark = pytest.mark.slow  # every test runs the job two or three times: 10-25 s each
+
+
 @pytest.fixture
 def week_1(spark, tmp_path):
     """Week 1: 12 photos in 6 labels and a broken one, featurized into a fresh output."""

@@ -144,6 +144,7 @@ def test_a_float_run_is_refused_into_an_int8_output_and_an_int8_run_on_a_float_p
         )
 
 
+@pytest.mark.slow
 @pytest.mark.shared
 def test_int8_costs_less_than_two_points_of_accuracy_with_real_weights():
     """Nearest class centroid on 40 real Fruits-360 classes (30 images each), every other one (by name) as reference."""

@@ -28,6 +28,7 @@ def keras_reference():
     return _features
 
 
+@pytest.mark.slow
 def test_features_equal_single_process_keras(spark, job_output, keras_reference):
     features = read_parquet(job_output, "features")
     expected = keras_reference(spark, list(features["path"]))

@@ -248,6 +248,7 @@ def _race(target, where: str, trials: int) -> dict[int, list]:
     return winners
 
 
+@pytest.mark.slow
 def test_on_s3_threads_in_many_processes_race_for_one_output_and_exactly_one_wins_every_time(moto_endpoint):
     s3 = _s3_client(moto_endpoint)
     s3.create_bucket(Bucket=S3_BUCKET)

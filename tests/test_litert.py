@@ -160,16 +160,6 @@ np.savez(sys.argv[3], **out)
 """
 
 
-@pytest.fixture(scope="module")
-def parity():
-    from tests.parity_env import base_python, build
-
-    python = base_python()
-    if python is None:
-        pytest.skip("Python 3.9 (pyenv 3.9.18) is not installed: the EMR parity environment cannot be built")
-    return build(python)
-
-
 @pytest.mark.slow
 def test_flatbuffers_converted_here_give_the_same_features_in_the_cluster_runtime(parity, tmp_path):
     from fruitjob import calibration

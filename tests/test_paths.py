@@ -75,6 +75,7 @@ def test_a_run_with_glob_characters_in_images_and_output_read_by_binaryfile(spar
     verify_output(str(out), fs.LocalFileSystem())
 
 
+@pytest.mark.slow
 def test_incremental_and_pca_model_from_folders_with_glob_characters(spark, glob_folders, tmp_path):
     images, out = glob_folders
     first = _run(spark, images, out)

@@ -23,6 +23,7 @@ def _versions(pins: list[str]) -> dict[str, str]:
     return {canonicalize_name(pin.split("==")[0]): pin.split("==")[1] for pin in pins}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_the_cluster_pins_have_wheels_for_its_python_and_platform(arch):
     pins = job_requirements(CLUSTER_PYTHON, arch, with_tensorflow=True)  # the largest set: TensorFlow included

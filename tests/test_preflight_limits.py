@@ -36,8 +36,9 @@ def test_a_bucket_in_another_region_is_a_warning_with_its_cost(aws, images_in_an
     with caplog.at_level(logging.WARNING):
         result = emr_test_flow(images=images_in_another_region, output=f"s3://{aws.bucket}/out/eu", dry_run=True)
     assert result.dry_run and result.checked.images == 2 and aws.clusters() == before
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "crosses regions" in
-                r.getMessage()]  # fmt: skip
+    warnings = [
+        r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "crosses regions" in r.getMessage()
+    ]
     assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
     assert "fruitflow-test-eu is in eu-west-1, the run in us-east-1" in warnings[0]
     assert "GB across regions (~$" in warnings[0] and "region of the AwsCredentials block" in warnings[0]
@@ -62,8 +63,12 @@ def _applications(aws) -> set[str]:
 def test_a_serverless_timeout_outside_what_aws_accepts_is_refused_before_the_application(aws, timeout_block, minutes):
     before = _applications(aws)
     with pytest.raises(PreflightError) as caught:
-        serverless_flow(aws.images, f"s3://{aws.bucket}/out/sl-timeout", serverless_block=timeout_block,
-                        step_timeout_minutes=minutes)  # fmt: skip
+        serverless_flow(
+            aws.images,
+            f"s3://{aws.bucket}/out/sl-timeout",
+            serverless_block=timeout_block,
+            step_timeout_minutes=minutes,
+        )
     assert f"--step-timeout-minutes {minutes} is not a valid EMR Serverless executionTimeoutMinutes" in str(
         caught.value
     )

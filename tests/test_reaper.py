@@ -12,28 +12,16 @@ import json
 import uuid
 
 import pytest
-from prefect import flow
-from prefect.client.orchestration import get_client
 from prefect.states import Completed, Running
 
 from blocks.emr_cluster_config import EmrClusterConfig
 from tasks.aws.run_names import run_name
 from tasks.aws.tags import run_tags
 from tasks.emr.cluster import cluster_request, find_run_clusters
-from tests.emr_fixtures import UNPLAYED_TAG, FakeCluster, error_response, moto_clients
+from tests.emr_fixtures import UNPLAYED_TAG, FakeCluster, error_response, flow_run_in, moto_clients
 from tests.serverless_fixtures import FakeServerless
 
 SECRET = "hive-metastore-password-of-another-team-7d41"
-
-
-@flow
-def _some_run() -> None:
-    pass
-
-
-def _flow_run(state) -> str:
-    with get_client(sync_client=True) as prefect:
-        return str(prefect.create_flow_run(_some_run, state=state).id)
 
 
 def _foreign(aws, name: str) -> str:
@@ -111,7 +99,7 @@ def test_reaper_never_ends_a_cluster_with_a_live_step_of_a_live_run(aws, aws_cal
     """--keep-cluster, then another run with --cluster-id whose step is RUNNING, cluster 6.5 h old, reap at 6 h."""
     from flows.reap import reap_clusters
 
-    live, finished = _flow_run(Running()), _flow_run(Completed())
+    live, finished = flow_run_in(Running()), flow_run_in(Completed())
     clusters = {
         "kept, old, live step of another live run": _ours(aws, finished, keep=True),
         "young, creator finished, live step of another live run": _ours(aws, finished),
@@ -164,7 +152,7 @@ def test_reaper_never_deletes_an_application_with_a_running_job_run_of_a_live_ru
     """The same rule on EMR Serverless: the creator's run is over, but another live run's job run is RUNNING on it."""
     from flows.reap import reap_clusters
 
-    live, finished = _flow_run(Running()), _flow_run(Completed())
+    live, finished = flow_run_in(Running()), flow_run_in(Completed())
     used, unused = _application(aws, finished), _application(aws, finished)
     _running_job_run(aws, used, live)
     _running_job_run(aws, unused, finished)

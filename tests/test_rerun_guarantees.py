@@ -34,6 +34,7 @@ def images(tmp_path):
     return root
 
 
+@pytest.mark.slow
 def test_overwrite_with_a_pca_model_leaves_no_old_model_for_incremental(spark, images, job_output, tmp_path):
     output = tmp_path / "out"
     own = _run(spark, images, output, "--pca-components", "3")  # its own pca_model/
@@ -49,6 +50,7 @@ def test_overwrite_with_a_pca_model_leaves_no_old_model_for_incremental(spark, i
 # A run killed at any point, resumed by --incremental: tests/test_crash_recovery.py (real kills).
 
 
+@pytest.mark.slow
 def test_a_file_changed_with_the_same_size_is_featurized_again(spark, images, tmp_path):
     output = tmp_path / "out"
     _run(spark, images, output, "--pca-components", "3")
@@ -67,6 +69,7 @@ def test_a_file_changed_with_the_same_size_is_featurized_again(spark, images, tm
     verify_output(str(output), fs.LocalFileSystem())
 
 
+@pytest.mark.slow
 def test_images_that_failed_before_are_retried(spark, images, tmp_path):
     output = tmp_path / "out"
     _run(spark, images, output, "--pca-components", "3")

@@ -44,6 +44,7 @@ def growing_folder(fruit_images, tmp_path):
     return folder
 
 
+@pytest.mark.slow
 def test_incremental_featurizes_only_new_images(run_job, growing_folder, spark):
     from fruitjob.job import run
     from fruitjob.options import parse_options
@@ -93,6 +94,7 @@ def test_a_refused_rerun_leaves_the_finished_run_finished(spark, job_output, fru
     verify_output(str(output), fs.LocalFileSystem())
 
 
+@pytest.mark.slow
 def test_incremental_after_pca_model_stays_in_that_space(run_job, growing_folder, job_output, spark):
     from fruitjob.job import run
     from fruitjob.options import parse_options

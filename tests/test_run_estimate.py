@@ -50,11 +50,25 @@ def test_the_summary_compares_the_estimate_with_what_the_run_took():
     from tasks.validation import ValidationReport
 
     metrics = RunMetrics.from_dict(
-        {"images": "s3://b/in", "output": "s3://b/out", "files_seen": 3, "files_skipped": 0, "images_total": 3,
-         "images_ok": 3, "images_failed": 0, "feature_dim": 1280, "pca_components": 2,
-         "explained_variance": [0.5, 0.2], "explained_variance_total": 0.7, "weights": "random",
-         "weights_sha256": "ab" * 32, "alpha": 1.0, "featurizer": "tflite", "durations_s": {"featurize": 1.0}}
-    )  # fmt: skip
+        {
+            "images": "s3://b/in",
+            "output": "s3://b/out",
+            "files_seen": 3,
+            "files_skipped": 0,
+            "images_total": 3,
+            "images_ok": 3,
+            "images_failed": 0,
+            "feature_dim": 1280,
+            "pca_components": 2,
+            "explained_variance": [0.5, 0.2],
+            "explained_variance_total": 0.7,
+            "weights": "random",
+            "weights_sha256": "ab" * 32,
+            "alpha": 1.0,
+            "featurizer": "tflite",
+            "durations_s": {"featurize": 1.0},
+        }
+    )
     result = RunResult(engine="emr", output="s3://b/out", estimate=estimate_run(EmrClusterConfig(), 3, "eu-west-3", 60))
     result.cost_estimate, result.durations_s["run"] = estimate_cost(EmrClusterConfig(), 0.2, "eu-west-3"), 720.0
     markdown = summary_markdown(ValidationReport("s3://b/out", metrics), result)

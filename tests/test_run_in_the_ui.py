@@ -34,13 +34,11 @@ from tasks.output_ready import OUTPUT_READY
 from tasks.progress import JobProgress
 from tasks.reporting import CLASSES_KEY, SUMMARY_KEY
 from tasks.run_artifacts import FAILED_IMAGES_KEY, OUTPUT_KEY
-from tests.conftest import REPO, TEST_ALPHA
+from tests.conftest import REPO
 from tests.prefect_server import start_deployment_run, wait_final
 
 pytestmark = pytest.mark.slow
 
-# No pca_components: the job fits what 24 images allow and says so in a note (worded for the UI here).
-NEW_BATCH = {"weights": "random", "alpha": TEST_ALPHA, "batch_size": 8}
 RUN_TIMEOUT_S = 300
 # A row of the summary's table, name and value, in characters per line: about what 1400 px hold in the UI, which
 # does not wrap table cells.
@@ -54,13 +52,10 @@ def client(prefect_server) -> Iterator[SyncPrefectClient]:
 
 
 @pytest.fixture(scope="module")
-def ui_run(prefect_server, fruit_images, tmp_path_factory) -> tuple[FlowRun, str]:
-    """One run of fruit-features/local from the API (as the UI starts it) on 25 images, one of them broken."""
-    output = str(tmp_path_factory.mktemp("ui") / "2026-w49")
-    with temporary_settings({PREFECT_API_URL: prefect_server.api_url}), get_client(sync_client=True) as client:
-        job = {"images": str(fruit_images), "output": output, **NEW_BATCH}
-        flow_run_id = start_deployment_run(client, "fruit-features/local", job=job)
-        run = wait_final(client, prefect_server, flow_run_id, RUN_TIMEOUT_S)
+def ui_run(deployed_run) -> tuple[FlowRun, str]:
+    """The session's run of fruit-features/local from the API (as the UI starts it) on 25 images, one of them broken
+    (tests/prefect_server.py ``deployed_run``)."""
+    run, output = deployed_run
     assert run.state.type == StateType.COMPLETED, run.state.message
     return run, output
 

@@ -43,6 +43,7 @@ def images(tmp_path):
     return make_sample_images(tmp_path / "images", per_class=2, size=48)
 
 
+@pytest.mark.slow
 def test_the_weekly_chain_holds_in_week_3(spark, images, tmp_path):
     """Week 2 is made with --pca-model week 1; week 3 with --pca-model week 2: all in week 1's space."""
     week1, week2, week3 = (tmp_path / f"w{n}" for n in (1, 2, 3))
@@ -62,6 +63,7 @@ def test_the_weekly_chain_holds_in_week_3(spark, images, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_a_moved_or_copied_output_stays_usable(spark, images, tmp_path):
     week1, week2 = tmp_path / "w1", tmp_path / "w2"
     first = _run(spark, images, week1, "--pca-components", "3")
@@ -82,6 +84,7 @@ def test_a_moved_or_copied_output_stays_usable(spark, images, tmp_path):
     assert chained.pca_model_id == first.pca_model_id
 
 
+@pytest.mark.slow
 def test_overwrite_with_the_pca_model_of_the_same_output_keeps_it(spark, images, tmp_path):
     """Case 2: the model is loaded before the output is cleared, and saved into the new output."""
     output = tmp_path / "out"
@@ -148,6 +151,7 @@ def test_a_missing_or_incomplete_model_is_one_line_that_says_so(spark, finished,
     assert "--overwrite" in message or "--pca-model" in message, message
 
 
+@pytest.mark.slow
 def test_an_older_output_naming_its_model_by_absolute_path_still_loads(spark, images, tmp_path):
     """Outputs written before this change hold no copy: their space.json names the other output's model."""
     week1, week2 = tmp_path / "w1", tmp_path / "w2"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -24,6 +23,7 @@ from tests.prefect_server import (
     REPO,
     PrefectServer,
     bare_server,
+    poll,
 )
 from tests.prefect_server import serving as serving_flows
 
@@ -111,16 +111,6 @@ def _client(server: PrefectServer):
     return temporary_settings({PREFECT_API_URL: server.api_url})
 
 
-def _wait_for(predicate, timeout_s: float, what: str, server: PrefectServer):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(1)
-    pytest.fail(f"{what} after {timeout_s}s; serve log:\n{server.log_tail('serve')}")
-
-
 def _deployment(client: SyncPrefectClient, name: str):
     try:
         return client.read_deployment_by_name(name)
@@ -131,7 +121,7 @@ def _deployment(client: SyncPrefectClient, name: str):
 @pytest.mark.slow
 def test_serve_runs_a_deployment_and_stops(own_server, serving):
     with _client(own_server), get_client(sync_client=True) as client:
-        deployed = _wait_for(
+        deployed = poll(
             lambda: all(found := [_deployment(client, _full_name(entry)) for entry in ENTRIES]) and found,
             120,
             "not every deployment served",
@@ -146,7 +136,7 @@ def test_serve_runs_a_deployment_and_stops(own_server, serving):
 
         # No AWS blocks on this server: the reaper has nothing to do and completes (run by the serving process).
         run = client.create_flow_run_from_deployment(reaper.id, parameters={"dry_run": True})
-        run = _wait_for(
+        run = poll(
             lambda: (found := client.read_flow_run(run.id)).state.is_final() and found,
             180,
             "served run not finished",

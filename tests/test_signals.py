@@ -78,8 +78,21 @@ def run_command(aws, fake_cluster, tmp_path) -> Iterator:
         job = {**TEST_JOB, "step_timeout_minutes": STEP_TIMEOUT_MINUTES}
         options = [f"--{name.replace('_', '-')}={value}" for name, value in job.items()]
         output = f"s3://{aws.bucket}/signals/{marker}"
-        command = [sys.executable, "-m", "flows.fruit_features", "--engine", "emr", "--images", aws.images,
-                   "--output", output, *options, "--cluster-block", block, *extra]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "flows.fruit_features",
+            "--engine",
+            "emr",
+            "--images",
+            aws.images,
+            "--output",
+            output,
+            *options,
+            "--cluster-block",
+            block,
+            *extra,
+        ]
         env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
         log = tmp_path / f"{marker}.log"
         with fake_cluster.on_step_added(added), log.open("w") as out:
@@ -181,13 +194,26 @@ def test_a_hangup_cancels_the_serverless_job_run_and_deletes_the_application(aws
     emr_serverless = aws.client("emr-serverless")
     options = [f"--{name.replace('_', '-')}={value}" for name, value in TEST_JOB.items()]
     block, output = f"signals-{marker}", f"s3://{aws.bucket}/signals/{marker}"
-    command = [sys.executable, "-m", "flows.fruit_features", "--engine", "emr-serverless", "--images", aws.images,
-               "--output", output, *options, "--serverless-block", block]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "flows.fruit_features",
+        "--engine",
+        "emr-serverless",
+        "--images",
+        aws.images,
+        "--output",
+        output,
+        *options,
+        "--serverless-block",
+        block,
+    ]
     log = tmp_path / "serverless.log"
     with serverless.on_started(on_start), log.open("w") as out:
         env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)  # fmt: skip
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             deadline = time.monotonic() + STEP_WAIT_S
             ids = {}

@@ -131,9 +131,17 @@ def test_staged_files_carry_s3s_sha256(aws, tmp_path):
 def _run_wrapper(aws, tmp_path: Path, uri: str, digest: str, command: list[str], minutes: str = "5"):
     """The step's own ``bash -c`` wrapper, as EMR's command-runner runs it, in a step directory, with an ``aws`` that
     reads moto (tests/fake_aws_cli.py), ``command`` in place of spark-submit."""
-    step = step_definition(cluster_id="j-1", script_uri="s3://b/job.py", py_files_uri="s3://b/j.zip",
-                           environment_uri=uri, environment_sha256=digest, job_args=[], token="t",
-                           flow_run_id="r", timeout_minutes=float(minutes))  # fmt: skip
+    step = step_definition(
+        cluster_id="j-1",
+        script_uri="s3://b/job.py",
+        py_files_uri="s3://b/j.zip",
+        environment_uri=uri,
+        environment_sha256=digest,
+        job_args=[],
+        token="t",
+        flow_run_id="r",
+        timeout_minutes=float(minutes),
+    )
     args = step["HadoopJarStep"]["Args"]
     wrapper = args[: args.index("spark-submit")]
     bin_dir, step_dir = tmp_path / "bin", tmp_path / "s-TEST"

@@ -17,16 +17,8 @@ from tasks.local.spark_submit import spark_submit_command
 from tasks.validation import verify_output
 from tests.conftest import TEST_ALPHA
 from tests.helpers import metrics
-from tests.parity_env import EMR_SPARK, base_python, build
+from tests.parity_env import EMR_SPARK
 from tests.standalone_cluster import standalone_cluster
-
-
-@pytest.fixture(scope="module")
-def parity():
-    python = base_python()
-    if python is None:
-        pytest.skip("Python 3.9 (pyenv 3.9.18) is not installed: the EMR parity environment cannot be built")
-    return build(python)
 
 
 def test_the_master_option_reaches_spark_submit():
@@ -44,8 +36,15 @@ def test_the_job_runs_on_a_standalone_cluster_with_executors_in_their_own_jvms(p
     output = tmp_path / "out"
     # The parity environment has no TensorFlow (as a cluster): the model is converted here, as the AWS engines do.
     model = export_model("random", TEST_ALPHA, 0, "tflite", str(tmp_path / "model"))
-    job = JobOptions(images=str(fruit_images), output=str(output), weights="random", alpha=TEST_ALPHA,
-                     batch_size=8, pca_components=5, tflite_model=model)  # fmt: skip
+    job = JobOptions(
+        images=str(fruit_images),
+        output=str(output),
+        weights="random",
+        alpha=TEST_ALPHA,
+        batch_size=8,
+        pca_components=5,
+        tflite_model=model,
+    )
     with standalone_cluster(parity.spark_home, parity.environment(), tmp_path) as cluster:
         command = spark_submit_command(job, cluster.master_url, home=parity.spark_home)
         done = subprocess.run(command, env=parity.environment(), capture_output=True, text=True, timeout=600)

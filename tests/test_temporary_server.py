@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import urllib.request
 
+import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.temporary_server import start_if_needed
@@ -16,6 +17,7 @@ def test_a_configured_api_is_used_as_it_is():
         assert start_if_needed() is None
 
 
+@pytest.mark.slow
 def test_the_server_answers_before_the_flow_runs_and_is_gone_after_stop():
     with temporary_settings(restore_defaults={PREFECT_API_URL}):
         server = start_if_needed()

@@ -96,6 +96,7 @@ def test_the_untouched_copy_is_valid_and_every_file_records_the_space(output):
         }
 
 
+@pytest.mark.slow
 def test_files_rewritten_or_appended_by_an_incremental_run_record_the_space(spark, tmp_path):
     """An incremental run replaces the rows of a changed image (features/ and pca/ rewritten from what Spark reads
     back) and appends new ones: every file still records the space, and the output validates."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
 import time
 from typing import Dict, Iterator, List, Optional, Tuple
@@ -152,29 +151,12 @@ def featurize_contents(
     return pd.DataFrame({"features": features, "error": errors})
 
 
-# Test hook, for the worker-loss test only: the first Python worker that finds this variable set creates the marker
-# file it names and SIGKILLs itself, once; Spark must retry the task (local[N,F] or a cluster) with nothing lost.
-TEST_KILL_WORKER_ONCE = "FRUITFLOW_TEST_KILL_WORKER_ONCE"
-
-
-def _kill_worker_once_for_tests() -> None:
-    marker = os.environ.get(TEST_KILL_WORKER_ONCE)
-    if not marker:
-        return
-    try:
-        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-    except FileExistsError:
-        return
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
 def make_featurize_udf(weights_broadcast, featurizer: str, batch_size: int, from_paths: bool = False):
     """A pandas UDF -> struct(features array<float>, error string), over a binary content column, or over a
     column of local ``file:`` paths that the worker reads itself (``from_paths``)."""
 
     @pandas_udf(RESULT_TYPE)
     def featurize(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
-        _kill_worker_once_for_tests()
         engine = get_engine(weights_broadcast.value, featurizer, batch_size)
         for column in batches:
             if from_paths:

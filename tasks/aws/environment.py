@@ -42,8 +42,15 @@ UNPACKED = "environment"  # the archive's fragment: the folder it is unpacked as
 _LAYOUT = "pip-target-v2"  # bump when the archive's layout changes: it is part of the cache key
 _TAR_MTIME = 315532800  # 1980-01-01, as the job's own zip: the bytes depend on the contents only
 _PIP_TIMEOUT_S = 1800
-_OFFLINE_SIGNS = ("NewConnectionError", "Max retries exceeded", "Temporary failure in name resolution",
-                  "Could not fetch URL", "Network is unreachable", "ConnectTimeoutError", "ProxyError")  # fmt: skip
+_OFFLINE_SIGNS = (
+    "NewConnectionError",
+    "Max retries exceeded",
+    "Temporary failure in name resolution",
+    "Could not fetch URL",
+    "Network is unreachable",
+    "ConnectTimeoutError",
+    "ProxyError",
+)
 
 
 class EnvironmentBuildError(FruitflowError, RuntimeError):
@@ -73,14 +80,24 @@ def pip_target_arguments(python_version: str, arch: str) -> list[str]:
     """What makes pip choose wheels for the cluster rather than for this machine (never a source build)."""
     abi = "cp" + python_version.replace(".", "")
     platforms = [f"--platform={tag}" for tag in platform_tags(arch)]
-    return [f"--python-version={python_version}", "--implementation=cp", f"--abi={abi}", "--only-binary=:all:",
-            *platforms]  # fmt: skip
+    return [
+        f"--python-version={python_version}",
+        "--implementation=cp",
+        f"--abi={abi}",
+        "--only-binary=:all:",
+        *platforms,
+    ]
 
 
 def environment_key(requirements: Sequence[str], python_version: str, arch: str) -> str:
     """The sha256 of what the archive is made from: the pins, the Python, the platform tags and the layout."""
-    made_from = {"requirements": sorted(requirements), "python": python_version, "arch": arch,
-                 "platforms": platform_tags(arch), "layout": _LAYOUT}  # fmt: skip
+    made_from = {
+        "requirements": sorted(requirements),
+        "python": python_version,
+        "arch": arch,
+        "platforms": platform_tags(arch),
+        "layout": _LAYOUT,
+    }
     return hashlib.sha256(json.dumps(made_from, sort_keys=True).encode()).hexdigest()
 
 
@@ -117,8 +134,10 @@ def build_environment(
             return cached
     run_logger().info(
         "building the cluster's Python environment (Python %s, %s%s): once per pin set, a minute or more",
-        python_version, arch, ", with TensorFlow" if with_tensorflow else "",
-    )  # fmt: skip
+        python_version,
+        arch,
+        ", with TensorFlow" if with_tensorflow else "",
+    )
     folder.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".building-", dir=folder.parent))
     try:
@@ -126,8 +145,13 @@ def build_environment(
         report = _pip_install(target, requirements, python_version, arch)
         shutil.rmtree(target / "bin", ignore_errors=True)  # console scripts, with this machine's interpreter in them
         installed = {item["metadata"]["name"]: item["metadata"]["version"] for item in report["install"]}
-        manifest = {"python": python_version, "arch": arch, "platforms": platform_tags(arch),
-                    "requirements": requirements, "installed": dict(sorted(installed.items()))}  # fmt: skip
+        manifest = {
+            "python": python_version,
+            "arch": arch,
+            "platforms": platform_tags(arch),
+            "requirements": requirements,
+            "installed": dict(sorted(installed.items())),
+        }
         (target / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         packed = work / "environment.tar.gz"
         _pack(target, packed)
@@ -155,9 +179,20 @@ def _pip_install(target: Path, requirements: list[str], python_version: str, arc
 
 def _pip(how: list[str], work: Path, requirements: list[str], python_version: str, arch: str) -> dict:
     report = work / "pip-report.json"
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-               "--no-warn-script-location", *how, "--report", str(report),
-               *pip_target_arguments(python_version, arch), *requirements]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-warn-script-location",
+        *how,
+        "--report",
+        str(report),
+        *pip_target_arguments(python_version, arch),
+        *requirements,
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=_PIP_TIMEOUT_S)
     if done.returncode != 0:
         said = done.stderr + done.stdout

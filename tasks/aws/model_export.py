@@ -43,6 +43,10 @@ def model_for_cluster(job: JobOptions) -> Path | None:
     from fruitjob.shipped_model import export_model  # TensorFlow only if this machine has not converted it yet
 
     path = Path(export_model(job.weights, job.alpha, job.seed, job.featurizer, str(MODELS)))
-    get_run_logger().info("the job's %s model: %s (%.1f MB; the cluster needs no TensorFlow)", job.featurizer,
-                          path.name, path.stat().st_size / 1e6)  # fmt: skip
+    get_run_logger().info(
+        "the job's %s model: %s (%.1f MB; the cluster needs no TensorFlow)",
+        job.featurizer,
+        path.name,
+        path.stat().st_size / 1e6,
+    )
     return path

@@ -177,8 +177,9 @@ def check_account_and_data(job: JobOptions, aws: AwsClients, bucket: str, logger
 
     problems = []
     found = count_images(s3, job.images)
-    logger.info("input %s: %d images (%.1f MB), %d other files", job.images, found.images, found.bytes / 1e6,
-                found.other_files)  # fmt: skip
+    logger.info(
+        "input %s: %d images (%.1f MB), %d other files", job.images, found.images, found.bytes / 1e6, found.other_files
+    )
     if found.images == 0:
         problems.append(
             f"no images ({', '.join(rules.IMAGE_EXTENSIONS)}) under {job.images} ({found.other_files} other files): "
@@ -189,6 +190,11 @@ def check_account_and_data(job: JobOptions, aws: AwsClients, bucket: str, logger
         logger.warning(region_warning(elsewhere, aws.region, split_s3_uri(job.images)[0], found.bytes))
     refusal = rules.output_refusal(job.output, present_parts(s3, job.output), job.overwrite, job.incremental)
     problems += [refusal] if refusal else []
-    checked = {"account": identity["Account"], "region": aws.region, "images": found.images, "bytes": found.bytes,
-               "files": found.images + found.other_files}  # fmt: skip
+    checked = {
+        "account": identity["Account"],
+        "region": aws.region,
+        "images": found.images,
+        "bytes": found.bytes,
+        "files": found.images + found.other_files,
+    }
     return checked, problems

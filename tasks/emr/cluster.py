@@ -53,8 +53,13 @@ def cluster_request(
     """
 
     def group(role: str, kind: str, count: int) -> dict:
-        return {"Name": role.lower(), "InstanceRole": role, "Market": config.market, "InstanceType": kind,
-                "InstanceCount": count}  # fmt: skip
+        return {
+            "Name": role.lower(),
+            "InstanceRole": role,
+            "Market": config.market,
+            "InstanceType": kind,
+            "InstanceCount": count,
+        }
 
     instances: dict = {
         "InstanceGroups": [

@@ -23,9 +23,12 @@ def _check_iam(iam, config: EmrClusterConfig) -> list[str]:
     fix = "create the defaults with `aws emr create-default-roles` or set the name in the EmrClusterConfig block"
     for what, name, look_up in (
         ("IAM service role", config.service_role, lambda: iam.get_role(RoleName=config.service_role)),
-        ("EC2 instance profile", config.instance_profile,
-         lambda: iam.get_instance_profile(InstanceProfileName=config.instance_profile)),
-    ):  # fmt: skip
+        (
+            "EC2 instance profile",
+            config.instance_profile,
+            lambda: iam.get_instance_profile(InstanceProfileName=config.instance_profile),
+        ),
+    ):
         try:
             look_up()
         except ClientError as exc:

@@ -162,5 +162,6 @@ def estimate_run(config: EmrClusterConfig, images: int, region: str, timeout_min
     expected = None if minutes is None else estimate_cost(config, minutes / 60, region)
     stretches = billed_minutes_at_most(config, timeout_minutes)
     bound = estimate_cost(config, sum(stretches.values()) / 60, region)
-    return RunEstimate(images=images, minutes=minutes, expected=expected, upper_bound=bound, region=region,
-                       bound_minutes=stretches)  # fmt: skip
+    return RunEstimate(
+        images=images, minutes=minutes, expected=expected, upper_bound=bound, region=region, bound_minutes=stretches
+    )

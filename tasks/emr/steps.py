@@ -83,8 +83,16 @@ def step_definition(
     itself after ``timeout_minutes``. ``terminate_cluster_on_failure`` (a cluster the run created and does not keep):
     a failed or timed-out step terminates the cluster itself, without the flow.
     """
-    submit = ["spark-submit", "--deploy-mode", "client", *environment_arguments(environment_uri),
-              "--py-files", py_files_uri, script_uri, *job_args]  # fmt: skip
+    submit = [
+        "spark-submit",
+        "--deploy-mode",
+        "client",
+        *environment_arguments(environment_uri),
+        "--py-files",
+        py_files_uri,
+        script_uri,
+        *job_args,
+    ]
     # the wrapper's own arguments, "$1".."$5"
     wrapper_args = [cluster_id, environment_uri, environment_sha256, f"{timeout_minutes:g}", flow_run_id]
     return {

@@ -99,8 +99,14 @@ def find_run_applications(client, flow_run_id: str) -> list[str]:
 
 
 def _wait_state(aws: AwsClients, name: str, application_id: str, what: str, poll: int, timeout: float) -> None:
-    wait(waiter(name, aws("emr-serverless")), what=f"application {application_id} {what}", state=application_state,
-         delay=poll, timeout_minutes=timeout, applicationId=application_id)  # fmt: skip
+    wait(
+        waiter(name, aws("emr-serverless")),
+        what=f"application {application_id} {what}",
+        state=application_state,
+        delay=poll,
+        timeout_minutes=timeout,
+        applicationId=application_id,
+    )
 
 
 def not_ready(client, application_id: str) -> ApplicationError:

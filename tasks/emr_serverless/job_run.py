@@ -50,8 +50,11 @@ def environment_confs(archive_uri: str, *, layout: str = "target") -> dict[str, 
     if layout == "target":
         keys = ("spark.emr-serverless.driverEnv.PYTHONPATH", "spark.executorEnv.PYTHONPATH")
         return confs | dict.fromkeys(keys, "./environment")
-    keys = ("spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON", "spark.emr-serverless.driverEnv.PYSPARK_PYTHON",
-            "spark.executorEnv.PYSPARK_PYTHON")  # fmt: skip
+    keys = (
+        "spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON",
+        "spark.emr-serverless.driverEnv.PYSPARK_PYTHON",
+        "spark.executorEnv.PYSPARK_PYTHON",
+    )
     return confs | dict.fromkeys(keys, "./environment/bin/python")
 
 

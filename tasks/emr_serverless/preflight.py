@@ -64,8 +64,10 @@ def _release_labels(emr) -> list[str]:
 def check_release(aws: AwsClients, label: str) -> list[str]:
     """The label is EMR 7.x and EMR lists it in the region (EMR Serverless runs the same releases)."""
     if not label.startswith(SUPPORTED_MAJOR):
-        return [f"release_label {label} is not EMR 7.x: the job and its Python environment are built for EMR 7 "
-                f"(Spark 3.5, Python 3.9); {FIX} (e.g. emr-7.13.0)"]  # fmt: skip
+        return [
+            f"release_label {label} is not EMR 7.x: the job and its Python environment are built for EMR 7 "
+            f"(Spark 3.5, Python 3.9); {FIX} (e.g. emr-7.13.0)"
+        ]
     try:
         known = _release_labels(aws("emr"))
     except ClientError as exc:
@@ -82,8 +84,10 @@ def check_application(client, application_id: str) -> list[str]:
     try:
         application = client.get_application(applicationId=application_id)["application"]
     except ClientError as exc:
-        return [f"application {application_id} cannot be read ({error_code(exc)}): check application_id in the "
-                "EmrServerlessConfig block and the region"]  # fmt: skip
+        return [
+            f"application {application_id} cannot be read ({error_code(exc)}): check application_id in the "
+            "EmrServerlessConfig block and the region"
+        ]
     state, problems = application["state"], []
     if state in ("TERMINATED", "STOPPING"):
         problems.append(f"application {application_id} is {state}: clear application_id to create one per run")
@@ -93,8 +97,10 @@ def check_application(client, application_id: str) -> list[str]:
         problems.append(f"application {application_id} runs {application.get('releaseLabel')}, not EMR 7.x")
     auto_start = (application.get("autoStartConfiguration") or {}).get("enabled", True)
     if state in ("CREATED", "STOPPED") and not auto_start:
-        problems.append(f"application {application_id} is {state} without auto-start: start it "
-                        f"(`aws emr-serverless start-application --application-id {application_id}`)")  # fmt: skip
+        problems.append(
+            f"application {application_id} is {state} without auto-start: start it "
+            f"(`aws emr-serverless start-application --application-id {application_id}`)"
+        )
     return problems
 
 
@@ -156,8 +162,10 @@ def preflight(
     checked, problems = check_account_and_data(job, aws, bucket, get_run_logger())
     problems += check_reads(job, aws("s3"), get_run_logger()) + held_by_another_run(aws, job.output)
     if cluster_id:
-        problems.append("--cluster-id is for --engine emr; to reuse an EMR Serverless application set "
-                        "application_id in the EmrServerlessConfig block")  # fmt: skip
+        problems.append(
+            "--cluster-id is for --engine emr; to reuse an EMR Serverless application set "
+            "application_id in the EmrServerlessConfig block"
+        )
     problems += check_timeout(timeout_minutes)
     problems += check_release(aws, config.release_label)
     if config.application_id:

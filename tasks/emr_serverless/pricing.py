@@ -46,8 +46,14 @@ class ServerlessCost:
         return f"~${self.usd:.2f} ({self.resources}; {self.label})"
 
 
-def price(config: EmrServerlessConfig, region: str, vcpu_h: float, memory_gb_h: float, storage_gb_h: float = 0.0,
-          label: str = BILLED) -> ServerlessCost:  # fmt: skip
+def price(
+    config: EmrServerlessConfig,
+    region: str,
+    vcpu_h: float,
+    memory_gb_h: float,
+    storage_gb_h: float = 0.0,
+    label: str = BILLED,
+) -> ServerlessCost:
     """Resource-hours times the block's prices for its architecture, in ``region``.
 
     Example:
@@ -65,8 +71,10 @@ def price(config: EmrServerlessConfig, region: str, vcpu_h: float, memory_gb_h: 
         )
         usd = round(usd, 2)
     missing = [f"a price factor for region {region} (region_price_factors)"] if factor is None else []
-    for table, name in ((config.usd_per_vcpu_hour, "usd_per_vcpu_hour"), (config.usd_per_memory_gb_hour,
-                                                                          "usd_per_memory_gb_hour")):  # fmt: skip
+    for table, name in (
+        (config.usd_per_vcpu_hour, "usd_per_vcpu_hour"),
+        (config.usd_per_memory_gb_hour, "usd_per_memory_gb_hour"),
+    ):
         if arch not in table:
             missing.append(f"the {arch} price in {name}")
     rounded = [round(value, 4) for value in (vcpu_h, memory_gb_h, storage_gb_h)]
@@ -76,8 +84,9 @@ def price(config: EmrServerlessConfig, region: str, vcpu_h: float, memory_gb_h: 
 def billed_cost(config: EmrServerlessConfig, job_run: dict, region: str) -> ServerlessCost:
     """The job run's ``billedResourceUtilization`` (rounded up by AWS, one minute at least per worker) priced."""
     billed = job_run.get("billedResourceUtilization") or {}
-    return price(config, region, billed.get("vCPUHour", 0.0), billed.get("memoryGBHour", 0.0),
-                 billed.get("storageGBHour", 0.0))  # fmt: skip
+    return price(
+        config, region, billed.get("vCPUHour", 0.0), billed.get("memoryGBHour", 0.0), billed.get("storageGBHour", 0.0)
+    )
 
 
 def _worker_gb(memory_gb: int) -> float:
@@ -162,5 +171,11 @@ def estimate_job(config: EmrServerlessConfig, images: int, region: str, timeout_
     expected = price(config, region, vcpu_h, memory_h, label=EXPECTED)
     bound = upper_bound(config, region, timeout_minutes)
     minutes = config.startup_minutes + JOB_FIXED_MINUTES + featurize_minutes
-    return ServerlessEstimate(images, minutes, timeout_minutes, expected=expected, upper_bound=bound,
-                              bound_minutes=billed_minutes_at_most(config, timeout_minutes))  # fmt: skip
+    return ServerlessEstimate(
+        images,
+        minutes,
+        timeout_minutes,
+        expected=expected,
+        upper_bound=bound,
+        bound_minutes=billed_minutes_at_most(config, timeout_minutes),
+    )

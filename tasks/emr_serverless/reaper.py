@@ -68,8 +68,11 @@ def _stale_job_runs(client, application_id: str, max_age_hours: float, now: date
         age = _age_hours(job_run, now)
         run_id, reason = _verdict(tags, age, max_age_hours)
         if reason:
-            stale.append(StaleServerless("job run", application_id, summary["id"], job_run.get("name") or "",
-                                         run_id, round(age, 2), reason))  # fmt: skip
+            stale.append(
+                StaleServerless(
+                    "job run", application_id, summary["id"], job_run.get("name") or "", run_id, round(age, 2), reason
+                )
+            )
     return stale
 
 
@@ -111,8 +114,11 @@ def find_stale_serverless(aws: AwsClients, max_age_hours: float) -> list[StaleSe
                 why = f"job run {using.run_id} of flow run {using.flow_run_id or 'unknown'} is live"
                 logger.info("application %s (%s) is left alone: %s", application_id, reason, why)
                 continue
-            stale.append(StaleServerless("application", application_id, None, application.get("name", ""), run_id,
-                                         round(age, 2), reason))  # fmt: skip
+            stale.append(
+                StaleServerless(
+                    "application", application_id, None, application.get("name", ""), run_id, round(age, 2), reason
+                )
+            )
     except ClientError as exc:
         if error_code(exc) not in ("AccessDeniedException", "AccessDenied", "UnrecognizedClientException"):
             raise

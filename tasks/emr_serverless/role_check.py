@@ -124,8 +124,10 @@ def check_execution_role(aws: AwsClients, arn: str, needs: list[Need]) -> list[s
             return [denied]
         if error_code(exc) != "NoSuchEntity":
             raise
-        return [f"execution role {arn} does not exist: create it (docs/emr.md, 'EMR Serverless') or set "
-                "execution_role_arn in the EmrServerlessConfig block"]  # fmt: skip
+        return [
+            f"execution role {arn} does not exist: create it (docs/emr.md, 'EMR Serverless') or set "
+            "execution_role_arn in the EmrServerlessConfig block"
+        ]
     problems = []
     if not trusts_service(role.get("AssumeRolePolicyDocument") or {}):
         problems.append(
@@ -139,8 +141,9 @@ def check_execution_role(aws: AwsClients, arn: str, needs: list[Need]) -> list[s
         try:
             statements = _role_statements(iam, name)
         except ClientError as exc:
-            run_logger().warning("could not read the policies of role %s (%s): its S3 access is not checked",
-                                 name, error_code(exc))  # fmt: skip
+            run_logger().warning(
+                "could not read the policies of role %s (%s): its S3 access is not checked", name, error_code(exc)
+            )
             return problems
         if any("Condition" in s for s in statements):
             run_logger().warning("role %s has conditional statements: taken as met in this check", name)
