@@ -7,7 +7,7 @@ From ``--source`` (one folder per label) it takes ``--classes`` labels and write
 
 - ``earlier/<label>/``: other photos of the same classes, the input of an "earlier output" (last week's batch);
 - ``batch/<label>/``: ``--per-class`` photos per label, plus, ``--plants`` of each kind (disjoint photos):
-  near-duplicates (a photo re-encoded at JPEG quality 35, resized to 70% or 140%, cropped by 6% or brightened by 25%:
+  near-duplicates (a photo re-encoded at JPEG quality 60, resized to 70% or 140%, cropped by 6% or brightened by 25%:
   ``--plants`` of each transformation), exact copies (the same bytes under another name), label conflicts (a copy,
   bytes or re-encoded, in another label's folder), leaks (an earlier photo re-encoded into the batch, same label),
   mislabels (a photo moved into a wrong label's folder) and outliers (pictures that are not fruit, made with Pillow
@@ -40,12 +40,15 @@ def _jpeg(image: Image.Image, quality: int = 90) -> bytes:
     return buffer.getvalue()
 
 
-def transformed(data: bytes, kind: str) -> bytes:
+REENCODE_QUALITY = 60  # a re-save as cameras and editors do (at 35, MobileNetV2 sees another photo: docs/dataset-health.md)
+
+
+def transformed(data: bytes, kind: str, quality: int = REENCODE_QUALITY) -> bytes:
     """A near-duplicate of a photo: the same picture, other bytes."""
     image = Image.open(io.BytesIO(data)).convert("RGB")
     width, height = image.size
     if kind == "reencode":
-        return _jpeg(image, quality=35)
+        return _jpeg(image, quality=quality)
     if kind == "resize-down":
         return _jpeg(image.resize((int(width * 0.7), int(height * 0.7)), Image.LANCZOS))
     if kind == "resize-up":
@@ -62,15 +65,18 @@ def not_fruit(number: int, rng: random.Random) -> bytes:
     """A picture that is no fruit, at a size of its own: what an outlier looks like in a fruit dataset."""
     size = rng.choice([(100, 100), (160, 120), (64, 96), (220, 140)])
     kind = number % 5
-    if kind == 0:  # a gradient
-        image = Image.linear_gradient("L").resize(size).convert("RGB")
+    tint = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+    if kind == 0:  # a gradient, turned and tinted: no two alike
+        gradient = Image.linear_gradient("L").rotate(rng.randrange(360)).resize(size)
+        image = Image.merge("RGB", [gradient.point(lambda v, c=c: v * c // 255) for c in tint])
     elif kind == 1:  # stripes
-        image = Image.new("RGB", size, (20, 20, 20))
+        image = Image.new("RGB", size, tint)
         draw = ImageDraw.Draw(image)
-        for x in range(0, size[0], 12):
-            draw.rectangle((x, 0, x + 5, size[1]), fill=(rng.randrange(256), rng.randrange(256), 255))
+        step = rng.randrange(8, 24)
+        for x in range(0, size[0], step):
+            draw.rectangle((x, 0, x + step // 2, size[1]), fill=(rng.randrange(256), rng.randrange(256), 255))
     elif kind == 2:  # noise
-        image = Image.effect_noise(size, 80).convert("RGB")
+        image = Image.effect_noise(size, rng.randrange(40, 120)).convert("RGB")
     elif kind == 3:  # a calibration card
         image = Image.new("RGB", size, (235, 235, 235))
         draw = ImageDraw.Draw(image)
@@ -79,7 +85,7 @@ def not_fruit(number: int, rng: random.Random) -> bytes:
             draw.rectangle((x, size[1] // 3, x + (size[0] - 12) // 6 - 3, 2 * size[1] // 3), fill=colour)
         draw.text((6, 4), f"CARD {number}", fill=(0, 0, 0))
     else:  # a blank shelf: grey planks
-        image = Image.new("RGB", size, (150, 140, 125))
+        image = Image.new("RGB", size, tuple(100 + c // 3 for c in tint))
         draw = ImageDraw.Draw(image)
         for y in range(0, size[1], size[1] // 4):
             draw.line((0, y, size[0], y), fill=(90, 80, 70), width=3)

@@ -1,6 +1,6 @@
 """The job's dataset-health tables (``health/`` under an output) as the flow shows them: read, grouped, capped.
 
-The job writes three tables (docs/health.md): ``pairs`` (exact and near duplicates, label conflicts, leaks),
+The job writes three tables (docs/dataset-health.md): ``pairs`` (exact and near duplicates, label conflicts, leaks),
 ``outliers`` and ``mislabels``, and counts them under ``health`` in metrics.json. People look at the most telling
 rows only: every list here is sorted by score and capped, and says how many rows it leaves in ``health/``.
 """

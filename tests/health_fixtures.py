@@ -1,4 +1,4 @@
-"""A small output with dataset health written as the job writes it (docs/health.md), pictures made with Pillow.
+"""A small output with dataset health written as the job writes it (docs/dataset-health.md), pictures made with Pillow.
 
 It lets the page, the artifacts, the summary and validation be tested without running the health stage: features/
 holds the paths, health/ the tables, metrics.json the counts. What it plants, by label (3 classes x 4 images):
