@@ -40,7 +40,8 @@ def _jpeg(image: Image.Image, quality: int = 90) -> bytes:
     return buffer.getvalue()
 
 
-REENCODE_QUALITY = 60  # a re-save as cameras and editors do (at 35, MobileNetV2 sees another photo: docs/dataset-health.md)
+# A re-save as cameras and editors do (at 35, MobileNetV2 sees another photo: docs/dataset-health.md).
+REENCODE_QUALITY = 60
 
 
 def transformed(data: bytes, kind: str, quality: int = REENCODE_QUALITY) -> bytes:
