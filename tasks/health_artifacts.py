@@ -27,7 +27,8 @@ PAGE_KEY = "fruit-features-health-page"
 
 
 def pair_rows(pairs: pd.DataFrame) -> list[dict[str, Any]]:
-    """Label conflicts, then leaks, then the other duplicates: each kind by similarity, ``SHOWN`` at most."""
+    """Label conflicts, then leaks, then the other duplicates: each kind by similarity, ``SHOWN`` at most. The labels
+    come before the paths: the UI does not wrap cells, so long paths run off the right of the page."""
     conflicting, leaking = conflicts(pairs), leaks(pairs)
     rest = pairs.drop(index=conflicting.index.union(leaking.index))
     rest = rest.sort_values(["similarity", "path"], ascending=[False, True], kind="stable")
@@ -38,10 +39,10 @@ def pair_rows(pairs: pd.DataFrame) -> list[dict[str, Any]]:
                 {
                     "kind": kind + (" (exact)" if row.exact else ""),
                     "similarity": round(float(row.similarity), 4),
-                    "path": row.path,
                     "label": row.label,
-                    "other_path": row.other_path,
                     "other_label": row.other_label,
+                    "path": row.path,
+                    "other_path": row.other_path,
                     "other_output": row.other_output,
                 }
             )
@@ -55,9 +56,9 @@ def ranked_rows(table: pd.DataFrame, score: str, other: str) -> list[dict[str, A
         {
             "rank": int(r["rank"]),
             score: round(float(r[score]), 4),
-            "path": r["path"],
             "label": r["label"],
             other: r[other],
+            "path": r["path"],
         }
         for r in rows.to_dict("records")
     ]

@@ -15,6 +15,7 @@ from pyarrow import fs as pafs
 
 from tasks.contract import RunResult
 from tasks.health_artifacts import publish_health
+from tasks.health_tables import health_counts
 from tasks.output_ready import announce_output
 from tasks.run_artifacts import describe, png_data_url, publish_failed_images, publish_output_link
 from tasks.summary import class_rows, summary_markdown, variance_plot_png
@@ -65,7 +66,9 @@ def publish_summary(report: ValidationReport, result: RunResult, filesystem: paf
         key=CLASSES_KEY,
         table=class_rows(report),
         description=describe(
-            report, f"{len(report.per_class)} classes: ok, failed, nearest-centroid accuracy, most confused with"
+            report,
+            f"{len(report.per_class)} classes: ok, failed, nearest-centroid accuracy, most confused with"
+            + ("" if health_counts(m) is None else ", duplicates, conflicts, leaks, outliers, suspected mislabels"),
         ),
     )
     publish_failed_images(report)
