@@ -74,7 +74,7 @@ def publish_health(report: ValidationReport, filesystem: pafs.FileSystem) -> str
     counts = health_counts(report.metrics)
     if counts is None:
         return None
-    tables = read_health(filesystem, report.output)
+    tables = read_health(filesystem, report.output, flagged_only=True)
     page = write_page(filesystem, report.output, tables, counts)
     found = found_sentence(counts)
     pairs = pair_rows(tables.pairs)

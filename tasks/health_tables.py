@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from pyarrow import fs as pafs
 
@@ -61,8 +62,9 @@ class HealthTables:
     missing: list[str] = field(default_factory=list)  # tables not found under health/
 
 
-def read_health(filesystem: pafs.FileSystem, output: str, columns: dict[str, list[str]] | None = None) -> HealthTables:
-    """``health/`` of ``output`` as pandas, each table with the columns asked (default: the documented ones)."""
+def read_health(filesystem: pafs.FileSystem, output: str, flagged_only: bool = False) -> HealthTables:
+    """``health/`` of ``output`` as pandas, the documented columns; ``flagged_only``: of ``outliers`` and
+    ``mislabels`` only the rows above the job's cut (what people are shown: ``outliers`` has a row per image)."""
     root = f"{filesystem_path(output)}/{HEALTH}"
     found = HealthTables()
     for name in TABLES:
@@ -71,8 +73,9 @@ def read_health(filesystem: pafs.FileSystem, output: str, columns: dict[str, lis
             found.missing.append(name)
             continue
         dataset = ds.dataset(path, filesystem=filesystem, format="parquet", exclude_invalid_files=True)
-        wanted = [c for c in (columns or COLUMNS)[name] if c in dataset.schema.names]
-        setattr(found, name, dataset.to_table(columns=wanted).to_pandas())
+        wanted = [c for c in COLUMNS[name] if c in dataset.schema.names]
+        only = pc.field("flagged") if flagged_only and name != "pairs" else None
+        setattr(found, name, dataset.to_table(columns=wanted, filter=only).to_pandas())
     return found
 
 
