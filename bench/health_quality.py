@@ -1,6 +1,6 @@
 """How well the health stage finds what was planted: precision and recall per kind, against the issue's targets.
 
-    .venv/bin/python bench/health_quality.py [--root /tmp/health-cases] [--weights random PATH ...]
+    .venv/bin/python bench/health_quality.py [--root /tmp/health-cases] [--weights random PATH ...] [--similarity-only]
         [--near-duplicate-threshold F] [--rebuild]
 
 It builds the planted set (``bench/health_cases.py``) unless ``--root`` holds one, then for each weights (default:
@@ -112,6 +112,41 @@ def score(manifest: dict, output: Path) -> dict:
     return result
 
 
+def similarity_study(manifest: dict, output: Path, thresholds=(0.85, 0.9, 0.93, 0.95, 0.97, 0.99)) -> dict:
+    """What a cosine threshold on the features can tell, by exact search over ``features/`` (numpy, all pairs): the
+    similarity of each planted kind, and per threshold the planted pairs above it against the pairs of different
+    photos above it (neighbouring turntable frames, mostly). Needs no health stage."""
+    import numpy as np
+
+    frame = pd.read_parquet(output / "features", columns=["path", "label", "features"])
+    vectors = np.stack(frame["features"]).astype(np.float64)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-12
+    similarity = vectors @ vectors.T
+    index = {path: i for i, path in enumerate(frame["path"])}
+    families = np.array([manifest["family"].get(path, path) for path in frame["path"]])
+    upper = np.triu_indices(len(frame), 1)
+    unrelated = similarity[upper][families[upper[0]] != families[upper[1]]]
+
+    def of(pairs: list[dict]) -> np.ndarray:
+        return np.array([similarity[index[p["path"]], index[p["other_path"]]] for p in pairs])
+
+    kinds = {kind: of([p for p in manifest["near"] if p["kind"] == kind]) for kind in health_cases.TRANSFORMS}
+    kinds["conflict"] = of(manifest["conflict"])
+    study: dict = {k: {"min": float(v.min()), "median": float(np.median(v))} for k, v in kinds.items()}
+    study["different_photos_top"] = [float(v) for v in np.sort(unrelated)[::-1][:5]]
+    near = of(manifest["near"])
+    study["thresholds"] = [
+        {
+            "threshold": t,
+            "near_recall": float(np.mean(near >= t)),
+            "conflict_recall": float(np.mean(kinds["conflict"] >= t)),
+            "different_photo_pairs_above": int((unrelated >= t).sum()),
+        }
+        for t in thresholds
+    ]
+    return study
+
+
 def write_page(output: Path) -> Path:
     from pyarrow import fs
 
@@ -136,6 +171,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights", nargs="+", default=None)
     parser.add_argument("--near-duplicate-threshold", type=float, default=None)
     parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument(
+        "--similarity-only", action="store_true", help="no health stage: exact search over features/ (numpy)"
+    )
+    parser.add_argument("--no-health-flag", dest="health_flag", action="store_false", help="a job without --health")
     args = parser.parse_args(argv)
     if args.rebuild or not (args.root / "planted.json").exists():
         health_cases.main(["--root", str(args.root)])
@@ -147,6 +186,14 @@ def main(argv: list[str] | None = None) -> None:
     report = {"root": str(args.root), "images": manifest["images"], "runs": []}
     for weight in weights:
         name = "random" if weight == "random" else Path(weight).name
+        if args.similarity_only:
+            output = args.root / f"out-{name}-features"
+            took = run_job(manifest["batch"], output, weight, ["--health", "off"] if args.health_flag else [])
+            study = similarity_study(manifest, output)
+            report["runs"].append({"weights": name, "seconds": [took], **study})
+            print(f"weights {name}: {manifest['images']} images, job {took:.0f} s")
+            print(json.dumps(study, indent=1))
+            continue
         earlier, batch = args.root / f"out-{name}-earlier", args.root / f"out-{name}-batch"
         took_earlier = run_job(manifest["earlier"], earlier, weight, threshold)
         took = run_job(manifest["batch"], batch, weight, threshold + ["--health-against", str(earlier)])
