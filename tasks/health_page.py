@@ -94,7 +94,9 @@ def _group_card(thumbnails: Thumbnails, group: DuplicateGroup) -> str:
     hidden = len(group.images) - len(shown)
     pictures = "".join(_picture(thumbnails, path, label) for path, label in shown)
     rest = f'<div class="rest">+{hidden} more</div>' if hidden else ""
-    title = f"<h3>{len(group.images)} images: {_e(kind)}</h3>"
+    labels = len({label for _, label in group.images})
+    under = f'<span class="warn">, under {labels} labels</span>' if labels > 1 else ""
+    title = f"<h3>{len(group.images)} images: {_e(kind)}{under}</h3>"
     return f'<div class="card">{title}<div class="row">{pictures}{rest}</div></div>'
 
 

@@ -28,6 +28,7 @@ figure img, .gone { display: block; width: 144px; height: 144px; object-fit: con
 .gone { display: flex; align-items: center; justify-content: center; color: #a33; font-size: 12px; }
 figcaption { margin-top: 5px; font-size: 12px; }
 .label { font-weight: 600; overflow-wrap: anywhere; }
+.warn { color: #b03a2e; }
 .note { color: #8a4b08; overflow-wrap: anywhere; }
 .path { color: #6b7767; font: 11px ui-monospace, SFMono-Regular, Menlo, monospace; overflow-wrap: anywhere; }
 p.none { color: #3d7a2a; margin: 4px 0; }

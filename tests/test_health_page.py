@@ -51,6 +51,7 @@ def test_the_page_shows_every_kind_with_pictures_inlined_and_nothing_fetched(pla
     sections = _sections(page)
     assert list(sections) == ["duplicates", "conflicts", "leaks", "outliers", "mislabels"]
     assert sections["duplicates"].count("<img") == 5 and "some exact copies" in sections["duplicates"]
+    assert '2 images: near-duplicates, similarity 0.9720<span class="warn">, under 2 labels' in sections["duplicates"]
     assert images["Banana/0"] in sections["conflicts"] and images["Cherry/0"] in sections["conflicts"]
     assert "earlier-images/Cherry/old.jpg" in sections["leaks"] and "earlier: file:" in sections["leaks"]
     assert images["Banana/3"] in sections["outliers"] and "score 3.500, nearest Apple" in sections["outliers"]
