@@ -1,6 +1,7 @@
 """How well the health stage finds what was planted: precision and recall per kind, against the issue's targets.
 
     .venv/bin/python bench/health_quality.py [--root /tmp/health-cases] [--weights random PATH ...] [--similarity-only]
+        [--reference THRESHOLD]
         [--near-duplicate-threshold F] [--rebuild]
 
 It builds the planted set (``bench/health_cases.py``) unless ``--root`` holds one, then for each weights (default:
@@ -28,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 
 import health_cases
+import health_reference
 import pandas as pd
 
 REAL_WEIGHTS = (
@@ -174,6 +176,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--similarity-only", action="store_true", help="no health stage: exact search over features/ (numpy)"
     )
+    parser.add_argument(
+        "--reference", type=float, metavar="THRESHOLD", help="score bench/health_reference.py's tables, not the stage's"
+    )
     parser.add_argument("--no-health-flag", dest="health_flag", action="store_false", help="a job without --health")
     args = parser.parse_args(argv)
     if args.rebuild or not (args.root / "planted.json").exists():
@@ -195,8 +200,13 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps(study, indent=1))
             continue
         earlier, batch = args.root / f"out-{name}-earlier", args.root / f"out-{name}-batch"
-        took_earlier = run_job(manifest["earlier"], earlier, weight, threshold)
-        took = run_job(manifest["batch"], batch, weight, threshold + ["--health-against", str(earlier)])
+        if args.reference:  # the job without its health stage, then the numpy reference over its features
+            took_earlier = run_job(manifest["earlier"], earlier, weight, [])
+            took = run_job(manifest["batch"], batch, weight, [])
+            health_reference.reference(batch, [earlier], args.reference)
+        else:
+            took_earlier = run_job(manifest["earlier"], earlier, weight, threshold)
+            took = run_job(manifest["batch"], batch, weight, threshold + ["--health-against", str(earlier)])
         found = score(manifest, batch)
         page = write_page(batch)
         report["runs"].append({"weights": name, "seconds": [took_earlier, took], "page": str(page), **found})
