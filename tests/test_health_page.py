@@ -117,3 +117,31 @@ def test_names_are_text_never_markup(planted):
     write_dataset(output / "health" / "pairs", {c: pairs[c].tolist() for c in PAIR_COLUMNS})
     page = _page(output)
     assert "<img src=x" not in page and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page
+
+
+def test_on_s3_the_page_is_written_beside_the_output_from_the_photos_there(moto_endpoint, tmp_path):
+    """The engine's file system both ways: photos read from S3, health.html written to S3 beside summary.md."""
+    import boto3
+
+    output, _, _ = planted_output(tmp_path)
+    bucket, local = "health-page", f"file:{tmp_path}"
+    keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", **keys)
+    s3.create_bucket(Bucket=bucket)
+    for path in sorted(tmp_path.rglob("*.jpg")):
+        s3.upload_file(str(path), bucket, path.relative_to(tmp_path).as_posix())
+    pairs = pq.read_table(output / "health" / "pairs").to_pandas()
+    for column in ("path", "other_path", "other_output"):
+        pairs[column] = pairs[column].str.replace(local, f"s3://{bucket}", regex=False)
+    host = moto_endpoint.split("://", 1)[1]
+    s3_fs = fs.S3FileSystem(endpoint_override=host, scheme="http", access_key="testing", secret_key="testing")
+    tables = read_health(LOCAL, str(output))
+    tables.pairs, tables.outliers, tables.mislabels = pairs, tables.outliers.head(0), tables.mislabels.head(0)
+    counts = health_counts(read_metrics(LOCAL, str(output)))
+    uri = write_page(s3_fs, f"s3://{bucket}/out", tables, counts)
+    assert uri == f"s3://{bucket}/out/health.html"
+    page = s3.get_object(Bucket=bucket, Key="out/health.html")["Body"].read().decode()
+    sections = _sections(page)
+    assert sections["duplicates"].count("data:image/jpeg;base64,") == 5 and "not readable" not in page
+    assert f"s3://{bucket}/images/Apple/0.jpg" in sections["duplicates"]
+    assert "earlier-images/Cherry/old.jpg" in sections["leaks"] and "not readable" not in sections["leaks"]
