@@ -40,7 +40,7 @@ def health_counts(metrics: RunMetrics) -> dict[str, Any] | None:
         value = metrics.extra.get("health")
     if dataclasses.is_dataclass(value):
         value = dataclasses.asdict(value)
-    return dict(value) if value else None
+    return dict(value) if value and value.get("enabled", True) else None
 
 
 def same_output(first: str, second: str) -> bool:
