@@ -14,6 +14,8 @@ from prefect.utilities.urls import url_for
 from pyarrow import fs as pafs
 
 from tasks.contract import RunResult
+from tasks.health_artifacts import publish_health
+from tasks.health_tables import health_counts
 from tasks.output_ready import announce_output
 from tasks.run_artifacts import describe, png_data_url, publish_failed_images, publish_output_link
 from tasks.summary import class_rows, summary_markdown, variance_plot_png
@@ -43,8 +45,9 @@ def _write(filesystem: pafs.FileSystem, uri: str, data: bytes) -> None:
 
 @task(name="publish-summary", cache_policy=NO_CACHE)
 def publish_summary(report: ValidationReport, result: RunResult, filesystem: pafs.FileSystem | None = None) -> str:
-    """Write summary.md and explained_variance.png next to the output; publish the Prefect artifacts (the summary
-    with the plot inline, the class table, the failed images, the output's link); announce the output as ready."""
+    """Write summary.md, explained_variance.png and health.html next to the output; publish the Prefect artifacts
+    (the summary with the plot inline, the class table, the failed images, the dataset health, the output's link);
+    announce the output as ready."""
     filesystem = filesystem or pafs.LocalFileSystem()
     output = report.output.rstrip("/")
     plot = variance_plot_png(report.metrics.explained_variance)
@@ -63,10 +66,13 @@ def publish_summary(report: ValidationReport, result: RunResult, filesystem: paf
         key=CLASSES_KEY,
         table=class_rows(report),
         description=describe(
-            report, f"{len(report.per_class)} classes: ok, failed, nearest-centroid accuracy, most confused with"
+            report,
+            f"{len(report.per_class)} classes: ok, failed, nearest-centroid accuracy, most confused with"
+            + ("" if health_counts(m) is None else ", duplicates, conflicts, leaks, outliers, suspected mislabels"),
         ),
     )
     publish_failed_images(report)
+    publish_health(report, filesystem)
     publish_output_link(report)
     announce_output(report, result)
     get_run_logger().info("summary written to %s/summary.md", output)

@@ -6,6 +6,7 @@ import io
 
 from fruitjob.metrics import RunMetrics
 from tasks.contract import RunResult
+from tasks.health_tables import found_sentence, health_counts
 from tasks.markdown import file_link, fit, link_target, md_code, md_text
 from tasks.validation import ERROR_SAMPLES, ValidationReport
 
@@ -128,6 +129,7 @@ def summary_markdown(
         after = f"; it took {took / 60:.1f} min" if took is not None else ""
         lines.append(row("estimated before the run", md_text(result.estimate.text + after)))
     lines += _quality_rows(m)
+    lines += _health_rows(m)
     if m.pca_note:
         lines += ["", f"Note: {md_text(m.pca_note)}"]
     lines += _drift_lines(report)
@@ -163,12 +165,29 @@ def _quality_rows(metrics: RunMetrics) -> list[str]:
     ]
 
 
+def _health_rows(metrics: RunMetrics) -> list[str]:
+    """What the health stage found (the pictures are in health.html beside summary.md), or that it was off."""
+    counts = health_counts(metrics)
+    if counts is None:
+        return [row("dataset health", "off: no duplicates, leaks, outliers or mislabels looked for")]
+    against = len(counts.get("compared_with") or [])
+    compared = f"compared with {against} earlier output{'s' if against != 1 else ''}" if against else "within this run"
+    threshold = md_text(counts.get("near_duplicate_threshold"))
+    how = f"{md_text(counts.get('method'))}, near-duplicate at similarity {threshold}"
+    return [
+        row("dataset health", f"{md_text(found_sentence(counts))}; the pictures: health.html"),
+        row("dataset health: how", f"{compared}; {how}"),
+    ]
+
+
 def class_rows(report: ValidationReport) -> list[dict]:
     """The per-class table: images ok, failed and removed (no longer in the input), and how well each class is told
     apart from the others."""
     quality = report.metrics.feature_quality
     scored = {row.label: row for row in (quality.per_class if quality else [])}
     removed = report.metrics.images_removed_per_class
+    counts = health_counts(report.metrics)
+    health = {entry["label"]: entry for entry in (counts.get("per_class") or [])} if counts else None
     rows = []
     for label in sorted(set(report.per_class) | set(removed)):  # a label whose photos all went still shows
         row, counts = scored.get(label), report.per_class.get(label)
@@ -181,6 +200,13 @@ def class_rows(report: ValidationReport) -> list[dict]:
                 "accuracy_features": row.accuracy_features if row else None,
                 "accuracy_pca": row.accuracy_pca if row else None,
                 "most_confused_with": row.most_confused_with if row else None,
+                **(_health_cells(health.get(label, {})) if health is not None else {}),
             }
         )
     return rows
+
+
+def _health_cells(entry: dict) -> dict[str, int]:
+    """A class's health counts (the class table's last columns; a run with health off has none)."""
+    keys = ("duplicates", "conflicts", "leaks", "outliers", "suspected_mislabels")
+    return {key: int(entry.get(key) or 0) for key in keys}

@@ -4,7 +4,8 @@ What the job says (metrics.json) is checked against what it wrote (the rows, the
 and against the input itself, listed again from the source (``tasks.input_listing``): every listed image is in
 exactly one of ``features/`` and ``errors/``, under the label its path gives, and ``pca/`` holds exactly the
 paths of ``features/``, all in the output's one PCA space (``tasks.output_checks``), and every record of that space
-agrees with the others (``tasks.identity_checks``). Pages are read with their checksums verified. Each check has a
+agrees with the others (``tasks.identity_checks``); ``health/`` names only images the outputs hold, and its counts
+are the metrics' (``tasks.health_checks``). Pages are read with their checksums verified. Each check has a
 test that corrupts an output.
 """
 
@@ -23,6 +24,7 @@ from fruitjob.metrics import RunMetrics
 from fruitjob.rules import FEATURE_DIM
 from tasks import output_checks as checks
 from tasks.errors import FruitflowError
+from tasks.health_checks import check_health
 from tasks.identity_checks import check_identity
 from tasks.input_drift import Drift
 from tasks.uris import filesystem_path
@@ -111,6 +113,7 @@ def verify_output(output: str, filesystem: pafs.FileSystem, images: str | None =
     checks.check_vectors("features/", features_table, "features", FEATURE_DIM, problems)
     checks.check_vectors("pca/", pca_table, "pca", metrics.pca_components, problems)
     checks.check_variance(metrics, problems)
+    check_health(filesystem, output, metrics, features, problems)
     if problems:
         raise OutputInvalid(f"output {output} is invalid:\n- " + "\n- ".join(problems))
     first = errors.sort_values(["path", "label"]).head(FAILED_IMAGES_LISTED)
