@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import yaml
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import (
     DeploymentFilter,
@@ -60,6 +62,19 @@ def _auto_scheduled_runs(client: SyncPrefectClient, name: str) -> list:
     return [run for run in runs if run.auto_scheduled]
 
 
+def _as_deployed_then(folder: Path) -> Path:
+    """tests/prefect_before_issue_21.yaml, its fruit-features deployments unchecked by this server: their flat
+    parameters (``engine: local``) matched the flat schema the code of then gave them, not this code's models (a
+    server deployed then holds that schema; ``prefect deploy --no-enforce-parameter-schema`` does not reach --all)."""
+    config = yaml.safe_load(BEFORE.read_text())
+    for deployment in config["deployments"]:
+        if deployment.get("entrypoint", "").endswith(":fruit_features"):
+            deployment["enforce_parameter_schema"] = False
+    path = folder / "prefect_before_issue_21.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
 @pytest.fixture
 def last_month(tmp_path) -> Iterator[tuple[PrefectServer, SyncPrefectClient]]:
     """A server of its own holding the deployments made before the renames, their schedules active, the scheduler's
@@ -68,9 +83,7 @@ def last_month(tmp_path) -> Iterator[tuple[PrefectServer, SyncPrefectClient]]:
         tmp_path, PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="1", PREFECT_WORKER_QUERY_SECONDS="1"
     ) as server:
         server.cli("work-pool", "create", POOL, "--type", "process")
-        # Their flat parameters (engine: local) against the flat schema the code of then gave them: the server does
-        # not check them against this code's models (a server deployed then holds its own schema).
-        deploy_all(server, "--prefect-file", str(BEFORE), "--no-enforce-parameter-schema")
+        deploy_all(server, "--prefect-file", str(_as_deployed_then(tmp_path)))
         with temporary_settings({PREFECT_API_URL: server.api_url}), get_client(sync_client=True) as client:
             weekly = client.read_deployment_by_name(OLD_WEEKLY)
             (schedule,) = weekly.schedules
