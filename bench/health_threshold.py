@@ -74,15 +74,27 @@ def build(root: Path, classes: int) -> None:
             (target / ("copy_%s_of_%s" % (kind, photos[0].name))).write_bytes(perturbed(photos[0], kind))
 
 
-def measure(output: Path) -> dict:
-    import pandas as pd
+def perceptual_hashes(paths) -> np.ndarray:
+    """64-bit DCT hashes (pHash) of the images as the job decodes them: 224x224 RGB -> grey 32x32 -> the 8x8 lowest
+    frequencies of its DCT (the constant one dropped for the 64th) against their median."""
+    from PIL import Image
 
-    features = pd.read_parquet(output / "features")
-    names = features["path"].str.rsplit("/", n=1).str[-1].to_numpy()
-    labels = features["label"].to_numpy()
-    x = np.stack(features["features"].to_numpy()).astype(np.float64)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    sims = x @ x.T
+    from fruitjob.decoding import decode_image
+
+    n = 32
+    k = np.arange(n)
+    dct = np.cos(np.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * n))  # DCT-II basis, rows = frequencies
+    bits = []
+    for path in paths:
+        grey = Image.fromarray(decode_image(Path(path).read_bytes())).convert("L").resize((n, n), Image.BILINEAR)
+        low = (dct @ np.asarray(grey, dtype=np.float64) @ dct.T)[:8, :8].ravel()
+        low = np.concatenate([low[1:], low[:1]])  # the DC term last
+        bits.append(low > np.median(low[:63]))
+    return np.asarray(bits)
+
+
+def evaluate(sims: np.ndarray, labels, names, thresholds) -> dict:
+    """Copies against their original, frames against their nearest frame, recall/precision per threshold."""
     index = {(label, name): i for i, (label, name) in enumerate(zip(labels, names, strict=True))}
     copies, frames, truth = [], [], set()
     for i, (label, name) in enumerate(zip(labels, names, strict=True)):
@@ -94,15 +106,15 @@ def measure(output: Path) -> dict:
         rows = [i for i, n in enumerate(names) if labels[i] == label and n.startswith("frame_")]
         for i in rows:
             frames.append(float(max(sims[i, j] for j in rows if j != i)))
-    upper = np.triu_indices(len(x), k=1)
+    upper = np.triu_indices(len(sims), k=1)
     all_sims = sims[upper]
     is_copy = np.asarray([(a, b) in truth for a, b in zip(*upper, strict=True)])
     table = []
-    for threshold in (0.80, 0.85, 0.88, 0.90, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97, 0.98):
-        found = all_sims >= threshold
+    for threshold in thresholds:
+        found = all_sims >= threshold - 1e-9
         recall = float((found & is_copy).sum() / max(1, is_copy.sum()))
         precision = float((found & is_copy).sum() / max(1, found.sum()))
-        flagged_frames = float(np.mean(np.asarray(frames) >= threshold))
+        flagged_frames = float(np.mean(np.asarray(frames) >= threshold - 1e-9))
         table.append(
             {"threshold": threshold, "recall": recall, "precision": precision, "frames_flagged": flagged_frames}
         )
@@ -110,7 +122,7 @@ def measure(output: Path) -> dict:
     for row in copies:
         by_kind.setdefault(row["kind"], []).append(row["similarity"])
     return {
-        "images": len(x),
+        "images": len(sims),
         "copies": {k: {"min": min(v), "median": float(np.median(v))} for k, v in sorted(by_kind.items())},
         "frames_nearest": {
             "median": float(np.median(frames)),
@@ -121,12 +133,44 @@ def measure(output: Path) -> dict:
     }
 
 
+FEATURE_THRESHOLDS = (0.80, 0.85, 0.88, 0.90, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97, 0.98)
+
+
+def measure(output: Path) -> dict:
+    """The job's features: cosine of the L2-normalised vectors."""
+    import pandas as pd
+
+    features = pd.read_parquet(output / "features")
+    x = np.stack(features["features"].to_numpy()).astype(np.float64)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    names = features["path"].str.rsplit("/", n=1).str[-1].to_numpy()
+    return evaluate(x @ x.T, features["label"].to_numpy(), names, FEATURE_THRESHOLDS)
+
+
+def measure_phash(images: Path) -> dict:
+    """The same images by pHash: similarity 1 - Hamming distance / 64 (threshold 1 - d/64: at most d bits differ)."""
+    paths = sorted(p for p in images.rglob("*") if p.is_file())
+    bits = perceptual_hashes(paths).astype(np.int64)
+    hamming = bits @ (1 - bits).T + (1 - bits) @ bits.T
+    thresholds = [1 - d / 64.0 for d in (2, 4, 6, 8, 10, 12, 14, 16)]
+    return evaluate(1 - hamming / 64.0, [p.parent.name for p in paths], [p.name for p in paths], thresholds)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--classes", type=int, default=60)
     parser.add_argument("--alpha", default="0.35")
     parser.add_argument("--keep-features", action="store_true", help="copy features/ into bench/results/")
+    parser.add_argument("--phash-only", action="store_true", help="only the perceptual hash (no Spark, seconds)")
     args = parser.parse_args(argv)
+    if args.phash_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            build(Path(tmp), args.classes)
+            result = measure_phash(Path(tmp))
+        print(json.dumps(result, indent=1))
+        (REPO / "bench" / "results").mkdir(exist_ok=True)
+        (REPO / "bench" / "results" / "health_threshold_phash.json").write_text(json.dumps(result, indent=1))
+        return 0
     from pyspark.sql import SparkSession
 
     from fruitjob.job import run
