@@ -8,12 +8,7 @@ metrics.json (:class:`fruitjob.metrics.HealthCounts`); the schema is ../shared/I
 - Near-duplicates: cosine of the L2-normalised 1280-d features >= ``--near-duplicate-threshold``
   (fruitjob/similarity.py). A pair is a conflict when its labels differ, a leak when the other image is in an
   earlier output or in an earlier batch (``run_id``) of this one.
-- Outliers: every image is scored ``1 - max_c cos(x, centroid_c)`` over the class centroids (means of the unit
-  features, an image's own class without itself), so higher is further from every class; flagged above
-  ``median + OUTLIER_MADS * 1.4826 * MAD`` of the scores and at least ``OUTLIER_MIN_SCORE``.
-- Suspected mislabels: images closer to another class's centroid than to their own (without themselves);
-  ``confidence = sigmoid((cos_other - cos_own) / MISLABEL_TEMPERATURE)`` (0.5 .. 1), flagged from
-  ``MISLABEL_CUT``.
+- Outliers and suspected mislabels: each image against the class centroids (fruitjob/centroid_scores.py).
 
 Only class sums (labels x 1280 doubles) ever reach the driver.
 """
@@ -22,45 +17,21 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, List, Optional
 
-import numpy as np
-import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, DoubleType, LongType, StringType, StructField, StructType
 
 from fruitjob import layout, storage
+from fruitjob.centroid_scores import MISLABEL_CUT, SCORE_SCHEMA, class_sums, outlier_cut, scorer
 from fruitjob.errors import JobError
 from fruitjob.identity import check_same_space
 from fruitjob.metrics import ClassHealth, HealthCounts
-from fruitjob.similarity import METHOD, PAIR_COLUMNS, similar_pairs, unit_rows
+from fruitjob.similarity import METHOD, PAIR_COLUMNS, similar_pairs
 from fruitjob.space import load_space
 
 PAIRS, OUTLIERS, MISLABELS = "pairs", "outliers", "mislabels"
-OUTLIER_MADS = 6.0
-OUTLIER_MIN_SCORE = 0.25
-MISLABEL_TEMPERATURE = 0.02
-MISLABEL_CUT = 0.9
 log = logging.getLogger("fruitflow.health")
-
-_SUMS_SCHEMA = StructType(
-    [
-        StructField("label", StringType(), False),
-        StructField("n", LongType(), False),
-        StructField("total", ArrayType(DoubleType()), False),
-    ]
-)
-_SCORE_SCHEMA = StructType(
-    [
-        StructField("path", StringType(), False),
-        StructField("label", StringType(), False),
-        StructField("score", DoubleType(), False),
-        StructField("nearest_label", StringType(), True),
-        StructField("resembles", StringType(), True),
-        StructField("confidence", DoubleType(), True),
-    ]
-)
 
 
 def _features(spark: SparkSession, output: str) -> DataFrame:
@@ -117,74 +88,6 @@ def _exact_pairs(items: DataFrame) -> DataFrame:
         (F.col("label") != F.col("o_label")).alias("conflict"),
         ((F.col("o_side") == "earlier") | (F.col("run_id") != F.col("o_run_id"))).alias("leak"),
     )
-
-
-def _class_sums(features: DataFrame) -> Tuple[List[str], np.ndarray, np.ndarray]:
-    """(labels, images per label, sum of the unit features per label): partial sums per partition, reduced here."""
-
-    def partial(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        sums: Dict[str, np.ndarray] = {}
-        counts: Dict[str, int] = {}
-        for frame in frames:
-            units = unit_rows(list(frame["features"])).astype(np.float64)
-            for label, positions in frame.groupby("label").indices.items():
-                sums[label] = sums.get(label, 0.0) + units[positions].sum(axis=0)
-                counts[label] = counts.get(label, 0) + len(positions)
-        yield pd.DataFrame({"label": list(sums), "n": [counts[k] for k in sums], "total": list(sums.values())})
-
-    rows = features.select("label", "features").mapInPandas(partial, _SUMS_SCHEMA).collect()
-    labels = sorted({row["label"] for row in rows})
-    index = {label: k for k, label in enumerate(labels)}
-    counts = np.zeros(len(labels))
-    totals = np.zeros((len(labels), len(rows[0]["total"]) if rows else 0))
-    for row in rows:
-        counts[index[row["label"]]] += row["n"]
-        totals[index[row["label"]]] += np.asarray(row["total"])
-    return labels, counts, totals
-
-
-def _scorer(labels: List[str], counts: np.ndarray, totals: np.ndarray):
-    index = {label: k for k, label in enumerate(labels)}
-    names = np.asarray(labels, dtype=object)
-
-    def score(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for frame in frames:
-            units = unit_rows(list(frame["features"])).astype(np.float64)
-            own = np.asarray([index[label] for label in frame["label"]])
-            rows = np.arange(len(frame))
-            # each image against every centroid; its own class's without itself (leave one out)
-            centroids = totals / np.maximum(np.linalg.norm(totals, axis=1, keepdims=True), 1e-12)
-            sims = units @ centroids.T
-            own_sum = totals[own] - units
-            own_norm = np.linalg.norm(own_sum, axis=1)
-            alone = counts[own] <= 1
-            sims[rows, own] = np.where(alone, -1.0, (units * own_sum).sum(axis=1) / np.maximum(own_norm, 1e-12))
-            nearest = sims.argmax(axis=1)
-            own_sim = sims[rows, own].copy()
-            others = sims.copy()
-            others[rows, own] = -np.inf
-            other = others.argmax(axis=1)
-            margin = others[rows, other] - own_sim
-            suspect = (margin > 0) & ~alone & (len(labels) > 1)
-            confidence = 1.0 / (1.0 + np.exp(-np.clip(margin / MISLABEL_TEMPERATURE, -50, 50)))
-            yield pd.DataFrame(
-                {
-                    "path": frame["path"],
-                    "label": frame["label"],
-                    "score": 1.0 - sims[rows, nearest],
-                    "nearest_label": names[nearest],
-                    "resembles": np.where(suspect, names[other], None),
-                    "confidence": np.where(suspect, confidence, np.nan),
-                }
-            )
-
-    return score
-
-
-def _outlier_cut(scores: DataFrame) -> float:
-    median = scores.approxQuantile("score", [0.5], 0.001)[0]
-    mad = scores.select(F.abs(F.col("score") - F.lit(median)).alias("d")).approxQuantile("d", [0.5], 0.001)[0]
-    return max(OUTLIER_MIN_SCORE, median + OUTLIER_MADS * 1.4826 * mad)
 
 
 def _ranked(frame: DataFrame, by: str) -> DataFrame:
@@ -257,11 +160,11 @@ def write_health(
         items.unpersist()
     pairs = storage.read_parquet(spark, layout.child(health_uri, PAIRS))
 
-    labels, counts, totals = _class_sums(mine)
-    scored = mine.select("path", "label", "features").mapInPandas(_scorer(labels, counts, totals), _SCORE_SCHEMA)
+    labels, counts, totals = class_sums(mine)
+    scored = mine.select("path", "label", "features").mapInPandas(scorer(labels, counts, totals), SCORE_SCHEMA)
     scored.write.mode("overwrite").parquet(layout.child(health_uri, "_scores"))
     scored = storage.read_parquet(spark, layout.child(health_uri, "_scores"))
-    cut = _outlier_cut(scored) if rows else 1.0
+    cut = outlier_cut(scored) if rows else 1.0
     outliers = _ranked(scored.select("path", "label", "score", "nearest_label"), "score")
     outliers = outliers.withColumn("flagged", F.col("score") > F.lit(cut))
     outliers.coalesce(1).write.mode("overwrite").parquet(layout.child(health_uri, OUTLIERS))

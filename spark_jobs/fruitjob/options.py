@@ -20,13 +20,9 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from fruitjob.rules import FEATURIZERS, READERS, TFLITE_FEATURIZERS
+from fruitjob.rules import FEATURIZERS, HEALTH_CHOICES, NEAR_DUPLICATE_THRESHOLD, READERS, TFLITE_FEATURIZERS
 
 NAMED_WEIGHTS = ("imagenet", "random")
-HEALTH_CHOICES = ("on", "off")
-# re-encoded, resized, slightly cropped or brightened copies of a photo score above it, neighbouring turntable frames
-# of Fruits-360 below it (measured: docs/performance.md, Dataset health)
-NEAR_DUPLICATE_THRESHOLD = 0.95
 _ALPHA_IN_NAME = re.compile(r"_(\d+(?:\.\d+)?)_\d+(?:_no_top)?\.h5$")
 
 
@@ -103,10 +99,7 @@ class JobOptions:
         "dataset health after pca/: duplicates, label conflicts, leaks, outliers, suspected mislabels (health/)",
         choices=HEALTH_CHOICES,
     )
-    health_against: List[str] = option(
-        [],
-        "earlier outputs to look for duplicates and leaks in (the health stage; same feature space)",
-    )
+    health_against: List[str] = option([], "earlier outputs to look for duplicates and leaks in (same feature space)")
     near_duplicate_threshold: float = option(
         NEAR_DUPLICATE_THRESHOLD,
         "cosine of the L2-normalised features from which two images count as near-duplicates "
