@@ -71,11 +71,41 @@ def test_features_equal_the_local_engine_and_the_output_validates(
     assert diff <= 1e-4, f"max abs diff {diff:.3g} between Spark 4 / Python 3.11 and the EMR stack"
 
 
+def test_the_health_stage_finds_what_the_local_engine_finds(parity_output, parity_images, job_output, fruit_images):
+    for table, key in (("pairs", ["path", "other_path"]), ("outliers", ["rank"]), ("mislabels", ["rank"])):
+        here, there = read_parquet(job_output, "health/" + table), read_parquet(parity_output, "health/" + table)
+        for frame, root in ((here, fruit_images), (there, parity_images)):
+            for column in ("path", "other_path", "other_output"):
+                if column in frame:
+                    frame[column] = [p.replace(f"file:{root}", "").rstrip("/").split("/")[-2:] for p in frame[column]]
+                    frame[column] = frame[column].map("/".join)
+        here, there = here.sort_values(key).reset_index(drop=True), there.sort_values(key).reset_index(drop=True)
+        numeric = [c for c in ("similarity", "score", "confidence") if c in here]
+        assert here.drop(columns=numeric + ["other_output"], errors="ignore").equals(
+            there.drop(columns=numeric + ["other_output"], errors="ignore")
+        ), table
+        for column in numeric:
+            np.testing.assert_allclose(here[column], there[column], atol=1e-4)
+    here, there = metrics(job_output)["health"], metrics(parity_output)["health"]
+    assert {k: v for k, v in here.items() if k != "seconds"} == {k: v for k, v in there.items() if k != "seconds"}
+
+
 def test_incremental_and_pca_model_runs_on_the_cluster_stack(
     parity, shipped_model, parity_images, parity_output, tmp_path
 ):
-    projected = _submit(parity, shipped_model, parity_images, tmp_path / "projected", "--pca-model", str(parity_output))
+    projected = _submit(
+        parity,
+        shipped_model,
+        parity_images,
+        tmp_path / "projected",
+        "--pca-model",
+        str(parity_output),
+        "--health-against",
+        str(parity_output),
+    )
     assert metrics(projected)["pca_model_id"] == metrics(parity_output)["pca_model_id"]
+    leaks = read_parquet(projected, "health/pairs").query("exact and leak")
+    assert set(leaks["path"]) == set(read_parquet(projected, "features")["path"])  # every image is in the earlier run
     np.testing.assert_allclose(
         vectors(read_parquet(projected, "pca"), "pca"), vectors(read_parquet(parity_output, "pca"), "pca"), atol=1e-5
     )

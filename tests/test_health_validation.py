@@ -101,6 +101,7 @@ def test_validation_of_a_whole_output_fails_on_health_with_a_clear_line(job_outp
     output = tmp_path / "out"
     shutil.copytree(job_output, output)
     planted, _, _ = planted_output(tmp_path / "planted")
+    shutil.rmtree(output / "health", ignore_errors=True)  # the job's own (with the health stage), replaced
     shutil.copytree(planted / "health", output / "health")
     metrics = json.loads((output / "metrics.json").read_text())
     metrics["health"] = json.loads((planted / "metrics.json").read_text())["health"]

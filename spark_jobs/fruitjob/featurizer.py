@@ -6,6 +6,7 @@ A worker of a TFLite featurizer imports LiteRT, numpy, Pillow, pandas and pyarro
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -28,6 +29,7 @@ RESULT_TYPE = StructType(
     [
         StructField("features", ArrayType(FloatType()), True),
         StructField("error", StringType(), True),
+        StructField("content_sha256", StringType(), True),
     ]
 )
 __all__ = ["Engine", "engine_threads", "featurize_contents", "get_engine", "make_featurize_udf", "warm_up_workers"]
@@ -123,17 +125,20 @@ def warm_up_workers(spark, featurizer: str = "tflite") -> threading.Thread:
 def featurize_contents(
     engine: Engine, contents: List[Optional[bytes]], reasons: Optional[List[Optional[str]]] = None
 ) -> pd.DataFrame:
-    """Features or an error for each image: an image that fails never fails its neighbours.
+    """Features or an error for each image, and the SHA-256 of the bytes read (the same pass: the health stage's
+    exact duplicates): an image that fails never fails its neighbours.
 
     ``reasons`` says why a ``None`` content could not be read (else it is reported as unreadable).
     """
     features: List[Optional[np.ndarray]] = [None] * len(contents)
     errors: List[Optional[str]] = [None] * len(contents)
+    hashes: List[Optional[str]] = [None] * len(contents)
     decoded, positions = [], []
     for i, data in enumerate(contents):
         if data is None:
             errors[i] = (reasons[i] if reasons else None) or UNREADABLE
             continue
+        hashes[i] = hashlib.sha256(data).hexdigest()
         try:
             decoded.append(decode_image(bytes(data)))
             positions.append(i)
@@ -148,7 +153,7 @@ def featurize_contents(
                 features[i] = vector
             else:
                 errors[i] = "model output is not finite"
-    return pd.DataFrame({"features": features, "error": errors})
+    return pd.DataFrame({"features": features, "error": errors, "content_sha256": hashes})
 
 
 def make_featurize_udf(weights_broadcast, featurizer: str, batch_size: int, from_paths: bool = False):

@@ -5,7 +5,7 @@ Runs unchanged under ``spark-submit`` on a laptop and on EMR 7.x (Spark 3.5, Pyt
 
     spark-submit spark_jobs/extract_features.py --images DIR_OR_S3 --output DIR_OR_S3 [options]
 
-Output: ``features/``, ``errors/``, ``pca/``, ``pca_model/`` and, written last, ``metrics.json``.
+Output: ``features/``, ``errors/``, ``pca/``, ``pca_model/``, ``health/`` and, written last, ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from fruitjob.accounting import Done, count_outputs, earlier_metrics, previous_r
 from fruitjob.completeness import dataset_complete
 from fruitjob.errors import JobError
 from fruitjob.featurizer import warm_up_workers
+from fruitjob.health import run_health
 from fruitjob.identity import check_same_space, identity_of
 from fruitjob.incremental import Plan, plan_increment, replace_dataset
 from fruitjob.laps import Laps
@@ -201,9 +202,13 @@ def run(spark: SparkSession, opts: JobOptions) -> RunMetrics:
         laps("pca")
         quality = feature_quality(features, storage.read_parquet(spark, layout.child(opts.output, layout.PCA)))
         laps("quality")
+        health = run_health(spark, opts, identity)
+        laps("health")
         done = Done(listing, plan, counts, fitted, pca_note, source is None, identity, laps.seconds, partitions)
         metrics = run_metrics(spark, opts, done, run_id=run_id, reader=reader, started_at=started_at, quality=quality)
-        metrics = metrics.replace(listed_at=listed_at.isoformat(), previous_run=previous_run(earlier, opts.overwrite))
+        metrics = metrics.replace(
+            listed_at=listed_at.isoformat(), previous_run=previous_run(earlier, opts.overwrite), health=health
+        )
         return write_metrics(spark, opts.output, metrics)
     finally:
         lease.release()

@@ -12,8 +12,9 @@ SPACE = "space.json"  # the feature space and the one PCA model the output's row
 LOCK = "_fruitflow.lock"  # the lease of the run writing the output
 SUMMARY = "summary.md"
 PLOT = "explained_variance.png"
+HEALTH = "health"  # pairs/, outliers/, mislabels/: the dataset-health tables (fruitjob/health.py)
 # Columns, in order; the first of each are the documented ones (INTERFACE.md), the others serve reruns.
-FEATURE_COLUMNS = ["path", "label", "size", "features", "modified", "etag", "run_id"]
+FEATURE_COLUMNS = ["path", "label", "size", "features", "modified", "etag", "run_id", "content_sha256"]
 ERROR_COLUMNS = ["path", "label", "error", "size", "modified", "etag", "run_id"]
 PCA_COLUMNS = ["path", "label", "pca", "pca_model_id"]
 

@@ -62,6 +62,36 @@ class PreviousRun:
 
 
 @dataclass(frozen=True)
+class ClassHealth:
+    """One class's share of the health findings: pairs touching the class, its flagged images."""
+
+    label: str
+    duplicates: int = 0
+    conflicts: int = 0
+    leaks: int = 0
+    outliers: int = 0
+    suspected_mislabels: int = 0
+
+
+@dataclass(frozen=True)
+class HealthCounts:
+    """What the health stage found (fruitjob/health.py; the rows are under health/)."""
+
+    enabled: bool
+    method: str
+    near_duplicate_threshold: float
+    exact_duplicate_pairs: int = 0
+    near_duplicate_pairs: int = 0
+    label_conflicts: int = 0
+    leaks: int = 0
+    outliers: int = 0
+    suspected_mislabels: int = 0
+    compared_with: List[str] = field(default_factory=list)
+    seconds: float = 0.0
+    per_class: List[ClassHealth] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class RunMetrics:
     images: str
     output: str
@@ -115,6 +145,7 @@ class RunMetrics:
     images_per_s: Optional[float] = None
     feature_quality: Optional[FeatureQuality] = None
     previous_run: Optional[PreviousRun] = None
+    health: Optional[HealthCounts] = None
     extra: Dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -133,6 +164,10 @@ class RunMetrics:
             values["feature_quality"] = FeatureQuality(**quality)
         if values.get("previous_run"):
             values["previous_run"] = PreviousRun(**values["previous_run"])
+        if values.get("health"):
+            health = dict(values["health"])
+            health["per_class"] = [ClassHealth(**row) for row in health.get("per_class") or []]
+            values["health"] = HealthCounts(**health)
         return cls(**values, extra={key: value for key, value in data.items() if key not in known})
 
     def to_dict(self) -> Dict[str, Any]:

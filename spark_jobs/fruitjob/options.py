@@ -20,7 +20,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from fruitjob.rules import FEATURIZERS, READERS, TFLITE_FEATURIZERS
+from fruitjob.rules import FEATURIZERS, HEALTH_CHOICES, NEAR_DUPLICATE_THRESHOLD, READERS, TFLITE_FEATURIZERS
 
 NAMED_WEIGHTS = ("imagenet", "random")
 _ALPHA_IN_NAME = re.compile(r"_(\d+(?:\.\d+)?)_\d+(?:_no_top)?\.h5$")
@@ -41,6 +41,8 @@ def option(
     ``flow=False``: an option the engines set themselves (a file they staged), not a parameter of the flow.
     """
     metadata = {"help": help, "choices": choices, "path": path, "flow_help": flow_help or help, "flow": flow}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
     return field(default=default, metadata=metadata)
 
 
@@ -92,6 +94,17 @@ class JobOptions:
         "how image bytes are read: auto (python workers for local files, binaryFile for object stores)",
         choices=READERS,
     )
+    health: str = option(
+        "on",
+        "dataset health after pca/: duplicates, label conflicts, leaks, outliers, suspected mislabels (health/)",
+        choices=HEALTH_CHOICES,
+    )
+    health_against: List[str] = option([], "earlier outputs to look for duplicates and leaks in (same feature space)")
+    near_duplicate_threshold: float = option(
+        NEAR_DUPLICATE_THRESHOLD,
+        "cosine of the L2-normalised features from which two images count as near-duplicates "
+        "(docs/performance.md, Dataset health)",
+    )
     tflite_model: Optional[str] = option(
         None,
         "the TFLite model of these weights, converted and staged by the flow (fruitjob/shipped_model.py): the job "
@@ -121,6 +134,7 @@ class JobOptions:
                 object.__setattr__(self, name, resolve_path(value))
         if self.weights not in NAMED_WEIGHTS:
             object.__setattr__(self, "weights", resolve_path(self.weights))
+        object.__setattr__(self, "health_against", [resolve_path(uri) for uri in self.health_against])
         if self.alpha is None:
             object.__setattr__(self, "alpha", alpha_from_weights_name(self.weights) or 1.0)
         object.__setattr__(self, "alpha", float(self.alpha))
@@ -140,6 +154,8 @@ def _problems(opts: JobOptions) -> List[str]:
         value = getattr(opts, name)
         if value is not None and value < 1:
             problems.append("%s must be a positive integer, got %r" % (name, value))
+    if not 0.0 < opts.near_duplicate_threshold <= 1.0:
+        problems.append("near_duplicate_threshold must be in (0, 1], got %r" % opts.near_duplicate_threshold)
     for item in fields():
         choices, value = item.metadata["choices"], getattr(opts, item.name)
         if choices and value not in choices:
@@ -182,9 +198,14 @@ REQUIRED = ("images", "output")
 
 
 def value_type(name: str) -> type:
-    """The plain type of a field: ``Optional[int]`` -> ``int``."""
+    """The plain type of a field: ``Optional[int]`` -> ``int``, ``List[str]`` -> ``str``."""
     hint = typing.get_type_hints(JobOptions)[name]
     return next((arg for arg in typing.get_args(hint) if arg is not type(None)), hint)
+
+
+def is_list(name: str) -> bool:
+    """A field of several values (``--health-against A B``)."""
+    return typing.get_origin(typing.get_type_hints(JobOptions)[name]) is list
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     for item in fields():
         if value_type(item.name) is bool:
             parser.add_argument(flag(item.name), action="store_true", help=item.metadata["help"])
+            continue
+        if is_list(item.name):
+            parser.add_argument(flag(item.name), nargs="+", default=[], help=item.metadata["help"])
             continue
         parser.add_argument(
             flag(item.name),
@@ -229,6 +253,8 @@ def job_arguments(opts: JobOptions, **replaced: Any) -> List[str]:
         value = values[item.name]
         if value_type(item.name) is bool:
             argv += [flag(item.name)] if value else []
+        elif is_list(item.name):
+            argv += [flag(item.name), *[str(v) for v in value]] if value else []
         elif value is not None:
             argv += [flag(item.name), repr(value) if isinstance(value, float) else str(value)]
     return argv

@@ -15,6 +15,11 @@ FEATURE_DIM = 1280
 MAX_IMAGE_BYTES = 512 * 1024 * 1024
 # How image bytes are read: the Python workers read local files, Spark's binaryFile reads object stores.
 READERS = ("auto", "python", "binaryfile")
+HEALTH_CHOICES = ("on", "off")
+# measured on Fruits-360 (bench/health_threshold.py, docs/performance.md "Dataset health"): neighbouring turntable
+# frames are as close as re-encoded copies in the 1280-d features, so the default leans to not flagging frames (12%
+# of them flagged at 0.98, against 66% at 0.95): it finds brightened and lightly cropped copies, few re-encoded ones
+NEAR_DUPLICATE_THRESHOLD = 0.98
 # Inference engines of the job (--featurizer); tflite is the default (docs/performance.md).
 FEATURIZERS = ("keras", "tflite", "tflite-int8")
 TFLITE_FEATURIZERS = ("tflite", "tflite-int8")  # run a converted flatbuffer in LiteRT, no TensorFlow

@@ -1,0 +1,188 @@
+"""The dataset-health stage (issue 22): health/pairs, health/outliers, health/mislabels and metrics.json's ``health``,
+from planted cases in real and generated photos."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import shared_path
+from tests.helpers import metrics, read_parquet
+
+REAL_WEIGHTS = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
+CLASSES = ("Apple 6", "Banana 1", "Kiwi 1", "Lemon 1")
+
+
+def short(path: str) -> str:
+    """``label/name`` of a path in the tables."""
+    return "/".join(path.split("/")[-2:])
+
+
+def pairs_of(output: Path):
+    frame = read_parquet(output, "health/pairs")
+    frame["a"], frame["b"] = frame["path"].map(short), frame["other_path"].map(short)
+    return frame
+
+
+def pair(frame, one: str, other: str):
+    rows = frame[((frame.a == one) & (frame.b == other)) | ((frame.a == other) & (frame.b == one))]
+    assert len(rows) == 1, (one, other, frame[["a", "b", "similarity"]])
+    return rows.iloc[0]
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory) -> Path:
+    """A few real Fruits-360 classes with planted problems: a byte copy, a resized re-encoded copy, a copy under
+    another label, a photo moved into another class's folder and a picture of noise."""
+    source = shared_path("data", "fruits-360-sample")
+    root = tmp_path_factory.mktemp("planted")
+    for name in CLASSES:
+        (root / name).mkdir()
+        for image in sorted((source / name).iterdir())[:6]:
+            shutil.copyfile(image, root / name / image.name)
+    apple, apple2 = sorted((root / "Apple 6").iterdir())[:2]
+    shutil.copyfile(apple, root / "Apple 6" / "bytecopy.jpg")
+    Image.open(apple).convert("RGB").resize((90, 90)).save(root / "Apple 6" / "resized.jpg", quality=75)
+    shutil.copyfile(apple2, root / "Banana 1" / "relabelled.jpg")
+    shutil.move(str(sorted((root / "Kiwi 1").iterdir())[2]), root / "Lemon 1" / "moved.jpg")
+    noise = np.random.default_rng(0).integers(0, 255, (100, 100, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(root / "Banana 1" / "noise.jpg")
+    return root
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_planted_problems_are_found(run_job, planted):
+    weights = str(shared_path("weights", REAL_WEIGHTS))
+    # a resized re-encoded copy is as close as a neighbouring frame (docs/performance.md): found from 0.95
+    output = run_job(planted, "--weights", weights, "--pca-components", "5", "--near-duplicate-threshold", "0.95")
+    apple, apple2 = (short(str(p)) for p in sorted((planted / "Apple 6").glob("r*.jpg"))[:2])
+    pairs = pairs_of(output)
+
+    copy = pair(pairs, apple, "Apple 6/bytecopy.jpg")
+    assert copy.exact and copy.similarity == 1.0 and not copy.conflict and not copy.leak
+    resized = pair(pairs, apple, "Apple 6/resized.jpg")
+    assert not resized.exact and resized.similarity >= 0.95
+    relabelled = pair(pairs, apple2, "Banana 1/relabelled.jpg")
+    assert (
+        relabelled.exact
+        and relabelled.conflict
+        and {relabelled.label, relabelled.other_label}
+        == {
+            "Apple 6",
+            "Banana 1",
+        }
+    )
+    assert {uri.rstrip("/").split("/")[-1] for uri in pairs.other_output} == {output.name}  # all within
+
+    outliers = read_parquet(output, "health/outliers").sort_values("rank")
+    assert len(outliers) == len(list(planted.glob("*/*.jpg")))
+    top = outliers.iloc[0]
+    assert short(top.path) == "Banana 1/noise.jpg" and top.flagged and top["rank"] == 1
+    assert outliers.flagged.sum() <= 2, outliers.head()
+
+    mislabels = read_parquet(output, "health/mislabels").sort_values("rank")
+    moved = mislabels[mislabels.path.map(short) == "Lemon 1/moved.jpg"].iloc[0]
+    assert moved.resembles == "Kiwi 1" and moved.flagged and moved["rank"] <= 2 and 0.5 < moved.confidence <= 1
+
+    health = metrics(output)["health"]
+    assert health["enabled"] and health["method"] == "exact-blocked" and health["compared_with"] == []
+    assert health["exact_duplicate_pairs"] == int(pairs.exact.sum()) == 2
+    assert health["near_duplicate_pairs"] == int((~pairs.exact).sum())
+    assert health["label_conflicts"] == int(pairs.conflict.sum()) and health["leaks"] == 0
+    assert health["outliers"] == int(outliers.flagged.sum())
+    assert health["suspected_mislabels"] == int(mislabels.flagged.sum())
+    per_class = {row["label"]: row for row in health["per_class"]}
+    assert per_class["Banana 1"]["outliers"] == 1 and per_class["Lemon 1"]["suspected_mislabels"] >= 1
+    assert health["seconds"] > 0
+
+
+def test_features_keep_the_sha256_of_the_bytes(job_output, fruit_images):
+    import hashlib
+
+    frame = read_parquet(job_output, "features")
+    for row in frame.itertuples():
+        local = Path(row.path.replace("file:", "", 1))
+        assert (
+            row.content_sha256
+            == hashlib.sha256((fruit_images / local.parent.name / local.name).read_bytes()).hexdigest()
+        )
+
+
+def test_health_off_writes_no_health(run_job, fruit_images, job_output):
+    assert (job_output / "health" / "pairs").is_dir() and metrics(job_output)["health"]["enabled"]
+    output = run_job(fruit_images, "--pca-components", "5", "--health", "off")
+    assert not (output / "health").exists()
+    assert metrics(output)["health"] is None
+
+
+def _few_images(root: Path, seed: int) -> Path:
+    from tasks.local.sample_images import make_sample_images
+
+    return make_sample_images(root, per_class=2, size=48, seed=seed)
+
+
+def test_a_copy_of_an_earlier_outputs_image_is_a_leak(run_job, tmp_path):
+    first_images = _few_images(tmp_path / "week1", seed=1)
+    first = run_job(first_images, "--pca-components", "2")
+    second_images = _few_images(tmp_path / "week2", seed=2)
+    original = sorted(first_images.glob("*/*.jpg"))[0]
+    shutil.copyfile(original, second_images / original.parent.name / "again.jpg")
+    second = run_job(second_images, "--pca-components", "2", "--health-against", str(first))
+
+    pairs = pairs_of(second)
+    earlier = pairs[pairs.other_path.str.contains("/week1/") & (pairs.b == short(str(original)))]
+    leak = pair(earlier, original.parent.name + "/again.jpg", short(str(original)))
+    assert leak.exact and leak.leak and not leak.conflict and leak.other_output.rstrip("/").endswith(first.name)
+    assert leak.a == original.parent.name + "/again.jpg"  # this output's image first
+    health = metrics(second)["health"]
+    assert health["leaks"] == int(pairs.leak.sum()) >= 1 and len(health["compared_with"]) == 1
+
+
+def test_an_incremental_batch_with_a_copy_of_a_first_batch_image_is_a_leak(run_job, spark, tmp_path):
+    from fruitjob.job import run
+    from fruitjob.options import parse_options
+    from tests.conftest import JOB_DEFAULTS
+
+    images = _few_images(tmp_path / "images", seed=3)
+    output = run_job(images, "--pca-components", "2")
+    original = sorted(images.glob("*/*.jpg"))[0]
+    shutil.copyfile(original, original.parent / "later.jpg")
+    argv = ["--images", str(images), "--output", str(output), *JOB_DEFAULTS, "--pca-components", "2"]
+    run(spark, parse_options([*argv, "--incremental"]))
+
+    pairs = pairs_of(output)
+    leak = pair(pairs, original.parent.name + "/later.jpg", short(str(original)))
+    assert leak.exact and leak.leak and not leak.conflict
+    first_batch = ~pairs.path.str.endswith("/later.jpg") & ~pairs.other_path.str.endswith("/later.jpg")
+    assert first_batch.any() and not pairs[first_batch].leak.any()  # pairs within the first batch are no leak
+    assert metrics(output)["health"]["leaks"] == int(pairs.leak.sum())
+
+
+def test_blocked_search_finds_every_pair_across_blocks(spark):
+    """Blocks of 3 rows: the search finds the pairs numpy's full product finds, within and against earlier rows."""
+    from fruitjob.similarity import ITEM_COLUMNS, similar_pairs, unit_rows
+
+    rng = np.random.default_rng(5)
+    base = rng.random((6, 16)).astype(np.float32)
+    vectors = np.concatenate([base, base + rng.normal(0, 0.01, base.shape).astype(np.float32)])
+    rows = []
+    for k, vector in enumerate(vectors):
+        side = "earlier" if k >= 9 else "this"
+        output = "old" if side == "earlier" else "new"
+        rows.append(("p%02d" % k, "L%d" % (k % 2), output, "r", "", side, [float(v) for v in vector]))
+    items = spark.createDataFrame(rows, ITEM_COLUMNS)
+    found = {(r.path, r.other_path) for r in similar_pairs(items, len(rows), 0.999, block_rows=3).collect()}
+
+    unit = unit_rows(list(vectors))
+    similarity = unit @ unit.T
+    expected = set()
+    for i in range(9):
+        for j in range(len(rows)):
+            if (j >= 9 or i < j) and similarity[i, j] >= 0.999 - 1e-6:
+                expected.add(("p%02d" % i, "p%02d" % j))
+    assert found == expected and len(expected) >= 6
