@@ -32,6 +32,9 @@ def parser_for(flow: Flow, prog: str) -> argparse.ArgumentParser:
         if hints[name] is bool:
             parser.add_argument(flag, action="store_true", help=text)
             continue
+        if typing.get_origin(hints[name]) is list:  # --health-against A B
+            parser.add_argument(flag, nargs="+", default=parameter.default, help=text)
+            continue
         kind, choices = _argument_type(hints[name])
         parser.add_argument(flag, type=kind, choices=choices, default=parameter.default, help=text)
     return parser

@@ -21,6 +21,13 @@ DECLARATIONS = (JobOptions, EngineSettings)
 FILLED_BY_ENGINE = ("images", "output")
 
 
+def default_of(item: dataclasses.Field) -> Any:
+    """A field's default; a fresh one for a list field (``health_against``: ``default_factory``)."""
+    if item.default is dataclasses.MISSING and item.default_factory is not dataclasses.MISSING:
+        return item.default_factory()
+    return item.default
+
+
 def _hint(cls: type, item: dataclasses.Field) -> Any:
     hint = typing.get_type_hints(cls)[item.name]
     if item.metadata.get("choices"):
@@ -42,7 +49,7 @@ def _parameters() -> list[tuple[dataclasses.Field, Any]]:
 def declared_parameters(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Give ``fn(**parameters)`` one keyword parameter per declared field, with its default, type and description."""
     parameters = [
-        inspect.Parameter(item.name, inspect.Parameter.KEYWORD_ONLY, default=item.default, annotation=hint)
+        inspect.Parameter(item.name, inspect.Parameter.KEYWORD_ONLY, default=default_of(item), annotation=hint)
         for item, hint in _parameters()
     ]
     returns = inspect.signature(fn).return_annotation

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from flows.fruit_features import build_parser, fruit_features
-from flows.parameters import split
+from flows.parameters import default_of, split
 from fruitjob.options import JobOptions, job_arguments, parse_options
 from tasks.contract import EngineSettings
 
@@ -29,6 +29,9 @@ CHANGED = {
     "seed": 3,
     "reader": "binaryfile",
     "tflite_model": "s3://fruit/staged/fruitflow-tflite-int8-0123.tflite",
+    "health": "off",
+    "health_against": ["s3://fruit/out/run-0", "s3://fruit/out/run-00"],
+    "near_duplicate_threshold": 0.9,
 }
 FIELDS = [item.name for item in dataclasses.fields(JobOptions)]
 # The flow's: every field but what an engine stages itself (flow=False: the shipped model).
@@ -79,7 +82,7 @@ def test_the_flow_parameters_are_the_declared_fields_with_their_defaults():
             if item.name not in declared:
                 continue
             schema = parameters[item.name]
-            assert schema.get("default") == item.default, item.name
+            assert schema.get("default") == default_of(item), item.name
             assert schema.get("description") == item.metadata["flow_help"], item.name
     assert parameters["featurizer"]["enum"] == ["keras", "tflite", *parameters["featurizer"]["enum"][2:]]
     assert parameters["engine"]["enum"][:2] == ["local", "emr"]
@@ -93,6 +96,12 @@ def test_the_command_line_is_the_flow_parameters():
     job, settings = split(vars(given))
     assert job["pca_components"] == 7 and job["incremental"] is True and job["output"] is None
     assert settings == EngineSettings(engine="emr", cluster_id="j-1")
+    assert job["health_against"] == [] and build_parser().parse_args(
+        ["--health-against", "/a", "/b"]
+    ).health_against == [
+        "/a",
+        "/b",
+    ]
     flags = {action.dest for action in parser._actions} - {"help"}
     assert flags == set(fruit_features.parameters.properties)
 
