@@ -64,9 +64,12 @@ def add_model_options(
             if name in skip or name in added:
                 continue
             added.append(name)
-            text = f"{info.description or ''} (default: {info.default})"
+            text = f"{info.description or ''} (default: {info.get_default(call_default_factory=True)})"
             if info.annotation is bool:
                 group.add_argument(flag(name), action="store_true", default=argparse.SUPPRESS, help=text)
+                continue
+            if typing.get_origin(info.annotation) is list:  # --health-against A B
+                group.add_argument(flag(name), nargs="+", default=argparse.SUPPRESS, help=text)
                 continue
             kind, choices = _argument_type(info.annotation)
             group.add_argument(flag(name), type=kind, choices=choices, default=argparse.SUPPRESS, help=text)

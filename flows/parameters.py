@@ -60,6 +60,20 @@ class JobParameters(BaseModel):
         "auto",
         description="how image bytes are read: auto (python workers for local files, binaryFile for object stores)",
     )
+    health: Literal["on", "off"] = Field(
+        "on",
+        description="dataset health after pca/: duplicates, label conflicts, leaks, outliers, suspected mislabels "
+        "(health/)",
+    )
+    health_against: list[str] = Field(
+        default_factory=list,
+        description="earlier outputs to look for duplicates and leaks in (same feature space)",
+    )
+    near_duplicate_threshold: float = Field(
+        0.98,
+        description="cosine of the L2-normalised features from which two images count as near-duplicates "
+        "(docs/performance.md, Dataset health)",
+    )
 
     def job_options(self, images: str, output: str) -> JobOptions:
         """The job's options for a run on ``images`` into ``output`` (what the engine completed when empty)."""

@@ -6,6 +6,7 @@ run of the fruit-features deployment with them (a child run in the UI), waits fo
     images: /data/fruits/{date:%G-w%V}          ->  /data/fruits/2026-w49         (ISO year and week)
     output: /data/fruitflow/{date:%G-w%V}       ->  /data/fruitflow/2026-w49
     pca_model: /data/fruitflow/{previous:%G-w%V} -> last week's output: this week's batch in last week's space
+                                                    (and the output the health stage compares with: health_against)
 
 ``date`` is the run's scheduled start in UTC (a late or retried run still uses its own week); ``previous`` is seven
 days earlier. Any ``str.format`` field of a datetime works (``{date:%Y-%m-%d}``, ``{date:%Y/%m}``).
@@ -65,6 +66,13 @@ def run_date(date: str | None = None) -> datetime:
     return parsed.replace(tzinfo=parsed.tzinfo or UTC).astimezone(UTC)
 
 
+def health_against(pca_model: str | None, given: list[str] | str | None, date: datetime) -> list[str]:
+    """The earlier outputs the week's health stage looks for duplicates and leaks in: the output the week chains to
+    (``pca_model``, last week's) and any given in ``parameters["health_against"]`` (templates too), once each."""
+    templates = ([given] if isinstance(given, str) else list(given or [])) + ([pca_model] if pca_model else [])
+    return list(dict.fromkeys(fill(template, date) for template in templates))
+
+
 @flow(name="fruit-features-weekly", log_prints=True)
 def fruit_features_weekly(
     images: str = "/data/fruits/{date:%G-w%V}",
@@ -79,7 +87,8 @@ def fruit_features_weekly(
     Args:
         images: Input folder or s3:// prefix; `{date:%G-w%V}` becomes the ISO week of the run (2026-w49).
         output: Output folder or s3:// prefix, a template like images (a new one each week).
-        pca_model: Optional template of an earlier output whose PCA to project with, e.g. `{previous:%G-w%V}`.
+        pca_model: Optional template of an earlier output whose PCA to project with, e.g. `{previous:%G-w%V}`;
+            the health stage also looks for duplicates of this week's images in it (leaks).
         deployment: The deployment to run: fruit-features/local or fruit-features/emr.
         parameters: Other fruit-features parameters for the run (weights, pca_components, ...).
         date: Fill the templates from this ISO date instead of the scheduled start (backfills).
@@ -92,6 +101,9 @@ def fruit_features_weekly(
     filled = {"images": fill(images, when), "output": fill(output, when)}
     if pca_model is not None:
         filled["pca_model"] = fill(pca_model, when)
+    against = health_against(pca_model, (parameters or {}).get("health_against"), when)
+    if against:
+        filled["health_against"] = against
     logger.info("week %s: %s with %s", f"{when:%G-w%V}", deployment, filled)
     child = run_deployment(
         deployment,

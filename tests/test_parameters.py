@@ -25,7 +25,8 @@ def test_every_job_option_is_a_parameter_with_its_default_help_and_option(item):
     """Declared once, as a test: a new JobOptions field without a parameter (and an option) fails here."""
     field = JobParameters.model_fields.get(item.name)
     assert field is not None, f"JobOptions.{item.name} is no field of flows.parameters.JobParameters"
-    assert field.default == item.default
+    job_default = item.default_factory() if item.default is dataclasses.MISSING else item.default
+    assert field.get_default(call_default_factory=True) == job_default
     assert field.description == item.metadata["flow_help"]
     if item.metadata["choices"]:
         assert typing.get_args(field.annotation) == item.metadata["choices"]
@@ -123,3 +124,10 @@ def test_the_flow_module_shows_its_parameters_and_starts_no_server():
     assert "noqa: E402" not in source and "start_if_needed" not in source
     assert "job: JobParameters = JOB_DEFAULTS" in source and "engine: EngineSettings = LOCAL_ENGINE" in source
     assert list(inspect.signature(fruit_features.fn).parameters) == ["job", "engine", "dry_run"]
+
+
+def test_a_list_option_takes_several_values_and_defaults_to_none_given():
+    """``--health-against A B`` on the command line is the job's list; without it the list is empty."""
+    given = parse_run(["--images", "/in", "--health-against", "s3://b/w48", "s3://b/w47"])
+    assert given["job"].health_against == ["s3://b/w48", "s3://b/w47"]
+    assert parse_run(["--images", "/in"])["job"].health_against == []

@@ -31,6 +31,9 @@ CHANGED = {
     "engine": "emr",
     "flow_run_id": "0f1e2d3c-run",
     "cluster_id": "j-1ABC",
+    "health": "off",
+    "health_against": ["s3://fruit/out/run-0", "s3://fruit/out/run-00"],
+    "near_duplicate_threshold": 0.9,
 }
 FIELDS = [item.name for item in dataclasses.fields(JobOptions)]
 

@@ -51,6 +51,16 @@ def test_templates_use_the_iso_week_and_the_week_before():
     assert fill("/data/fixed", monday) == "/data/fixed" and fill(None, monday) is None
 
 
+def test_the_health_stage_compares_with_the_output_the_week_chains_to():
+    from flows.weekly import health_against
+
+    monday = datetime(2026, 12, 7, 6, tzinfo=UTC)
+    assert health_against("/out/{previous:%G-w%V}", None, monday) == ["/out/2026-w49"]
+    assert health_against("/out/{previous:%G-w%V}", ["/base", "/out/2026-w49"], monday) == ["/base", "/out/2026-w49"]
+    assert health_against(None, "/base/{date:%G}", monday) == ["/base/2026"]
+    assert health_against(None, None, monday) == []
+
+
 def test_a_bad_template_says_which_fields_exist():
     with pytest.raises(TemplateError, match=r"\{date:%G-w%V\}"):
         fill("/data/{week}", datetime(2026, 12, 1, tzinfo=UTC))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pyarrow import fs
 
-from flows.weekly import fill
+from flows.weekly import fill, health_against
 from tasks.local.sample_images import make_sample_images
 from tasks.validation import verify_output
 from tests.conftest import JOB_DEFAULTS
@@ -37,8 +37,8 @@ def _week(spark, root: Path, monday: datetime, *extra: str, first: bool = False)
 
     images, output, previous = (fill(template, monday) for template in _templates(root))
     argv = ["--images", images, "--output", output, *JOB_DEFAULTS, "--pca-components", "3", *extra]
-    if not first:
-        argv += ["--pca-model", previous]
+    if not first:  # as the weekly flow passes them: last week's model, and last week's output to look for leaks in
+        argv += ["--pca-model", previous, "--health-against", *health_against(_templates(root)[2], None, monday)]
     return run(spark, parse_options(argv))
 
 
@@ -71,9 +71,15 @@ def test_four_weeks_chained_moved_incremental_and_killed_stay_valid_in_week_ones
     shutil.move(root, moved)
     root = moved
 
-    # Week 2: projected with week 1's model; week 3 with week 2's (an output that was itself projected).
+    # Week 2: projected with week 1's model; week 3 with week 2's (an output that was itself projected). A photo of
+    # week 1 comes again in week 2: a leak between the weeks.
+    again = Path(fill(_templates(root)[0], week2)) / "Banana" / "again.jpg"
+    shutil.copyfile(Path(fill(_templates(root)[0], week1)) / "Banana" / "000.jpg", again)
     _week(spark, root, week2)
-    _valid_in_space(root, week2, space)
+    health = _valid_in_space(root, week2, space)["health"]
+    assert health["compared_with"] == [fill(_templates(root)[1], week1)] and health["leaks"] >= 1
+    leaks = read_parquet(Path(fill(_templates(root)[1], week2)), "health/pairs").query("leak and exact")
+    assert [p.rsplit("/", 1)[-1] for p in leaks["path"]] == ["again.jpg"]
     _week(spark, root, week3)
     _valid_in_space(root, week3, space)
 

@@ -56,7 +56,8 @@ def class_sums(features: DataFrame) -> Tuple[List[str], np.ndarray, np.ndarray]:
             for label, positions in frame.groupby("label").indices.items():
                 sums[label] = sums.get(label, 0.0) + units[positions].sum(axis=0)
                 counts[label] = counts.get(label, 0) + len(positions)
-        yield pd.DataFrame({"label": list(sums), "n": [counts[k] for k in sums], "total": list(sums.values())})
+        if sums:  # an empty partition yields nothing: an empty "total" column is not a list column to Arrow
+            yield pd.DataFrame({"label": list(sums), "n": [counts[k] for k in sums], "total": list(sums.values())})
 
     rows = features.select("label", "features").mapInPandas(partial, SUMS_SCHEMA).collect()
     labels = sorted({row["label"] for row in rows})

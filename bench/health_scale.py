@@ -1,0 +1,167 @@
+"""The health stage's similarity search at scale: the blocked exact search (fruitjob/similarity.py, the job's) against
+Spark ML's BucketedRandomProjectionLSH.approxSimilarityJoin, time and the LSH's recall (the exact search's pairs are
+the truth).
+
+The rows start from a real features/ folder (``--features``, e.g. a run over ../shared/data/fruits-360-sample): row
+``i`` is real vector ``i mod N`` made unit and moved by Gaussian noise of norm ``NOISE`` (two rows of the same real
+vector: cosine ~0.8, below any threshold), and one row in ``COPY_EVERY`` is a near copy of the row before it (noise
+norm ``COPY_NOISE``, cosine ~0.995): the near-duplicates to find. No feature reaches the driver.
+
+    .venv/bin/python bench/health_scale.py --features OUTPUT/features --sizes 4000 24000 100000 --repeats 3
+
+Runs of the methods are interleaved (exact, lsh, exact, lsh, ...) and the medians reported; ``--no-exact-above N``
+skips the exact search above N rows (it is quadratic). Results: docs/performance.md, "Dataset health".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+from pyspark.ml.feature import BucketedRandomProjectionLSH
+from pyspark.ml.functions import array_to_vector
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, FloatType, LongType, StringType, StructField, StructType
+
+from fruitjob.similarity import ITEM_COLUMNS, similar_pairs
+
+NOISE = 0.5
+COPY_NOISE = 0.1
+COPY_EVERY = 100
+_ROWS = StructType(
+    [
+        StructField("id", LongType(), False),
+        StructField("path", StringType(), False),
+        StructField("label", StringType(), False),
+        StructField("features", ArrayType(FloatType()), False),
+    ]
+)
+
+
+def _unit(matrix: np.ndarray) -> np.ndarray:
+    return matrix / np.maximum(np.linalg.norm(matrix, axis=-1, keepdims=True), 1e-12)
+
+
+def _noisy(base: np.ndarray, labels: list[str]):
+    """Rows of ids as described above, made in the workers from the real vectors (broadcast in the closure)."""
+    unit_base = _unit(base.astype(np.float64))
+
+    def vector(i: int) -> np.ndarray:
+        rng = np.random.default_rng(i)
+        noise = rng.normal(size=unit_base.shape[1])
+        if i % COPY_EVERY == COPY_EVERY - 1:
+            return _unit(vector(i - 1) + COPY_NOISE * _unit(noise))
+        return _unit(unit_base[i % len(unit_base)] + NOISE * _unit(noise))
+
+    def make(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for frame in frames:
+            ids = frame["id"].to_numpy()
+            yield pd.DataFrame(
+                {
+                    "id": ids,
+                    "path": ["img/%08d.jpg" % i for i in ids],
+                    "label": [labels[i % len(labels)] for i in ids],
+                    "features": [vector(int(i)).astype(np.float32) for i in ids],
+                }
+            )
+
+    return make
+
+
+def rows(spark: SparkSession, features: str, n: int) -> DataFrame:
+    real = spark.read.parquet(features).select("label", "features").toPandas()  # a few thousand rows: the seed set
+    base = np.stack(real["features"].map(np.asarray).to_list())
+    frame = spark.range(n).repartition(max(2, n // 4000)).mapInPandas(_noisy(base, list(real["label"])), _ROWS)
+    return frame.persist()
+
+
+def exact_pairs(frame: DataFrame, n: int, threshold: float) -> DataFrame:
+    items = frame.select(
+        "path",
+        "label",
+        F.lit("out").alias("output"),
+        F.lit("r").alias("run_id"),
+        F.lit("").alias("content_sha256"),
+        F.lit("this").alias("side"),
+        "features",
+    ).select(*ITEM_COLUMNS)
+    return similar_pairs(items, n, threshold).select("path", "other_path")
+
+
+def lsh_pairs(frame: DataFrame, threshold: float, tables: int, bucket: float) -> DataFrame:
+    """approxSimilarityJoin on the unit vectors: cosine >= t is Euclidean distance <= sqrt(2 (1 - t))."""
+    vectors = frame.select("path", array_to_vector("features").alias("v"))
+    model = BucketedRandomProjectionLSH(inputCol="v", outputCol="h", bucketLength=bucket, numHashTables=tables, seed=1)
+    model = model.fit(vectors)
+    joined = model.approxSimilarityJoin(vectors, vectors, float(np.sqrt(2 * (1 - threshold))), distCol="d")
+    pairs = joined.where(F.col("datasetA.path") < F.col("datasetB.path"))
+    return pairs.select(F.col("datasetA.path").alias("path"), F.col("datasetB.path").alias("other_path"))
+
+
+def measure(spark, features: str, n: int, args) -> dict[str, object]:
+    frame = rows(spark, features, n)
+    frame.count()
+    times: dict[str, list[float]] = {"exact-blocked": [], "lsh": []}
+    found: dict[str, DataFrame] = {}
+    methods = ["lsh"] if n > args.no_exact_above else ["exact-blocked", "lsh"]
+    for _ in range(args.repeats):
+        for method in methods:
+            if method == "lsh":
+                pairs = lsh_pairs(frame, args.threshold, args.tables, args.bucket)
+            else:
+                pairs = exact_pairs(frame, n, args.threshold)
+            started = time.monotonic()
+            pairs = pairs.persist()
+            count = pairs.count()
+            times[method].append(time.monotonic() - started)
+            if method in found:
+                pairs.unpersist()
+            found.setdefault(method, pairs)
+            print(n, method, count, "pairs", round(times[method][-1], 2), "s", flush=True)
+    result: dict[str, object] = {"rows": n, "pairs_planted": n // COPY_EVERY}
+    for method in methods:
+        result[method] = {"median_s": round(statistics.median(times[method]), 2), "runs_s": times[method]}
+        result[method]["pairs"] = found[method].count()
+    if "exact-blocked" in found:
+        truth = found["exact-blocked"]
+        hit = truth.join(found["lsh"], ["path", "other_path"]).count()
+        result["lsh_recall"] = round(hit / max(1, truth.count()), 4)
+    frame.unpersist()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--features", required=True, help="a features/ folder of a real run (the seed vectors)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[4000, 24000, 100000])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threshold", type=float, default=0.98)
+    parser.add_argument("--tables", type=int, default=4, help="LSH hash tables")
+    parser.add_argument("--bucket", type=float, default=0.4, help="LSH bucket length (unit vectors)")
+    parser.add_argument("--no-exact-above", type=int, default=30000)
+    parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--json", help="write the results here too")
+    args = parser.parse_args()
+    spark = (
+        SparkSession.builder.master(args.master)
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.memory", "4g")
+        .config("spark.sql.shuffle.partitions", "8")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    results = [measure(spark, args.features, n, args) for n in args.sizes]
+    print(json.dumps(results, indent=2))
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(results, out, indent=2)
+
+
+if __name__ == "__main__":
+    main()
