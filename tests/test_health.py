@@ -186,3 +186,20 @@ def test_blocked_search_finds_every_pair_across_blocks(spark):
             if (j >= 9 or i < j) and similarity[i, j] >= 0.999 - 1e-6:
                 expected.add(("p%02d" % i, "p%02d" % j))
     assert found == expected and len(expected) >= 6
+
+
+def test_features_all_alike_make_at_most_the_cap_of_pairs_per_image(spark):
+    """Random weights make every pair of images look alike: each image keeps its MAX_PAIRS_PER_IMAGE most similar
+    pairs (n x cap rows, not n^2), the most similar first."""
+    from fruitjob.rules import MAX_PAIRS_PER_IMAGE
+    from fruitjob.similarity import ITEM_COLUMNS, similar_pairs
+
+    rows = [
+        ("p%02d" % k, "L%d" % (k % 3), "new", "r", "", "this", [1.0, 0.001 * k, 0.0, 0.0])
+        for k in range(3 * MAX_PAIRS_PER_IMAGE)
+    ]
+    items = spark.createDataFrame(rows, ITEM_COLUMNS)
+    pairs = similar_pairs(items, len(rows), 0.9).toPandas()
+    per_image = pairs.groupby("path").size()
+    assert len(pairs) <= len(rows) * MAX_PAIRS_PER_IMAGE and per_image.max() <= MAX_PAIRS_PER_IMAGE
+    assert (pairs.similarity >= 0.9).all() and len(pairs) >= len(rows)

@@ -20,6 +20,9 @@ HEALTH_CHOICES = ("on", "off")
 # frames are as close as re-encoded copies in the 1280-d features, so the default leans to not flagging frames (12%
 # of them flagged at 0.98, against 66% at 0.95): it finds brightened and lightly cropped copies, few re-encoded ones
 NEAR_DUPLICATE_THRESHOLD = 0.98
+# The most similar pairs kept per image and compared block: features that are all alike (random weights, a class of
+# near-identical frames) would otherwise make n^2 rows; an image's byte copies and closest copies stay first.
+MAX_PAIRS_PER_IMAGE = 10
 # Inference engines of the job (--featurizer); tflite is the default (docs/performance.md).
 FEATURIZERS = ("keras", "tflite", "tflite-int8")
 TFLITE_FEATURIZERS = ("tflite", "tflite-int8")  # run a converted flatbuffer in LiteRT, no TensorFlow

@@ -4,8 +4,10 @@ The rows are cut into blocks of about ``BLOCK_ROWS`` (by a hash of the path); ea
 arrays. Blocks of this output are cross-joined with the blocks that come after them (this output) and with every
 block of the earlier outputs, and each pair of blocks is one numpy matrix product in a worker (``mapInPandas``):
 exact (recall 1), no feature ever on the driver, and the product of two 1024-row blocks of 1280-d vectors takes a
-few milliseconds of BLAS. The cost is quadratic in the rows, but with BLAS constants: docs/performance.md
-(Dataset health) compares it with Spark ML's LSH (``bench/health_scale.py``).
+few milliseconds of BLAS. Each image keeps its ``MAX_PAIRS_PER_IMAGE`` most similar pairs in each pair of blocks,
+so that features that are all alike (random weights) make rows linear in the images, not n^2. The cost is
+quadratic in the rows, but with BLAS constants: docs/performance.md (Dataset health) compares it with Spark ML's
+LSH (``bench/health_scale.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, DoubleType, StringType, StructField, StructType
+
+from fruitjob.rules import MAX_PAIRS_PER_IMAGE
 
 BLOCK_ROWS = 1024
 METHOD = "exact-blocked"
@@ -68,13 +72,22 @@ def _pairs_of_blocks(threshold: float):
     return find
 
 
+def _most_similar(similarity: np.ndarray, threshold: float, most: int):
+    """(rows, columns) of the entries >= ``threshold``, at most ``most`` per row: the highest ones."""
+    if similarity.shape[1] > most:  # the row's ``most`` highest, the others below any threshold
+        beaten = np.argpartition(-similarity, most, axis=1)[:, most:]
+        similarity = similarity.copy()
+        np.put_along_axis(similarity, beaten, -2.0, axis=1)
+    return np.nonzero(similarity >= threshold - 1e-6)
+
+
 def _pairs_of_one(row, threshold: float) -> pd.DataFrame:
     left, right = unit_rows(row.features), unit_rows(row.o_features)
     similarity = left @ right.T
     same_block = row.o_side == "this" and row.block == row.o_block
     if same_block:
         similarity = np.triu(similarity, k=1) + np.tril(np.full_like(similarity, -2.0))
-    i, j = np.nonzero(similarity >= threshold - 1e-6)
+    i, j = _most_similar(similarity, threshold, MAX_PAIRS_PER_IMAGE)
     if not len(i):
         return pd.DataFrame({c: pd.Series([], dtype=object) for c in PAIR_COLUMNS})
     paths, labels, runs, hashes = (
