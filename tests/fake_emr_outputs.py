@@ -25,20 +25,27 @@ def _swap(value, local: str, remote: str):
     return value
 
 
+# the columns of an output's tables that name an image or an output (health/pairs: the other image and its output)
+PATH_COLUMNS = ("path", "other_path", "other_output")
+
+
 def as_if_on_s3(output: Path, prefixes: dict[str, str]) -> None:
     """Rewrite ``file:``/plain local prefixes to their S3 URIs in the datasets' ``path`` column and the JSON files."""
     pairs = [(f"file:{local}", remote) for local, remote in prefixes.items()] + list(prefixes.items())
-    for name in ("features", "errors", "pca"):
+    for name in ("features", "errors", "pca", "health/pairs", "health/outliers", "health/mislabels"):
         folder = output / name
         if not folder.is_dir():
             continue
         for part in sorted(folder.glob("*.parquet")):
             table = pq.read_table(part)
-            paths = table["path"]
-            for local, remote in pairs:
-                paths = pc.replace_substring_regex(paths, "^" + _regex(local), remote.replace("\\", "\\\\"))
+            for column in PATH_COLUMNS:
+                if column not in table.column_names:
+                    continue
+                paths = table[column]
+                for local, remote in pairs:
+                    paths = pc.replace_substring_regex(paths, "^" + _regex(local), remote.replace("\\", "\\\\"))
+                table = table.set_column(table.schema.get_field_index(column), column, paths)
             # with page checksums, as the job's Spark writes them on EMR (fruitjob.tuning)
-            table = table.set_column(table.schema.get_field_index("path"), "path", paths)
             pq.write_table(table, part, write_page_checksum=True)
         for checksum in folder.glob(".*.crc"):
             checksum.unlink()
