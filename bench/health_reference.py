@@ -33,19 +33,19 @@ def _unit(frame: pd.DataFrame) -> np.ndarray:
 
 
 def _read(output: Path) -> pd.DataFrame:
-    columns = ["path", "label", "features", "content_sha256"]
+    columns = ["path", "label", "features", "sha256"]
     schema = pq.read_schema(next((output / "features").glob("*.parquet")))
     frame = pd.read_parquet(output / "features", columns=[c for c in columns if c in schema.names])
-    if "content_sha256" not in frame:  # a job from before the health stage: hash the (local) files here
-        frame["content_sha256"] = [hashlib.sha256(Path(local_path(p)).read_bytes()).hexdigest() for p in frame["path"]]
+    if "sha256" not in frame:  # a job from before the health stage: hash the (local) files here
+        frame["sha256"] = [hashlib.sha256(Path(local_path(p)).read_bytes()).hexdigest() for p in frame["path"]]
     return frame
 
 
 def _pairs(mine: pd.DataFrame, other: pd.DataFrame, other_uri: str, threshold: float, within: bool) -> list[dict]:
     similarity = _unit(mine) @ _unit(other).T
     rows, cols = np.nonzero(similarity >= threshold)
-    hashes = other["content_sha256"] if "content_sha256" in other else pd.Series([None] * len(other))
-    mine_hashes = mine["content_sha256"] if "content_sha256" in mine else pd.Series([None] * len(mine))
+    hashes = other["sha256"] if "sha256" in other else pd.Series([None] * len(other))
+    mine_hashes = mine["sha256"] if "sha256" in mine else pd.Series([None] * len(mine))
     found = []
     for i, j in zip(rows, cols, strict=True):
         if within and mine["path"].iat[i] >= other["path"].iat[j]:

@@ -87,7 +87,7 @@ def exact_pairs(frame: DataFrame, n: int, threshold: float) -> DataFrame:
         "label",
         F.lit("out").alias("output"),
         F.lit("r").alias("run_id"),
-        F.lit("").alias("content_sha256"),
+        F.lit("").alias("sha256"),
         F.lit("this").alias("side"),
         "features",
     ).select(*ITEM_COLUMNS)

@@ -107,10 +107,7 @@ def test_features_keep_the_sha256_of_the_bytes(job_output, fruit_images):
     frame = read_parquet(job_output, "features")
     for row in frame.itertuples():
         local = Path(row.path.replace("file:", "", 1))
-        assert (
-            row.content_sha256
-            == hashlib.sha256((fruit_images / local.parent.name / local.name).read_bytes()).hexdigest()
-        )
+        assert row.sha256 == hashlib.sha256((fruit_images / local.parent.name / local.name).read_bytes()).hexdigest()
 
 
 def test_health_off_writes_no_health(run_job, fruit_images, job_output):

@@ -1,4 +1,4 @@
-"""An output written before ``content_sha256`` existed keeps working: an --incremental run adds hashed rows to it and
+"""An output written before ``sha256`` existed keeps working: an --incremental run adds hashed rows to it and
 the health stage treats the old rows' hash as unknown (never an exact duplicate), still pairing them by features."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from tests.helpers import metrics, read_parquet
 
 
 def _as_before_the_hash(output) -> None:
-    """features/ rewritten without the content_sha256 column, its footers (the space's identity) kept."""
+    """features/ rewritten without the sha256 column, its footers (the space's identity) kept."""
     folder = output / "features"
     table = pq.read_table(folder)
-    table = table.drop_columns(["content_sha256"])
+    table = table.drop_columns(["sha256"])
     for part in folder.glob("part-*"):
         part.unlink()
     pq.write_table(table, folder / "part-00000-old.parquet")
@@ -36,7 +36,7 @@ def test_incremental_run_on_an_output_without_hashes(run_job, spark, tmp_path):
     run(spark, parse_options(["--images", str(images), "--output", str(output), *JOB_DEFAULTS, "--incremental"]))
 
     features = read_parquet(output, "features")
-    hashed = features.set_index(features["path"].str.rsplit("/", n=1).str[-1])["content_sha256"]
+    hashed = features.set_index(features["path"].str.rsplit("/", n=1).str[-1])["sha256"]
     assert hashed["zz_copy.jpg"] and hashed.drop("zz_copy.jpg").isna().all()
     pairs = read_parquet(output, "health/pairs")
     row = pairs[

@@ -29,7 +29,7 @@ RESULT_TYPE = StructType(
     [
         StructField("features", ArrayType(FloatType()), True),
         StructField("error", StringType(), True),
-        StructField("content_sha256", StringType(), True),
+        StructField("sha256", StringType(), True),
     ]
 )
 __all__ = ["Engine", "engine_threads", "featurize_contents", "get_engine", "make_featurize_udf", "warm_up_workers"]
@@ -153,7 +153,7 @@ def featurize_contents(
                 features[i] = vector
             else:
                 errors[i] = "model output is not finite"
-    return pd.DataFrame({"features": features, "error": errors, "content_sha256": hashes})
+    return pd.DataFrame({"features": features, "error": errors, "sha256": hashes})
 
 
 def make_featurize_udf(weights_broadcast, featurizer: str, batch_size: int, from_paths: bool = False):

@@ -3,7 +3,7 @@
 Writes ``health/pairs``, ``health/outliers`` and ``health/mislabels`` under the output and returns the counts for
 metrics.json (:class:`fruitjob.metrics.HealthCounts`); the schema is ../shared/INTERFACE.md's.
 
-- Exact duplicates: the same ``content_sha256`` (a join on the hash), within this output and against the earlier
+- Exact duplicates: the same ``sha256`` (a join on the hash), within this output and against the earlier
   outputs (``--health-against``).
 - Near-duplicates: cosine of the L2-normalised 1280-d features >= ``--near-duplicate-threshold``
   (fruitjob/similarity.py). A pair is a conflict when its labels differ, a leak when the other image is in an
@@ -35,9 +35,9 @@ log = logging.getLogger("fruitflow.health")
 
 
 def _features(spark: SparkSession, output: str) -> DataFrame:
-    """features/ of an output, with ``content_sha256`` (null in rows written before it) and ``run_id``."""
+    """features/ of an output, with ``sha256`` (null in rows written before it) and ``run_id``."""
     frame = spark.read.option("mergeSchema", "true").parquet(storage.escape_glob(layout.child(output, layout.FEATURES)))
-    for name in ("content_sha256", "run_id"):
+    for name in ("sha256", "run_id"):
         if name not in frame.columns:
             frame = frame.withColumn(name, F.lit(None).cast("string"))
     return frame
@@ -64,7 +64,7 @@ def _items(frame: DataFrame, output: str, side: str) -> DataFrame:
         "label",
         F.lit(output).alias("output"),
         F.coalesce(F.col("run_id"), F.lit("")).alias("run_id"),
-        F.coalesce(F.col("content_sha256"), F.lit("")).alias("content_sha256"),
+        F.coalesce(F.col("sha256"), F.lit("")).alias("sha256"),
         F.lit(side).alias("side"),
         "features",
     )
@@ -72,10 +72,10 @@ def _items(frame: DataFrame, output: str, side: str) -> DataFrame:
 
 def _exact_pairs(items: DataFrame) -> DataFrame:
     """Pairs with the same content hash, this output's rows against all (a join on the hash)."""
-    hashed = items.where(F.col("content_sha256") != "").drop("features")
+    hashed = items.where(F.col("sha256") != "").drop("features")
     mine = hashed.where(F.col("side") == "this")
     others = hashed.select(*[F.col(c).alias("o_" + c) for c in hashed.columns])
-    joined = mine.join(others, F.col("content_sha256") == F.col("o_content_sha256"))
+    joined = mine.join(others, F.col("sha256") == F.col("o_sha256"))
     joined = joined.where((F.col("o_side") == "earlier") | (F.col("path") < F.col("o_path")))
     return joined.select(
         "path",
@@ -134,7 +134,7 @@ def write_health(
     """health/ for the output's features/ (all its batches) against the earlier outputs; returns the counts."""
     started = time.monotonic()
     health_uri = layout.child(output, layout.HEALTH)
-    mine = _features(spark, output).select("path", "label", "features", "run_id", "content_sha256")
+    mine = _features(spark, output).select("path", "label", "features", "run_id", "sha256")
     compared = [uri for uri in against if uri.rstrip("/") != output.rstrip("/") and _comparable(spark, uri, identity)]
     items = _items(mine, output, "this")
     for uri in compared:

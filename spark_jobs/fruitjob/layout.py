@@ -14,7 +14,7 @@ SUMMARY = "summary.md"
 PLOT = "explained_variance.png"
 HEALTH = "health"  # pairs/, outliers/, mislabels/: the dataset-health tables (fruitjob/health.py)
 # Columns, in order; the first of each are the documented ones (INTERFACE.md), the others serve reruns.
-FEATURE_COLUMNS = ["path", "label", "size", "features", "modified", "etag", "run_id", "content_sha256"]
+FEATURE_COLUMNS = ["path", "label", "size", "features", "modified", "etag", "run_id", "sha256"]
 ERROR_COLUMNS = ["path", "label", "error", "size", "modified", "etag", "run_id"]
 PCA_COLUMNS = ["path", "label", "pca", "pca_model_id"]
 

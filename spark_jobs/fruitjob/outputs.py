@@ -117,7 +117,7 @@ def write_features(
         result["features"].alias("features"),
         result["error"].alias("error"),
         F.lit(run_id).alias("run_id"),
-        result["content_sha256"].alias("content_sha256"),
+        result["sha256"].alias("sha256"),
     ).write.mode("overwrite").option("compression", "none").parquet(layout.child(opts.output, layout.STAGING))
     done = storage.read_parquet(spark, layout.child(opts.output, layout.STAGING))
     identity = identity_of(weights.name, weights.sha256, weights.alpha, opts.featurizer)

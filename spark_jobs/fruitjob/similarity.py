@@ -26,7 +26,7 @@ from fruitjob.rules import MAX_PAIRS_PER_IMAGE
 BLOCK_ROWS = 1024
 METHOD = "exact-blocked"
 # the columns of the rows searched (``items``): ``side`` is "this" (this output) or "earlier"
-ITEM_COLUMNS = ["path", "label", "output", "run_id", "content_sha256", "side", "features"]
+ITEM_COLUMNS = ["path", "label", "output", "run_id", "sha256", "side", "features"]
 PAIR_SCHEMA = StructType(
     [
         StructField("path", StringType(), False),
@@ -91,10 +91,10 @@ def _pairs_of_one(row, threshold: float) -> pd.DataFrame:
     if not len(i):
         return pd.DataFrame({c: pd.Series([], dtype=object) for c in PAIR_COLUMNS})
     paths, labels, runs, hashes = (
-        np.asarray(getattr(row, c), dtype=object) for c in ("path", "label", "run_id", "content_sha256")
+        np.asarray(getattr(row, c), dtype=object) for c in ("path", "label", "run_id", "sha256")
     )
     o_paths, o_labels, o_runs, o_hashes = (
-        np.asarray(getattr(row, "o_" + c), dtype=object) for c in ("path", "label", "run_id", "content_sha256")
+        np.asarray(getattr(row, "o_" + c), dtype=object) for c in ("path", "label", "run_id", "sha256")
     )
     o_outputs = np.asarray(row.o_output, dtype=object)
     a_path, a_label, b_path, b_label = paths[i], labels[i], o_paths[j], o_labels[j]
