@@ -22,7 +22,7 @@ HEALTH_CHOICES = ("on", "off")
 NEAR_DUPLICATE_THRESHOLD = 0.98
 # The most similar pairs kept per image and compared block: features that are all alike (random weights, a class of
 # near-identical frames) would otherwise make n^2 rows; an image's byte copies and closest copies stay first.
-MAX_PAIRS_PER_IMAGE = 10
+MAX_PAIRS_PER_IMAGE = 25
 # Inference engines of the job (--featurizer); tflite is the default (docs/performance.md).
 FEATURIZERS = ("keras", "tflite", "tflite-int8")
 TFLITE_FEATURIZERS = ("tflite", "tflite-int8")  # run a converted flatbuffer in LiteRT, no TensorFlow
