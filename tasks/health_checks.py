@@ -65,7 +65,7 @@ def _check_other_images(
     """Each pair's other image is in the output the row names: this one, or an earlier one the run compared with."""
     own = to_uri(output)
     allowed = {own} | {to_uri(uri) for uri in counts.get("compared_with") or []}
-    named = pairs["other_output"].fillna("").map(lambda uri: to_uri(uri) if uri else "")
+    named = pairs["other_output"].map(lambda uri: to_uri(uri) if uri else own)  # null: this output
     strangers = set(named) - allowed
     if strangers:
         problems.append(

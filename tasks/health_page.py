@@ -24,9 +24,9 @@ from tasks.health_tables import (
     duplicate_groups,
     flagged,
     found_sentence,
+    is_within,
     leaks,
     more_line,
-    same_output,
 )
 from tasks.uris import filesystem_path
 
@@ -111,7 +111,7 @@ def _pair_card(thumbnails: Thumbnails, row: Any, second_note: str) -> str:
 
 
 def _leak_note(row: Any, output: str) -> str:
-    where = "an earlier batch of this output" if same_output(row.other_output, output) else row.other_output
+    where = "an earlier batch of this output" if is_within(row.other_output, output) else row.other_output
     return f"earlier: {_e(where)}"
 
 

@@ -43,6 +43,12 @@ def health_counts(metrics: RunMetrics) -> dict[str, Any] | None:
     return dict(value) if value and value.get("enabled", True) else None
 
 
+def is_within(other_output: str | None, output: str) -> bool:
+    """Whether a pair's ``other_output`` is ``output`` itself: null (the job's way, so that an output can move) or its
+    own URI."""
+    return not other_output or same_output(other_output, output)
+
+
 def same_output(first: str, second: str) -> bool:
     """Whether two URIs name one output (``/data/run``, ``file:/data/run/`` and ``file:///data/run`` do)."""
     return bool(first) and bool(second) and to_uri(first) == to_uri(second)
@@ -91,7 +97,7 @@ class DuplicateGroup:
 
 def duplicate_groups(pairs: pd.DataFrame, output: str) -> list[DuplicateGroup]:
     """The pairs within ``output`` joined into groups (connected components), the closest and largest first."""
-    within = pairs[pairs["other_output"].fillna("").map(lambda other: same_output(other, output)).astype(bool)]
+    within = pairs[pairs["other_output"].map(lambda other: is_within(other, output)).astype(bool)]
     parent: dict[str, str] = {}
 
     def root(path: str) -> str:

@@ -77,8 +77,10 @@ def test_the_health_stage_finds_what_the_local_engine_finds(parity_output, parit
         for frame, root in ((here, fruit_images), (there, parity_images)):
             for column in ("path", "other_path", "other_output"):
                 if column in frame:
-                    frame[column] = [p.replace(f"file:{root}", "").rstrip("/").split("/")[-2:] for p in frame[column]]
-                    frame[column] = frame[column].map("/".join)
+                    frame[column] = [
+                        "/".join(p.replace(f"file:{root}", "").rstrip("/").split("/")[-2:]) if p else p
+                        for p in frame[column]
+                    ]
         here, there = here.sort_values(key).reset_index(drop=True), there.sort_values(key).reset_index(drop=True)
         numeric = [c for c in ("similarity", "score", "confidence") if c in here]
         assert here.drop(columns=numeric + ["other_output"], errors="ignore").equals(

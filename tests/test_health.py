@@ -77,7 +77,7 @@ def test_planted_problems_are_found(run_job, planted):
             "Banana 1",
         }
     )
-    assert {uri.rstrip("/").split("/")[-1] for uri in pairs.other_output} == {output.name}  # all within
+    assert pairs.other_output.isna().all()  # all within this output: it names no other, so it can move
 
     outliers = read_parquet(output, "health/outliers").sort_values("rank")
     assert len(outliers) == len(list(planted.glob("*/*.jpg")))

@@ -100,6 +100,9 @@ def test_incremental_and_pca_model_from_folders_with_glob_characters(spark, glob
     assert metrics(out)["pca_model_id"] == first.pca_model_id
 
 
+READERS = ("parquet", "json", "text", "csv", "orc")
+
+
 def _spark_reads(tree) -> list:
     """The calls that hand Spark a path to read: ``X.read.parquet/json/text/csv/orc(...)``, ``X.load(path)`` (but our
     ``private_files`` cache), ``textFile``, ``binaryFiles``."""
@@ -112,7 +115,7 @@ def _spark_reads(tree) -> list:
         name, receiver = node.func.attr, node.func.value
         if name in ("textFile", "binaryFiles", "wholeTextFiles"):
             calls.append(node)
-        elif isinstance(receiver, ast.Attribute) and receiver.attr == "read" and name != "format":
+        elif name in READERS and ".read" in ast.unparse(receiver):  # spark.read[.option(...)...].parquet(path)
             calls.append(node)
         elif name == "load" and not (isinstance(receiver, ast.Name) and receiver.id in ("private_files", "json")):
             calls.append(node)

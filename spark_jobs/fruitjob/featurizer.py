@@ -114,10 +114,13 @@ def warm_up_workers(spark, featurizer: str = "tflite") -> threading.Thread:
         except Exception as exc:  # noqa: BLE001 - only an optimisation
             log.debug("warming up the Python workers failed: %s", exc)
 
+    earlier = set(tracker.getJobIdsForGroup(WARM_UP_GROUP))  # a session's earlier runs warmed up too
     thread = threading.Thread(target=run, name="fruitflow-warm-up", daemon=True)
     thread.start()
     deadline = time.monotonic() + WARM_UP_SUBMIT_TIMEOUT_S
-    while thread.is_alive() and not tracker.getJobIdsForGroup(WARM_UP_GROUP) and time.monotonic() < deadline:
+    while (
+        thread.is_alive() and set(tracker.getJobIdsForGroup(WARM_UP_GROUP)) <= earlier and time.monotonic() < deadline
+    ):
         time.sleep(0.02)  # until Spark has the job: then it runs before any job submitted after this returns
     return thread
 

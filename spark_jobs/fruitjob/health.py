@@ -82,7 +82,7 @@ def _exact_pairs(items: DataFrame) -> DataFrame:
         "label",
         F.col("o_path").alias("other_path"),
         F.col("o_label").alias("other_label"),
-        F.col("o_output").alias("other_output"),
+        F.when(F.col("o_side") == "earlier", F.col("o_output")).alias("other_output"),  # null: this output
         F.lit(1.0).alias("similarity"),
         F.lit(True).alias("exact"),
         (F.col("label") != F.col("o_label")).alias("conflict"),
@@ -101,7 +101,7 @@ def _count_where(frame: DataFrame, condition) -> int:
 def _per_class(pairs: DataFrame, outliers: DataFrame, mislabels: DataFrame, output: str) -> List[ClassHealth]:
     """Pairs count for each class they touch (both sides of a pair within this output)."""
     sides = pairs.select("label", "conflict", "leak").unionByName(
-        pairs.where(F.col("other_output") == output)
+        pairs.where(F.col("other_output").isNull())
         .where(F.col("other_label") != F.col("label"))
         .select(F.col("other_label").alias("label"), "conflict", "leak")
     )

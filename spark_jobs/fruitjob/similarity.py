@@ -33,7 +33,7 @@ PAIR_SCHEMA = StructType(
         StructField("label", StringType(), False),
         StructField("other_path", StringType(), False),
         StructField("other_label", StringType(), False),
-        StructField("other_output", StringType(), False),
+        StructField("other_output", StringType(), True),
         StructField("similarity", DoubleType(), False),
         StructField("exact", BooleanType(), False),
         StructField("conflict", BooleanType(), False),
@@ -112,7 +112,8 @@ def _pairs_of_one(row, threshold: float) -> pd.DataFrame:
             "label": a_label,
             "other_path": b_path,
             "other_label": b_label,
-            "other_output": o_outputs[j],
+            # within this output: null, so that the output can move (a copy names no other output)
+            "other_output": np.full(len(i), None, dtype=object) if row.o_side == "this" else o_outputs[j],
             "similarity": np.where(exact, 1.0, np.minimum(similarity[i, j].astype(np.float64), 1.0)),
             "exact": exact,
             "conflict": a_label != b_label,
