@@ -490,7 +490,7 @@ class FakeCluster:
         local_out = work / "output"
         local_args = local_staged(s3, [str(images) if a == value["--images"] else a for a in job_args], work)
         local_args[local_args.index("--output") + 1] = str(local_out)
-        env = {"FRUITFLOW_ENGINE": "emr", "FRUITFLOW_CLUSTER_ID": cluster.id, "FRUITFLOW_STEP_ID": step.id}
+        env = {"FRUITFLOW_STEP_ID": step.id}  # engine and cluster come as job options (--engine, --cluster-id)
         with _environment(env):
             run(self.spark, parse_options(local_args))
         self._cache[key] = local_out
