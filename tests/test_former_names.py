@@ -4,9 +4,9 @@
 ``reap-clusters/reap-every-30-min``: after ``prefect deploy --all`` and under ``python -m flows.serve``, a run of it
 completes, it holds no schedule and no scheduled runs, and the one active 30-minute reaper schedule on the server is
 reap-every-30-min's, in the state the old deployment had. ``fruit-features-weekly/local`` is renamed (its old name
-would keep "local" twice): the deploy says the new name. Each test starts its own server and fills it with
-tests/prefect_before_issue_21.yaml (the file as it was), deployed by the real ``prefect deploy``, with the weekly
-schedule resumed, as a user had it, and the scheduler's runs already waiting.
+would keep "local" twice): the deploy says the new name. The module starts one server; each test empties it and
+fills it with tests/prefect_before_issue_21.yaml (the file as it was), deployed by the real ``prefect deploy``, with
+the weekly schedule resumed, as a user had it, and the scheduler's runs already waiting.
 """
 
 from __future__ import annotations
@@ -75,21 +75,43 @@ def _as_deployed_then(folder: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def last_month(tmp_path) -> Iterator[tuple[PrefectServer, SyncPrefectClient]]:
-    """A server of its own holding the deployments made before the renames, their schedules active, the scheduler's
-    runs of the reaper waiting; with a client of it."""
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[PrefectServer]:
+    """One server for the module (a server's start is the slow part), its scheduler and workers polling every second."""
+    home = tmp_path_factory.mktemp("former-names")
     with bare_server(
-        tmp_path, PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="1", PREFECT_WORKER_QUERY_SECONDS="1"
-    ) as server:
-        server.cli("work-pool", "create", POOL, "--type", "process")
-        deploy_all(server, "--prefect-file", str(_as_deployed_then(tmp_path)))
-        with temporary_settings({PREFECT_API_URL: server.api_url}), get_client(sync_client=True) as client:
-            weekly = client.read_deployment_by_name(OLD_WEEKLY)
-            (schedule,) = weekly.schedules
-            client.update_deployment_schedule(weekly.id, schedule.id, active=True)  # resumed by its user
-            poll(lambda: _auto_scheduled_runs(client, ALIAS), 120, "no scheduled reaper run", server, "server")
-            yield server, client
+        home, PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="1", PREFECT_WORKER_QUERY_SECONDS="1"
+    ) as started:
+        started.cli("work-pool", "create", POOL, "--type", "process")
+        yield started
+
+
+@pytest.fixture
+def client(server) -> Iterator[SyncPrefectClient]:
+    with temporary_settings({PREFECT_API_URL: server.api_url}), get_client(sync_client=True) as opened:
+        yield opened
+
+
+def _forget_everything(client: SyncPrefectClient) -> None:
+    """The server as a fresh one: no deployment and no flow run an earlier test left."""
+    for deployment in client.read_deployments():
+        client.delete_deployment(deployment.id)
+    for run in client.read_flow_runs():
+        client.delete_flow_run(run.id)
+    assert not client.read_deployments() and not client.read_flow_runs()
+
+
+@pytest.fixture
+def last_month(server, client, tmp_path) -> tuple[PrefectServer, SyncPrefectClient]:
+    """The server holding only the deployments made before the renames, their schedules active, the scheduler's
+    runs of the reaper waiting; with a client of it."""
+    _forget_everything(client)
+    deploy_all(server, "--prefect-file", str(_as_deployed_then(tmp_path)))
+    weekly = client.read_deployment_by_name(OLD_WEEKLY)
+    (schedule,) = weekly.schedules
+    client.update_deployment_schedule(weekly.id, schedule.id, active=True)  # resumed by its user
+    poll(lambda: _auto_scheduled_runs(client, ALIAS), 120, "no scheduled reaper run", server, "server")
+    return server, client
 
 
 def _assert_one_reaper_schedule(client: SyncPrefectClient) -> None:
@@ -182,36 +204,32 @@ def test_serve_keeps_reap_clusters_scheduled_runnable_and_unscheduled(last_month
         _run_alias(server, client, "serve")
 
 
-def test_a_deployment_holding_the_former_flat_engine_still_runs(tmp_path, fruit_images):
+def test_a_deployment_holding_the_former_flat_engine_still_runs(server, client, tmp_path, fruit_images):
     """fruit-features/local as a server holds it from before the parameters were models (``engine: local``, made here
     through the API as `prefect deploy` made it then), run by a worker of this code: the engine's name is taken as its
     settings, and the run records its paths in the models' shape."""
-    with bare_server(tmp_path, PREFECT_WORKER_QUERY_SECONDS="1") as server:
-        server.cli("work-pool", "create", POOL, "--type", "process")
-        worker = start_process("worker", ["worker", "start", "--pool", POOL, "--limit", "1"], server)
-        try:
-            with temporary_settings({PREFECT_API_URL: server.api_url}), get_client(sync_client=True) as client:
-                deployment_id = client.create_deployment(
-                    flow_id=client.create_flow_from_name("fruit-features"),
-                    name="local",
-                    entrypoint="flows/fruit_features.py:fruit_features",
-                    parameters={"engine": "local"},
-                    work_pool_name=POOL,
-                    pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}],
-                    enforce_parameter_schema=False,  # its old flat schema is the server's to check, not this code's
-                )
-                job = {"images": str(fruit_images), "output": str(tmp_path / "out"), "weights": "random"}
-                run_id = client.create_flow_run_from_deployment(
-                    deployment_id, parameters={"job": job, "dry_run": True}
-                ).id
-                run = poll(
-                    lambda: (found := client.read_flow_run(run_id)).state.is_final() and found,
-                    RUN_TIMEOUT_S,
-                    "the run of the old deployment not finished",
-                    server,
-                    "worker",
-                )
-        finally:
-            stop_process(worker)
+    _forget_everything(client)
+    worker = start_process("worker", ["worker", "start", "--pool", POOL, "--limit", "1"], server)
+    try:
+        deployment_id = client.create_deployment(
+            flow_id=client.create_flow_from_name("fruit-features"),
+            name="local",
+            entrypoint="flows/fruit_features.py:fruit_features",
+            parameters={"engine": "local"},
+            work_pool_name=POOL,
+            pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}],
+            enforce_parameter_schema=False,  # its old flat schema is the server's to check, not this code's
+        )
+        job = {"images": str(fruit_images), "output": str(tmp_path / "out"), "weights": "random"}
+        run_id = client.create_flow_run_from_deployment(deployment_id, parameters={"job": job, "dry_run": True}).id
+        run = poll(
+            lambda: (found := client.read_flow_run(run_id)).state.is_final() and found,
+            RUN_TIMEOUT_S,
+            "the run of the old deployment not finished",
+            server,
+            "worker",
+        )
+    finally:
+        stop_process(worker)
     assert run.state.type == StateType.COMPLETED, f"{run.state.message}\n{server.log_tail('worker')}"
     assert run.parameters["engine"]["kind"] == "local" and run.parameters["job"]["images"] == str(fruit_images)
