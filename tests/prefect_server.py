@@ -211,6 +211,34 @@ def prefect_server(tmp_path_factory) -> Iterator[PrefectServer]:
 
 
 @pytest.fixture(scope="session")
+def spare_server(tmp_path_factory) -> Iterator[PrefectServer]:
+    """One more server for the tests that fill a server themselves (a deploy, serve, last month's deployments), its
+    scheduler and workers polling every second. Started once (a server's start is most of such a test's setup): take
+    it through ``emptied``."""
+    home = tmp_path_factory.mktemp("spare-prefect-home")
+    with bare_server(
+        home, PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="1", PREFECT_WORKER_QUERY_SECONDS="1"
+    ) as server:
+        yield server
+
+
+def emptied(server: PrefectServer) -> PrefectServer:
+    """``server`` as a fresh one: no deployment, flow run or work pool that an earlier test left."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: server.api_url}), get_client(sync_client=True) as client:
+        for deployment in client.read_deployments():
+            client.delete_deployment(deployment.id)
+        for run in client.read_flow_runs():
+            client.delete_flow_run(run.id)
+        for pool in client.read_work_pools():
+            client.delete_work_pool(pool.name)
+        assert not (client.read_deployments() or client.read_flow_runs() or client.read_work_pools())
+    return server
+
+
+@pytest.fixture(scope="session")
 def deployed_run(prefect_server, fruit_images, tmp_path_factory):
     """One finished run of fruit-features/local started from the API (as the UI and `prefect deployment run` start it)
     on the session's 25 images, one of them broken, into ``.../2026-w49``: (its flow run, its output). Made once for

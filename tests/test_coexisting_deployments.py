@@ -33,8 +33,8 @@ from tests.conftest import TEST_ALPHA
 from tests.prefect_server import (
     REPO,
     PrefectServer,
-    bare_server,
     deploy_all,
+    emptied,
     poll,
     wait_final,
 )
@@ -55,13 +55,12 @@ def test_deployment_names_are_unique_across_flows():
 
 
 @pytest.fixture(scope="module")
-def deployed(tmp_path_factory) -> Iterator[tuple[PrefectServer, str]]:
-    """A server of its own, the process pool ``fruitflow`` and ``deploy --all``; with the first deploy's output."""
-    # The scheduler every second (not every minute): the reaper's scheduled run is there at once.
-    home = tmp_path_factory.mktemp("coexisting-home")
-    with bare_server(home, PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="1") as server:
-        server.cli("work-pool", "create", "fruitflow", "--type", "process")
-        yield server, deploy_all(server)
+def deployed(spare_server) -> tuple[PrefectServer, str]:
+    """The session's spare server emptied, the process pool ``fruitflow`` and ``deploy --all``; with the first
+    deploy's output. (Its scheduler runs every second: the reaper's scheduled run is there at once.)"""
+    server = emptied(spare_server)
+    server.cli("work-pool", "create", "fruitflow", "--type", "process")
+    return server, deploy_all(server)
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@
 ``reap-clusters/reap-every-30-min``: after ``prefect deploy --all`` and under ``python -m flows.serve``, a run of it
 completes, it holds no schedule and no scheduled runs, and the one active 30-minute reaper schedule on the server is
 reap-every-30-min's, in the state the old deployment had. ``fruit-features-weekly/local`` is renamed (its old name
-would keep "local" twice): the deploy says the new name. The module starts one server; each test empties it and
+would keep "local" twice): the deploy says the new name. The tests share the session's spare server; each empties it and
 fills it with tests/prefect_before_issue_21.yaml (the file as it was), deployed by the real ``prefect deploy``, with
 the weekly schedule resumed, as a user had it, and the scheduler's runs already waiting.
 """
@@ -33,8 +33,8 @@ from tests.prefect_server import (
     POOL,
     REPO,
     PrefectServer,
-    bare_server,
     deploy_all,
+    emptied,
     poll,
     start_process,
     stop_process,
@@ -76,14 +76,10 @@ def _as_deployed_then(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[PrefectServer]:
-    """One server for the module (a server's start is the slow part), its scheduler and workers polling every second."""
-    home = tmp_path_factory.mktemp("former-names")
-    with bare_server(
-        home, PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="1", PREFECT_WORKER_QUERY_SECONDS="1"
-    ) as started:
-        started.cli("work-pool", "create", POOL, "--type", "process")
-        yield started
+def server(spare_server) -> PrefectServer:
+    """The session's spare server (its scheduler and workers poll every second), with the process pool."""
+    emptied(spare_server).cli("work-pool", "create", POOL, "--type", "process")
+    return spare_server
 
 
 @pytest.fixture
@@ -98,7 +94,6 @@ def _forget_everything(client: SyncPrefectClient) -> None:
         client.delete_deployment(deployment.id)
     for run in client.read_flow_runs():
         client.delete_flow_run(run.id)
-    assert not client.read_deployments() and not client.read_flow_runs()
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from flows.serve import build_deployments
 from tests.prefect_server import (
     REPO,
     PrefectServer,
-    bare_server,
+    emptied,
     poll,
 )
 from tests.prefect_server import serving as serving_flows
@@ -94,10 +94,9 @@ def test_list_prints_what_would_be_served():
 
 
 @pytest.fixture
-def own_server(tmp_path) -> Iterator[PrefectServer]:
-    """A bare Prefect server (no pool, no deployments) for this test alone."""
-    with bare_server(tmp_path) as server:
-        yield server
+def own_server(spare_server) -> PrefectServer:
+    """The session's spare server, emptied: no pool, no deployments."""
+    return emptied(spare_server)
 
 
 @pytest.fixture
