@@ -35,15 +35,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("fruitflow.job")
-ERROR_TYPES = {
-    "path": "string",
-    "label": "string",
-    "error": "string",
-    "size": "long",
-    "modified": "long",
-    "etag": "string",
-    "run_id": "string",
-}
+ERRORS_SCHEMA = "path string, label string, error string, size long, modified long, etag string, run_id string"
 
 
 def present_parts(spark: SparkSession, output: str) -> List[str]:
@@ -130,7 +122,7 @@ def write_features(
     return outcomes.outcome()
 
 
-def error_rows(images: List[ImageFile], reasons: List[Optional[str]], run_id: str):
+def _error_rows(images: List[ImageFile], reasons: List[Optional[str]], run_id: str):
     """errors/ rows (a pandas frame, to go to the JVM as Arrow) of ``images``, each with its reason."""
     import pandas as pd
 
@@ -180,8 +172,7 @@ def write_errors(
         if outcome.seen < len(todo):  # only then is a listed image missing: skip the join otherwise
             unread, why = _unread(spark, opts, todo, run_id, [path for path, _ in outcome.failures])
             images, reasons = images + unread, reasons + why
-    schema = ", ".join("%s %s" % (name, ERROR_TYPES[name]) for name in layout.ERROR_COLUMNS)
-    frame = spark.createDataFrame(error_rows(images, reasons, run_id), schema)
+    frame = spark.createDataFrame(_error_rows(images, reasons, run_id), ERRORS_SCHEMA)  # layout.ERROR_COLUMNS
     frame.coalesce(1).write.mode("overwrite").parquet(layout.child(opts.output, layout.ERRORS))
     return len(images)
 
