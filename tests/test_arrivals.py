@@ -192,10 +192,10 @@ def _when_it_appears(path, action: Callable[[], None], deadline_s: float = 300) 
 @pytest.mark.slow
 def test_the_flow_completes_and_says_what_arrived(prefect_harness, images, tmp_path):
     """The flow of issue 19's case 7 (spark-submit, validation, summary): a photo added and one deleted while the
-    job runs, when its featurizing starts (the staging dataset appears in the output, after the listing). The photo
+    job runs, when its featurizing starts (features/ appears in the output, after the listing). The photo
     deleted then may have been read already or not: either way validation accepts its row."""
     from flows.fruit_features import fruit_features
-    from fruitjob.layout import STAGING
+    from fruitjob.layout import FEATURES
 
     output = tmp_path / "out"
     arrived, deleted = images / "Banana" / "arrived.jpg", images / "Lime Verde" / "000.jpg"
@@ -206,7 +206,7 @@ def test_the_flow_completes_and_says_what_arrived(prefect_harness, images, tmp_p
         deleted.unlink()
         changed.append(True)
 
-    watcher = _when_it_appears(output / STAGING, change_the_input)
+    watcher = _when_it_appears(output / FEATURES, change_the_input)
     state = fruit_features(
         images=str(images), output=str(output), return_state=True, weights="random", alpha=0.35, pca_components=2
     )

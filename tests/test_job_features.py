@@ -72,3 +72,22 @@ def test_corrupt_image_lands_in_errors_with_reason(job_output):
     assert list(errors["path"].str.rsplit("/", n=1).str[-1]) == ["broken.jpg"]
     assert errors.loc[0, "label"] == "Banana"
     assert "not a recognised image format" in errors.loc[0, "error"]
+
+
+def test_a_run_is_one_pass_and_a_few_spark_jobs(spark, run_job, fruit_images):
+    """features/ and errors/ come from one pass of the model (no staging dataset written and read back, no count()
+    of what was written), the PCA model is saved as plain files: a run without the health stage was 32 Spark jobs,
+    each a few tenths of a second of idle cores at least."""
+    from fruitjob.featurizer import WARM_UP_GROUP
+
+    tracker = spark.sparkContext.statusTracker()
+
+    def jobs() -> set[int]:
+        return set(tracker.getJobIdsForGroup(None)) | set(tracker.getJobIdsForGroup(WARM_UP_GROUP))
+
+    before = jobs()
+    output = run_job(fruit_images, "--pca-components", "5", "--health", "off")
+    assert len(jobs() - before) <= 12
+    m = metrics(output)
+    assert (m["images_ok"], m["images_failed"], m["features_total"], m["errors_total"]) == (24, 1, 24, 1)
+    assert len(read_parquet(output, "errors")) == 1 and not (output / "_featurized").exists()

@@ -10,7 +10,6 @@ from datetime import datetime, timezone
 from typing import Any, Dict, Optional
 
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 
 from fruitjob import layout, storage
 from fruitjob.errors import JobError
@@ -18,6 +17,7 @@ from fruitjob.incremental import Plan
 from fruitjob.listing import Listing
 from fruitjob.metrics import FeatureQuality, FolderSkipped, PreviousRun, RunMetrics, versions
 from fruitjob.options import JobOptions
+from fruitjob.pass_outcome import PassOutcome
 from fruitjob.pca import FittedPca, PcaError
 from fruitjob.rules import FEATURE_DIM
 
@@ -52,19 +52,28 @@ class Done:
     partitions: int
 
 
-def count_outputs(spark: SparkSession, opts: JobOptions, listing: Listing, plan: Plan, run_id: str) -> Counts:
-    """What this run did, counted in the data it wrote (not derived from each other), and checked to add up."""
+def count_outputs(
+    spark: SparkSession,
+    opts: JobOptions,
+    listing: Listing,
+    plan: Plan,
+    outcome: Optional[PassOutcome],
+    errors_written: int,
+) -> Counts:
+    """What this run did, from what its featurize pass reported and the errors/ rows it wrote, checked to add up.
+
+    Only an --incremental run counts features/ (its earlier rows are in it too); otherwise they are this run's.
+    """
     features_uri = layout.child(opts.output, layout.FEATURES)
     if not storage.exists(spark, features_uri):
         raise PcaError("no image could be featurized (%d errors: see errors/)" % len(listing.problems))
-    features = storage.read_parquet(spark, features_uri)
-    failed = storage.read_parquet(spark, layout.child(opts.output, layout.ERRORS)).count()  # errors/ is this run's only
+    images_ok = outcome.featurized if outcome is not None else 0
     counts = Counts(
         images_total=len(plan.todo) + len(listing.problems),
-        images_ok=features.where(F.col("run_id") == run_id).count() if "run_id" in features.columns else 0,
-        images_failed=failed,
-        features_total=features.count(),
-        errors_total=failed,
+        images_ok=images_ok,
+        images_failed=errors_written,
+        features_total=storage.read_parquet(spark, features_uri).count() if opts.incremental else images_ok,
+        errors_total=errors_written,
     )
     lost = counts.images_total - counts.images_ok - counts.images_failed
     if lost:

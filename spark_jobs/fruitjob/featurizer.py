@@ -1,4 +1,4 @@
-"""MobileNetV2 features in a batched, iterator pandas UDF; the model is built once per Python worker.
+"""MobileNetV2 features over Arrow batches (``mapInArrow``); the model is built once per Python worker.
 
 A worker of a TFLite featurizer imports LiteRT, numpy, Pillow, pandas and pyarrow, never TensorFlow: only
 ``--featurizer keras`` does.
@@ -15,24 +15,36 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
 
 from fruitjob.decoding import UNREADABLE, ImageDecodeError, decode_image
 from fruitjob.litert import Engine, engine_threads, interpreter_class
-from fruitjob.reading import read_local_file
+from fruitjob.reading import LISTING_SCHEMA, read_local_file
 from fruitjob.rules import FEATURE_DIM, FEATURIZERS, TFLITE_FEATURIZERS
 from fruitjob.tflite_engine import tflite_engine
 from fruitjob.weights import Weights, load_model
 
-RESULT_TYPE = StructType(
+# features/ rows, in their order (layout.FEATURE_COLUMNS): what the featurize pass returns.
+FEATURE_SCHEMA = StructType(
     [
+        *LISTING_SCHEMA.fields[:3],  # path, label, size
         StructField("features", ArrayType(FloatType()), True),
-        StructField("error", StringType(), True),
+        *LISTING_SCHEMA.fields[3:],  # modified, etag
+        StructField("run_id", StringType(), True),
         StructField("sha256", StringType(), True),
     ]
 )
-__all__ = ["Engine", "engine_threads", "featurize_contents", "get_engine", "make_featurize_udf", "warm_up_workers"]
+__all__ = [
+    "FEATURE_SCHEMA",
+    "Engine",
+    "engine_threads",
+    "featurize_batches",
+    "featurize_contents",
+    "get_engine",
+    "warm_up_workers",
+]
 WARM_UP_GROUP = "fruitflow-warm-up"
 WARM_UP_SUBMIT_TIMEOUT_S = 30.0
 _ENGINES: Dict[Tuple[str, str, float], Engine] = {}
@@ -159,18 +171,67 @@ def featurize_contents(
     return pd.DataFrame({"features": features, "error": errors, "sha256": hashes})
 
 
-def make_featurize_udf(weights_broadcast, featurizer: str, batch_size: int, from_paths: bool = False):
-    """A pandas UDF -> struct(features array<float>, error string), over a binary content column, or over a
-    column of local ``file:`` paths that the worker reads itself (``from_paths``)."""
+class _TaskTally:
+    """What one task featurized and what failed, reported once its last batch is done (``pass_outcome``)."""
 
-    @pandas_udf(RESULT_TYPE)
-    def featurize(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
-        engine = get_engine(weights_broadcast.value, featurizer, batch_size)
-        for column in batches:
-            if from_paths:
-                read = [read_local_file(path) for path in column]
-                yield featurize_contents(engine, [data for data, _ in read], [reason for _, reason in read])
+    def __init__(self, outcomes) -> None:
+        self._outcomes = outcomes
+        self._featurized = 0
+        self._failures: List[Tuple[str, str]] = []
+
+    def count(self, paths: List[str], result: pd.DataFrame) -> None:
+        for path, reason in zip(paths, result["error"]):
+            if reason is None:
+                self._featurized += 1
             else:
-                yield featurize_contents(engine, list(column))
+                self._failures.append((path, reason))
+
+    def report(self) -> None:
+        from pyspark import TaskContext
+
+        self._outcomes.report(TaskContext.get().partitionId(), self._featurized, self._failures)
+
+
+def _featurized_rows(batch: pa.RecordBatch, result: pd.DataFrame, run_id: str) -> pa.RecordBatch:
+    """The rows of ``batch`` the model took, as features/ has them (``FEATURE_SCHEMA``): failures are left out."""
+    ok = result["error"].isna().to_numpy()
+    kept = batch.filter(pa.array(ok))
+    vectors = [vector for vector, took in zip(result["features"], ok) if took]
+    values = np.stack(vectors).astype(np.float32).ravel() if vectors else np.zeros(0, np.float32)
+    offsets = np.arange(0, (len(vectors) + 1) * FEATURE_DIM, FEATURE_DIM, dtype=np.int32)
+    columns = {
+        "features": pa.ListArray.from_arrays(pa.array(offsets), pa.array(values)),
+        "run_id": pa.array([run_id] * len(vectors), pa.string()),
+        "sha256": pa.array([h for h, took in zip(result["sha256"], ok) if took], pa.string()),
+    }
+    return pa.RecordBatch.from_arrays(
+        [columns[name] if name in columns else kept.column(name) for name in FEATURE_SCHEMA.fieldNames()],
+        names=FEATURE_SCHEMA.fieldNames(),
+    )
+
+
+def featurize_batches(weights_broadcast, featurizer: str, batch_size: int, from_paths: bool, run_id: str, outcomes):
+    """The function ``DataFrame.mapInArrow`` runs: listed rows in (the listing's columns, plus ``content`` when Spark
+    read the bytes; else the worker reads the local ``file:`` paths itself, ``from_paths``), features/ rows out.
+
+    An image the model cannot take is not a row out: each task reports its failures, with their reasons, and how
+    many it featurized to ``outcomes`` (``pass_outcome.Outcomes``), read on the driver. So the model runs once per
+    image, in the job that writes features/, and nothing downstream filters on its results (a filter on a UDF's
+    result is pushed below it by Spark's optimizer, which then runs the UDF twice).
+    """
+
+    def featurize(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        engine = get_engine(weights_broadcast.value, featurizer, batch_size)
+        tally = _TaskTally(outcomes)
+        for batch in batches:
+            paths = batch.column("path").to_pylist()
+            if from_paths:
+                read = [read_local_file(path) for path in paths]
+                result = featurize_contents(engine, [data for data, _ in read], [reason for _, reason in read])
+            else:
+                result = featurize_contents(engine, batch.column("content").to_pylist())
+            tally.count(paths, result)
+            yield _featurized_rows(batch, result, run_id)
+        tally.report()
 
     return featurize

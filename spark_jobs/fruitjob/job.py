@@ -181,14 +181,14 @@ def run(spark: SparkSession, opts: JobOptions) -> RunMetrics:
         discard_unfinished_writes(spark, opts.output)  # under the lease: what a killed run half-wrote is never read
         source = _record_space(spark, opts, source, identity, space)
         drop_stale_rows(spark, opts.output, plan.stale)  # changed files, and files no longer in the input
+        outcome = None
         if images is not None:
-            write_features(
-                spark, opts, weights, images.result(), reader, run_id, "append" if opts.incremental else "overwrite"
-            )
+            mode = "append" if opts.incremental else "overwrite"
+            outcome = write_features(spark, opts, weights, images.result(), reader, run_id, mode)
         laps("featurize")  # read -> features written: the stage the benchmark compares
 
-        write_errors(spark, opts, listing.problems, plan.todo, run_id)
-        counts = count_outputs(spark, opts, listing, plan, run_id)
+        errors_written = write_errors(spark, opts, listing.problems, plan.todo, run_id, outcome)
+        counts = count_outputs(spark, opts, listing, plan, outcome, errors_written)
         log.info(
             "featurized %d images, %d failed, in %d partitions",
             counts.images_ok,
@@ -200,7 +200,8 @@ def run(spark: SparkSession, opts: JobOptions) -> RunMetrics:
         features = storage.read_parquet(spark, layout.child(opts.output, layout.FEATURES))
         fitted, pca_note = _write_pca(spark, opts, source, identity, features)
         laps("pca")
-        quality = feature_quality(features, storage.read_parquet(spark, layout.child(opts.output, layout.PCA)))
+        pca = storage.read_parquet(spark, layout.child(opts.output, layout.PCA))
+        quality = feature_quality(features, pca, total=counts.features_total)  # the rows are known: no count()
         laps("quality")
         health = run_health(spark, opts, identity)
         laps("health")

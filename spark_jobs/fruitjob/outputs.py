@@ -12,12 +12,13 @@ from pyspark.sql import functions as F
 from fruitjob import layout, storage
 from fruitjob.completeness import REPLACEMENT_SUFFIX, TEMPORARY, dataset_complete
 from fruitjob.errors import JobError
-from fruitjob.featurizer import make_featurize_udf
+from fruitjob.featurizer import FEATURE_SCHEMA, featurize_batches
 from fruitjob.identity import identity_of, recorded
 from fruitjob.incremental import replace_dataset, without_paths
 from fruitjob.listing import ImageFile
 from fruitjob.options import JobOptions
-from fruitjob.reading import LISTING_COLUMNS, listing_frame, unread_images
+from fruitjob.pass_outcome import Outcomes, PassOutcome
+from fruitjob.reading import listing_frame, unread_images
 from fruitjob.rules import OUTPUT_PARTS, output_inside_input, output_refusal
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("fruitflow.job")
+ERRORS_SCHEMA = "path string, label string, error string, size long, modified long, etag string, run_id string"
 
 
 def present_parts(spark: SparkSession, output: str) -> List[str]:
@@ -87,6 +89,7 @@ def discard_unfinished_writes(spark: SparkSession, output: str) -> None:
     for name in storage.list_names(spark, output):
         if name.startswith(".") and name.endswith(storage.WRITE_LEFTOVER_SUFFIX):
             storage.delete(spark, layout.child(output, name))
+    storage.delete(spark, layout.child(output, layout.STAGING))  # what a killed run of an older job staged
     for name in (layout.FEATURES, layout.ERRORS, layout.PCA):
         uri = layout.child(output, name)
         storage.delete(spark, uri + REPLACEMENT_SUFFIX)
@@ -101,57 +104,77 @@ def discard_unfinished_writes(spark: SparkSession, output: str) -> None:
 
 def write_features(
     spark: SparkSession, opts: JobOptions, weights, images: DataFrame, reader: str, run_id: str, mode: str
-) -> None:
-    """Features of ``images`` into features/ (mode: overwrite or append); results stay staged for errors/. Each file
-    records the feature space's identity in its footer (``identity.recorded``).
+) -> PassOutcome:
+    """Features of ``images`` into features/ (mode: overwrite or append), in one pass of the model; returns what the
+    pass saw (images featurized, failures with their reasons), for errors/ and the counts. Each file records the
+    feature space's identity in its footer (``identity.recorded``).
 
-    The model runs once per image: its results are written to a staging dataset in one pass (uncompressed: it
-    is read once, right away), which is then split. Caching instead would re-run inference on any evicted
-    partition.
+    Nothing is staged nor read back: the failures travel to the driver with the tasks' results (``pass_outcome``).
     """
-    from_paths = reader == "python"
-    featurize = make_featurize_udf(spark.sparkContext.broadcast(weights), opts.featurizer, opts.batch_size, from_paths)
-    result = featurize("path" if from_paths else "content")
-    images.select(
-        *LISTING_COLUMNS,
-        result["features"].alias("features"),
-        result["error"].alias("error"),
-        F.lit(run_id).alias("run_id"),
-        result["sha256"].alias("sha256"),
-    ).write.mode("overwrite").option("compression", "none").parquet(layout.child(opts.output, layout.STAGING))
-    done = storage.read_parquet(spark, layout.child(opts.output, layout.STAGING))
+    outcomes = Outcomes(spark.sparkContext)
+    featurize = featurize_batches(
+        spark.sparkContext.broadcast(weights), opts.featurizer, opts.batch_size, reader == "python", run_id, outcomes
+    )
+    featurized = images.mapInArrow(featurize, FEATURE_SCHEMA)
     identity = identity_of(weights.name, weights.sha256, weights.alpha, opts.featurizer)
     columns = [recorded(F.col(c), c, identity) if c == "features" else c for c in layout.FEATURE_COLUMNS]
-    done.where(F.col("error").isNull()).select(*columns).write.mode(mode).parquet(
-        layout.child(opts.output, layout.FEATURES)
+    featurized.select(*columns).write.mode(mode).parquet(layout.child(opts.output, layout.FEATURES))
+    return outcomes.outcome()
+
+
+def _error_rows(images: List[ImageFile], reasons: List[Optional[str]], run_id: str):
+    """errors/ rows (a pandas frame, to go to the JVM as Arrow) of ``images``, each with its reason."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "path": pd.Series([i.path for i in images], dtype=object),
+            "label": pd.Series([i.label for i in images], dtype=object),
+            "error": pd.Series(reasons, dtype=object),
+            "size": pd.array([i.size for i in images], dtype="Int64"),
+            "modified": pd.array([i.modified for i in images], dtype="Int64"),
+            "etag": pd.Series([i.etag for i in images], dtype=object),
+            "run_id": pd.Series([run_id] * len(images), dtype=object),
+        }
     )
 
 
-def _problem_rows(spark: SparkSession, images: List[ImageFile], run_id: str) -> DataFrame:
-    rows = [(i.path, i.label, i.problem, i.size, i.modified, i.etag, run_id) for i in images]
-    schema = "path string, label string, error string, size long, modified long, etag string, run_id string"
-    return spark.createDataFrame(rows, schema)
+def _unread(spark: SparkSession, opts: JobOptions, todo: List[ImageFile], run_id: str, failed: List[str]):
+    """The listed images the pass never saw (binaryFile skips what it cannot read), and their reason."""
+    features = storage.read_parquet(spark, layout.child(opts.output, layout.FEATURES))
+    seen = features.where(F.col("run_id") == run_id).select("path")
+    if failed:
+        seen = seen.unionByName(spark.createDataFrame([(path,) for path in failed], "path string"))
+    reasons = {row["path"]: row["error"] for row in unread_images(spark, todo, seen).select("path", "error").collect()}
+    missing = [image for image in todo if image.path in reasons]
+    return missing, [reasons[image.path] for image in missing]
 
 
 def write_errors(
-    spark: SparkSession, opts: JobOptions, problems: List[ImageFile], todo: List[ImageFile], run_id: str
-) -> None:
+    spark: SparkSession,
+    opts: JobOptions,
+    problems: List[ImageFile],
+    todo: List[ImageFile],
+    run_id: str,
+    outcome: Optional[PassOutcome],
+) -> int:
     """Every image of this run that has no features, with its reason, into errors/ (replacing the last run's:
-    an --incremental run retries every image that failed before).
+    an --incremental run retries every image that failed before); returns how many.
 
-    Images known to be unusable from the listing, images the model could not take, and listed images Spark's
-    reader did not return (binaryFile skips what it cannot read).
+    Images known to be unusable from the listing, images the model could not take (``outcome``: the featurize pass),
+    and listed images Spark's reader did not return (binaryFile skips what it cannot read).
     """
-    failed = _problem_rows(spark, problems, run_id)
-    staged = layout.child(opts.output, layout.STAGING)
-    if todo:
-        done = storage.read_parquet(spark, staged)
-        failed = failed.unionByName(done.where(F.col("error").isNotNull()).select(*layout.ERROR_COLUMNS))
-        if done.count() < len(todo):  # only then is a listed image missing: skip the join otherwise
-            unread = unread_images(spark, todo, done).withColumn("run_id", F.lit(run_id))
-            failed = failed.unionByName(unread.select(*layout.ERROR_COLUMNS))
-    failed.coalesce(1).write.mode("overwrite").parquet(layout.child(opts.output, layout.ERRORS))
-    storage.delete(spark, staged)
+    images, reasons = list(problems), [image.problem for image in problems]
+    if outcome is not None:
+        by_path = {image.path: image for image in todo}
+        images += [by_path[path] for path, _ in outcome.failures]
+        reasons += [reason for _, reason in outcome.failures]
+        if outcome.seen < len(todo):  # only then is a listed image missing: skip the join otherwise
+            unread, why = _unread(spark, opts, todo, run_id, [path for path, _ in outcome.failures])
+            images, reasons = images + unread, reasons + why
+    frame = spark.createDataFrame(_error_rows(images, reasons, run_id), ERRORS_SCHEMA)  # layout.ERROR_COLUMNS
+    frame.coalesce(1).write.mode("overwrite").parquet(layout.child(opts.output, layout.ERRORS))
+    return len(images)
 
 
 def drop_stale_rows(spark: SparkSession, output: str, paths: List[str]) -> None:

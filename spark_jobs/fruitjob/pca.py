@@ -1,7 +1,8 @@
 """Centred PCA, fitted in one distributed pass (``gram_pca``), saved as a Spark ML model and as numpy arrays.
 
-The saved model is what Spark ML's ``Pipeline([StandardScaler(withMean=True, withStd=False), PCA])`` writes, so
-``PipelineModel.load`` reads it on any Spark; only the fit and the projection run as numpy on Arrow batches.
+The saved model is what Spark ML's ``Pipeline([StandardScaler(withMean=True, withStd=False), PCA])`` writes (as plain
+files: ``pipeline_files``), so ``PipelineModel.load`` reads it on any Spark; only the fit and the projection run as
+numpy on Arrow batches.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from fruitjob.gram_pca import Axes, Moments, moments, principal_axes, project_ar
 from fruitjob.identity import pca_model_id, recorded, save_identity
 from fruitjob.laps import Laps
 from fruitjob.options import JobOptions
+from fruitjob.pipeline_files import is_scaler_then_pca, save_pipeline
 from fruitjob.rules import FEATURE_DIM
 
 log = logging.getLogger("fruitflow.pca")
@@ -173,7 +175,10 @@ def project(fitted: FittedPca, features: DataFrame) -> DataFrame:
 
 
 def save_pca(spark: SparkSession, fitted: FittedPca, uri: str) -> None:
-    fitted.model.write().overwrite().save(uri)
+    if is_scaler_then_pca(fitted.model):  # ours, and Spark ML fits of earlier outputs: plain files, no Spark job
+        save_pipeline(spark, fitted.model, uri)
+    else:
+        fitted.model.write().overwrite().save(uri)
     buffer = io.BytesIO()
     np.savez(
         buffer,
@@ -204,9 +209,9 @@ def fit_and_save(
 ):
     """Fit on ``features``, save the model to the output's pca_model/; returns (the model, a note or None).
 
-    With ``pca_uri``, pca/ is written there too (``project``, overwriting), while the model is being saved: the save
-    is five small Spark jobs (metadata and data of the pipeline and its stages) that mostly wait, the projection keeps
-    the cores busy. ``timings`` then has ``project_write`` beside ``save``, which overlap (``total`` is the wall time).
+    With ``pca_uri``, pca/ is written there too (``project``, overwriting), while the model is being saved (plain
+    files written by the driver, ``pipeline_files``; a pipeline of another shape is five small Spark jobs).
+    ``timings`` then has ``project_write`` beside ``save``, which overlap (``total`` is the wall time).
     """
     begin = time.monotonic()
     laps = Laps()

@@ -55,13 +55,15 @@ def per_class(labels: np.ndarray, by_features: np.ndarray, by_pca: np.ndarray) -
     return rows
 
 
-def sample(features: DataFrame, pca: DataFrame, size: int = SAMPLE_SIZE) -> DataFrame:
+def sample(features: DataFrame, pca: DataFrame, size: int = SAMPLE_SIZE, total: Optional[int] = None) -> DataFrame:
     """(label, features, pca) of every image, or of about ``size`` images stratified by class.
 
-    The sample is chosen on (path, label) alone, so only the chosen images' vectors are joined and moved.
+    The sample is chosen on (path, label) alone, so only the chosen images' vectors are joined and moved. ``total``:
+    the rows of ``features``, when the caller knows them (else counted).
     """
     keys = features.select("path", "label")
-    total = keys.count()
+    if total is None:
+        total = keys.count()
     if total > size:
         classes = max(1, keys.select("label").distinct().count())
         quota = max(2, size // classes)
@@ -76,9 +78,14 @@ def _matrix(column) -> np.ndarray:
     return np.stack([np.asarray(v, dtype=np.float64) for v in column])
 
 
-def feature_quality(features: DataFrame, pca: DataFrame, size: int = SAMPLE_SIZE) -> Optional[FeatureQuality]:
-    """The ``feature_quality`` entry of metrics.json, or None when no class has two images."""
-    rows = sample(features, pca, size).toPandas()  # through Arrow (configured by the job): ~3x collect()
+def feature_quality(
+    features: DataFrame, pca: DataFrame, size: int = SAMPLE_SIZE, total: Optional[int] = None
+) -> Optional[FeatureQuality]:
+    """The ``feature_quality`` entry of metrics.json, or None when no class has two images. ``total``: the rows of
+    ``features``, when the caller knows them (the job does: it counted what it wrote), else they are counted."""
+    if total is None:
+        total = features.count()
+    rows = sample(features, pca, size, total).toPandas()  # through Arrow (configured by the job): ~3x collect()
     labels = rows["label"].to_numpy().astype(str)
     if not len(rows) or max(np.unique(labels, return_counts=True)[1]) < 2:
         return None
@@ -88,7 +95,7 @@ def feature_quality(features: DataFrame, pca: DataFrame, size: int = SAMPLE_SIZE
     return FeatureQuality(
         method=METHOD,
         sample_size=int(scored.sum()),
-        images_total=int(features.count()),
+        images_total=int(total),
         accuracy_features=round(float((full[scored] == labels[scored]).mean()), 4),
         accuracy_pca=round(float((reduced[scored] == labels[scored]).mean()), 4),
         per_class=per_class(labels[scored], full[scored], reduced[scored]),
