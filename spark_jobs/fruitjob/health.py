@@ -37,7 +37,7 @@ from fruitjob.centroid_scores import MISLABEL_CUT, SCORE_SCHEMA, class_sums, out
 from fruitjob.errors import JobError
 from fruitjob.identity import check_same_space
 from fruitjob.metrics import ClassHealth, HealthCounts
-from fruitjob.similarity import FOUND, METHOD, PAIR_COLUMNS, PAIR_SCHEMA, candidate_pairs, capped
+from fruitjob.similarity import FOUND, METHOD, PAIR_SCHEMA, candidate_pairs, capped
 from fruitjob.space import load_space
 
 PAIRS, OUTLIERS, MISLABELS = "pairs", "outliers", "mislabels"
@@ -226,7 +226,7 @@ def write_health(
     with _shuffle_partitions(spark, rows):  # before any plan is made: persist() makes the cached one
         candidates = candidate_pairs(items, rows, threshold).persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            pairs = capped(candidates, rows, bool(compared)).select(*PAIR_COLUMNS)
+            pairs = capped(candidates, rows, bool(compared))
             pairs.coalesce(1).write.mode("overwrite").parquet(layout.child(health_uri, PAIRS))
             written = spark.read.schema(PAIR_SCHEMA).parquet(storage.escape_glob(layout.child(health_uri, PAIRS)))
             counts = _pair_counts(candidates, written)

@@ -161,7 +161,8 @@ def _pairs_of_one(row, threshold: float, most: int) -> pd.DataFrame:
 
 
 def keep_top_pairs(candidates: DataFrame, most: int) -> DataFrame:
-    """The candidates among the ``most`` most similar pairs of either of their images (over all the blocks)."""
+    """The candidates among the ``most`` most similar pairs of either of their images (over all the blocks), as
+    PAIR_COLUMNS."""
     this = F.lit("")  # this output's images: other_output is null for them
     key = ["path", "other_path", "other_output"]
     ends = candidates.select(
@@ -183,7 +184,7 @@ def keep_top_pairs(candidates: DataFrame, most: int) -> DataFrame:
         F.col("similarity").desc(), F.col("far_output"), F.col("far_path")
     )
     ranked = ends.withColumn("rank", F.row_number().over(order)).where(F.col("rank") <= most)
-    return ranked.dropDuplicates(key).select(*CANDIDATE_SCHEMA.names)
+    return ranked.dropDuplicates(key).select(*PAIR_COLUMNS)
 
 
 def candidate_pairs(
@@ -206,10 +207,10 @@ def capped(
     block_rows: int = BLOCK_ROWS,
     most: int = MAX_PAIRS_PER_IMAGE,
 ) -> DataFrame:
-    """The pair cap over all the blocks (``with_earlier``: whether the items held earlier outputs' rows); with one
-    pair of blocks its own cap was the cap over all."""
+    """The pair cap over all the blocks (``with_earlier``: whether the items held earlier outputs' rows), as
+    PAIR_COLUMNS; with one pair of blocks its own cap was the cap over all."""
     if block_count(rows, block_rows) == 1 and not with_earlier:
-        return candidates
+        return candidates.select(*PAIR_COLUMNS)
     return keep_top_pairs(candidates, most)
 
 
