@@ -120,9 +120,11 @@ def _pairs_of_one(row, threshold: float, most: int) -> pd.DataFrame:
     above = similarity >= threshold - 1e-6
     if same_block:  # the matrix is symmetric: each pair once (upper triangle); an image's column is its row
         above = np.triu(above, k=1)
-        kept = above & (top_of_rows(similarity, most) | top_of_rows(similarity, most).T)
+        crowded = (above.sum(axis=0) + above.sum(axis=1)).max(initial=0) > most
+        kept = above & (top_of_rows(similarity, most) | top_of_rows(similarity, most).T) if crowded else above
     else:
-        kept = above & (top_of_rows(similarity, most) | top_of_rows(similarity.T, most).T)
+        crowded = max(above.sum(axis=0).max(initial=0), above.sum(axis=1).max(initial=0)) > most
+        kept = above & (top_of_rows(similarity, most) | top_of_rows(similarity.T, most).T) if crowded else above
     i, j = np.nonzero(kept)
     if not len(i):
         return pd.DataFrame({c: pd.Series([], dtype=object) for c in CANDIDATE_SCHEMA.names})
