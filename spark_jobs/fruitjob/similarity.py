@@ -93,6 +93,7 @@ def _pairs_of_blocks(threshold: float, most: int):
     def find(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for frame in frames:
             out = [_pairs_of_one(row, threshold, most) for row in frame.itertuples(index=False)]
+            out = [pairs for pairs in out if len(pairs)]  # pandas warns on concatenating empty frames
             if out:
                 yield pd.concat(out, ignore_index=True)
 
