@@ -15,7 +15,16 @@ from prefect.artifacts import create_link_artifact, create_table_artifact
 from pyarrow import fs as pafs
 
 from tasks.health_page import write_page
-from tasks.health_tables import SHOWN, conflicts, flagged, found_sentence, health_counts, leaks, read_health
+from tasks.health_tables import (
+    SHOWN,
+    conflicts,
+    flagged,
+    found_sentence,
+    health_counts,
+    leaks,
+    near_duplicate_caveat,
+    read_health,
+)
 from tasks.markdown import file_link
 from tasks.run_artifacts import describe
 from tasks.validation import ValidationReport
@@ -75,7 +84,7 @@ def publish_health(report: ValidationReport, filesystem: pafs.FileSystem) -> str
     if counts is None:
         return None
     tables = read_health(filesystem, report.output, flagged_only=True)
-    page = write_page(filesystem, report.output, tables, counts)
+    page = write_page(filesystem, report.output, tables, counts, near_duplicate_caveat(report.metrics))
     found = found_sentence(counts)
     pairs = pair_rows(tables.pairs)
     if pairs:

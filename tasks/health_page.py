@@ -115,7 +115,9 @@ def _leak_note(row: Any, output: str) -> str:
     return f"earlier: {_e(where)}"
 
 
-def render_page(tables: HealthTables, counts: dict[str, Any], output: str, thumbnails: Thumbnails) -> str:
+def render_page(
+    tables: HealthTables, counts: dict[str, Any], output: str, thumbnails: Thumbnails, caveat: str | None = None
+) -> str:
     """The whole page's HTML."""
     groups = duplicate_groups(tables.pairs, output)
     conflict_rows, leak_rows = conflicts(tables.pairs), leaks(tables.pairs)
@@ -174,11 +176,11 @@ def render_page(tables: HealthTables, counts: dict[str, Any], output: str, thumb
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>dataset health: {_e(output)}</title><style>{STYLE}</style></head><body><main>"
-        f"<h1>Dataset health</h1>{_header(counts, output)}{''.join(sections)}</main></body></html>\n"
+        f"<h1>Dataset health</h1>{_header(counts, output, caveat)}{''.join(sections)}</main></body></html>\n"
     )
 
 
-def _header(counts: dict[str, Any], output: str) -> str:
+def _header(counts: dict[str, Any], output: str, caveat: str | None) -> str:
     against = counts.get("compared_with") or []
     compared = ", ".join(_e(uri) for uri in against) if against else "no earlier output"
     facts = [
@@ -188,12 +190,21 @@ def _header(counts: dict[str, Any], output: str) -> str:
         f"({_e(counts.get('method'))}); compared with {compared}",
         "the full tables: <code>health/pairs</code>, <code>health/outliers</code>, <code>health/mislabels</code>",
     ]
+    if caveat:
+        facts.insert(1, f'<strong class="caveat">{_e(caveat)}</strong>')
     return '<ul class="facts">' + "".join(f"<li>{fact}</li>" for fact in facts) + "</ul>"
 
 
-def write_page(filesystem: pafs.FileSystem, output: str, tables: HealthTables, counts: dict[str, Any]) -> str:
-    """Write health.html beside summary.md (same file system as the output); returns its URI."""
-    page = render_page(tables, counts, output, Thumbnails(filesystem))
+def write_page(
+    filesystem: pafs.FileSystem,
+    output: str,
+    tables: HealthTables,
+    counts: dict[str, Any],
+    caveat: str | None = None,
+) -> str:
+    """Write health.html beside summary.md (same file system as the output); returns its URI. ``caveat``: why the
+    near-duplicates mean nothing for this run (``tasks.health_tables.near_duplicate_caveat``), said in the header."""
+    page = render_page(tables, counts, output, Thumbnails(filesystem), caveat)
     uri = f"{output.rstrip('/')}/{PAGE}"
     with filesystem.open_output_stream(filesystem_path(uri)) as stream:
         stream.write(page.encode("utf-8"))

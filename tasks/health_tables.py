@@ -43,6 +43,25 @@ def health_counts(metrics: RunMetrics) -> dict[str, Any] | None:
     return dict(value) if value and value.get("enabled", True) else None
 
 
+def near_duplicate_caveat(metrics: RunMetrics) -> str | None:
+    """Why the near-duplicate figures mean nothing for this run, or None: features from random weights all look alike,
+    and so do trained features that pair most images (docs/dataset-health.md)."""
+    counts = health_counts(metrics)
+    if counts is None:
+        return None
+    why = "near-duplicates need trained weights"
+    if metrics.weights == "random":
+        return f"{why}: with random weights every image looks like every other, so the near-duplicate pairs say nothing"
+    images = metrics.features_total or metrics.images_ok
+    paired = counts.get("images_with_near_pair") or 0
+    if images and paired * 2 > images:
+        return (
+            f"{why}: {paired} of {images} images have a near-duplicate, so these features do not tell the images "
+            "apart and the near-duplicate pairs say little"
+        )
+    return None
+
+
 def is_within(other_output: str | None, output: str) -> bool:
     """Whether a pair's ``other_output`` is ``output`` itself: null (the job's way, so that an output can move) or its
     own URI."""

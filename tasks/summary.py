@@ -6,7 +6,7 @@ import io
 
 from fruitjob.metrics import RunMetrics
 from tasks.contract import RunResult
-from tasks.health_tables import found_sentence, health_counts
+from tasks.health_tables import found_sentence, health_counts, near_duplicate_caveat
 from tasks.markdown import file_link, fit, link_target, md_code, md_text
 from tasks.validation import ERROR_SAMPLES, ValidationReport
 
@@ -174,8 +174,10 @@ def _health_rows(metrics: RunMetrics) -> list[str]:
     compared = f"compared with {against} earlier output{'s' if against != 1 else ''}" if against else "within this run"
     threshold = md_text(counts.get("near_duplicate_threshold"))
     how = f"{md_text(counts.get('method'))}, near-duplicate at similarity {threshold}"
+    caveat = near_duplicate_caveat(metrics)
+    found = md_text(found_sentence(counts)) + (f"<br>**{md_text(caveat)}**" if caveat else "")
     return [
-        row("dataset health", f"{md_text(found_sentence(counts))}; the pictures: health.html"),
+        row("dataset health", f"{found}; the pictures: health.html"),
         row("dataset health: how", f"{compared}; {how}"),
     ]
 

@@ -113,8 +113,8 @@ def _resume_and_check(spark, images: Path, output: Path, *extra: str, refused: b
 # are the issue's own cases. Folded into these (the same state once what a killed run half-wrote is
 # discarded, so the same resume): stage:weights (only the lease) into write:space.json:1; stage:featurize (no errors/)
 # into errors/_temporary; stage:errors and pca/_temporary (no PCA, or pca/ half-written beside a half-saved model)
-# into pca_model/metadata; write:identity.json (a saved model not recorded) into write:space.json:2; stage:pca and
-# write:metrics.json (all written but metrics.json, the model recorded) into stage:quality.
+# into pca_model/metadata; write:identity.json (a saved model not recorded) into write:space.json:2; stage:pca,
+# stage:quality and write:metrics.json (all written but metrics.json, the model recorded) into health/pairs/_temporary.
 ISSUE_CASES = [
     "features/_temporary",  # inside the first write of features/ (Spark deleted the folder first)
     "pca_model/metadata",  # a model folder without its stages yet (pca/ is being written beside it)
@@ -123,7 +123,9 @@ OTHER_STATES = [
     "write:space.json:1",  # inside the first space.json: nothing written but the lease and a temporary file
     "errors/_temporary",  # features/ complete, errors/ half-written: nothing featurized again
     "write:space.json:2",  # inside space.json naming the model: pca/ and pca_model/ complete, the model not recorded
-    "stage:quality",  # all written but metrics.json, the model recorded in space.json: the resumed run stays in it
+    # inside the health stage's Spark write: features/, pca/ and the model complete and recorded, health/ half-written,
+    # no metrics.json: the resumed run stays in the model and writes health/ again
+    "health/pairs/_temporary",
 ]
 
 

@@ -200,3 +200,59 @@ def test_features_all_alike_make_at_most_the_cap_of_pairs_per_image(spark):
     per_image = pairs.groupby("path").size()
     assert len(pairs) <= len(rows) * MAX_PAIRS_PER_IMAGE and per_image.max() <= MAX_PAIRS_PER_IMAGE
     assert (pairs.similarity >= 0.9).all() and len(pairs) >= len(rows)
+
+
+def _top_pairs_by_numpy(keys: list[tuple[str, str]], vectors: np.ndarray, earlier: int, threshold: float, most: int):
+    """The pair cap computed over the whole matrix: each image's ``most`` most similar pairs (similarity, then the
+    other image's (output, path)), kept when they are among either image's; ``keys``' last ``earlier`` are earlier."""
+    from fruitjob.similarity import unit_rows
+
+    unit = unit_rows(list(vectors))
+    similarity = np.minimum((unit @ unit.T).astype(np.float64), 1.0)
+    mine = len(keys) - earlier
+    pairs = [(i, j) for i in range(mine) for j in range(i + 1, len(keys)) if similarity[i, j] >= threshold]
+    order_key = [("" if k < mine else output, path) for k, (output, path) in enumerate(keys)]
+    kept = set()
+    for image in range(len(keys)):
+        own = [(i, j) for i, j in pairs if image in (i, j)]
+        own.sort(key=lambda p: (-similarity[p], order_key[p[0] if p[1] == image else p[1]]))
+        kept.update(own[:most])
+    return {
+        (keys[i][1], keys[j][1]) if keys[i][1] < keys[j][1] or j >= mine else (keys[j][1], keys[i][1]) for i, j in kept
+    }, len(pairs)
+
+
+def test_the_pair_cap_holds_over_all_blocks_and_counts_what_it_cut(spark):
+    """Blocks of 7 rows, 4 pairs at most per image: the pairs kept are exactly each image's 4 most similar (over all
+    the blocks, not per pair of blocks), and ``found`` sums to every pair above the threshold."""
+    from fruitjob.similarity import ITEM_COLUMNS, candidate_pairs, similar_pairs
+
+    rng = np.random.default_rng(11)
+    vectors = (np.ones(16) + rng.normal(0, 0.3, (40, 16))).astype(np.float32)  # all alike: every pair >= 0.5
+    keys = [("new", "p%02d" % k) for k in range(34)] + [("old", "q%02d" % k) for k in range(6)]
+    rows = [
+        (path, "L%d" % (k % 3), output, "r", "", "this" if output == "new" else "earlier", [float(v) for v in vector])
+        for k, ((output, path), vector) in enumerate(zip(keys, vectors, strict=True))
+    ]
+    items = spark.createDataFrame(rows, ITEM_COLUMNS)
+    found = similar_pairs(items, len(rows), 0.5, block_rows=7, most=4).toPandas()
+    expected, above = _top_pairs_by_numpy(keys, vectors, earlier=6, threshold=0.5, most=4)
+    assert set(zip(found.path, found.other_path, strict=True)) == expected and len(found) == len(expected)
+    candidates = candidate_pairs(items, len(rows), 0.5, block_rows=7, most=4)
+    assert candidates.agg({"found": "sum"}).first()[0] == above and above > 3 * len(expected)  # most were cut
+
+
+def test_metrics_count_the_pairs_the_cap_cut_off(job_output):
+    """metrics.json says how many pairs above the threshold the cap left out (random weights pair every image: none
+    of 24 images reaches the cap, so none), and how many images have a near-duplicate (most, with random weights)."""
+    from fruitjob.similarity import unit_rows
+
+    health = metrics(job_output)["health"]
+    features, pairs = read_parquet(job_output, "features"), read_parquet(job_output, "health/pairs")
+    unit = unit_rows(list(features["features"]))
+    upper = np.triu(unit @ unit.T, k=1)
+    threshold = health["near_duplicate_threshold"]
+    least, most = int((upper >= threshold + 1e-5).sum()), int((upper >= threshold - 1e-5).sum())
+    assert least - len(pairs) <= health["pairs_cut_off"] <= most - len(pairs)
+    near = pairs[~pairs["exact"]]
+    assert health["images_with_near_pair"] == len(set(near["path"]) | set(near["other_path"])) > len(features) / 2

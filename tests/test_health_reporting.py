@@ -4,6 +4,7 @@ counts per class, and the Prefect artifacts (capped tables sorted by score, a li
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from prefect import flow
@@ -33,8 +34,21 @@ def _off(report: ValidationReport) -> ValidationReport:
     return ValidationReport(report.output, type(report.metrics).from_dict(metrics), report.per_class)
 
 
-def test_the_summary_has_the_health_counts_and_says_where_the_pictures_are(report):
+def _trained(report: ValidationReport, images_with_near_pair: int) -> ValidationReport:
+    """The same run as if made with trained weights, ``images_with_near_pair`` of its 12 images in a near pair."""
+    metrics = report.metrics.to_dict()
+    metrics["weights"] = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
+    metrics["health"] = dict(metrics["health"], images_with_near_pair=images_with_near_pair)
+    return ValidationReport(report.output, type(report.metrics).from_dict(metrics), report.per_class)
+
+
+def _summary_found(report: ValidationReport) -> str:
     summary = summary_markdown(report, RunResult(engine="local", output=report.output))
+    return next(line for line in summary.splitlines() if line.startswith("| dataset health |")).replace("<br>", " ")
+
+
+def test_the_summary_has_the_health_counts_and_says_where_the_pictures_are(report):
+    summary = summary_markdown(_trained(report, 2), RunResult(engine="local", output=report.output))
     found, how = [line.replace("<br>", " ") for line in summary.splitlines() if line.startswith("| dataset health")]
     assert found == (
         "| dataset health | 1 exact and 3 near-duplicate pairs, 1 label conflict, 1 leak, 1 outlier, 1 suspected "
@@ -44,6 +58,21 @@ def test_the_summary_has_the_health_counts_and_says_where_the_pictures_are(repor
         how
         == "| dataset health: how | compared with 1 earlier output; exact-blocked, near-duplicate at similarity 0.95 |"
     )
+
+
+def test_near_duplicates_from_random_weights_or_pairing_most_images_are_said_to_need_trained_weights(
+    prefect_harness, report
+):
+    """Random weights make every image look alike; trained features that pair most images tell them apart no better:
+    the summary and health.html's header say so plainly, and say nothing when the figures mean something."""
+    need = "near-duplicates need trained weights"
+    assert need in _summary_found(report) and "random weights" in _summary_found(report)  # the fixture's weights
+    assert need in _summary_found(_trained(report, 7)) and "7 of 12 images" in _summary_found(_trained(report, 7))
+    assert need not in _summary_found(_trained(report, 6))
+    for case, said in ((report, True), (_trained(report, 2), False)):
+        _publish(case)
+        header = (Path(report.output) / "health.html").read_text().split("<section")[0]
+        assert (need in header) is said
 
 
 def test_a_run_with_health_off_says_so_in_one_line(report):

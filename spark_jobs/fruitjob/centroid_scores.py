@@ -6,7 +6,7 @@ health stage's outlier scores and suspected mislabels (fruitjob/health.py).
 - Suspected mislabel: an image closer to another class's centroid than to its own;
   ``confidence = sigmoid((cos_other - cos_own) / MISLABEL_TEMPERATURE)`` (0.5 .. 1), flagged from ``MISLABEL_CUT``.
 
-Only the class sums (labels x 1280 doubles) reach the driver.
+Only the class sums (labels x 1280 doubles) and the scores (a few values an image, no feature) reach the driver.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Dict, Iterator, List, Tuple
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, LongType, StringType, StructField, StructType
 
 from fruitjob.similarity import unit_rows
@@ -28,9 +27,10 @@ MISLABEL_CUT = 0.9
 
 SUMS_SCHEMA = StructType(
     [
+        StructField("side", StringType(), False),
         StructField("label", StringType(), False),
         StructField("n", LongType(), False),
-        StructField("total", ArrayType(DoubleType()), False),
+        StructField("total", ArrayType(DoubleType()), True),  # null for the earlier outputs' rows: only counted
     ]
 )
 SCORE_SCHEMA = StructType(
@@ -45,29 +45,44 @@ SCORE_SCHEMA = StructType(
 )
 
 
-def class_sums(features: DataFrame) -> Tuple[List[str], np.ndarray, np.ndarray]:
-    """(labels, images per label, sum of the unit features per label): partial sums per partition, reduced here."""
+def class_sums(items: DataFrame) -> Tuple[List[str], np.ndarray, np.ndarray, Dict[str, int]]:
+    """(labels, images per label, sum of the unit features per label) of the rows whose ``side`` is "this", and the
+    rows of each side: partial sums per partition, reduced here (one Spark job)."""
 
     def partial(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         sums: Dict[str, np.ndarray] = {}
-        counts: Dict[str, int] = {}
+        counts: Dict[Tuple[str, str], int] = {}
         for frame in frames:
-            units = unit_rows(list(frame["features"])).astype(np.float64)
-            for label, positions in frame.groupby("label").indices.items():
+            mine = frame[frame["side"] == "this"]
+            units = unit_rows(list(mine["features"])).astype(np.float64)
+            for label, positions in mine.groupby("label").indices.items():
                 sums[label] = sums.get(label, 0.0) + units[positions].sum(axis=0)
-                counts[label] = counts.get(label, 0) + len(positions)
-        if sums:  # an empty partition yields nothing: an empty "total" column is not a list column to Arrow
-            yield pd.DataFrame({"label": list(sums), "n": [counts[k] for k in sums], "total": list(sums.values())})
+            for (side, label), size in frame.groupby(["side", "label"]).size().items():
+                counts[(side, label)] = counts.get((side, label), 0) + int(size)
+        if counts:  # an empty partition yields nothing
+            keys = list(counts)
+            yield pd.DataFrame(
+                {
+                    "side": [side for side, _ in keys],
+                    "label": [label for _, label in keys],
+                    "n": [counts[key] for key in keys],
+                    "total": [sums.get(label) if side == "this" else None for side, label in keys],
+                }
+            )
 
-    rows = features.select("label", "features").mapInPandas(partial, SUMS_SCHEMA).collect()
-    labels = sorted({row["label"] for row in rows})
+    rows = items.select("side", "label", "features").mapInPandas(partial, SUMS_SCHEMA).collect()
+    sides: Dict[str, int] = {}
+    for row in rows:
+        sides[row["side"]] = sides.get(row["side"], 0) + row["n"]
+    mine = [row for row in rows if row["side"] == "this"]
+    labels = sorted({row["label"] for row in mine})
     index = {label: k for k, label in enumerate(labels)}
     counts = np.zeros(len(labels))
-    totals = np.zeros((len(labels), len(rows[0]["total"]) if rows else 0))
-    for row in rows:
+    totals = np.zeros((len(labels), len(mine[0]["total"]) if mine else 0))
+    for row in mine:
         counts[index[row["label"]]] += row["n"]
         totals[index[row["label"]]] += np.asarray(row["total"])
-    return labels, counts, totals
+    return labels, counts, totals, sides
 
 
 def scorer(labels: List[str], counts: np.ndarray, totals: np.ndarray):
@@ -108,9 +123,12 @@ def scorer(labels: List[str], counts: np.ndarray, totals: np.ndarray):
     return score
 
 
-def outlier_cut(scores: DataFrame) -> float:
-    median = scores.approxQuantile("score", [0.5], 0.001)[0]
-    mad = scores.select(F.abs(F.col("score") - F.lit(median)).alias("d")).approxQuantile("d", [0.5], 0.001)[0]
+def outlier_cut(scores: np.ndarray) -> float:
+    """``median + OUTLIER_MADS * 1.4826 * MAD`` of the scores, at least ``OUTLIER_MIN_SCORE`` (1.0 with no score)."""
+    if not len(scores):
+        return 1.0
+    median = float(np.median(scores))
+    mad = float(np.median(np.abs(scores - median)))
     return max(OUTLIER_MIN_SCORE, median + OUTLIER_MADS * 1.4826 * mad)
 
 

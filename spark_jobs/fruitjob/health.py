@@ -3,44 +3,103 @@
 Writes ``health/pairs``, ``health/outliers`` and ``health/mislabels`` under the output and returns the counts for
 metrics.json (:class:`fruitjob.metrics.HealthCounts`); the schema is ../shared/INTERFACE.md's.
 
-- Exact duplicates: the same ``sha256`` (a join on the hash), within this output and against the earlier
-  outputs (``--health-against``).
-- Near-duplicates: cosine of the L2-normalised 1280-d features >= ``--near-duplicate-threshold``
-  (fruitjob/similarity.py). A pair is a conflict when its labels differ, a leak when the other image is in an
-  earlier output or in an earlier batch (``run_id``) of this one.
+- Exact duplicates: the same ``sha256``; near-duplicates: cosine of the L2-normalised 1280-d features >=
+  ``--near-duplicate-threshold``; both from one blocked search (fruitjob/similarity.py), within this output and
+  against the earlier outputs (``--health-against``), at most ``MAX_PAIRS_PER_IMAGE`` pairs per image. A pair is a
+  conflict when its labels differ, a leak when the other image is in an earlier output or in an earlier batch
+  (``run_id``) of this one.
 - Outliers and suspected mislabels: each image against the class centroids (fruitjob/centroid_scores.py).
 
-Only class sums (labels x 1280 doubles) ever reach the driver.
+Every Spark job costs a few hundred milliseconds on a small output, so the stage runs few of them: the class sums
+(with the row counts), the pairs written, the outlier cut, the two other tables written, and one aggregate for every
+count. Only class sums (labels x 1280 doubles), quantiles and counts ever reach the driver.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
-from typing import Dict, List, Optional
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Optional
 
-from pyspark.sql import DataFrame, SparkSession, Window
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
 
 from fruitjob import layout, storage
 from fruitjob.centroid_scores import MISLABEL_CUT, SCORE_SCHEMA, class_sums, outlier_cut, scorer
 from fruitjob.errors import JobError
 from fruitjob.identity import check_same_space
 from fruitjob.metrics import ClassHealth, HealthCounts
-from fruitjob.similarity import METHOD, PAIR_COLUMNS, similar_pairs
+from fruitjob.similarity import FOUND, METHOD, PAIR_SCHEMA, candidate_pairs, capped
 from fruitjob.space import load_space
 
 PAIRS, OUTLIERS, MISLABELS = "pairs", "outliers", "mislabels"
+# What the stage reads of features/: given, so that no job infers (merges) the files' schemas; a row written before
+# ``sha256`` (or ``run_id``) existed reads it as null.
+READ_SCHEMA = StructType(
+    [
+        StructField("path", StringType(), False),
+        StructField("label", StringType(), False),
+        StructField("features", ArrayType(FloatType()), True),
+        StructField("run_id", StringType(), True),
+        StructField("sha256", StringType(), True),
+    ]
+)
+# What the one aggregate over the pairs counts: per class (ClassHealth's), and for the whole output besides
+PAIR_COUNTS = ["duplicates", "conflicts", "leaks", "exact", "near", FOUND, "kept", "near_images"]
+# The stage's shuffles (blocks, the pair cap's window, the counts) get one partition per task slot, more for large
+# outputs: Spark's default of 200 made 200 tasks of a few rows each (seconds of the demo's stage).
+IMAGES_PER_SHUFFLE_PARTITION = 20000
+OUTLIER_TABLE = pa.schema(
+    [
+        ("path", pa.string()),
+        ("label", pa.string()),
+        ("score", pa.float64()),
+        ("nearest_label", pa.string()),
+        ("rank", pa.int32()),
+        ("flagged", pa.bool_()),
+    ]
+)
+MISLABEL_TABLE = pa.schema(
+    [
+        ("path", pa.string()),
+        ("label", pa.string()),
+        ("resembles", pa.string()),
+        ("confidence", pa.float64()),
+        ("rank", pa.int32()),
+        ("flagged", pa.bool_()),
+    ]
+)
 log = logging.getLogger("fruitflow.health")
 
 
+@contextmanager
+def _shuffle_partitions(spark: SparkSession, rows: int) -> Iterator[None]:
+    """``spark.sql.shuffle.partitions`` sized for ``rows`` images for the queries planned inside, then restored."""
+    key = "spark.sql.shuffle.partitions"
+    previous = spark.conf.get(key, None)
+    wanted = max(spark.sparkContext.defaultParallelism, int(math.ceil(rows / float(IMAGES_PER_SHUFFLE_PARTITION))))
+    spark.conf.set(key, str(wanted))
+    try:
+        yield
+    finally:
+        if previous is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, previous)
+
+
 def _features(spark: SparkSession, output: str) -> DataFrame:
-    """features/ of an output, with ``sha256`` (null in rows written before it) and ``run_id``."""
-    frame = spark.read.option("mergeSchema", "true").parquet(storage.escape_glob(layout.child(output, layout.FEATURES)))
-    for name in ("sha256", "run_id"):
-        if name not in frame.columns:
-            frame = frame.withColumn(name, F.lit(None).cast("string"))
-    return frame
+    """features/ of an output: READ_SCHEMA's columns."""
+    features = spark.read.schema(READ_SCHEMA).parquet(storage.escape_glob(layout.child(output, layout.FEATURES)))
+    return features.where(F.col("features").isNotNull())
 
 
 def _comparable(spark: SparkSession, uri: str, identity: Dict[str, object]) -> bool:
@@ -70,58 +129,80 @@ def _items(frame: DataFrame, output: str, side: str) -> DataFrame:
     )
 
 
-def _exact_pairs(items: DataFrame) -> DataFrame:
-    """Pairs with the same content hash, this output's rows against all (a join on the hash)."""
-    hashed = items.where(F.col("sha256") != "").drop("features")
-    mine = hashed.where(F.col("side") == "this")
-    others = hashed.select(*[F.col(c).alias("o_" + c) for c in hashed.columns])
-    joined = mine.join(others, F.col("sha256") == F.col("o_sha256"))
-    joined = joined.where((F.col("o_side") == "earlier") | (F.col("path") < F.col("o_path")))
-    return joined.select(
-        "path",
-        "label",
-        F.col("o_path").alias("other_path"),
-        F.col("o_label").alias("other_label"),
-        F.when(F.col("o_side") == "earlier", F.col("o_output")).alias("other_output"),  # null: this output
-        F.lit(1.0).alias("similarity"),
-        F.lit(True).alias("exact"),
-        (F.col("label") != F.col("o_label")).alias("conflict"),
-        ((F.col("o_side") == "earlier") | (F.col("run_id") != F.col("o_run_id"))).alias("leak"),
+def _ranked(frame: pd.DataFrame, by: str) -> pd.DataFrame:
+    """``frame`` by ``by`` (highest first, then path) with ``rank`` (1 = first)."""
+    frame = frame.sort_values([by, "path"], ascending=[False, True], kind="stable").reset_index(drop=True)
+    return frame.assign(rank=np.arange(1, len(frame) + 1, dtype=np.int32))
+
+
+def _write_small_table(spark: SparkSession, uri: str, frame: pd.DataFrame, schema: pa.Schema) -> None:
+    """One Parquet file (and ``_SUCCESS``) for a table of one row per image at most, written by the driver: no Spark
+    job. What was there before is removed first."""
+    buffer = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False), buffer)
+    storage.delete(spark, uri)
+    storage.write_bytes(spark, layout.child(uri, "part-00000.parquet"), buffer.getvalue().to_pybytes())
+    storage.write_bytes(spark, layout.child(uri, "_SUCCESS"), b"")
+
+
+def _write_scores(spark: SparkSession, health_uri: str, scored: pd.DataFrame) -> pd.DataFrame:
+    """health/outliers and health/mislabels from every image's scores; returns the flagged counts per label."""
+    cut = outlier_cut(scored["score"].to_numpy(dtype=np.float64))
+    outliers = _ranked(scored[["path", "label", "score", "nearest_label"]], "score")
+    outliers["flagged"] = outliers["score"] > cut
+    _write_small_table(spark, layout.child(health_uri, OUTLIERS), outliers, OUTLIER_TABLE)
+    suspects = scored[scored["resembles"].notna()][["path", "label", "resembles", "confidence"]]
+    mislabels = _ranked(suspects, "confidence")
+    mislabels["flagged"] = mislabels["confidence"] >= MISLABEL_CUT
+    _write_small_table(spark, layout.child(health_uri, MISLABELS), mislabels, MISLABEL_TABLE)
+    flagged = [
+        outliers[outliers["flagged"]].groupby("label").size().rename("outliers"),
+        mislabels[mislabels["flagged"]].groupby("label").size().rename("suspected_mislabels"),
+    ]
+    return pd.concat(flagged, axis=1).fillna(0).astype(int)
+
+
+def _tally(frame: DataFrame, label, **counts) -> DataFrame:
+    """Rows of the one aggregate: ``label`` (null: the output's totals) and every count (0 where not given)."""
+    return frame.select(
+        label.cast("string").alias("label"),
+        *[F.coalesce(counts.get(name, F.lit(0)), F.lit(0)).cast("long").alias(name) for name in PAIR_COUNTS],
     )
 
 
-def _ranked(frame: DataFrame, by: str) -> DataFrame:
-    return frame.withColumn("rank", F.row_number().over(Window.orderBy(F.col(by).desc(), F.col("path"))))
-
-
-def _count_where(frame: DataFrame, condition) -> int:
-    return frame.where(condition).count()
-
-
-def _per_class(pairs: DataFrame, outliers: DataFrame, mislabels: DataFrame, output: str) -> List[ClassHealth]:
-    """Pairs count for each class they touch (both sides of a pair within this output)."""
-    sides = pairs.select("label", "conflict", "leak").unionByName(
-        pairs.where(F.col("other_output").isNull())
-        .where(F.col("other_label") != F.col("label"))
-        .select(F.col("other_label").alias("label"), "conflict", "leak")
-    )
-    counts: Dict[str, Dict[str, int]] = {}
-    for row in (
-        sides.groupBy("label")
-        .agg(
-            F.count(F.lit(1)).alias("duplicates"),
-            F.sum(F.col("conflict").cast("int")).alias("conflicts"),
-            F.sum(F.col("leak").cast("int")).alias("leaks"),
-        )
-        .collect()
-    ):
-        counts.setdefault(row["label"], {}).update(
-            duplicates=row["duplicates"], conflicts=row["conflicts"] or 0, leaks=row["leaks"] or 0
-        )
-    for frame, key in ((outliers, "outliers"), (mislabels, "suspected_mislabels")):
-        for row in frame.where("flagged").groupBy("label").count().collect():
-            counts.setdefault(row["label"], {})[key] = row["count"]
-    return [ClassHealth(label=label, **counts[label]) for label in sorted(counts)]
+def _pair_counts(candidates: DataFrame, pairs: DataFrame) -> Dict[Optional[str], Dict[str, int]]:
+    """The pairs' counts in one Spark job: {label: duplicates, conflicts, leaks; None: the totals}."""
+    one, flag = F.lit(1), lambda column: F.col(column).cast("int")
+    within = F.col("other_output").isNull()
+    near = pairs.where(~F.col("exact"))
+    touched = near.select("path").unionByName(near.where(within).select(F.col("other_path").alias("path")))
+    tallies = [
+        # a pair counts for the class of each of its images (once when both are of one class)
+        _tally(pairs, F.col("label"), duplicates=one, conflicts=flag("conflict"), leaks=flag("leak")),
+        _tally(
+            pairs.where(within & (F.col("other_label") != F.col("label"))),
+            F.col("other_label"),
+            duplicates=one,
+            conflicts=flag("conflict"),
+            leaks=flag("leak"),
+        ),
+        _tally(
+            pairs,
+            F.lit(None),
+            exact=flag("exact"),
+            near=(~F.col("exact")).cast("int"),
+            conflicts=flag("conflict"),
+            leaks=flag("leak"),
+            kept=one,
+        ),
+        _tally(candidates, F.lit(None), found=F.col(FOUND)),
+        _tally(touched.distinct(), F.lit(None), near_images=one),
+    ]
+    union = tallies[0]
+    for tally in tallies[1:]:
+        union = union.unionByName(tally)
+    summed = union.groupBy("label").agg(*[F.sum(c).alias(c) for c in PAIR_COUNTS])
+    return {row["label"]: {name: int(row[name] or 0) for name in PAIR_COUNTS} for row in summed.collect()}
 
 
 def write_health(
@@ -134,67 +215,55 @@ def write_health(
     """health/ for the output's features/ (all its batches) against the earlier outputs; returns the counts."""
     started = time.monotonic()
     health_uri = layout.child(output, layout.HEALTH)
-    mine = _features(spark, output).select("path", "label", "features", "run_id", "sha256")
+    mine = _features(spark, output)
     compared = [uri for uri in against if uri.rstrip("/") != output.rstrip("/") and _comparable(spark, uri, identity)]
     items = _items(mine, output, "this")
     for uri in compared:
         items = items.unionByName(_items(_features(spark, uri), uri, "earlier"))
-    items = items.persist()
-    try:
-        rows = items.count()
-        near = similar_pairs(items, rows, threshold)
-        pairs = (
-            near.unionByName(_exact_pairs(items))
-            .groupBy("path", "other_path", "other_output")
-            .agg(
-                F.first("label").alias("label"),
-                F.first("other_label").alias("other_label"),
-                F.max("similarity").alias("similarity"),
-                F.max("exact").alias("exact"),
-                F.max("conflict").alias("conflict"),
-                F.max("leak").alias("leak"),
-            )
+    labels, per_label, totals, sides = class_sums(items)
+    rows = sum(sides.values())
+
+    with _shuffle_partitions(spark, rows):  # before any plan is made: persist() makes the cached one
+        candidates = candidate_pairs(items, rows, threshold).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            pairs = capped(candidates, rows, bool(compared))
+            pairs.coalesce(1).write.mode("overwrite").parquet(layout.child(health_uri, PAIRS))
+            written = spark.read.schema(PAIR_SCHEMA).parquet(storage.escape_glob(layout.child(health_uri, PAIRS)))
+            counts = _pair_counts(candidates, written)
+        finally:
+            candidates.unpersist()
+    scored = mine.select("path", "label", "features").mapInPandas(scorer(labels, per_label, totals), SCORE_SCHEMA)
+    flagged = _write_scores(spark, health_uri, scored.toPandas())
+
+    total = counts.pop(None, None) or {name: 0 for name in PAIR_COUNTS}
+    per_class = []
+    for label in sorted(set(counts) | set(flagged.index)):
+        pair_counts = counts.get(label, {})
+        entry = ClassHealth(
+            label=label,
+            duplicates=pair_counts.get("duplicates", 0),
+            conflicts=pair_counts.get("conflicts", 0),
+            leaks=pair_counts.get("leaks", 0),
+            outliers=int(flagged["outliers"].get(label, 0)),
+            suspected_mislabels=int(flagged["suspected_mislabels"].get(label, 0)),
         )
-        pairs.select(*PAIR_COLUMNS).coalesce(1).write.mode("overwrite").parquet(layout.child(health_uri, PAIRS))
-    finally:
-        items.unpersist()
-    pairs = storage.read_parquet(spark, layout.child(health_uri, PAIRS))
-
-    labels, counts, totals = class_sums(mine)
-    scored = mine.select("path", "label", "features").mapInPandas(scorer(labels, counts, totals), SCORE_SCHEMA)
-    scored.write.mode("overwrite").parquet(layout.child(health_uri, "_scores"))
-    scored = storage.read_parquet(spark, layout.child(health_uri, "_scores"))
-    cut = outlier_cut(scored) if rows else 1.0
-    outliers = _ranked(scored.select("path", "label", "score", "nearest_label"), "score")
-    outliers = outliers.withColumn("flagged", F.col("score") > F.lit(cut))
-    outliers.coalesce(1).write.mode("overwrite").parquet(layout.child(health_uri, OUTLIERS))
-    mislabels = _ranked(
-        scored.where(F.col("resembles").isNotNull()).select("path", "label", "resembles", "confidence"), "confidence"
-    ).withColumn("flagged", F.col("confidence") >= F.lit(MISLABEL_CUT))
-    mislabels.coalesce(1).write.mode("overwrite").parquet(layout.child(health_uri, MISLABELS))
-    storage.delete(spark, layout.child(health_uri, "_scores"))
-    outliers = storage.read_parquet(spark, layout.child(health_uri, OUTLIERS))
-    mislabels = storage.read_parquet(spark, layout.child(health_uri, MISLABELS))
-
-    totals_row = pairs.agg(
-        F.sum(F.col("exact").cast("int")).alias("exact"),
-        F.sum((~F.col("exact")).cast("int")).alias("near"),
-        F.sum(F.col("conflict").cast("int")).alias("conflicts"),
-        F.sum(F.col("leak").cast("int")).alias("leaks"),
-    ).first()
+        if entry.duplicates or entry.outliers or entry.suspected_mislabels:
+            per_class.append(entry)
     return HealthCounts(
         enabled=True,
         method=METHOD,
         near_duplicate_threshold=threshold,
-        exact_duplicate_pairs=int(totals_row["exact"] or 0),
-        near_duplicate_pairs=int(totals_row["near"] or 0),
-        label_conflicts=int(totals_row["conflicts"] or 0),
-        leaks=int(totals_row["leaks"] or 0),
-        outliers=_count_where(outliers, F.col("flagged")),
-        suspected_mislabels=_count_where(mislabels, F.col("flagged")),
+        exact_duplicate_pairs=total["exact"],
+        near_duplicate_pairs=total["near"],
+        label_conflicts=total["conflicts"],
+        leaks=total["leaks"],
+        outliers=int(flagged["outliers"].sum()),
+        suspected_mislabels=int(flagged["suspected_mislabels"].sum()),
         compared_with=compared,
         seconds=round(time.monotonic() - started, 3),
-        per_class=_per_class(pairs, outliers, mislabels, output),
+        per_class=per_class,
+        pairs_cut_off=max(0, total[FOUND] - total["kept"]),
+        images_with_near_pair=total["near_images"],
     )
 
 
@@ -206,4 +275,4 @@ def run_health(spark: SparkSession, opts, identity: Dict[str, object]) -> Option
     return write_health(spark, opts.output, opts.health_against, opts.near_duplicate_threshold, identity)
 
 
-__all__ = ["MISLABELS", "OUTLIERS", "PAIRS", "run_health", "write_health"]
+__all__ = ["MISLABELS", "OUTLIERS", "PAIRS", "READ_SCHEMA", "run_health", "write_health"]

@@ -88,6 +88,8 @@ class HealthCounts:
     suspected_mislabels: int = 0
     compared_with: List[str] = field(default_factory=list)
     seconds: float = 0.0
+    pairs_cut_off: int = 0  # pairs above the threshold left out by the cap of pairs per image (rules.py)
+    images_with_near_pair: int = 0  # this output's images in some near-duplicate pair (not an exact one)
     per_class: List[ClassHealth] = field(default_factory=list)
 
 

@@ -1,13 +1,20 @@
 """Similar pairs of images: cosine of the L2-normalised features >= a threshold, found by a blocked exact search.
 
 The rows are cut into blocks of about ``BLOCK_ROWS`` (by a hash of the path); each block becomes one Spark row of
-arrays. Blocks of this output are cross-joined with the blocks that come after them (this output) and with every
-block of the earlier outputs, and each pair of blocks is one numpy matrix product in a worker (``mapInPandas``):
-exact (recall 1), no feature ever on the driver, and the product of two 1024-row blocks of 1280-d vectors takes a
-few milliseconds of BLAS. Each image keeps its ``MAX_PAIRS_PER_IMAGE`` most similar pairs in each pair of blocks,
-so that features that are all alike (random weights) make rows linear in the images, not n^2. The cost is
-quadratic in the rows, but with BLAS constants: docs/performance.md (Dataset health) compares it with Spark ML's
-LSH (``bench/health_scale.py``).
+arrays, sorted by (output, path). Blocks of this output are cross-joined with the blocks that come after them (this
+output) and with every block of the earlier outputs, and each pair of blocks is one numpy matrix product in a worker
+(``mapInPandas``): exact (recall 1), no feature ever on the driver, and the product of two 1024-row blocks of 1280-d
+vectors takes a few milliseconds of BLAS. Two images with the same ``sha256`` are a pair of similarity 1.0 (exact)
+whatever their features, so byte copies need no join of their own.
+
+The pair cap: an image keeps its ``most`` most similar pairs (similarity, then the other image's output and path), and
+a pair stays when it is among the kept ones of either of its two images, so that features that are all alike (random
+weights) make rows linear in the images, not n^2. Each pair of blocks already drops the pairs that are not in the top
+``most`` of either image within that pair of blocks (they cannot be in the top ``most`` overall); a window over the
+rest then applies the cap over all the blocks, unless there was only one pair of blocks (then it is done). Each pair of
+blocks also says how many pairs were above the threshold (``found``, on its first row), so that the pairs the cap cut
+off can be counted. The cost is quadratic in the rows, but with BLAS constants: docs/performance.md (Dataset health)
+compares it with Spark ML's LSH (``bench/health_scale.py``).
 """
 
 from __future__ import annotations
@@ -17,9 +24,9 @@ from typing import Iterator
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import BooleanType, DoubleType, StringType, StructField, StructType
+from pyspark.sql.types import BooleanType, DoubleType, LongType, StringType, StructField, StructType
 
 from fruitjob.rules import MAX_PAIRS_PER_IMAGE
 
@@ -41,6 +48,10 @@ PAIR_SCHEMA = StructType(
     ]
 )
 PAIR_COLUMNS = [f.name for f in PAIR_SCHEMA.fields]
+# what the search returns: the pairs, and on the first row of each pair of blocks the pairs it found above the cut
+FOUND = "found"
+CANDIDATE_SCHEMA = StructType(PAIR_SCHEMA.fields + [StructField(FOUND, LongType(), False)])
+_NOT_A_PAIR = -2.0  # below any cosine: the diagonal, and a block's lower triangle against itself
 
 
 def unit_rows(vectors) -> np.ndarray:
@@ -50,46 +61,74 @@ def unit_rows(vectors) -> np.ndarray:
     return (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-def _blocks(items: DataFrame, rows: int, block_rows: int) -> DataFrame:
-    count = max(1, int(math.ceil(rows / float(block_rows))))
+def block_count(rows: int, block_rows: int = BLOCK_ROWS) -> int:
+    return max(1, int(math.ceil(rows / float(block_rows))))
+
+
+def _blocks(items: DataFrame, count: int) -> DataFrame:
     block = F.pmod(F.xxhash64("path", "output"), F.lit(count)).cast("int")
+    columns = ["output", "path", "label", "run_id", "sha256", "features"]
+    # sorted by (output, path): ties in similarity fall to the same image in a block as in the window over all blocks
+    rows = F.array_sort(F.collect_list(F.struct(*columns)))
     return (
         items.withColumn("block", block)
         .groupBy("side", "block")
-        .agg(*[F.collect_list(c).alias(c) for c in ITEM_COLUMNS if c != "side"])
+        .agg(rows.alias("rows"))
+        .select("side", "block", *[F.col("rows." + c).alias(c) for c in columns])
     )
 
 
-def _pairs_of_blocks(threshold: float):
+def top_of_rows(similarity: np.ndarray, most: int) -> np.ndarray:
+    """A mask of each row's ``most`` highest entries; between equal entries the lower column index goes first."""
+    if similarity.shape[1] <= most:
+        return np.ones(similarity.shape, dtype=bool)
+    kth = -np.partition(-similarity, most - 1, axis=1)[:, most - 1 : most]
+    above = similarity > kth
+    tied = similarity == kth
+    room = most - above.sum(axis=1, keepdims=True)
+    return above | (tied & (np.cumsum(tied, axis=1) <= room))
+
+
+def _pairs_of_blocks(threshold: float, most: int):
     def find(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for frame in frames:
-            out = []
-            for row in frame.itertuples(index=False):
-                out.append(_pairs_of_one(row, threshold))
+            out = [_pairs_of_one(row, threshold, most) for row in frame.itertuples(index=False)]
+            out = [pairs for pairs in out if len(pairs)]  # pandas warns on concatenating empty frames
             if out:
                 yield pd.concat(out, ignore_index=True)
 
     return find
 
 
-def _most_similar(similarity: np.ndarray, threshold: float, most: int):
-    """(rows, columns) of the entries >= ``threshold``, at most ``most`` per row: the highest ones."""
-    if similarity.shape[1] > most:  # the row's ``most`` highest, the others below any threshold
-        beaten = np.argpartition(-similarity, most, axis=1)[:, most:]
-        similarity = similarity.copy()
-        np.put_along_axis(similarity, beaten, -2.0, axis=1)
-    return np.nonzero(similarity >= threshold - 1e-6)
-
-
-def _pairs_of_one(row, threshold: float) -> pd.DataFrame:
-    left, right = unit_rows(row.features), unit_rows(row.o_features)
-    similarity = left @ right.T
-    same_block = row.o_side == "this" and row.block == row.o_block
+def _similarities(row, same_block: bool) -> np.ndarray:
+    """Cosines as the table writes them (float64, at most 1.0), 1.0 for the same known sha256, -2 for no pair."""
+    similarity = np.minimum((unit_rows(row.features) @ unit_rows(row.o_features).T).astype(np.float64), 1.0)
+    columns = {}
+    for j, digest in enumerate(row.o_sha256):
+        if digest:
+            columns.setdefault(digest, []).append(j)
+    for i, digest in enumerate(row.sha256):
+        if digest in columns:
+            similarity[i, columns[digest]] = 1.0
     if same_block:
-        similarity = np.triu(similarity, k=1) + np.tril(np.full_like(similarity, -2.0))
-    i, j = _most_similar(similarity, threshold, MAX_PAIRS_PER_IMAGE)
+        np.fill_diagonal(similarity, _NOT_A_PAIR)
+    return similarity
+
+
+def _pairs_of_one(row, threshold: float, most: int) -> pd.DataFrame:
+    same_block = row.o_side == "this" and row.block == row.o_block
+    similarity = _similarities(row, same_block)
+    above = similarity >= threshold - 1e-6
+    if same_block:  # the matrix is symmetric: each pair once (upper triangle); an image's column is its row
+        above = np.triu(above, k=1)
+        crowded = (above.sum(axis=0) + above.sum(axis=1)).max(initial=0) > most
+        kept = above & (top_of_rows(similarity, most) | top_of_rows(similarity, most).T) if crowded else above
+    else:
+        crowded = max(above.sum(axis=0).max(initial=0), above.sum(axis=1).max(initial=0)) > most
+        kept = above & (top_of_rows(similarity, most) | top_of_rows(similarity.T, most).T) if crowded else above
+    i, j = np.nonzero(kept)
     if not len(i):
-        return pd.DataFrame({c: pd.Series([], dtype=object) for c in PAIR_COLUMNS})
+        return pd.DataFrame({c: pd.Series([], dtype=object) for c in CANDIDATE_SCHEMA.names})
     paths, labels, runs, hashes = (
         np.asarray(getattr(row, c), dtype=object) for c in ("path", "label", "run_id", "sha256")
     )
@@ -105,7 +144,8 @@ def _pairs_of_one(row, threshold: float) -> pd.DataFrame:
         leak = runs[i] != o_runs[j]  # an earlier batch of this output
     else:
         leak = np.ones(len(i), dtype=bool)
-    exact = (hashes[i] == o_hashes[j]) & (hashes[i] != "")
+    found = np.zeros(len(i), dtype=np.int64)
+    found[0] = int(above.sum())
     return pd.DataFrame(
         {
             "path": a_path,
@@ -114,22 +154,96 @@ def _pairs_of_one(row, threshold: float) -> pd.DataFrame:
             "other_label": b_label,
             # within this output: null, so that the output can move (a copy names no other output)
             "other_output": np.full(len(i), None, dtype=object) if row.o_side == "this" else o_outputs[j],
-            "similarity": np.where(exact, 1.0, np.minimum(similarity[i, j].astype(np.float64), 1.0)),
-            "exact": exact,
+            "similarity": similarity[i, j],
+            "exact": (hashes[i] == o_hashes[j]) & (hashes[i] != ""),
             "conflict": a_label != b_label,
             "leak": leak,
+            FOUND: found,
         }
     )
 
 
-def similar_pairs(items: DataFrame, rows: int, threshold: float, block_rows: int = BLOCK_ROWS) -> DataFrame:
-    """PAIR_SCHEMA rows of ``items`` (ITEM_COLUMNS; ``rows`` of them in all) with cosine >= ``threshold``: pairs
-    within this output once, and this output against the earlier ones."""
-    blocks = _blocks(items.select(*ITEM_COLUMNS), rows, block_rows)
+def keep_top_pairs(candidates: DataFrame, most: int) -> DataFrame:
+    """The candidates among the ``most`` most similar pairs of either of their images (over all the blocks), as
+    PAIR_COLUMNS."""
+    this = F.lit("")  # this output's images: other_output is null for them
+    key = ["path", "other_path", "other_output"]
+    ends = candidates.select(
+        "*",
+        this.alias("end_output"),
+        F.col("path").alias("end_path"),
+        F.coalesce("other_output", this).alias("far_output"),
+        F.col("other_path").alias("far_path"),
+    ).unionByName(
+        candidates.select(
+            "*",
+            F.coalesce("other_output", this).alias("end_output"),
+            F.col("other_path").alias("end_path"),
+            this.alias("far_output"),
+            F.col("path").alias("far_path"),
+        )
+    )
+    order = Window.partitionBy("end_output", "end_path").orderBy(
+        F.col("similarity").desc(), F.col("far_output"), F.col("far_path")
+    )
+    ranked = ends.withColumn("rank", F.row_number().over(order)).where(F.col("rank") <= most)
+    return ranked.dropDuplicates(key).select(*PAIR_COLUMNS)
+
+
+def candidate_pairs(
+    items: DataFrame, rows: int, threshold: float, block_rows: int = BLOCK_ROWS, most: int = MAX_PAIRS_PER_IMAGE
+) -> DataFrame:
+    """CANDIDATE_SCHEMA rows of ``items`` (ITEM_COLUMNS; ``rows`` of them in all) with cosine >= ``threshold``, each
+    among the ``most`` most similar of one of its images in its pair of blocks: pairs within this output once, and this
+    output against the earlier ones. ``found``, summed: the pairs above the threshold before any cap."""
+    blocks = _blocks(items.select(*ITEM_COLUMNS), block_count(rows, block_rows))
     mine = blocks.where(F.col("side") == "this")
     others = blocks.select(*[F.col(c).alias("o_" + c) for c in blocks.columns])
     joined = mine.crossJoin(others).where((F.col("o_side") == "earlier") | (F.col("block") <= F.col("o_block")))
-    return joined.mapInPandas(_pairs_of_blocks(threshold), PAIR_SCHEMA)
+    return joined.mapInPandas(_pairs_of_blocks(threshold, most), CANDIDATE_SCHEMA)
 
 
-__all__ = ["BLOCK_ROWS", "ITEM_COLUMNS", "METHOD", "PAIR_COLUMNS", "PAIR_SCHEMA", "similar_pairs", "unit_rows"]
+def capped(
+    candidates: DataFrame,
+    rows: int,
+    with_earlier: bool,
+    block_rows: int = BLOCK_ROWS,
+    most: int = MAX_PAIRS_PER_IMAGE,
+) -> DataFrame:
+    """The pair cap over all the blocks (``with_earlier``: whether the items held earlier outputs' rows), as
+    PAIR_COLUMNS; with one pair of blocks its own cap was the cap over all."""
+    if block_count(rows, block_rows) == 1 and not with_earlier:
+        return candidates.select(*PAIR_COLUMNS)
+    return keep_top_pairs(candidates, most)
+
+
+def similar_pairs(
+    items: DataFrame,
+    rows: int,
+    threshold: float,
+    block_rows: int = BLOCK_ROWS,
+    most: int = MAX_PAIRS_PER_IMAGE,
+    with_earlier: bool = True,
+) -> DataFrame:
+    """The pairs of ``items`` at or above ``threshold``, at most ``most`` per image (:func:`candidate_pairs`, then
+    :func:`capped`)."""
+    candidates = candidate_pairs(items, rows, threshold, block_rows, most)
+    return capped(candidates, rows, with_earlier, block_rows, most)
+
+
+__all__ = [
+    "BLOCK_ROWS",
+    "CANDIDATE_SCHEMA",
+    "FOUND",
+    "ITEM_COLUMNS",
+    "METHOD",
+    "PAIR_COLUMNS",
+    "PAIR_SCHEMA",
+    "block_count",
+    "candidate_pairs",
+    "capped",
+    "keep_top_pairs",
+    "similar_pairs",
+    "top_of_rows",
+    "unit_rows",
+]
