@@ -10,7 +10,6 @@ float64 blocks and adds ``block.T @ block`` (level-3 BLAS, numpy's ``syrk``); th
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache, reduce
 from typing import Callable, Iterable, Iterator, List, Optional, Tuple
@@ -20,6 +19,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame
 
 from fruitjob.blas import blas_threads
+from fruitjob.tuning import spark_setting
 
 # Rows per float64 block (2,048 x 1,280 x 8 B = 21 MB): large enough for BLAS to run at full speed, small enough
 # to keep a Python worker's memory flat whatever the Arrow batch size the session uses.
@@ -150,21 +150,6 @@ def _decoder(dim: int) -> Callable[[object], Moments]:
     return decode
 
 
-@contextmanager
-def _arrow_batches(spark, rows: int) -> Iterator[None]:
-    """Arrow batches of ``rows`` records for the queries run inside (the job sizes them for images, not vectors)."""
-    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
-    previous = spark.conf.get(key, None)
-    spark.conf.set(key, str(rows))
-    try:
-        yield
-    finally:
-        if previous is None:
-            spark.conf.unset(key)
-        else:
-            spark.conf.set(key, previous)
-
-
 def _per_core(frame: DataFrame) -> DataFrame:
     """At most one partition per task slot (``coalesce``: no shuffle; no change where there are fewer already).
 
@@ -183,7 +168,7 @@ def moments(features: DataFrame, column: str, dim: int) -> Moments:
     """
     per_partition = _per_core(features.select(column)).mapInArrow(_moments_udf(dim), _MOMENTS_SCHEMA)
     decode = _decoder(dim)
-    with _arrow_batches(features.sparkSession, BLOCK_ROWS):  # Spark reads it when the query is planned
+    with spark_setting(features.sparkSession, "spark.sql.execution.arrow.maxRecordsPerBatch", str(BLOCK_ROWS)):
         if features.sparkSession.sparkContext.defaultParallelism <= DRIVER_MERGE_SLOTS:
             found = reduce(merge, [decode(row) for row in per_partition.collect()], None)
         else:

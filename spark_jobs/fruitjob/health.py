@@ -20,8 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from contextlib import contextmanager
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import pandas as pd
@@ -39,6 +38,7 @@ from fruitjob.identity import check_same_space
 from fruitjob.metrics import ClassHealth, HealthCounts
 from fruitjob.similarity import FOUND, METHOD, PAIR_SCHEMA, candidate_pairs, capped
 from fruitjob.space import load_space
+from fruitjob.tuning import spark_setting
 
 PAIRS, OUTLIERS, MISLABELS = "pairs", "outliers", "mislabels"
 # What the stage reads of features/: given, so that no job infers (merges) the files' schemas; a row written before
@@ -80,20 +80,10 @@ MISLABEL_TABLE = pa.schema(
 log = logging.getLogger("fruitflow.health")
 
 
-@contextmanager
-def _shuffle_partitions(spark: SparkSession, rows: int) -> Iterator[None]:
+def _shuffle_partitions(spark: SparkSession, rows: int):
     """``spark.sql.shuffle.partitions`` sized for ``rows`` images for the queries planned inside, then restored."""
-    key = "spark.sql.shuffle.partitions"
-    previous = spark.conf.get(key, None)
     wanted = max(spark.sparkContext.defaultParallelism, int(math.ceil(rows / float(IMAGES_PER_SHUFFLE_PARTITION))))
-    spark.conf.set(key, str(wanted))
-    try:
-        yield
-    finally:
-        if previous is None:
-            spark.conf.unset(key)
-        else:
-            spark.conf.set(key, previous)
+    return spark_setting(spark, "spark.sql.shuffle.partitions", str(wanted))
 
 
 def _features(spark: SparkSession, output: str) -> DataFrame:

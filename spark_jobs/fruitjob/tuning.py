@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 from pyspark.sql import SparkSession
 
@@ -12,6 +13,21 @@ from fruitjob.rules import is_local
 
 IMAGES_PER_PARTITION = 2000
 PAGE_CHECKSUMS = "parquet.page.write-checksum.enabled"
+
+
+@contextmanager
+def spark_setting(spark: SparkSession, key: str, value: str) -> Iterator[None]:
+    """``key`` set to ``value`` for the queries planned inside (Spark reads most SQL settings when it plans), then
+    restored, or unset where it was not set."""
+    previous = spark.conf.get(key, None)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        if previous is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, previous)
 
 
 def partitions_for(spark: SparkSession, images: int, asked: Optional[int]) -> int:
