@@ -2,7 +2,7 @@
 both sides, with the whole process measured as the user runs it.
 
     PYTHONPATH=/work/bench-packages .venv/bin/python bench/paired.py [--rows daft,ray,udf,int8,health,demo]
-        [--pairs 3] [--images DIR] [--limit N] [--alpha 1.0] [--ours-b-repo PATH]
+        [--pairs 3] [--pairs-for udf=1,...] [--images DIR] [--limit N] [--alpha 1.0] [--ours-b-repo PATH]
 
 Each row runs N pairs, A then B, A then B ... (``--pairs``), every run a fresh process tree:
 
@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from featurize_bench import ROOT, cpu_model, prepare_images, spark_env, write_results
+from featurize_bench import RESULTS, ROOT, cpu_model, prepare_images, spark_env, write_results
 from paired_report import report
 from peers import converted_model, peer_command
 from process_meter import become_subreaper, measure_command
@@ -214,10 +214,21 @@ def checkout_state(repo: Path) -> str:
     return head.stdout.strip()[:90] + (" (uncommitted changes)" if dirty.stdout.strip() else "")
 
 
+def _collect(results: dict, rows: list[dict]) -> None:
+    """The finished rows into ``results``: every run of each side, and the busy shares of our default runs."""
+    results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    results["load_at_end"] = round(os.getloadavg()[0], 2)
+    results["rows"] = [{"key": r["key"], "sides": {s.label: s.runs for s in r["sides"]}} for r in rows]
+    results["ours_default_busy"] = [
+        run["tree_both_busy_share"] for r in rows for s in r["sides"] if s.ours_default for run in s.runs
+    ]
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", default="daft,ray,udf,int8,health,demo", help="any of " + ",".join(ROWS))
     parser.add_argument("--pairs", type=int, default=3, help="pairs per row (runs, for demo)")
+    parser.add_argument("--pairs-for", default="", metavar="ROW=N,...", help="another count for some rows: udf=1")
     parser.add_argument("--images", type=Path, default=None, help="default: ../shared sample, else generated")
     parser.add_argument("--limit", type=int, default=None, help="use this many images (spread over the classes)")
     parser.add_argument("--alpha", type=float, default=1.0)
@@ -229,7 +240,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.ours_b_repo = args.ours_b_repo.resolve()
         if "ours-b" not in args.rows:
             args.rows.append("ours-b")
-    unknown = sorted(set(args.rows) - set(ROWS))
+    args.pairs_of = {row: args.pairs for row in args.rows}
+    for item in filter(None, args.pairs_for.split(",")):
+        row, _, count = item.partition("=")
+        args.pairs_of[row.strip()] = int(count)
+    unknown = sorted((set(args.rows) | set(args.pairs_of)) - set(ROWS))
     if unknown:
         parser.error("unknown rows %s: choose from %s" % (unknown, ", ".join(ROWS)))
     return args
@@ -254,27 +269,28 @@ def main(argv: list[str] | None = None) -> int:
             "images": count,
             "source": source,
             "alpha": args.alpha,
-            "pairs": args.pairs,
+            "pairs": args.pairs_of,
             "checkouts": {"a": "%s: %s" % (ROOT, checkout_state(ROOT))},
         }
         if args.ours_b_repo is not None:
             results["checkouts"]["b"] = "%s: %s" % (args.ours_b_repo, checkout_state(args.ours_b_repo))
         print("paired bench: %s\n%d images from %s" % (command, count, source), flush=True)
         if not args.no_warm_up:
-            repos = [ROOT] + ([args.ours_b_repo] if args.ours_b_repo else [])
-            warm_up(repos, ["tflite", "tflite-int8"] if "int8" in args.rows else ["tflite"], workdir, args.alpha)
+            warm_up([ROOT], ["tflite", "tflite-int8"] if "int8" in args.rows else ["tflite"], workdir, args.alpha)
+            if args.ours_b_repo not in (None, ROOT):  # its own code may name or convert the model otherwise
+                warm_up([args.ours_b_repo], ["tflite"], workdir, args.alpha)
         rows = build_rows(args, images, workdir)
-        for row in rows:
+        RESULTS.mkdir(exist_ok=True)
+        partial = RESULTS / ("paired-%s.partial.txt" % datetime.now().strftime("%Y%m%d-%H%M%S"))
+        for done, row in enumerate(rows, 1):
             print("row %s: %s" % (row["key"], " vs ".join(side.label for side in row["sides"])), flush=True)
-            for pair in range(1, args.pairs + 1):
+            for pair in range(1, args.pairs_of[row["key"]] + 1):
                 for side in row["sides"]:
                     run_once(side, workdir, pair)
-        results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-        results["load_at_end"] = round(os.getloadavg()[0], 2)
-        results["rows"] = [{"key": r["key"], "sides": {s.label: s.runs for s in r["sides"]}} for r in rows]
-        results["ours_default_busy"] = [
-            run["tree_both_busy_share"] for r in rows for s in r["sides"] if s.ours_default for run in s.runs
-        ]
+            _collect(results, rows[:done])
+            partial.write_text(report(results) + "\n")  # the rows so far, should a long run be stopped
+            print("rows so far: %s" % partial, flush=True)
+        partial.unlink()
     return write_results("paired", results, report(results))
 
 

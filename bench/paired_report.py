@@ -110,8 +110,13 @@ def report(results: dict) -> str:
             results["load_at_start"],
             results.get("load_at_end", "-"),
         ),
-        "%d images from %s; alpha %s, random weights, model cached; %d pairs per row, A then B"
-        % (results["images"], results["source"], results["alpha"], results["pairs"]),
+        "%d images from %s; alpha %s, random weights, model cached; pairs per row (A then B): %s"
+        % (
+            results["images"],
+            results["source"],
+            results["alpha"],
+            ", ".join("%s %d" % kv for kv in results["pairs"].items()),
+        ),
         *("checkout %s: %s" % kv for kv in results["checkouts"].items()),
     ]
     figures: dict[str, float | None] = {}
