@@ -14,7 +14,8 @@ Each row runs N pairs, A then B, A then B ... (``--pairs``), every run a fresh p
 - ``demo``: the README demo, ``.venv/bin/python -m flows.fruit_features --weights random`` (60 images, model
   cached), N runs, seconds from command to exit;
 - ``ours-b`` (with ``--ours-b-repo PATH``): A = our job from this checkout, B = the same command from another
-  checkout (its own ``.venv``): how a change to the job pays. Ratios B / A.
+  checkout (its own ``.venv``, else this one with that checkout's code first on ``PYTHONPATH``: a plain
+  ``git clone`` of a commit works): how a change to the job pays. Ratios B / A.
 
 Per run: the featurize stage's images/s (ours: metrics.json's ``featurize`` lap; a peer: its ``featurize_s``, first
 read to last feature written), and the whole process (``bench/process_meter.py``): wall and CPU seconds of the
@@ -78,10 +79,18 @@ def _user_env() -> dict[str, str]:
 
 
 def _python(repo: Path) -> Path:
+    """The checkout's own ``.venv`` Python, else this one (a bare clone of a commit: the same pins)."""
     python = repo / ".venv" / "bin" / "python"
-    if not python.exists():
-        raise SystemExit("%s has no .venv: run `bash .ci/setup.sh` there first" % repo)
-    return python
+    return python if python.exists() else Path(sys.executable)
+
+
+def _code_env(repo: Path) -> dict[str, str]:
+    """The user's environment; for another checkout, its code first on the path (a Python installed for this
+    checkout would import ours), for the driver, the workers and the command's own build."""
+    env = _user_env()
+    if repo != ROOT:
+        env["PYTHONPATH"] = os.pathsep.join([str(repo / "spark_jobs"), str(repo)])
+    return env
 
 
 def _job_metrics(output: Path) -> dict:
@@ -97,7 +106,7 @@ def our_job(repo: Path, label: str, images: Path, workdir: Path, alpha: float, *
     built = subprocess.run(
         [str(_python(repo)), "-c", _JOB_COMMAND, json.dumps(spec)],
         cwd=str(repo),
-        env=_user_env(),
+        env=_code_env(repo),
         capture_output=True,
         text=True,
         check=True,
