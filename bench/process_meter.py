@@ -18,7 +18,9 @@ Daft's processes; the flow's temporary Prefect server):
   on a machine shared with other work it counts their load too;
 - ``tree_both_busy_share``: the same share counted on the command's own process tree (the summed user + system
   time of its live processes over each interval, from ``/proc/<pid>/stat`` through psutil), i.e. the share of the
-  wall during which *our* processes kept >= 1.8 of 2 cores busy, whatever else runs on the machine;
+  wall during which *its* processes kept >= 1.8 of 2 cores busy, whatever else runs on the machine. The tree is
+  every descendant of this process, which runs one command at a time: the command's own and those it orphaned
+  (Ray's workers come here through the subreaper; a tree rooted at the command would miss their RSS and CPU);
 - ``tree_peak_rss_mb`` and the other peaks of :class:`memory.PeakMemory` (sampled every 0.2 s).
 """
 
@@ -49,10 +51,10 @@ def become_subreaper() -> bool:
 
 
 class CoreSampler:
-    """Samples ``/proc/stat`` and the CPU time of ``pid``'s live process tree every ``interval`` seconds."""
+    """Samples ``/proc/stat`` and the CPU time of this process's live descendants every ``interval`` seconds."""
 
-    def __init__(self, pid: int, interval: float = 0.1) -> None:
-        self.root = psutil.Process(pid)
+    def __init__(self, interval: float = 0.1) -> None:
+        self.root = psutil.Process()
         self.interval = interval
         self.cores = os.cpu_count() or 1
         self.machine: list[float] = []  # busy cores of the machine, per interval
@@ -65,7 +67,7 @@ class CoreSampler:
     def _tree_seconds(self) -> float:
         """CPU seconds used since the last sample by the tree's live processes (a new one: all of its own)."""
         try:
-            processes = [self.root, *self.root.children(recursive=True)]
+            processes = self.root.children(recursive=True)
         except psutil.Error:
             return 0.0
         used = 0.0
@@ -141,7 +143,9 @@ def measure_command(command: list[str], env: dict[str, str], cwd: Path, log: Pat
     started = time.monotonic()
     with open(log, "w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=str(cwd))
-        memory, cores = PeakMemory(process.pid), CoreSampler(process.pid, interval)
+        # The tree sampled is this process's (the command and, this being a subreaper, what it orphaned: Ray's
+        # workers are reparented here), not the command's alone.
+        memory, cores = PeakMemory(os.getpid(), include_root=False), CoreSampler(interval)
         _, status, _ = os.wait4(process.pid, 0)
         wall = time.monotonic() - started
         process.returncode = os.waitstatus_to_exitcode(status)
