@@ -9,7 +9,7 @@ Daft's processes; the flow's temporary Prefect server):
   across the run); this process makes itself a child subreaper first, so that a process the command left behind (a
   daemon whose parent exited) is reparented to it and counted once it exits (such leftovers are waited for up to
   ``LINGER_S`` after the command's exit, then ended by pid and counted in ``lingering``), but a process reaped by a
-  parent that ignores SIGCHLD is counted nowhere (Ray's run showed ~15 % less than the samples).
+  parent that ignores SIGCHLD is counted nowhere (our job: 44-52 s where the samples saw 64-74 s).
   ``tree_cpu_sampled_s`` sums the user + system time of every process of the tree seen by the samples below, and
   misses what a process used in its last interval (0.1 s);
 - ``both_busy_share``: every ``interval`` (0.1 s) ``/proc/stat`` is read; a sample is *busy* when the machine's
