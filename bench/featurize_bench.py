@@ -20,6 +20,8 @@ Default images: ``../shared/data/fruits-360-sample`` when present, else generate
 ``--peers`` adds rows (p1)-(p3) in the same run, ours / each: Spark's ``predict_batch_udf`` with Keras, Ray Data
 and Daft with our engine (``bench/peers.py``; Ray and Daft from the ``bench`` extra, skipped when not importable).
 ``--scale [N,N,...]`` runs only the growth table instead: our job at about 1k, 4k and 16k images (``bench/scale.py``).
+Rows run one after another here, so a change of load between them skews each ratio: for ours against the peers on a
+shared machine, the whole process included, use the interleaved pairs of ``bench/paired.py``.
 """
 
 from __future__ import annotations

@@ -17,8 +17,9 @@ import psutil
 class PeakMemory:
     """Samples the RSS of ``pid`` and its descendants until :meth:`stop`."""
 
-    def __init__(self, pid: int, interval: float = 0.2) -> None:
+    def __init__(self, pid: int, interval: float = 0.2, include_root: bool = True) -> None:
         self.root = psutil.Process(pid)
+        self.include_root = include_root  # False: only its descendants (the root is the bench, a subreaper)
         self.interval = interval
         self.worker_peak = self.driver_peak = self.total_peak = self.process_peak = 0
         self.workers_seen: set[int] = set()
@@ -34,7 +35,7 @@ class PeakMemory:
             except psutil.Error:
                 break
             total = 0
-            for process in [self.root, *children]:
+            for process in [self.root, *children] if self.include_root else children:
                 try:
                     rss = process.memory_info().rss
                 except psutil.Error:

@@ -53,17 +53,23 @@ def converted_model(workdir: Path, alpha: float) -> Path:
     return path
 
 
-def measure_peer(
+def peer_command(
     peer: str, images: Path, workdir: Path, master: str, alpha: float, model: Path | None, cores: int
-) -> dict:
+) -> tuple[list[str], Path, Path]:
+    """The command that runs ``peer`` on ``images`` (bench/peer_runs.py), its result JSON and its output folder."""
     result, output = workdir / ("peer-%s.json" % peer), workdir / ("peer-%s-out" % peer)
-    shutil.rmtree(output, ignore_errors=True)
     arguments = [peer, "--images", str(images), "--output", str(output), "--result", str(result)]
     arguments += ["--alpha", str(alpha), "--workers", str(cores)]
     if peer == "spark":
-        command = spark_submit(master) + [str(RUNNER), *arguments, "--batch-size", "32"]
-    else:
-        command = [sys.executable, str(RUNNER), *arguments, "--model", str(model)]
+        return spark_submit(master) + [str(RUNNER), *arguments, "--batch-size", "32"], result, output
+    return [sys.executable, str(RUNNER), *arguments, "--model", str(model)], result, output
+
+
+def measure_peer(
+    peer: str, images: Path, workdir: Path, master: str, alpha: float, model: Path | None, cores: int
+) -> dict:
+    command, result, output = peer_command(peer, images, workdir, master, alpha, model, cores)
+    shutil.rmtree(output, ignore_errors=True)
     try:
         sampled = run_tree(command, spark_env(), workdir / ("peer-%s.log" % peer))
     except SystemExit as exc:  # run_tree's failure: the command and the log's tail
