@@ -11,7 +11,8 @@ interrupt the teardown itself; SIGKILL can, and the remote work's own deadline i
 A handler's exception can be lost: Python runs it between any two bytecodes, and where the main thread is inside a
 finalizer (``__del__``, a weakref callback) the exception is printed as "Exception ignored in" and dropped (seen
 here: the flow then went on waiting for its step). Such a lost exception is caught by ``sys.unraisablehook`` and the
-signal delivered again, at the next bytecode outside it.
+signal delivered again, at the next bytecode outside it. That holds for SIGTERM too, whose handler is Prefect's own
+bridge (installed by the flow engine, not by us): a dropped ``TerminationSignal`` is delivered again the same way.
 """
 
 from __future__ import annotations
@@ -59,16 +60,25 @@ def _end_as_sigterm(signum: int, frame: FrameType | None) -> None:
         raise
 
 
+def _deliver_later(signum: int) -> None:
+    """A moment later, from another thread: delivered now, the handler would raise inside the hook (or the finalizer
+    it reports on), and be dropped again. Dropped again anyway, it comes back to the hook and is retried. (A signal
+    whose handler is no longer Python's, the flow having ended, is not delivered: ``interrupt_main`` does nothing.)"""
+    later = threading.Timer(_REDELIVER_AFTER_S, _thread.interrupt_main, args=(signum,))
+    later.daemon = True
+    later.start()
+
+
 def _deliver_again_if_dropped(unraisable) -> None:
-    """``sys.unraisablehook``: our exception was dropped inside a finalizer; raise it again outside."""
+    """``sys.unraisablehook``: a signal's exception was dropped inside a finalizer; raise it again outside."""
+    from prefect.exceptions import TerminationSignal
+
     if _raised and unraisable.exc_value is _raised[0]:
-        signum = _ending.pop()
         _raised.clear()
-        # A moment later, from another thread: delivered now, the handler would raise inside this hook (or the
-        # finalizer it reports on), and be dropped again. Dropped again anyway, it comes back here and is retried.
-        later = threading.Timer(_REDELIVER_AFTER_S, _thread.interrupt_main, args=(signum,))
-        later.daemon = True
-        later.start()
+        _deliver_later(_ending.pop())
+        return
+    if isinstance(unraisable.exc_value, TerminationSignal):  # SIGTERM, through Prefect's bridge
+        _deliver_later(signal.SIGTERM)
         return
     _previous_hook(unraisable)
 

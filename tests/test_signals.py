@@ -267,3 +267,43 @@ def test_a_signal_whose_exception_python_drops_in_a_finalizer_is_delivered_again
         sys.unraisablehook = saved_hook
         signals._ending.clear()
         signals._raised.clear()
+
+
+def test_a_sigterm_whose_termination_signal_python_drops_in_a_finalizer_is_delivered_again():
+    """Seen in CI with SIGTERM: Prefect's bridge raised ``TerminationSignal`` inside a finalizer, Python dropped it, and
+    the flow went on waiting for its step (the cluster left running). It is delivered again outside the finalizer."""
+    from prefect.exceptions import TerminationSignal
+    from prefect.utilities.engine import _prefect_sigterm_handler
+
+    from flows import signals
+
+    saved = {signum: signal.getsignal(signum) for signum in (*signals.ENDING_SIGNALS, signal.SIGTERM)}
+    saved_hook = sys.unraisablehook
+    delivered: list[int] = []
+
+    def bridge(signum, frame):  # Prefect's handler, counted
+        delivered.append(signum)
+        _prefect_sigterm_handler(signum, frame)
+
+    class Finalized:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs at the next bytecode: here, inside __del__
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:  # the handler raises here, and Python drops its exception
+                pass
+
+    try:
+        signals.end_runs_on_hangup_and_interrupt()
+        signal.signal(signal.SIGTERM, bridge)  # as the flow engine installs it while a flow runs
+        with pytest.raises(TerminationSignal):
+            Finalized()  # no reference kept: __del__ runs at once, and its exception is dropped there
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:  # the signal delivered again raises here
+                pass
+        assert delivered == [signal.SIGTERM, signal.SIGTERM]  # dropped in the finalizer, then delivered again
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+        sys.unraisablehook = saved_hook
+        signals._ending.clear()
+        signals._raised.clear()
