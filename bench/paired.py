@@ -11,6 +11,8 @@ Each row runs N pairs, A then B, A then B ... (``--pairs``), every run a fresh p
   ``predict_batch_udf``; ``bench/peers.py``). Ratios ours / peer;
 - ``int8``: A = our job, B = the same with ``--featurizer tflite-int8``; ratio int8 / float of the featurize stage;
 - ``health``: A = our job (``--health on``, the default), B = ``--health off``: the health lap and the wall on - off;
+- ``jit``: A = our job (its driver JVM compiles with C1 only: ``DRIVER_JAVA_OPTIONS``), B = the same command without
+  that option (the JVM's default, C1 then C2): what the option saves;
 - ``demo``: the README demo, ``.venv/bin/python -m flows.fruit_features --weights random`` (60 images, model
   cached), N runs, seconds from command to exit;
 - ``ours-b`` (with ``--ours-b-repo PATH``): A = our job from this checkout, B = the same command from another
@@ -46,7 +48,7 @@ from paired_report import report
 from peers import converted_model, peer_command
 from process_meter import become_subreaper, measure_command
 
-ROWS = ("daft", "ray", "udf", "int8", "health", "demo", "ours-b")
+ROWS = ("daft", "ray", "udf", "int8", "health", "jit", "demo", "ours-b")
 PEER_OF_ROW = {"daft": "daft", "ray": "ray", "udf": "spark"}
 WARM_UP_IMAGES = 24
 # Build the job's command inside a checkout, with that checkout's own code (its .venv's Python).
@@ -116,6 +118,12 @@ def our_job(repo: Path, label: str, images: Path, workdir: Path, alpha: float, *
     return Side(
         label, made["command"], made["env"], repo, lambda log: _job_metrics(output), output, ours_default=default
     )
+
+
+def without_option(command: list[str], option: str) -> list[str]:
+    """``command`` without ``option`` and its value."""
+    at = command.index(option)
+    return command[:at] + command[at + 2 :]
 
 
 def peer(name: str, images: Path, workdir: Path, alpha: float, model: Path | None) -> Side:
@@ -200,6 +208,10 @@ def build_rows(args, images: Path, workdir: Path) -> list[dict]:
         elif key == "health":
             a = our_job(ROOT, "health-on", images, workdir, args.alpha)
             b = our_job(ROOT, "health-off", images, workdir, args.alpha, health="off")
+        elif key == "jit":
+            a = our_job(ROOT, "c1-only", images, workdir, args.alpha)
+            b = our_job(ROOT, "c1-c2", images, workdir, args.alpha)
+            b.command = without_option(b.command, "--driver-java-options")
         elif key == "demo":
             rows.append({"key": key, "sides": [readme_demo(ROOT)]})
             continue

@@ -46,3 +46,20 @@ def test_targets_say_met_or_not_met_on_the_right_side_of_the_bound():
     assert targets["wall ours/daft"].verdict(1.84) == "not met"
     assert targets["featurize int8/float"].verdict(1.6) == "not met"
     assert targets["README demo s"].verdict(None) == "not measured"
+
+
+def test_every_row_of_the_bench_is_named_in_the_report_and_the_jit_row_drops_only_its_option(monkeypatch):
+    monkeypatch.syspath_prepend(str(_PATH.parent))
+    import paired
+    import paired_report
+
+    assert set(paired.ROWS) == set(paired_report.RATIO_OF_ROW)
+    command = ["spark-submit", "--master", "local[2,2]", "--driver-java-options", "-XX:X", "--conf", "a=b", "job.py"]
+    assert paired.without_option(command, "--driver-java-options") == [
+        "spark-submit",
+        "--master",
+        "local[2,2]",
+        "--conf",
+        "a=b",
+        "job.py",
+    ]
