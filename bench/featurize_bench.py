@@ -138,7 +138,6 @@ def measure_job(
     """
     from fruitjob.options import JobOptions
     from fruitjob.tflite_engine import clear_cache
-    from tasks.local.spark_submit import job_environment, spark_submit_command
 
     spec = JobOptions(
         images=str(images),
@@ -152,10 +151,18 @@ def measure_job(
     if not cached:
         clear_cache()  # the conversion is then paid, as on a fresh cluster, and shows in the weights stage
     shutil.rmtree(workdir / "job-out", ignore_errors=True)
+    return run_job(spec, workdir / ("job-%s-%s%s.log" % (featurizer, reader, "-cached" if cached else "")))
+
+
+def run_job(spec, log: Path) -> dict:
+    """Our job as ``spec`` (``JobOptions``) says, by the flow's own spark-submit command and environment
+    (tasks/local/spark_submit.py), its output in ``log``: wall time and peak memory (``run_sampled``), the master,
+    and the figures of the run's metrics.json."""
+    from tasks.local.spark_submit import job_environment, spark_submit_command
+
     command = spark_submit_command(spec)
-    log = workdir / ("job-%s-%s%s.log" % (featurizer, reader, "-cached" if cached else ""))
     sampled = run_sampled(command, job_environment(), log)
-    metrics = json.loads((workdir / "job-out" / "metrics.json").read_text())
+    metrics = json.loads((Path(spec.output) / "metrics.json").read_text())
     return dict(
         sampled,
         master=command[command.index("--master") + 1],
@@ -164,7 +171,7 @@ def measure_job(
         partitions=metrics["partitions"],
         batch_size=metrics["batch_size"],
         featurizer=metrics["featurizer"],
-        reader=metrics.get("reader", reader),
+        reader=metrics.get("reader", spec.reader),
     )
 
 

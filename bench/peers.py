@@ -17,8 +17,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from featurize_bench import ROOT, spark_env, spark_submit
-from scale import run_tree
+from featurize_bench import ROOT, run_sampled, spark_env, spark_submit
 
 RUNNER = ROOT / "bench" / "peer_runs.py"
 PEERS = (
@@ -71,8 +70,8 @@ def measure_peer(
     command, result, output = peer_command(peer, images, workdir, master, alpha, model, cores)
     shutil.rmtree(output, ignore_errors=True)
     try:
-        sampled = run_tree(command, spark_env(), workdir / ("peer-%s.log" % peer))
-    except SystemExit as exc:  # run_tree's failure: the command and the log's tail
+        sampled = run_sampled(command, spark_env(), workdir / ("peer-%s.log" % peer))
+    except SystemExit as exc:  # run_sampled's failure: the command and the log's tail
         return {"failed": str(exc).strip().splitlines()[-1][:300]}
     return dict(sampled, **json.loads(result.read_text()))
 

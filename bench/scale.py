@@ -9,19 +9,12 @@ process tree (spark-submit, the JVM, the Python daemon and workers: their sum, s
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from featurize_bench import IMAGE_SUFFIXES, ROOT, SHARED_IMAGES, cpu_model, prepare_images, write_results
-from memory import run_sampled
-
-
-def run_tree(command: list[str], env: dict[str, str], log: Path) -> dict:
-    """Run ``command`` (output to ``log``); wall time and the peak memory of its whole process tree."""
-    return run_sampled(command, env, log, ROOT)
+from featurize_bench import IMAGE_SUFFIXES, SHARED_IMAGES, cpu_model, prepare_images, run_job, write_results
 
 
 def repeat_images(source: Path, count: int, folder: Path) -> Path:
@@ -39,7 +32,6 @@ def repeat_images(source: Path, count: int, folder: Path) -> Path:
 
 def measure_size(images: Path, workdir: Path, alpha: float, batch_size: int | None) -> dict:
     from fruitjob.options import JobOptions
-    from tasks.local.spark_submit import job_environment, spark_submit_command
 
     output = workdir / "scale-out"
     shutil.rmtree(output, ignore_errors=True)
@@ -50,17 +42,9 @@ def measure_size(images: Path, workdir: Path, alpha: float, batch_size: int | No
         alpha=alpha,
         batch_size=batch_size or JobOptions.batch_size,
     )
-    command = spark_submit_command(spec)
-    sampled = run_tree(command, job_environment(), workdir / "scale-job.log")
-    metrics = json.loads((output / "metrics.json").read_text())
+    figures = run_job(spec, workdir / "scale-job.log")
     shutil.rmtree(output, ignore_errors=True)
-    return dict(
-        sampled,
-        master=command[command.index("--master") + 1],
-        images=metrics["images_ok"],
-        durations_s=metrics["durations_s"],
-        partitions=metrics["partitions"],
-    )
+    return figures
 
 
 def measure_scale(source: Path, workdir: Path, alpha: float, batch_size: int | None, sizes) -> list[dict]:

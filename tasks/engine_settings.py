@@ -42,6 +42,15 @@ CredentialsBlock = Annotated[AwsCredentials | str, BeforeValidator(block_name)]
 BucketBlock = Annotated[S3Bucket | str, BeforeValidator(block_name)]
 
 
+def _block_field(what: str) -> Any:
+    """A block parameter's field: the block named :data:`DEFAULT_BLOCK` unless another is chosen; ``what`` the block
+    is, for the UI's form and the command line's help."""
+    return Field(
+        DEFAULT_BLOCK,
+        description=f"{what} (a name on the command line; default: the block named {DEFAULT_BLOCK}).",
+    )
+
+
 class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -82,16 +91,8 @@ class LocalSettings(_Settings):
 
 
 class _AwsSettings(_Settings):
-    aws_credentials_block: CredentialsBlock = Field(
-        DEFAULT_BLOCK,
-        description="AwsCredentials block every AWS client is made from (a name on the command line; default: the "
-        "block named fruitflow).",
-    )
-    s3_bucket_block: BucketBlock = Field(
-        DEFAULT_BLOCK,
-        description="S3Bucket block where the job is staged and logs go (a name on the command line; default: the "
-        "block named fruitflow).",
-    )
+    aws_credentials_block: CredentialsBlock = _block_field("AwsCredentials block every AWS client is made from")
+    s3_bucket_block: BucketBlock = _block_field("S3Bucket block where the job is staged and logs go")
     step_timeout_minutes: int = Field(
         180,
         description="A step or job run running longer is cancelled and what the flow created torn down.",
@@ -104,11 +105,7 @@ class EmrSettings(_AwsSettings):
     model_config = ConfigDict(title="emr")
 
     kind: Literal["emr"] = "emr"
-    cluster_block: ClusterBlock = Field(
-        DEFAULT_BLOCK,
-        description="EmrClusterConfig block with the cluster's shape (a name on the command line; default: the "
-        "block named fruitflow).",
-    )
+    cluster_block: ClusterBlock = _block_field("EmrClusterConfig block with the cluster's shape")
     cluster_id: str | None = Field(None, description="Run on this existing cluster; it is left running.")
     keep_cluster: bool = Field(
         False, description="Do not terminate the cluster the flow created (idle auto-termination still applies)."
@@ -121,11 +118,7 @@ class EmrServerlessSettings(_AwsSettings):
     model_config = ConfigDict(title="emr-serverless")
 
     kind: Literal["emr-serverless"] = "emr-serverless"
-    serverless_block: ServerlessBlock = Field(
-        DEFAULT_BLOCK,
-        description="EmrServerlessConfig block: application, execution role, job size (a name on the command line; "
-        "default: the block named fruitflow).",
-    )
+    serverless_block: ServerlessBlock = _block_field("EmrServerlessConfig block: application, execution role, job size")
 
 
 ENGINE_SETTINGS = (LocalSettings, EmrSettings, EmrServerlessSettings)

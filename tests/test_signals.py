@@ -236,31 +236,16 @@ def test_a_hangup_cancels_the_serverless_job_run_and_deletes_the_application(aws
     assert application["state"] == "TERMINATED"  # moto's state for a deleted application
 
 
-def test_a_signal_whose_exception_python_drops_in_a_finalizer_is_delivered_again(capsys):
-    """Seen with SIGINT: the handler ran inside a finalizer, Python printed "Exception ignored in" and dropped the
-    exception, and the flow went on waiting for its step. The signal is delivered again outside the finalizer."""
+@pytest.fixture
+def signal_handling() -> Iterator:
+    """``flows.signals`` installed for the test; the handlers, ``sys.unraisablehook`` and its state restored after."""
     from flows import signals
 
-    saved = {signum: signal.getsignal(signum) for signum in signals.ENDING_SIGNALS}
+    saved = {signum: signal.getsignal(signum) for signum in (*signals.ENDING_SIGNALS, signal.SIGTERM)}
     saved_hook = sys.unraisablehook
-
-    class Finalized:
-        def __del__(self):
-            os.kill(os.getpid(), signal.SIGHUP)  # the handler runs at the next bytecode: here, inside __del__
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:  # the handler raises here, and Python drops its exception
-                pass
-
     try:
         signals.end_runs_on_hangup_and_interrupt()
-        with pytest.raises(SystemExit) as ended:
-            Finalized()  # no reference kept: __del__ runs at once, and its exception is dropped there
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:  # the signal delivered again raises here
-                pass
-        assert ended.value.code == 128 + signal.SIGHUP
-        # handled twice: dropped in the finalizer, then delivered again (once only, without the fix: nothing raised)
-        assert capsys.readouterr().err.count("SIGHUP: ending the run's remote work") == 2
+        yield signals
     finally:
         for signum, handler in saved.items():
             signal.signal(signum, handler)
@@ -269,41 +254,49 @@ def test_a_signal_whose_exception_python_drops_in_a_finalizer_is_delivered_again
         signals._raised.clear()
 
 
-def test_a_sigterm_whose_termination_signal_python_drops_in_a_finalizer_is_delivered_again():
+def _run_for(seconds: float) -> None:
+    """Run bytecode for a while: a pending signal's handler runs (and raises) here."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pass
+
+
+def _signal_inside_a_finalizer(signum: int) -> None:
+    """Deliver ``signum`` while the main thread is inside ``__del__``, where Python drops the handler's exception."""
+
+    class Finalized:
+        def __del__(self):
+            os.kill(os.getpid(), signum)  # the handler runs at the next bytecode: here, inside __del__
+            _run_for(5)  # the handler raises here, and Python drops its exception
+
+    Finalized()  # no reference kept: __del__ runs at once, and its exception is dropped there
+
+
+def test_a_signal_whose_exception_python_drops_in_a_finalizer_is_delivered_again(signal_handling, capsys):
+    """Seen with SIGINT: the handler ran inside a finalizer, Python printed "Exception ignored in" and dropped the
+    exception, and the flow went on waiting for its step. The signal is delivered again outside the finalizer."""
+    with pytest.raises(SystemExit) as ended:
+        _signal_inside_a_finalizer(signal.SIGHUP)
+        _run_for(5)  # the signal delivered again raises here
+    assert ended.value.code == 128 + signal.SIGHUP
+    # handled twice: dropped in the finalizer, then delivered again (once only, without the fix: nothing raised)
+    assert capsys.readouterr().err.count("SIGHUP: ending the run's remote work") == 2
+
+
+def test_a_sigterm_whose_termination_signal_python_drops_in_a_finalizer_is_delivered_again(signal_handling):
     """Seen in CI with SIGTERM: Prefect's bridge raised ``TerminationSignal`` inside a finalizer, Python dropped it, and
     the flow went on waiting for its step (the cluster left running). It is delivered again outside the finalizer."""
     from prefect.exceptions import TerminationSignal
     from prefect.utilities.engine import _prefect_sigterm_handler
 
-    from flows import signals
-
-    saved = {signum: signal.getsignal(signum) for signum in (*signals.ENDING_SIGNALS, signal.SIGTERM)}
-    saved_hook = sys.unraisablehook
     delivered: list[int] = []
 
     def bridge(signum, frame):  # Prefect's handler, counted
         delivered.append(signum)
         _prefect_sigterm_handler(signum, frame)
 
-    class Finalized:
-        def __del__(self):
-            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs at the next bytecode: here, inside __del__
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:  # the handler raises here, and Python drops its exception
-                pass
-
-    try:
-        signals.end_runs_on_hangup_and_interrupt()
-        signal.signal(signal.SIGTERM, bridge)  # as the flow engine installs it while a flow runs
-        with pytest.raises(TerminationSignal):
-            Finalized()  # no reference kept: __del__ runs at once, and its exception is dropped there
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:  # the signal delivered again raises here
-                pass
-        assert delivered == [signal.SIGTERM, signal.SIGTERM]  # dropped in the finalizer, then delivered again
-    finally:
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
-        sys.unraisablehook = saved_hook
-        signals._ending.clear()
-        signals._raised.clear()
+    signal.signal(signal.SIGTERM, bridge)  # as the flow engine installs it while a flow runs
+    with pytest.raises(TerminationSignal):
+        _signal_inside_a_finalizer(signal.SIGTERM)
+        _run_for(5)  # the signal delivered again raises here
+    assert delivered == [signal.SIGTERM, signal.SIGTERM]  # dropped in the finalizer, then delivered again

@@ -140,7 +140,18 @@ def _error_rows(images: List[ImageFile], reasons: List[Optional[str]], run_id: s
 
 
 def _unread(spark: SparkSession, opts: JobOptions, todo: List[ImageFile], run_id: str, failed: List[str]):
-    """The listed images the pass never saw (binaryFile skips what it cannot read), and their reason."""
+    """The listed images the pass never saw (binaryFile skips what it cannot read), and their reason.
+
+    features/ is read back here, rather than taken from the pass's report, because the pass reports a count per task,
+    not its paths: which listed image binaryFile skipped (Glacier, KMS denied: ``ignoreCorruptFiles``) is known only
+    from the paths that came through, and sending every featurized path to the driver through the accumulator would
+    cost every run memory and traffic in proportion to its input, to serve the rare run where a count falls short
+    (the only case this runs). The read is of this run's ``path`` column only: rows of earlier --incremental runs
+    carry other run ids (their row groups skipped by the Parquet filter); a featurized path is there once its task's
+    files are committed, whichever attempt committed them, and the anti-join asks only whether a path is there, so a
+    retried task or a speculative copy can neither hide an image nor make one look unread. The failures the pass
+    reported (by path) count as seen.
+    """
     features = storage.read_parquet(spark, layout.child(opts.output, layout.FEATURES))
     seen = features.where(F.col("run_id") == run_id).select("path")
     if failed:

@@ -3,13 +3,18 @@
 ``model.write().save(uri)`` runs five small Spark jobs (the metadata of the pipeline and of each stage as text, each
 stage's data as Parquet), ~3 s on 2 busy cores for a few KB. The same folder is written here as plain files:
 
-- ``metadata/part-00000`` and ``stages/<i>_<uid>/metadata/part-00000``: one JSON line each, the stage's made by the
-  JVM's own ``DefaultParamsWriter.getMetadataToSave`` (its params as the running Spark names them);
-- ``stages/<i>_<uid>/data/part-00000.snappy.parquet``: one row, written by pyarrow with the Spark schema (vector and
-  matrix UDTs) in the footer, where Spark's reader takes it from;
+- ``metadata/`` and ``stages/<i>_<uid>/metadata/``: one JSON line each, made by the JVM's own
+  ``DefaultParamsWriter.getMetadataToSave`` (the params as the running Spark names them), in a file named as that
+  Spark's save names it (``part-00000`` before Spark 4, from ``saveAsTextFile``; ``part-00000-<uuid>-c000.txt`` from
+  Spark 4's text writer);
+- ``stages/<i>_<uid>/data/part-00000-<uuid>-c000.snappy.parquet``: one row, written by pyarrow with the Spark schema
+  (vector and matrix UDTs) in the footer as the running Spark serialises it, where Spark's reader takes it from;
 - ``_SUCCESS`` in each folder once its part is there (``completeness.model_problem``).
 
-``PipelineModel.load`` reads it on Spark 3.5 and 4.x as one it saved itself.
+``PipelineModel.load`` reads it on Spark 3.5 and 4.x as one it saved itself; the metadata, the footer's key-value
+metadata, the Parquet schema and the rows equal Spark ML's own save's on both (tests/test_pipeline_files.py). What
+differs is the writer's own: ``created_by``, the format version, encodings, and the Parquet root's name (``schema``,
+where parquet-mr writes ``spark_schema``), which no reader goes by.
 """
 
 from __future__ import annotations
@@ -76,15 +81,34 @@ def _data_file(spark: SparkSession, names, values) -> bytes:
     the Spark schema (the UDTs themselves) in the footer, which Spark's reader goes by."""
     kinds = {"pc": (_MATRIX, MatrixUDT())}
     types = [kinds.get(name, (_VECTOR, VectorUDT())) for name in names]
-    spark_schema = StructType([StructField(name, udt, True) for name, (_, udt) in zip(names, types)]).json()
-    schema = pa.schema(
-        [pa.field(name, kind) for name, (kind, _) in zip(names, types)],
-        metadata={SPARK_SCHEMA_KEY: spark_schema.encode(), SPARK_VERSION_KEY: spark.version.encode()},
+    spark_schema = _as_spark_writes(
+        spark, StructType([StructField(name, udt, True) for name, (_, udt) in zip(names, types)])
     )
+    schema = pa.schema([pa.field(name, kind) for name, (kind, _) in zip(names, types)])
     table = pa.Table.from_pylist([dict(zip(names, values))], schema=schema)
     buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="snappy")
+    # The footer holds Spark's two keys and no ARROW:schema (store_schema=False drops the schema's metadata with it).
+    with pq.ParquetWriter(buffer, schema, compression="snappy", store_schema=False) as writer:
+        writer.write_table(table)
+        writer.add_key_value_metadata(
+            {SPARK_SCHEMA_KEY: spark_schema.encode(), SPARK_VERSION_KEY: spark.version.encode()}
+        )
     return buffer.getvalue()
+
+
+def _as_spark_writes(spark: SparkSession, schema: StructType) -> str:
+    """``schema``'s JSON as the JVM writes it into a Parquet footer: its key order, not pyspark's sorted keys."""
+    return spark.sparkContext._jvm.org.apache.spark.sql.types.DataType.fromJson(schema.json()).json()
+
+
+def _part(suffix: str) -> str:
+    """The name Spark gives the one file of a single-partition write (a new write id each, as each save is a job)."""
+    return "part-00000-%s-c000%s" % (uuid.uuid4(), suffix)
+
+
+def _metadata_part(spark: SparkSession) -> str:
+    """Spark ML's metadata file: ``saveAsTextFile``'s ``part-00000`` before Spark 4, the text writer's from 4 on."""
+    return "part-00000" if int(spark.version.split(".")[0]) < 4 else _part(".txt")
 
 
 def _metadata(spark: SparkSession, java_params) -> dict:
@@ -116,12 +140,11 @@ def save_pipeline(spark: SparkSession, model: PipelineModel, uri: str) -> None:
     scaler, pca = model.stages
     uri = uri.rstrip("/")
     storage.delete(spark, uri)
-    part = "part-00000-%s-c000" % uuid.uuid4()
     for stage in model.stages:
         stage._transfer_params_to_java()
     pipeline = _metadata(spark, model._to_java())
     pipeline["paramMap"] = {"stageUids": [scaler.uid, pca.uid]}
-    _write_part(spark, uri + "/metadata", part + ".txt", _json_line(pipeline))
+    _write_part(spark, uri + "/metadata", _metadata_part(spark), _json_line(pipeline))
     matrix = pca.pc
     data = {
         scaler.uid: (["std", "mean"], [_dense_vector(scaler.std.toArray()), _dense_vector(scaler.mean.toArray())]),
@@ -135,9 +158,9 @@ def save_pipeline(spark: SparkSession, model: PipelineModel, uri: str) -> None:
     }
     for index, stage in enumerate(model.stages):
         folder = "%s/stages/%d_%s" % (uri, index, stage.uid)
-        _write_part(spark, folder + "/metadata", part + ".txt", _json_line(_metadata(spark, stage._java_obj)))
+        _write_part(spark, folder + "/metadata", _metadata_part(spark), _json_line(_metadata(spark, stage._java_obj)))
         names, values = data[stage.uid]
-        _write_part(spark, folder + "/data", part + ".snappy.parquet", _data_file(spark, names, values))
+        _write_part(spark, folder + "/data", _part(".snappy.parquet"), _data_file(spark, names, values))
 
 
 __all__ = ["is_scaler_then_pca", "save_pipeline"]
