@@ -28,6 +28,11 @@ for _variable in ("SPARK_SUBMIT_OPTS", "SPARK_DAEMON_JAVA_OPTS"):
 # Small, fast and still the real MobileNetV2 graph: the width does not change the code path.
 TEST_ALPHA = 0.35
 JOB_DEFAULTS = ["--weights", "random", "--alpha", str(TEST_ALPHA), "--batch-size", "8"]
+# On the test images the health stage costs about as much as the rest of the job (1.4 s of 3.3 s a run in this
+# session's JVM). Tests about something else (arrivals, paths, workers, the AWS engines' lifecycles, deployments) turn
+# it off; tests about health, reruns, moved or copied outputs, crash recovery, the EMR stack's parity, the flow end
+# to end and each engine's happy path keep the default (on).
+NO_HEALTH = ["--health", "off"]
 
 
 def shared_path(*parts: str) -> Path:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from flows.fruit_features import fruit_features
 from tasks.contract import RunResult
 
+# health off but in the happy path (tests/conftest.py NO_HEALTH says why)
 TEST_JOB = {"weights": "random", "alpha": 0.35, "pca_components": 4, "batch_size": 8, "step_timeout_minutes": 10}
+TEST_JOB |= {"health": "off"}
 
 
 def emr_test_flow(images: str, output: str, **parameters) -> RunResult:

@@ -29,7 +29,7 @@ PREFECT = str(REPO / ".venv" / "bin" / "prefect")
 POOL = "fruitflow"
 # A small run of the deployments: the tests' model width, few components.
 # No pca_components: the job fits what 24 images allow and says so in a note (worded for the UI in a UI run).
-NEW_BATCH = {"weights": "random", "alpha": TEST_ALPHA, "batch_size": 8}
+NEW_BATCH = {"weights": "random", "alpha": TEST_ALPHA, "batch_size": 8, "health": "off"}  # conftest.NO_HEALTH
 DEPLOYED_RUN_TIMEOUT_S = 300
 
 

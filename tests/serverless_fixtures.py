@@ -301,7 +301,9 @@ def serverless(aws, spark) -> Iterator[FakeServerless]:
         yield player
 
 
+# health off but in the happy path (tests/conftest.py NO_HEALTH says why)
 SERVERLESS_JOB = {"weights": "random", "alpha": 0.35, "pca_components": 4, "batch_size": 8, "step_timeout_minutes": 10}
+SERVERLESS_JOB |= {"health": "off"}
 
 
 def serverless_flow(images: str, output: str, **parameters):

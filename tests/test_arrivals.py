@@ -21,7 +21,7 @@ from tasks.contract import RunResult
 from tasks.local.sample_images import make_sample_images
 from tasks.summary import summary_markdown
 from tasks.validation import OutputInvalid, record_arrivals, verify_output
-from tests.conftest import JOB_DEFAULTS
+from tests.conftest import JOB_DEFAULTS, NO_HEALTH
 from tests.fake_emr_outputs import as_if_on_s3
 from tests.helpers import metrics, read_parquet
 
@@ -32,7 +32,8 @@ def _run(spark, images, output, *extra):
     from fruitjob.job import run
     from fruitjob.options import parse_options
 
-    argv = ["--images", str(images), "--output", str(output), *JOB_DEFAULTS, "--pca-components", "2", *extra]
+    argv = ["--images", str(images), "--output", str(output), *JOB_DEFAULTS, *NO_HEALTH, "--pca-components", "2"]
+    argv += extra
     return run(spark, parse_options(argv))
 
 

@@ -29,7 +29,7 @@ def test_happy_path_outputs_validated_and_cluster_terminated(aws, fake_cluster, 
     output = f"s3://{aws.bucket}/out/happy"
     before = set(aws.clusters())
     with caplog.at_level(logging.INFO):
-        result = emr_test_flow(images=aws.images, output=output)
+        result = emr_test_flow(images=aws.images, output=output, health="on")
 
     cluster_id, step_id = result.ids["cluster_id"], result.ids["step_id"]
     assert cluster_id not in before, "the flow created its own cluster"

@@ -35,6 +35,8 @@ from tests.serverless_fixtures import SERVERLESS_JOB, serverless_flow
 from tests.test_hardening_emr import PLACEHOLDERS, _allows, _filled_policy, _policy_actions
 
 pytestmark = pytest.mark.slow
+# the happy path runs the health stage, as users' runs do (SERVERLESS_JOB turns it off for the other scenarios)
+HAPPY_PATH = {"health": "on"}
 # Permissions no call of ours shows, with the reason.
 IMPLIED = {
     "iam:PassRole": "StartJobRun passes the execution role to emr-serverless.amazonaws.com",
@@ -142,7 +144,7 @@ def played(aws, serverless, parity_env, aws_calls):
     start = len(aws_calls.calls)
     out: dict = {"parity": parity_env is not None}
     with serverless.parity(parity_env):
-        out["happy"] = serverless_flow(aws.images, f"s3://{aws.bucket}/out/sl-happy", return_state=True)
+        out["happy"] = serverless_flow(aws.images, f"s3://{aws.bucket}/out/sl-happy", return_state=True, **HAPPY_PATH)
 
     serverless.fail_next(
         "Job failed, please check complete logs in configured logging destination. ExitCode: 1. Last few "
@@ -250,7 +252,7 @@ def test_the_job_run_request_carries_the_staged_job_and_is_idempotent(aws, playe
     job = JobOptions(
         images=aws.images,
         output=f"s3://{aws.bucket}/out/sl-happy",
-        **{k: v for k, v in SERVERLESS_JOB.items() if k != "step_timeout_minutes"},
+        **{k: v for k, v in (SERVERLESS_JOB | HAPPY_PATH).items() if k != "step_timeout_minutes"},
     )
     model = f"s3://{aws.bucket}/fruitflow/fruitflow-runs/{flow_run_id}/weights/"
     shipped = submit["entryPointArguments"][submit["entryPointArguments"].index("--tflite-model") + 1]

@@ -22,7 +22,7 @@ from tasks.validation import validate_output
 
 pytestmark = pytest.mark.slow
 
-TEST_JOB = {"weights": "random", "alpha": 0.35, "pca_components": 4, "batch_size": 8}
+TEST_JOB = {"weights": "random", "alpha": 0.35, "pca_components": 4, "batch_size": 8, "health": "off"}  # NO_HEALTH
 
 
 def _local(request, tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import JOB_DEFAULTS, REPO, TEST_ALPHA
+from tests.conftest import JOB_DEFAULTS, NO_HEALTH, REPO, TEST_ALPHA
 from tests.helpers import metrics
 
 # Installed into every Python process of the job (driver, pyspark.daemon and its forked workers) through PYTHONPATH:
@@ -81,7 +81,7 @@ def test_with_a_cached_model_neither_driver_nor_workers_import_tensorflow(spark,
         str(Path(pyspark.__file__).parent / "bin" / "spark-submit"),
         *("--master", "local[2,2]", "--conf", "spark.ui.enabled=false", "--conf", "spark.driver.memory=1g"),
         str(REPO / "spark_jobs" / "extract_features.py"),
-        *("--images", str(fruit_images), "--output", str(output), *JOB_DEFAULTS, "--pca-components", "3"),
+        *("--images", str(fruit_images), "--output", str(output), *JOB_DEFAULTS, *NO_HEALTH, "--pca-components", "3"),
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=str(REPO))
     assert done.returncode == 0, done.stderr[-4000:]

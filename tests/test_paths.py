@@ -14,7 +14,7 @@ from pyarrow import fs
 from fruitjob.listing import NOT_UTF8
 from tasks.local.sample_images import make_sample_images
 from tasks.validation import verify_output
-from tests.conftest import JOB_DEFAULTS
+from tests.conftest import JOB_DEFAULTS, NO_HEALTH
 from tests.helpers import metrics, read_parquet
 
 
@@ -22,7 +22,8 @@ def _run(spark, images, output, *extra):
     from fruitjob.job import run
     from fruitjob.options import parse_options
 
-    argv = ["--images", str(images), "--output", str(output), *JOB_DEFAULTS, "--pca-components", "2", *extra]
+    argv = ["--images", str(images), "--output", str(output), *JOB_DEFAULTS, *NO_HEALTH, "--pca-components", "2"]
+    argv += extra
     return run(spark, parse_options(argv))
 
 
