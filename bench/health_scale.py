@@ -12,7 +12,8 @@ an LSH misses most. No feature reaches the driver.
     .venv/bin/python bench/health_scale.py --features OUTPUT/features --sizes 4000 24000 100000 --repeats 3
 
 Runs of the methods are interleaved (exact, lsh, exact, lsh, ...) and the medians reported; ``--no-exact-above N``
-skips the exact search above N rows (it is quadratic). Results: docs/performance.md, "Dataset health".
+skips the exact search above N rows (it is quadratic); ``--bucket-load`` only counts how evenly the LSH fills its
+buckets (numpy on the driver). Results: docs/performance.md, "Dataset health".
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, FloatType, LongType, StringType, StructField, StructType
 
-from fruitjob.similarity import BLOCK_ROWS, ITEM_COLUMNS, METHOD, METHOD_LSH, lsh_shape, similar_pairs
+from fruitjob.similarity import BLOCK_ROWS, ITEM_COLUMNS, METHOD, METHOD_LSH, lsh_shape, signatures, similar_pairs
 
 NOISE = 0.5
 COPY_NOISE = 0.1
@@ -167,6 +168,33 @@ def measure(spark, features: str, n: int, args) -> dict[str, object]:
     return result
 
 
+def bucket_load(features: str, n: int, threshold: float, bits_asked: list[int]) -> list[dict[str, object]]:
+    """How evenly the job's LSH fills its buckets on the bench's rows, in numpy on the driver (n x 1280 float32): the
+    largest bucket and the pairs the buckets multiply, against even buckets and against every pair; with the job's
+    bits (``bits_asked`` empty) or with each of ``bits_asked`` (and the tables the 0.99 recall then needs)."""
+    real = pd.read_parquet(features, columns=["label", "features"])
+    make = _noisy(np.stack(real["features"].map(np.asarray).to_list()), list(real["label"]), threshold)
+    frame = next(make(iter([pd.DataFrame({"id": np.arange(n)})])))
+    unit = np.stack(frame["features"].to_list())
+    results = []
+    for asked in bits_asked or [0]:
+        block = BLOCK_ROWS if not asked else n / 2.0 ** (asked - 0.5)  # the block that makes lsh_shape pick ``asked``
+        bits, tables = lsh_shape(n, threshold, block)
+        keys = signatures(unit, bits, tables)
+        sizes = [np.bincount(keys[:, t], minlength=2**bits).astype(np.int64) for t in range(tables)]
+        results.append(
+            {
+                "rows": n,
+                "bits_tables": [bits, tables],
+                "largest_bucket": int(max(size.max() for size in sizes)),
+                "pairs_multiplied": int(sum((size**2).sum() for size in sizes) // 2),
+                "pairs_if_even": int(tables * n * n / 2**bits / 2),
+                "all_pairs": n * (n - 1) // 2,
+            }
+        )
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--features", required=True, help="a features/ folder of a real run (the seed vectors)")
@@ -180,7 +208,12 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=[METHOD, METHOD_LSH], choices=methods)
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--json", help="write the results here too")
+    parser.add_argument("--bucket-load", action="store_true", help="count the LSH bucket sizes only (no Spark)")
+    parser.add_argument("--bits", type=int, nargs="*", default=[], help="--bucket-load: these bits, not the job's")
     args = parser.parse_args()
+    if args.bucket_load:
+        print(json.dumps([bucket_load(args.features, n, args.threshold, args.bits) for n in args.sizes], indent=2))
+        return
     spark = (
         SparkSession.builder.master(args.master)
         .config("spark.ui.enabled", "false")

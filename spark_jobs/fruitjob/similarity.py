@@ -53,9 +53,10 @@ from fruitjob.rules import MAX_PAIRS_PER_IMAGE
 BLOCK_ROWS = 1024
 METHOD = "exact-blocked"
 METHOD_LSH = "simhash-lsh"
-# Below this many rows (this output's and the earlier ones') the exact search is cheaper: measured in
-# docs/performance.md ("The similarity search at scale"); tests set it lower to run the LSH on a few rows.
-EXACT_BELOW_ROWS = 16384
+# Below this many rows (this output's and the earlier ones') the exact search (recall 1) runs: the two cost about the
+# same at 4,000 rows, the LSH 1.3x less at 8,000 (docs/performance.md, "The similarity search at scale"); tests set it
+# lower to run the LSH on a few rows.
+EXACT_BELOW_ROWS = 4096
 LSH_RECALL = 0.99  # the least probability that a pair at the threshold collides in some table
 LSH_SEED = 22
 # the columns of the rows searched (``items``): ``side`` is "this" (this output) or "earlier"
