@@ -74,3 +74,16 @@ def test_the_stage_uses_the_lsh_above_the_crossover(spark, job_output, tmp_path,
     exact, lsh = read_parquet(job_output, "health/pairs"), read_parquet(output, "health/pairs")
     pairs = set(zip(lsh.path, lsh.other_path, strict=True))
     assert pairs <= set(zip(exact.path, exact.other_path, strict=True)) and len(pairs) == len(lsh) > 0
+
+
+def test_the_tables_are_the_fewest_for_the_recall_and_the_buckets_about_a_block():
+    import math
+
+    from fruitjob.similarity import LSH_RECALL, lsh_shape
+
+    for rows, threshold in ((24000, 0.98), (100000, 0.98), (100000, 0.9), (5000, 0.95)):
+        bits, tables = lsh_shape(rows, threshold)
+        assert 2 ** (bits - 1) < rows / 1024 <= 2**bits
+        together = (1 - math.acos(threshold) / math.pi) ** bits
+        assert 1 - (1 - together) ** tables >= LSH_RECALL > 1 - (1 - together) ** (tables - 1)
+    assert lsh_shape(24000, 0.98) == (5, 4) and lsh_shape(100000, 0.98) == (7, 5)
