@@ -1,16 +1,19 @@
-"""The health stage's similarity search at scale: the blocked exact search (fruitjob/similarity.py, the job's) against
-Spark ML's BucketedRandomProjectionLSH.approxSimilarityJoin, time and the LSH's recall (the exact search's pairs are
-the truth).
+"""The health stage's similarity search at scale: the job's two searches (fruitjob/similarity.py: the blocked exact
+one and the SimHash LSH over blocked buckets) and Spark ML's BucketedRandomProjectionLSH.approxSimilarityJoin; time
+and each LSH's recall (the truth: the exact search's pairs where it ran, else the planted pairs).
 
 The rows start from a real features/ folder (``--features``, e.g. a run over ../shared/data/fruits-360-sample): row
 ``i`` is real vector ``i mod N`` made unit and moved by Gaussian noise of norm ``NOISE`` (two rows of the same real
 vector: cosine ~0.8, below any threshold), and one row in ``COPY_EVERY`` is a near copy of the row before it (noise
-norm ``COPY_NOISE``, cosine ~0.995): the near-duplicates to find. No feature reaches the driver.
+norm ``COPY_NOISE``, cosine ~0.995), and one row in ``COPY_EVERY`` (offset by half) a copy of the row before it at a
+cosine drawn between ``--threshold`` + 0.0005 and + 0.01 (noise orthogonal to the row): pairs at the threshold, where
+an LSH misses most. No feature reaches the driver.
 
     .venv/bin/python bench/health_scale.py --features OUTPUT/features --sizes 4000 24000 100000 --repeats 3
 
 Runs of the methods are interleaved (exact, lsh, exact, lsh, ...) and the medians reported; ``--no-exact-above N``
-skips the exact search above N rows (it is quadratic). Results: docs/performance.md, "Dataset health".
+skips the exact search above N rows (it is quadratic); ``--bucket-load`` only counts how evenly the LSH fills its
+buckets (numpy on the driver). Results: docs/performance.md, "Dataset health".
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, FloatType, LongType, StringType, StructField, StructType
 
-from fruitjob.similarity import ITEM_COLUMNS, similar_pairs
+from fruitjob.similarity import BLOCK_ROWS, ITEM_COLUMNS, METHOD, METHOD_LSH, lsh_shape, signatures, similar_pairs
 
 NOISE = 0.5
 COPY_NOISE = 0.1
 COPY_EVERY = 100
+AT_THRESHOLD = COPY_EVERY // 2 - 1  # i % COPY_EVERY: a copy of the row before at a cosine just above the threshold
+SPARK_ML = "spark-ml-lsh"
 _ROWS = StructType(
     [
         StructField("id", LongType(), False),
@@ -48,7 +53,12 @@ def _unit(matrix: np.ndarray) -> np.ndarray:
     return matrix / np.maximum(np.linalg.norm(matrix, axis=-1, keepdims=True), 1e-12)
 
 
-def _noisy(base: np.ndarray, labels: list[str]):
+def _near_threshold(i: int, threshold: float) -> float:
+    """The cosine planted between row ``i`` (i % COPY_EVERY == AT_THRESHOLD) and the row before it."""
+    return threshold + 0.0005 + 0.0095 * np.random.default_rng([i, 1]).random()
+
+
+def _noisy(base: np.ndarray, labels: list[str], threshold: float):
     """Rows of ids as described above, made in the workers from the real vectors (broadcast in the closure)."""
     unit_base = _unit(base.astype(np.float64))
 
@@ -57,6 +67,11 @@ def _noisy(base: np.ndarray, labels: list[str]):
         noise = rng.normal(size=unit_base.shape[1])
         if i % COPY_EVERY == COPY_EVERY - 1:
             return _unit(vector(i - 1) + COPY_NOISE * _unit(noise))
+        if i % COPY_EVERY == AT_THRESHOLD:
+            before = vector(i - 1)
+            across = _unit(noise - (noise @ before) * before)
+            cosine = _near_threshold(i, threshold)
+            return _unit(before + np.sqrt(1.0 / cosine**2 - 1.0) * across)
         return _unit(unit_base[i % len(unit_base)] + NOISE * _unit(noise))
 
     def make(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -74,14 +89,23 @@ def _noisy(base: np.ndarray, labels: list[str]):
     return make
 
 
-def rows(spark: SparkSession, features: str, n: int) -> DataFrame:
+def rows(spark: SparkSession, features: str, n: int, threshold: float) -> DataFrame:
     real = spark.read.parquet(features).select("label", "features").toPandas()  # a few thousand rows: the seed set
     base = np.stack(real["features"].map(np.asarray).to_list())
-    frame = spark.range(n).repartition(max(2, n // 4000)).mapInPandas(_noisy(base, list(real["label"])), _ROWS)
+    make = _noisy(base, list(real["label"]), threshold)
+    frame = spark.range(n).repartition(max(2, n // 4000)).mapInPandas(make, _ROWS)
     return frame.persist()
 
 
-def exact_pairs(frame: DataFrame, n: int, threshold: float) -> DataFrame:
+def planted(n: int) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """The planted pairs (path, other_path): all of them, and those at the threshold."""
+    name = "img/%08d.jpg"
+    copies = [i for i in range(n) if i % COPY_EVERY in (COPY_EVERY - 1, AT_THRESHOLD)]
+    every = {(name % (i - 1), name % i) for i in copies}
+    return every, {(name % (i - 1), name % i) for i in copies if i % COPY_EVERY == AT_THRESHOLD}
+
+
+def job_pairs(frame: DataFrame, n: int, threshold: float, method: str) -> DataFrame:
     items = frame.select(
         "path",
         "label",
@@ -91,7 +115,7 @@ def exact_pairs(frame: DataFrame, n: int, threshold: float) -> DataFrame:
         F.lit("this").alias("side"),
         "features",
     ).select(*ITEM_COLUMNS)
-    return similar_pairs(items, n, threshold).select("path", "other_path")  # the job's search, with the pair cap
+    return similar_pairs(items, n, threshold, method=method).select("path", "other_path")  # with the pair cap
 
 
 def lsh_pairs(frame: DataFrame, threshold: float, tables: int, bucket: float) -> DataFrame:
@@ -105,35 +129,70 @@ def lsh_pairs(frame: DataFrame, threshold: float, tables: int, bucket: float) ->
 
 
 def measure(spark, features: str, n: int, args) -> dict[str, object]:
-    frame = rows(spark, features, n)
+    frame = rows(spark, features, n, args.threshold)
     frame.count()
-    times: dict[str, list[float]] = {"exact-blocked": [], "lsh": []}
-    found: dict[str, DataFrame] = {}
-    methods = [m for m in args.methods if m == "lsh" or n <= args.no_exact_above]
+    methods = [m for m in args.methods if m != METHOD or n <= args.no_exact_above]
+    times: dict[str, list[float]] = {m: [] for m in methods}
+    found: dict[str, set[tuple[str, str]]] = {}
     for _ in range(args.repeats):
         for method in methods:
-            if method == "lsh":
+            if method == SPARK_ML:
                 pairs = lsh_pairs(frame, args.threshold, args.tables, args.bucket)
             else:
-                pairs = exact_pairs(frame, n, args.threshold)
+                pairs = job_pairs(frame, n, args.threshold, method)
             started = time.monotonic()
-            pairs = pairs.persist()
-            count = pairs.count()
+            collected = {(r.path, r.other_path) for r in pairs.collect()}  # a few pairs an image at most
             times[method].append(time.monotonic() - started)
-            if method in found:
-                pairs.unpersist()
-            found.setdefault(method, pairs)
-            print(n, method, count, "pairs", round(times[method][-1], 2), "s", flush=True)
-    result: dict[str, object] = {"rows": n, "pairs_planted": n // COPY_EVERY}
+            found.setdefault(method, collected)
+            print(n, method, len(collected), "pairs", round(times[method][-1], 2), "s", flush=True)
+    every, at_threshold = planted(n)
+    truth = found.get(METHOD, every)
+    bits, tables = lsh_shape(n, args.threshold, BLOCK_ROWS)
+    result: dict[str, object] = {
+        "rows": n,
+        "pairs_planted": len(every),
+        "planted_at_threshold": len(at_threshold),
+        "truth": "exact search" if METHOD in found else "planted pairs",
+        "simhash_bits_tables": [bits, tables],
+    }
     for method in methods:
-        result[method] = {"median_s": round(statistics.median(times[method]), 2), "runs_s": times[method]}
-        result[method]["pairs"] = found[method].count()
-    if "exact-blocked" in found and "lsh" in found:
-        truth = found["exact-blocked"]
-        hit = truth.join(found["lsh"], ["path", "other_path"]).count()
-        result["lsh_recall"] = round(hit / max(1, truth.count()), 4)
+        result[method] = {
+            "median_s": round(statistics.median(times[method]), 2),
+            "runs_s": [round(t, 2) for t in times[method]],
+            "pairs": len(found[method]),
+            "recall": round(len(found[method] & truth) / max(1, len(truth)), 4),
+            "recall_at_threshold": round(len(found[method] & at_threshold) / max(1, len(at_threshold)), 4),
+            "planted_found": len(found[method] & every),
+        }
     frame.unpersist()
     return result
+
+
+def bucket_load(features: str, n: int, threshold: float, bits_asked: list[int]) -> list[dict[str, object]]:
+    """How evenly the job's LSH fills its buckets on the bench's rows, in numpy on the driver (n x 1280 float32): the
+    largest bucket and the pairs the buckets multiply, against even buckets and against every pair; with the job's
+    bits (``bits_asked`` empty) or with each of ``bits_asked`` (and the tables the 0.99 recall then needs)."""
+    real = pd.read_parquet(features, columns=["label", "features"])
+    make = _noisy(np.stack(real["features"].map(np.asarray).to_list()), list(real["label"]), threshold)
+    frame = next(make(iter([pd.DataFrame({"id": np.arange(n)})])))
+    unit = np.stack(frame["features"].to_list())
+    results = []
+    for asked in bits_asked or [0]:
+        block = BLOCK_ROWS if not asked else n / 2.0 ** (asked - 0.5)  # the block that makes lsh_shape pick ``asked``
+        bits, tables = lsh_shape(n, threshold, block)
+        keys = signatures(unit, bits, tables)
+        sizes = [np.bincount(keys[:, t], minlength=2**bits).astype(np.int64) for t in range(tables)]
+        results.append(
+            {
+                "rows": n,
+                "bits_tables": [bits, tables],
+                "largest_bucket": int(max(size.max() for size in sizes)),
+                "pairs_multiplied": int(sum((size**2).sum() for size in sizes) // 2),
+                "pairs_if_even": int(tables * n * n / 2**bits / 2),
+                "all_pairs": n * (n - 1) // 2,
+            }
+        )
+    return results
 
 
 def main() -> None:
@@ -142,16 +201,23 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[4000, 24000, 100000])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threshold", type=float, default=0.98)
-    parser.add_argument("--tables", type=int, default=4, help="LSH hash tables")
-    parser.add_argument("--bucket", type=float, default=0.4, help="LSH bucket length (unit vectors)")
+    parser.add_argument("--tables", type=int, default=4, help="Spark ML's LSH: hash tables")
+    parser.add_argument("--bucket", type=float, default=0.4, help="Spark ML's LSH: bucket length (unit vectors)")
     parser.add_argument("--no-exact-above", type=int, default=30000)
-    parser.add_argument("--methods", nargs="+", default=["exact-blocked", "lsh"], choices=["exact-blocked", "lsh"])
+    methods = [METHOD, METHOD_LSH, SPARK_ML]
+    parser.add_argument("--methods", nargs="+", default=[METHOD, METHOD_LSH], choices=methods)
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--json", help="write the results here too")
+    parser.add_argument("--bucket-load", action="store_true", help="count the LSH bucket sizes only (no Spark)")
+    parser.add_argument("--bits", type=int, nargs="*", default=[], help="--bucket-load: these bits, not the job's")
     args = parser.parse_args()
+    if args.bucket_load:
+        print(json.dumps([bucket_load(args.features, n, args.threshold, args.bits) for n in args.sizes], indent=2))
+        return
     spark = (
         SparkSession.builder.master(args.master)
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.memory", "4g")
         .config("spark.sql.shuffle.partitions", "8")
         .getOrCreate()

@@ -4,7 +4,8 @@ Writes ``health/pairs``, ``health/outliers`` and ``health/mislabels`` under the 
 metrics.json (:class:`fruitjob.metrics.HealthCounts`); the schema is ../shared/INTERFACE.md's.
 
 - Exact duplicates: the same ``sha256``; near-duplicates: cosine of the L2-normalised 1280-d features >=
-  ``--near-duplicate-threshold``; both from one blocked search (fruitjob/similarity.py), within this output and
+  ``--near-duplicate-threshold``; both from one search (fruitjob/similarity.py: blocked exact, or an LSH over
+  blocked buckets above ``EXACT_BELOW_ROWS`` rows; metrics.json's ``method`` says which), within this output and
   against the earlier outputs (``--health-against``), at most ``MAX_PAIRS_PER_IMAGE`` pairs per image. A pair is a
   conflict when its labels differ, a leak when the other image is in an earlier output or in an earlier batch
   (``run_id``) of this one.
@@ -36,7 +37,7 @@ from fruitjob.centroid_scores import MISLABEL_CUT, SCORE_SCHEMA, class_sums, out
 from fruitjob.errors import JobError
 from fruitjob.identity import check_same_space
 from fruitjob.metrics import ClassHealth, HealthCounts
-from fruitjob.similarity import FOUND, METHOD, PAIR_SCHEMA, candidate_pairs, capped
+from fruitjob.similarity import FOUND, PAIR_SCHEMA, candidate_pairs, capped, search_method
 from fruitjob.space import load_space
 from fruitjob.tuning import spark_setting
 
@@ -214,9 +215,10 @@ def write_health(
     rows = sum(sides.values())
 
     with _shuffle_partitions(spark, rows):  # before any plan is made: persist() makes the cached one
-        candidates = candidate_pairs(items, rows, threshold).persist(StorageLevel.MEMORY_AND_DISK)
+        method = search_method(rows)
+        candidates = candidate_pairs(items, rows, threshold, method=method).persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            pairs = capped(candidates, rows, bool(compared))
+            pairs = capped(candidates, rows, bool(compared), method=method)
             pairs.coalesce(1).write.mode("overwrite").parquet(layout.child(health_uri, PAIRS))
             written = spark.read.schema(PAIR_SCHEMA).parquet(storage.escape_glob(layout.child(health_uri, PAIRS)))
             counts = _pair_counts(candidates, written)
@@ -241,7 +243,7 @@ def write_health(
             per_class.append(entry)
     return HealthCounts(
         enabled=True,
-        method=METHOD,
+        method=method,
         near_duplicate_threshold=threshold,
         exact_duplicate_pairs=total["exact"],
         near_duplicate_pairs=total["near"],
