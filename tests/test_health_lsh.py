@@ -4,51 +4,48 @@ measured in bench/health_scale.py, not here."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from tests.helpers import metrics, read_parquet
-
-
-def _planted_items(spark):
-    """300 rows of 64-d vectors: 30 near copies (cosine ~0.9995) within this output, 10 of them also in an earlier
-    output, and one byte copy (the same sha256) whose features differ."""
-    from fruitjob.similarity import ITEM_COLUMNS
-
-    rng = np.random.default_rng(7)
-    base = rng.normal(size=(260, 64)) + 0.5  # a shared direction, as real features have
-    copies = base[:30] + rng.normal(0, 0.01, (30, 64))
-    earlier = base[30:40] + rng.normal(0, 0.01, (10, 64))
-    rows = []
-    for k, vector in enumerate(np.concatenate([base, copies])):
-        sha = "same" if k in (100, 200) else ""
-        rows.append(("p%03d" % k, "L%d" % (k % 4), "new", "r", sha, "this", [float(v) for v in vector]))
-    for k, vector in enumerate(earlier):
-        rows.append(("q%03d" % k, "L0", "old", "r0", "", "earlier", [float(v) for v in vector]))
-    return spark.createDataFrame(rows, ITEM_COLUMNS), len(rows)
+from tests.lsh_cases import BLOCK_ROWS, THRESHOLD, both_searches
+from tests.parity_env import REPO
 
 
 @pytest.mark.slow
 def test_the_lsh_finds_the_planted_pairs_the_exact_search_finds_each_once(spark):
-    from fruitjob.similarity import METHOD, METHOD_LSH, candidate_pairs, lsh_shape, similar_pairs
+    from fruitjob.similarity import lsh_shape
 
-    items, rows = _planted_items(spark)
-    bits, tables = lsh_shape(rows, 0.95, block_rows=32)
+    bits, tables = lsh_shape(300, THRESHOLD, block_rows=BLOCK_ROWS)
     assert bits == 4 and tables > 1  # 16 buckets a table, a few tables: the LSH, not one bucket
-    exact = similar_pairs(items, rows, 0.95, block_rows=32, method=METHOD).toPandas()
-    lsh = similar_pairs(items, rows, 0.95, block_rows=32, method=METHOD_LSH).toPandas()
-    key = ["path", "other_path", "other_output"]
+    exact, lsh, found = both_searches(spark)
     assert len(exact) == 30 + 10 + 1
-    pd.testing.assert_frame_equal(
-        lsh.sort_values(key).reset_index(drop=True), exact.sort_values(key).reset_index(drop=True), check_dtype=False
-    )
+    pd.testing.assert_frame_equal(lsh, exact, check_dtype=False)
     byte_copy = lsh[lsh.path == "p100"].iloc[0]
     assert byte_copy.other_path == "p200" and byte_copy.exact and byte_copy.similarity == 1.0
-    found = candidate_pairs(items, rows, 0.95, block_rows=32, method=METHOD_LSH).agg({"found": "sum"}).first()[0]
     assert found == len(exact)  # a pair that collides in several tables is found once
+
+
+@pytest.mark.slow
+def test_the_lsh_finds_the_same_pairs_on_the_cluster_spark(parity):
+    """The LSH under Python 3.9 and Spark 3.5 (tests/parity_env.py), as EMR runs it: the exact search's pairs."""
+    done = subprocess.run(
+        [str(parity.python), str(REPO / "tests" / "lsh_cases.py")],
+        env=parity.environment(pythonpath=REPO / "spark_jobs"),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-6000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["spark"].startswith("3.5.") and len(result["exact"]) == 41
+    assert result["lsh"] == result["exact"] and result["found"] == 41
 
 
 def test_the_lsh_is_deterministic():
