@@ -274,7 +274,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = " ".join(
-        ["PYTHONPATH=" + os.environ["PYTHONPATH"]] * ("PYTHONPATH" in os.environ)
+        ["PYTHONPATH=" + os.environ.get("PYTHONPATH", "")] * ("PYTHONPATH" in os.environ)
         + [shlex.quote(a) for a in [os.path.relpath(sys.executable, ROOT), "bench/paired.py", *sys.argv[1:]]]
     )
     become_subreaper()
