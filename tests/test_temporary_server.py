@@ -7,9 +7,10 @@ import json
 import urllib.request
 
 import pytest
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
-from flows.temporary_server import start_if_needed
+from flows.fruit_features_cli import _run_flow
+from flows.temporary_server import TemporaryServer, start_if_needed
 
 
 def test_a_configured_api_is_used_as_it_is():
@@ -29,3 +30,19 @@ def test_the_server_answers_before_the_flow_runs_and_is_gone_after_stop():
     finally:
         server.stop()
     assert server.process.poll() is not None
+
+
+class _HealthyServer(TemporaryServer):
+    def wait_until_healthy(self, timeout_s: float) -> None:
+        pass
+
+
+def test_a_run_on_the_temporary_server_sends_no_heartbeats():
+    """The server ends with the command, so nobody is left to tell a crashed run by its missing heartbeats; the
+    heartbeat thread's 1 s sleeps only delayed the flow's end."""
+
+    def flow(return_state: bool):
+        return PREFECT_API_URL.value(), get_current_settings().flows.heartbeat_frequency
+
+    server = _HealthyServer(process=None, api_url="http://127.0.0.1:9/api")
+    assert _run_flow(flow, {}, server) == ("http://127.0.0.1:9/api", None)
