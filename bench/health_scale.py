@@ -13,7 +13,9 @@ an LSH misses most. No feature reaches the driver.
 
 Runs of the methods are interleaved (exact, lsh, exact, lsh, ...) and the medians reported; ``--no-exact-above N``
 skips the exact search above N rows (it is quadratic); ``--bucket-load`` only counts how evenly the LSH fills its
-buckets (numpy on the driver). Results: docs/performance.md, "Dataset health".
+buckets (numpy on the driver), and with ``--split`` (and ``--centre``) the work and recall at the threshold when
+oversized buckets are split adaptively (issue 22's next step, not yet the job's).
+Results: docs/performance.md, "Dataset health".
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from fruitjob.similarity import BLOCK_ROWS, ITEM_COLUMNS, METHOD, METHOD_LSH, ls
 NOISE = 0.5
 COPY_NOISE = 0.1
 COPY_EVERY = 100
+LSH_EXTRA_SEED = 2201  # --split: the further hyperplanes that split an oversized bucket
 AT_THRESHOLD = COPY_EVERY // 2 - 1  # i % COPY_EVERY: a copy of the row before at a cosine just above the threshold
 SPARK_ML = "spark-ml-lsh"
 _ROWS = StructType(
@@ -195,6 +198,64 @@ def bucket_load(features: str, n: int, threshold: float, bits_asked: list[int]) 
     return results
 
 
+def _leaves(keys: np.ndarray, extra: np.ndarray, block: int) -> tuple[np.ndarray, int]:
+    """Each row's leaf when a bucket over ``block`` rows is split by further hyperplanes (``extra``: rows x levels of
+    signs) until each part is at most a block (or the levels run out); and the deepest extra level used."""
+    key, depth, deepest = keys.astype(np.int64).copy(), np.zeros(len(keys), dtype=np.int64), 0
+    for level in range(extra.shape[1]):
+        leaf = key * 64 + depth
+        _, inverse, counts = np.unique(leaf, return_inverse=True, return_counts=True)
+        over = counts[inverse] > block
+        if not over.any():
+            break
+        key = np.where(over, key * 2 + extra[:, level], key)
+        depth = depth + over
+        deepest = level + 1
+    return key * 64 + depth, deepest
+
+
+def split_load(features: str, n: int, threshold: float, centre: bool, levels: int = 24) -> dict[str, object]:
+    """The work (pairs multiplied) and the recall of the planted pairs at the threshold, in numpy, when the features
+    are centred (``centre``) and oversized buckets are split adaptively; the tables are the fewest for 0.99 recall at
+    the deepest path used (base bits + the deepest extra level), chosen until stable."""
+    real = pd.read_parquet(features, columns=["label", "features"])
+    make = _noisy(np.stack(real["features"].map(np.asarray).to_list()), list(real["label"]), threshold)
+    frame = next(make(iter([pd.DataFrame({"id": np.arange(n)})])))
+    unit = np.stack(frame["features"].to_list()).astype(np.float32)
+    if centre:
+        unit = _unit(unit - unit.mean(axis=0)).astype(np.float32)
+    bits, tables = lsh_shape(n, threshold, BLOCK_ROWS)
+    every, at_threshold = planted(n)
+    index = {"img/%08d.jpg" % i: i for i in range(n)}
+    pairs = np.array([(index[a], index[b]) for a, b in sorted(at_threshold)])
+    angle = np.arccos(threshold)
+    for _ in range(6):
+        keys = signatures(unit, bits, tables)
+        extra_planes = np.random.default_rng(LSH_EXTRA_SEED).standard_normal((unit.shape[1], tables * levels))
+        extra = ((unit @ extra_planes.astype(np.float32)) >= 0).astype(np.int64).reshape(n, tables, levels)
+        work, largest, deepest, hit = 0, 0, 0, np.zeros(len(pairs), dtype=bool)
+        for t in range(tables):
+            leaf, used = _leaves(keys[:, t], extra[:, t, :], BLOCK_ROWS)
+            counts = np.unique(leaf, return_counts=True)[1].astype(np.int64)
+            work += int((counts**2).sum() // 2)
+            largest, deepest = max(largest, int(counts.max())), max(deepest, used)
+            hit |= leaf[pairs[:, 0]] == leaf[pairs[:, 1]]
+        together = (1.0 - angle / np.pi) ** (bits + deepest)
+        needed = int(np.ceil(np.log(0.01) / np.log(1.0 - together)))
+        if needed <= tables:
+            break
+        tables = needed
+    return {
+        "rows": n,
+        "centred": centre,
+        "bits_tables_deepest_extra": [bits, tables, deepest],
+        "largest_bucket": largest,
+        "pairs_multiplied": work,
+        "recall_at_threshold": round(float(hit.mean()), 4),
+        "planted_at_threshold": len(pairs),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--features", required=True, help="a features/ folder of a real run (the seed vectors)")
@@ -210,7 +271,12 @@ def main() -> None:
     parser.add_argument("--json", help="write the results here too")
     parser.add_argument("--bucket-load", action="store_true", help="count the LSH bucket sizes only (no Spark)")
     parser.add_argument("--bits", type=int, nargs="*", default=[], help="--bucket-load: these bits, not the job's")
+    parser.add_argument("--split", action="store_true", help="--bucket-load: split oversized buckets adaptively")
+    parser.add_argument("--centre", action="store_true", help="--bucket-load --split: centre the features first")
     args = parser.parse_args()
+    if args.bucket_load and args.split:
+        print(json.dumps([split_load(args.features, n, args.threshold, args.centre) for n in args.sizes], indent=2))
+        return
     if args.bucket_load:
         print(json.dumps([bucket_load(args.features, n, args.threshold, args.bits) for n in args.sizes], indent=2))
         return
