@@ -13,6 +13,7 @@ Two virtualenvs, each built once per pin set and cached under ~/.cache/fruitflow
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -83,6 +84,20 @@ class ParityEnv:
         return subprocess.run(
             command, env=self.environment(pythonpath, env), capture_output=True, text=True, timeout=timeout
         )
+
+    def run_script(self, script: Path, *args: str, timeout: float = 300) -> dict:
+        """``script`` under this environment's Python with ``spark_jobs`` on the path (it makes its own Spark session);
+        its last line of output, as JSON."""
+        done = subprocess.run(
+            [str(self.python), str(script), *args],
+            env=self.environment(pythonpath=REPO / "spark_jobs"),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        assert done.returncode == 0, done.stderr[-6000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def base_python() -> Path | None:

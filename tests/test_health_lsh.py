@@ -4,9 +4,7 @@ measured in bench/health_scale.py, not here."""
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
 
 import numpy as np
 import pandas as pd
@@ -34,16 +32,7 @@ def test_the_lsh_finds_the_planted_pairs_the_exact_search_finds_each_once(spark)
 @pytest.mark.slow
 def test_the_lsh_finds_the_same_pairs_on_the_cluster_spark(parity):
     """The LSH under Python 3.9 and Spark 3.5 (tests/parity_env.py), as EMR runs it: the exact search's pairs."""
-    done = subprocess.run(
-        [str(parity.python), str(REPO / "tests" / "lsh_cases.py")],
-        env=parity.environment(pythonpath=REPO / "spark_jobs"),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-6000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = parity.run_script(REPO / "tests" / "lsh_cases.py")
     assert result["spark"].startswith("3.5.") and len(result["exact"]) == 41
     assert result["lsh"] == result["exact"] and result["found"] == 41
 

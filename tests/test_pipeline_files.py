@@ -4,9 +4,6 @@ schema, rows), on this Spark (4.x) and on the EMR cluster's (Python 3.9, Spark 3
 
 from __future__ import annotations
 
-import json
-import subprocess
-
 import pytest
 
 from tests.parity_env import REPO
@@ -19,16 +16,6 @@ def test_our_pipeline_files_are_spark_mls_own(spark, tmp_path):
 
 @pytest.mark.slow
 def test_our_pipeline_files_are_spark_mls_own_on_the_cluster_spark(parity, tmp_path):
-    env = parity.environment(pythonpath=REPO / "spark_jobs")
-    done = subprocess.run(
-        [str(parity.python), str(REPO / "tests" / "spark_ml_files.py"), str(tmp_path)],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-6000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = parity.run_script(REPO / "tests" / "spark_ml_files.py", str(tmp_path))
     assert result["spark"].startswith("3.5.")
     assert result["differences"] == []
