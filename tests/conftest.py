@@ -33,6 +33,7 @@ JOB_DEFAULTS = ["--weights", "random", "--alpha", str(TEST_ALPHA), "--batch-size
 # it off; tests about health, reruns, moved or copied outputs, crash recovery, the EMR stack's parity, the flow end
 # to end and each engine's happy path keep the default (on).
 NO_HEALTH = ["--health", "off"]
+NO_HEALTH_PARAMETER = {"health": "off"}  # the same, as a flow parameter
 
 
 def shared_path(*parts: str) -> Path:

@@ -22,14 +22,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_ALPHA
+from tests.conftest import NO_HEALTH_PARAMETER, TEST_ALPHA
 
 REPO = Path(__file__).resolve().parent.parent
 PREFECT = str(REPO / ".venv" / "bin" / "prefect")
 POOL = "fruitflow"
 # A small run of the deployments: the tests' model width, few components.
 # No pca_components: the job fits what 24 images allow and says so in a note (worded for the UI in a UI run).
-NEW_BATCH = {"weights": "random", "alpha": TEST_ALPHA, "batch_size": 8, "health": "off"}  # conftest.NO_HEALTH
+NEW_BATCH = {"weights": "random", "alpha": TEST_ALPHA, "batch_size": 8, **NO_HEALTH_PARAMETER}
 DEPLOYED_RUN_TIMEOUT_S = 300
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import NO_HEALTH_PARAMETER
 from tests.emr_fixtures import UNPLAYED_TAG, AwsEnv, _download, _environment, _upload, local_staged, playing
 from tests.fake_emr_outputs import as_if_on_s3
 
@@ -303,7 +304,7 @@ def serverless(aws, spark) -> Iterator[FakeServerless]:
 
 # health off but in the happy path (tests/conftest.py NO_HEALTH says why)
 SERVERLESS_JOB = {"weights": "random", "alpha": 0.35, "pca_components": 4, "batch_size": 8, "step_timeout_minutes": 10}
-SERVERLESS_JOB |= {"health": "off"}
+SERVERLESS_JOB |= NO_HEALTH_PARAMETER
 
 
 def serverless_flow(images: str, output: str, **parameters):

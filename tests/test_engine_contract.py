@@ -19,10 +19,11 @@ from tasks.contract import Preflight, RunOutcome
 from tasks.engine_settings import EmrServerlessSettings, EmrSettings, LocalSettings
 from tasks.registry import ENGINES, engine_for
 from tasks.validation import validate_output
+from tests.conftest import NO_HEALTH_PARAMETER
 
 pytestmark = pytest.mark.slow
 
-TEST_JOB = {"weights": "random", "alpha": 0.35, "pca_components": 4, "batch_size": 8, "health": "off"}  # NO_HEALTH
+TEST_JOB = {"weights": "random", "alpha": 0.35, "pca_components": 4, "batch_size": 8, **NO_HEALTH_PARAMETER}
 
 
 def _local(request, tmp_path):
