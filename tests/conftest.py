@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.local.spark_submit import DRIVER_JAVA_OPTIONS
+from tasks.local.class_archive import java_options, make_archive
+from tasks.local.spark_submit import DRIVER_JAVA_OPTIONS, spark_home
 
 # a real Prefect server with deployments and a worker; the EMR parity environment (Python 3.9 + Spark 3.5.6); moto
 # server, fruitflow AWS blocks, the fake EMR cluster and the fake EMR Serverless (first the modules the others import)
@@ -21,9 +22,12 @@ os.environ["PYSPARK_PYTHON"] = sys.executable
 os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
 # Every JVM the tests start (this session's, the parity stack's, the standalone cluster's daemons) compiles with C1
 # only, as the local engine's driver does (tasks/local/spark_submit.py DRIVER_JAVA_OPTIONS): they live seconds on
-# small data, where the C2 compiler's work never pays back. What the JVM computes is the same.
-for _variable in ("SPARK_SUBMIT_OPTS", "SPARK_DAEMON_JAVA_OPTS"):
-    os.environ.setdefault(_variable, DRIVER_JAVA_OPTIONS)
+# small data, where the C2 compiler's work never pays back. Those of pip's Spark also map its class archive
+# (tasks/local/class_archive.py; .ci/setup.sh makes it, else it is made here once): each starts ~1.5 s sooner.
+# tests/parity_env.py sets the same for the EMR stack's Spark. What the JVM computes is the same.
+make_archive(spark_home())
+os.environ.setdefault("SPARK_SUBMIT_OPTS", " ".join([DRIVER_JAVA_OPTIONS, *java_options(spark_home())]))
+os.environ.setdefault("SPARK_DAEMON_JAVA_OPTS", DRIVER_JAVA_OPTIONS)
 
 # Small, fast and still the real MobileNetV2 graph: the width does not change the code path.
 TEST_ALPHA = 0.35

@@ -25,6 +25,8 @@ import pytest
 
 from tasks.aws.environment import CACHE, CLUSTER_PYTHON
 from tasks.aws.job_pins import job_requirements
+from tasks.local.class_archive import java_options, make_archive
+from tasks.local.spark_submit import DRIVER_JAVA_OPTIONS
 
 REPO = Path(__file__).resolve().parent.parent
 # EMR ships Spark itself: the version of the default release (Spark release history: emr-7.13.0 -> 3.5.6-amzn-2).
@@ -43,6 +45,8 @@ class ParityEnv:
             PYSPARK_PYTHON=str(self.python),
             PYSPARK_DRIVER_PYTHON=str(self.python),
             SPARK_HOME=str(self.spark_home),
+            # C1 only and this Spark's own class archive, as tests/conftest.py gives pip's Spark
+            SPARK_SUBMIT_OPTS=" ".join([DRIVER_JAVA_OPTIONS, *java_options(self.spark_home)]),
             TF_CPP_MIN_LOG_LEVEL="2",
             **(extra or {}),
         )
@@ -146,7 +150,9 @@ def _venv(python: Path, name: str, wanted: list[str]) -> ParityEnv:
         # Moved whole once complete (only bin/python and pyspark's own bash scripts are used: both move well).
         partial.rename(target)
     site = next((target / "lib").glob("python3.*")) / "site-packages"
-    return ParityEnv(python=target / "bin" / "python", spark_home=site / "pyspark")
+    env = ParityEnv(python=target / "bin" / "python", spark_home=site / "pyspark")
+    make_archive(env.spark_home, env.environment())  # once per machine, as for pip's Spark (tests/conftest.py)
+    return env
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ import collections
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pyspark
@@ -15,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from fruitjob.options import JobOptions, job_arguments
 from tasks.errors import FruitflowError
 from tasks.job_files import JOB_SCRIPT
+from tasks.local import class_archive
 from tasks.progress import JobProgress
 
 JOB_LOG_PREFIX = "fruitflow "
@@ -37,17 +39,20 @@ def local_master(cores: int | None = None) -> str:
     return f"local[{cores or os.cpu_count() or 1},2]"
 
 
-def spark_submit_command(job: JobOptions, master: str | None = None, home: Path | None = None) -> list[str]:
+def spark_submit_command(
+    job: JobOptions, master: str | None = None, home: Path | None = None, java_options: Sequence[str] = ()
+) -> list[str]:
     """``spark-submit`` of the job to ``master`` (default ``local[N,2]``): a standalone, YARN or k8s URL works too.
 
     ``home`` is another Spark's home (default: pip's pyspark): the tests run the command under the cluster's Spark.
+    ``java_options`` go to the driver JVM after ``DRIVER_JAVA_OPTIONS`` (the class archive's: ``class_archive``).
     """
     return [
         str((home or spark_home()) / "bin" / "spark-submit"),
         "--master",
         master or local_master(),
         "--driver-java-options",
-        DRIVER_JAVA_OPTIONS,
+        " ".join([DRIVER_JAVA_OPTIONS, *java_options]),
         "--conf",
         "spark.driver.memory=2g",
         "--conf",
@@ -101,7 +106,13 @@ def run_local_job(job: JobOptions, master: str | None = None) -> str:
     The job is told the run's context (``--engine local --flow-run-id ...``: metrics.json, the output's lease)."""
     job = job.replace(engine="local", flow_run_id=_flow_run_id())
     logger = get_run_logger()
-    command = spark_submit_command(job, master)
+    with class_archive.run_options(spark_home()) as java_options:
+        _submit(spark_submit_command(job, master, java_options=java_options), logger)
+    return job.output
+
+
+def _submit(command: list[str], logger) -> None:
+    """Run ``command``, its lines relayed to ``logger``; ``SparkJobFailed`` with the job's own reason if it fails."""
     logger.info("spark-submit %s", " ".join(command[1:]))
     tail: collections.deque = collections.deque(maxlen=200)
     progress = JobProgress("Spark job")
@@ -124,7 +135,6 @@ def run_local_job(job: JobOptions, master: str | None = None) -> str:
     if code != 0:
         raise SparkJobFailed(f"the Spark job failed (exit {code}): {_failure_reason(tail)}")
     progress.update(100.0, "done")
-    return job.output
 
 
 def _flow_run_id() -> str | None:
