@@ -13,6 +13,8 @@ Each row runs N pairs, A then B, A then B ... (``--pairs``), every run a fresh p
 - ``health``: A = our job (``--health on``, the default), B = ``--health off``: the health lap and the wall on - off;
 - ``jit``: A = our job (its driver JVM compiles with C1 only: ``DRIVER_JAVA_OPTIONS``), B = the same command without
   that option (the JVM's default, C1 then C2): what the option saves;
+- ``cds``: A = our job (its driver JVM maps Spark's classes from the class archive: ``tasks.local.class_archive``),
+  B = the same command without the archive: what the archive saves;
 - ``demo``: the README demo, ``.venv/bin/python -m flows.fruit_features --weights random`` (60 images, model
   cached), N runs, seconds from command to exit;
 - ``ours-b`` (with ``--ours-b-repo PATH``): A = our job from this checkout, B = the same command from another
@@ -48,16 +50,21 @@ from paired_report import report
 from peers import converted_model, peer_command
 from process_meter import become_subreaper, measure_command
 
-ROWS = ("daft", "ray", "udf", "int8", "health", "jit", "demo", "ours-b")
+ROWS = ("daft", "ray", "udf", "int8", "health", "jit", "cds", "demo", "ours-b")
 PEER_OF_ROW = {"daft": "daft", "ray": "ray", "udf": "spark"}
 WARM_UP_IMAGES = 24
 # Build the job's command inside a checkout, with that checkout's own code (its .venv's Python).
 _JOB_COMMAND = (
     "import json, sys\n"
     "from fruitjob.options import JobOptions\n"
-    "from tasks.local.spark_submit import job_environment, spark_submit_command\n"
+    "from tasks.local.spark_submit import job_environment, spark_home, spark_submit_command\n"
     "options = JobOptions(**json.loads(sys.argv[1]))\n"
-    "print(json.dumps({'command': spark_submit_command(options), 'env': job_environment()}))\n"
+    "try:  # the driver maps the class archive, as the local engine's runs do (a checkout before it had none)\n"
+    "    from tasks.local.class_archive import java_options\n"
+    "    archive = {'java_options': java_options(spark_home())}\n"
+    "except ImportError:\n"
+    "    archive = {}\n"
+    "print(json.dumps({'command': spark_submit_command(options, **archive), 'env': job_environment()}))\n"
 )
 
 
@@ -120,10 +127,12 @@ def our_job(repo: Path, label: str, images: Path, workdir: Path, alpha: float, *
     )
 
 
-def without_option(command: list[str], option: str) -> list[str]:
-    """``command`` without ``option`` and its value."""
-    at = command.index(option)
-    return command[:at] + command[at + 2 :]
+def without_java_option(command: list[str], prefix: str) -> list[str]:
+    """``command`` whose ``--driver-java-options`` lose the options starting with ``prefix`` (the flag goes when
+    nothing is left)."""
+    at = command.index("--driver-java-options")
+    kept = [option for option in command[at + 1].split() if not option.startswith(prefix)]
+    return command[:at] + (["--driver-java-options", " ".join(kept)] if kept else []) + command[at + 2 :]
 
 
 def peer(name: str, images: Path, workdir: Path, alpha: float, model: Path | None) -> Side:
@@ -211,7 +220,11 @@ def build_rows(args, images: Path, workdir: Path) -> list[dict]:
         elif key == "jit":
             a = our_job(ROOT, "c1-only", images, workdir, args.alpha)
             b = our_job(ROOT, "c1-c2", images, workdir, args.alpha)
-            b.command = without_option(b.command, "--driver-java-options")
+            b.command = without_java_option(b.command, "-XX:TieredStopAtLevel")
+        elif key == "cds":
+            a = our_job(ROOT, "archive", images, workdir, args.alpha)
+            b = our_job(ROOT, "no-archive", images, workdir, args.alpha)
+            b.command = without_java_option(b.command, "-XX:SharedArchiveFile")
         elif key == "demo":
             rows.append({"key": key, "sides": [readme_demo(ROOT)]})
             continue

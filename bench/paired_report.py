@@ -13,6 +13,7 @@ RATIO_OF_ROW = {
     "int8": ("int8", "float", "ours tflite-int8 vs ours float (ratios int8 / float)"),
     "health": ("health-on", "health-off", "ours --health on vs off (ratios on / off)"),
     "jit": ("c1-only", "c1-c2", "ours, driver JVM with C1 only vs the JVM's default C1 + C2 (ratios C1 / default)"),
+    "cds": ("archive", "no-archive", "ours, driver JVM with the class archive vs without (ratios archive / without)"),
     "ours-b": ("ours-b", "ours-a", "ours from --ours-b-repo vs this checkout (ratios b / a)"),
     "demo": ("demo", None, "README demo, command to exit"),
 }

@@ -48,18 +48,16 @@ def test_targets_say_met_or_not_met_on_the_right_side_of_the_bound():
     assert targets["README demo s"].verdict(None) == "not measured"
 
 
-def test_every_row_of_the_bench_is_named_in_the_report_and_the_jit_row_drops_only_its_option(monkeypatch):
+def test_every_row_of_the_bench_is_named_in_the_report_and_the_jit_and_cds_rows_drop_only_their_option(monkeypatch):
     monkeypatch.syspath_prepend(str(_PATH.parent))
     import paired
     import paired_report
 
     assert set(paired.ROWS) == set(paired_report.RATIO_OF_ROW)
-    command = ["spark-submit", "--master", "local[2,2]", "--driver-java-options", "-XX:X", "--conf", "a=b", "job.py"]
-    assert paired.without_option(command, "--driver-java-options") == [
-        "spark-submit",
-        "--master",
-        "local[2,2]",
-        "--conf",
-        "a=b",
-        "job.py",
-    ]
+    options = "-XX:TieredStopAtLevel=1 -XX:SharedArchiveFile=/a.jsa"
+    command = ["spark-submit", "--master", "local[2,2]", "--driver-java-options", options, "--conf", "a=b", "job.py"]
+    no_c1 = paired.without_java_option(command, "-XX:TieredStopAtLevel")
+    assert no_c1 == [*command[:4], "-XX:SharedArchiveFile=/a.jsa", *command[5:]]
+    no_archive = paired.without_java_option(command, "-XX:SharedArchiveFile")
+    assert no_archive == [*command[:4], "-XX:TieredStopAtLevel=1", *command[5:]]
+    assert paired.without_java_option(no_c1, "-XX:SharedArchiveFile") == [*command[:3], *command[5:]]
