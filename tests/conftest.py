@@ -48,6 +48,17 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_flow_heartbeats():
+    """Flow runs in this process send no heartbeats. Their thread sleeps in 1 s steps and the end of every flow run
+    waits for it (0.97 s a run, measured on a flow of no tasks): ~1 s of each in-process flow test. Heartbeats tell a
+    server which runs crashed; no test here is about them (test_temporary_server sets them on where it needs them)."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
+
+
 @pytest.fixture(scope="session")
 def prefect_harness():
     from prefect.testing.utilities import prefect_test_harness

@@ -7,7 +7,12 @@ import json
 import urllib.request
 
 import pytest
-from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+from prefect.settings import (
+    PREFECT_API_URL,
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+    get_current_settings,
+    temporary_settings,
+)
 
 from flows.fruit_features_cli import _run_flow
 from flows.temporary_server import TemporaryServer, start_if_needed
@@ -45,4 +50,5 @@ def test_a_run_on_the_temporary_server_sends_no_heartbeats():
         return PREFECT_API_URL.value(), get_current_settings().flows.heartbeat_frequency
 
     server = _HealthyServer(process=None, api_url="http://127.0.0.1:9/api")
-    assert _run_flow(flow, {}, server) == ("http://127.0.0.1:9/api", None)
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 180}):  # Prefect's default (the suite's: off)
+        assert _run_flow(flow, {}, server) == ("http://127.0.0.1:9/api", None)
