@@ -123,6 +123,7 @@ def _few_images(root: Path, seed: int) -> Path:
     return make_sample_images(root, per_class=2, size=48, seed=seed)
 
 
+@pytest.mark.slow
 def test_a_copy_of_an_earlier_outputs_image_is_a_leak(run_job, tmp_path):
     first_images = _few_images(tmp_path / "week1", seed=1)
     first = run_job(first_images, "--pca-components", "2")
@@ -140,6 +141,7 @@ def test_a_copy_of_an_earlier_outputs_image_is_a_leak(run_job, tmp_path):
     assert health["leaks"] == int(pairs.leak.sum()) >= 1 and len(health["compared_with"]) == 1
 
 
+@pytest.mark.slow
 def test_an_incremental_batch_with_a_copy_of_a_first_batch_image_is_a_leak(run_job, spark, tmp_path):
     from fruitjob.job import run
     from fruitjob.options import parse_options

@@ -35,6 +35,7 @@ def test_features_equal_single_process_keras(spark, job_output, keras_reference)
     assert np.abs(vectors(features, "features") - expected).max() <= 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("partitions", ["1", "3"])
 def test_features_do_not_depend_on_partitioning(run_job, fruit_images, job_output, partitions):
     other = run_job(fruit_images, "--pca-components", "5", "--partitions", partitions)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tests.helpers import metrics, read_parquet, vectors
 
@@ -28,6 +29,7 @@ def test_pca_values_are_centred_projections(job_output):
     assert np.abs(vectors(pca, "pca").mean(axis=0)).max() < 1e-3
 
 
+@pytest.mark.slow
 def test_fewer_components_when_fewer_images(run_job, tmp_path):
     from tasks.local.sample_images import make_sample_images
 
@@ -55,6 +57,7 @@ def test_pca_model_is_a_spark_ml_pipeline_whose_transform_gives_pca(job_output, 
     np.testing.assert_allclose(vectors(transformed, "pca"), vectors(read_parquet(job_output, "pca"), "pca"), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_a_small_batch_gets_a_default_that_suits_it_and_the_summary_says_why(run_job, tmp_path, caplog):
     """Issue 19, small batches: 12 images and no --pca-components gave 11 components explaining 1.000, unsaid."""
     from pyarrow import fs

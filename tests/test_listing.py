@@ -69,6 +69,7 @@ def test_a_fifo_is_never_opened_for_a_blocking_read(tmp_path):
     assert read_local_file(f"file:{tmp_path}/swapped.jpg") == (None, "not a regular file: only files are read")
 
 
+@pytest.mark.slow
 def test_the_binaryfile_reader_accounts_for_every_image(run_job, images):
     """EMR reads with binaryFile: names it cannot read (hidden ones here) come back as errors, never lost."""
     (images / "Banana" / "_hidden.jpg").write_bytes((images / "Banana" / "000.jpg").read_bytes())

@@ -61,6 +61,7 @@ def _imports(log: Path) -> list[str]:
     return sorted(path.read_text() for path in log.glob("import-*"))
 
 
+@pytest.mark.slow
 def test_the_watch_sees_an_import_of_tensorflow(tmp_path):
     env, log = _watched_env(tmp_path)
     subprocess.run([sys.executable, "-c", "import keras"], env=env, check=True, timeout=120)

@@ -94,6 +94,7 @@ def test_a_second_writer_is_refused_while_the_lease_is_fresh(spark, images, tmp_
     assert not (output / "features").exists()
 
 
+@pytest.mark.slow
 def test_a_lease_whose_process_died_is_taken_over(spark, images, tmp_path):
     output = tmp_path / "out"
     output.mkdir()

@@ -13,6 +13,7 @@ from tasks.validation import ClassCounts, verify_output
 from tests.helpers import metrics, read_parquet, vectors
 
 
+@pytest.mark.slow
 def test_pca_model_projects_into_the_first_batch_space(run_job, fruit_images, job_output):
     again = run_job(fruit_images, "--pca-model", str(job_output))
     m = metrics(again)
