@@ -86,7 +86,7 @@ def run_options(home: Path, environ: dict[str, str] | None = None) -> Iterator[l
 
 def make_archive(home: Path, environ: dict[str, str] | None = None) -> Path | None:
     """Make the archive of ``home`` from a short warm-up session unless it is there; returns its path (None without a
-    ``java``). Two processes making it at once each write their own, and the last move wins."""
+    ``java`` or where the JVM made none). Two processes making it at once each write their own; the last move wins."""
     path = archive_path(home, environ)
     if path is None or path.exists():
         return path
@@ -94,8 +94,9 @@ def make_archive(home: Path, environ: dict[str, str] | None = None) -> Path | No
     with run_options(home, environ) as options, tempfile.TemporaryDirectory(prefix="class-archive-") as scratch:
         command = [str(home / "bin" / "spark-submit"), "--master", "local[1]", "--driver-java-options", *options]
         command += ["--conf", "spark.ui.enabled=false", str(WARM_UP_SCRIPT), scratch]
-        subprocess.run(command, env=env, check=True, capture_output=True)
-    return path
+        # A failure here costs only speed: runs start as they would without the archive.
+        subprocess.run(command, env=env, capture_output=True)
+    return path if path.exists() else None
 
 
 def main() -> None:
