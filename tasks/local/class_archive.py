@@ -104,7 +104,7 @@ def main() -> None:
 
     home = Path(os.environ.get("SPARK_HOME") or Path(pyspark.__file__).resolve().parent)
     path = make_archive(home, dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable))
-    print(f"class archive of {home}: {path}" if path else "no java found: no class archive made")
+    print(f"class archive of {home}: {path}" if path else "no class archive made (no java, or its warm-up failed)")
 
 
 if __name__ == "__main__":
