@@ -29,11 +29,11 @@ from tasks.aws.clients import run_logger
 from tasks.aws.job_pins import ARCHITECTURES, job_requirements
 from tasks.aws.s3_uris import s3_uri
 from tasks.errors import FruitflowError
+from tasks.job_files import CACHE
 
 # Encrypted at rest whatever the bucket's default, as every staged file (tasks/aws/staging.py).
 UPLOAD_ARGS = {"ServerSideEncryption": "AES256"}
 
-CACHE = Path(os.environ.get("FRUITFLOW_CACHE", Path.home() / ".cache" / "fruitflow"))
 # EMR 7.x and EMR Serverless 7.x run Amazon Linux 2023: glibc 2.34, and Python 3.9 for Spark.
 CLUSTER_PYTHON = "3.9"
 CLUSTER_GLIBC = (2, 34)

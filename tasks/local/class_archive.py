@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from tasks.aws.environment import CACHE
+from tasks.job_files import CACHE
 
 ARCHIVES = CACHE / "jvm"
 # What the archive is made from: a session that does what every run does first (start, plan, run a Python task over
