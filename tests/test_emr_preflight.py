@@ -94,8 +94,8 @@ def test_dry_run_creates_nothing_and_estimates_cost(aws, no_cluster_created):
     assert result.checked.images == 25  # 6 classes x 4 + one broken.jpg
     estimate = result.cost_estimate
     assert estimate.usd_per_hour == pytest.approx(0.72) and "estimate" in estimate.label
-    # at most: provisioning, the step timeout (TEST_JOB: 10 min), the log wait and termination (poll_seconds 1)
-    assert estimate.usd == pytest.approx(0.72 * (30 + 10 + 6 + 30 + 4 / 60) / 60, abs=0.01)
+    # at most: provisioning, the step timeout (TEST_JOB: 10 min), the log wait and termination, a poll each
+    assert estimate.usd == pytest.approx(0.72 * (30 + 10 + 6 + 30 + 4 * POLL_SECONDS / 60) / 60, abs=0.01)
     assert _keys(aws) == keys, "a dry run uploads nothing"
 
 
