@@ -36,8 +36,8 @@ class EmrRunConfig(Block):
         description="Extra Spark properties (spark-defaults on a cluster, --conf on a job run), e.g. "
         "{'spark.executor.memory': '6g'}.",
     )
-    poll_seconds: int = Field(
-        default=30, ge=1, description="Delay between status checks of what the run created and of its work."
+    poll_seconds: float = Field(
+        default=30, gt=0, description="Delay between status checks of what the run created and of its work."
     )
     region_price_factors: dict[str, float] = Field(
         default_factory=lambda: dict(REGION_PRICE_FACTORS),

@@ -81,7 +81,7 @@ class EmrServerlessConfig(EmrRunConfig):
     application_ready_timeout_minutes: int = Field(
         default=15, ge=1, description="How long to wait for a created application to be created and started."
     )
-    poll_seconds: int = Field(default=15, ge=1, description="Delay between status checks of the application and job.")
+    poll_seconds: float = Field(default=15, gt=0, description="Delay between status checks of the application and job.")
     usd_per_vcpu_hour: dict[str, float] = Field(
         default_factory=lambda: dict(USD_PER_VCPU_HOUR),
         description="USD per billed vCPU-hour by architecture, us-east-1, for the cost estimate (not a bill).",

@@ -48,6 +48,9 @@ REGION = "us-east-1"
 KEY_PAIR = "fruitflow-test-key"
 JOB_SCRIPT_NAME = "extract_features.py"
 UNPLAYED_TAG = "fruitflow-test:unplayed"  # a cluster tagged so (EmrClusterConfig.tags) keeps its steps RUNNING
+# The blocks' delay between status checks in tests: the fakes change states in this process, a check costs a few ms.
+POLL_SECONDS = 0.1
+WATCH_TICK_S = 0.2  # how often a player looks at moto when no hook woke it
 
 
 @dataclass
@@ -153,9 +156,18 @@ def playing(player, patch: pytest.MonkeyPatch, name: str) -> Iterator[None]:
     finally:
         patch.undo()
         player._stop.set()
+        player._wake.set()
         thread.join(timeout=30)
         for folder in {path.parent for path in player._cache.values()}:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def watching(player) -> bool:
+    """A player's watch loop: wait until its moto hook wakes it (a step added, a job run started) or
+    ``WATCH_TICK_S`` passed (what no hook shows: a state a test set); False once the player is stopped."""
+    player._wake.wait(WATCH_TICK_S)
+    player._wake.clear()
+    return not player._stop.is_set()
 
 
 def flow_run_in(state) -> str:
@@ -307,6 +319,7 @@ class FakeCluster:
     _seen: set[str] = field(default_factory=set)
     _cache: dict[tuple, Path] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
+    _wake: threading.Event = field(default_factory=threading.Event)
 
     def fail_next(self, reason: str, stderr: str) -> None:
         """The next step fails with this EMR reason, and this text as its stderr.gz in the log URI."""
@@ -404,6 +417,7 @@ class FakeCluster:
         """Called by moto's add_job_flow_steps (patched in the fixture) after it added steps to ``cluster``."""
         for callback in list(self._step_callbacks):
             callback(cluster.id, dict(cluster._tags))
+        self._wake.set()  # the watcher plays the step now, not at its next look
 
     def ignore(self, cluster_id: str) -> None:
         """Leave this cluster's steps alone (tests that drive step states themselves).
@@ -413,7 +427,7 @@ class FakeCluster:
         self._ignored.add(cluster_id)
 
     def watch(self) -> None:
-        while not self._stop.wait(0.2):
+        while watching(self):
             for cluster in _moto_clusters():
                 if cluster.id in self._ignored or UNPLAYED_TAG in cluster._tags:
                     continue
@@ -764,7 +778,9 @@ def aws(moto_endpoint, prefect_harness, fruit_images, aws_calls) -> AwsEnv:
     env.client("ec2").create_key_pair(KeyName=KEY_PAIR)
 
     save_moto_blocks("fruitflow", moto_endpoint)
-    EmrClusterConfig(key_pair_name=KEY_PAIR, poll_seconds=1, idle_timeout_minutes=60).save("fruitflow", overwrite=True)
+    EmrClusterConfig(key_pair_name=KEY_PAIR, poll_seconds=POLL_SECONDS, idle_timeout_minutes=60).save(
+        "fruitflow", overwrite=True
+    )
     return env
 
 

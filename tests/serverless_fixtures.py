@@ -29,10 +29,21 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import NO_HEALTH_PARAMETER
-from tests.emr_fixtures import UNPLAYED_TAG, AwsEnv, _download, _environment, _upload, local_staged, playing
+from tests.emr_fixtures import (
+    POLL_SECONDS,
+    UNPLAYED_TAG,
+    AwsEnv,
+    _download,
+    _environment,
+    _upload,
+    local_staged,
+    playing,
+    watching,
+)
 from tests.fake_emr_outputs import as_if_on_s3
 
 ROLE = "EMRServerlessS3RuntimeRole"
+SCHEDULED_S = 0.2  # how long a played job run stays SCHEDULED (two of the tests' polls)
 SERVICE = {"Service": "emr-serverless.amazonaws.com"}
 TRUST = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": SERVICE}]}
 JOB_S3_ACCESS = {
@@ -90,6 +101,7 @@ class FakeServerless:
     _seen: set[str] = field(default_factory=set)
     _cache: dict[tuple, Path] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
+    _wake: threading.Event = field(default_factory=threading.Event)
 
     def fail_next(self, details: str, stderr: str) -> None:
         """The next job run fails with these stateDetails and this driver stderr (no job is run)."""
@@ -141,9 +153,10 @@ class FakeServerless:
         job_run.state, job_run.created_at = "SUBMITTED", utcnow()
         for callback in list(self._callbacks):
             callback(job_run.application_id, job_run.id, dict(job_run.tags or {}))
+        self._wake.set()  # the watcher plays the job run now, not at its next look
 
     def watch(self) -> None:
-        while not self._stop.wait(0.2):
+        while watching(self):
             for job_run in [r for b in moto_serverless_backends() for runs in b.job_runs.values() for r in runs]:
                 if job_run.id in self._seen or job_run.state != "SUBMITTED":
                     continue
@@ -158,7 +171,7 @@ class FakeServerless:
         if UNPLAYED_TAG in (job_run.tags or {}):
             job_run.state = "RUNNING"  # and nothing ends it but a cancel
             return
-        time.sleep(0.5)
+        time.sleep(SCHEDULED_S)  # a moment in the queue, as AWS leaves it: the engine sees SCHEDULED, then RUNNING
         job_run.state = "RUNNING"
         started = time.monotonic()
         if self._fail:
@@ -271,7 +284,7 @@ def serverless(aws, spark) -> Iterator[FakeServerless]:
     from blocks.emr_serverless_config import EmrServerlessConfig
 
     create_role(aws, ROLE)
-    EmrServerlessConfig(poll_seconds=1, auto_stop_idle_minutes=30).save("fruitflow", overwrite=True)
+    EmrServerlessConfig(poll_seconds=POLL_SECONDS, auto_stop_idle_minutes=30).save("fruitflow", overwrite=True)
     player = FakeServerless(aws=aws, spark=spark)
     real_create, real_start = EMRServerlessBackend.create_application, EMRServerlessBackend.start_job_run
     real_list = EMRServerlessBackend.list_job_runs

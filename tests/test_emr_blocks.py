@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 from prefect_aws import AwsCredentials, S3Bucket
+from pydantic import ValidationError
 
 from blocks.create_blocks import build_blocks, create_blocks
 from blocks.emr_cluster_config import EmrClusterConfig
+from blocks.emr_serverless_config import EmrServerlessConfig
 from fruitjob.options import JobOptions, job_arguments
 from tasks.aws.preflight import PreflightError, check_uris
 from tasks.aws.remote import run_max_age_hours
@@ -24,6 +26,15 @@ def test_block_defaults_are_the_seed_shape_and_every_field_is_described():
     assert (config.master_instance_count, config.core_instance_count) == (1, 2)
     assert config.service_role == "EMR_DefaultRole" and config.instance_profile == "fruitflow-emr-ec2"
     assert all(field.description for field in EmrClusterConfig.model_fields.values())
+
+
+@pytest.mark.parametrize("block", [EmrClusterConfig, EmrServerlessConfig])
+def test_poll_seconds_takes_fractions_and_a_block_saved_with_whole_seconds_still_loads(block, prefect_harness):
+    assert block(poll_seconds=0.1).poll_seconds == 0.1  # what tests use: the fakes change states in-process
+    with pytest.raises(ValidationError, match="poll_seconds"):
+        block(poll_seconds=0)
+    block(poll_seconds=2).save("whole-seconds", overwrite=True)  # as every block saved before took an int
+    assert block.load("whole-seconds").poll_seconds == 2
 
 
 def test_cost_estimate_is_instance_hours_times_the_price_table():

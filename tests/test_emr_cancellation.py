@@ -25,7 +25,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Cancelling
 
 from tasks.aws.tags import TAG_FLOW_RUN
-from tests.emr_fixtures import KEY_PAIR, UNPLAYED_TAG, save_moto_blocks
+from tests.emr_fixtures import KEY_PAIR, POLL_SECONDS, UNPLAYED_TAG, save_moto_blocks
 from tests.emr_flow import TEST_JOB
 from tests.prefect_server import PrefectServer, start_deployment_run, wait_final
 
@@ -50,7 +50,7 @@ def client(server, aws) -> Iterator[SyncPrefectClient]:
     with temporary_settings({PREFECT_API_URL: server.api_url}), get_client(sync_client=True) as prefect:
         save_moto_blocks(BLOCKS, aws.endpoint)
         EmrClusterConfig(
-            key_pair_name=KEY_PAIR, poll_seconds=1, idle_timeout_minutes=60, tags={UNPLAYED_TAG: "true"}
+            key_pair_name=KEY_PAIR, poll_seconds=POLL_SECONDS, idle_timeout_minutes=60, tags={UNPLAYED_TAG: "true"}
         ).save(BLOCKS, overwrite=True)
         yield prefect
 
@@ -97,7 +97,7 @@ def _wait_terminated(aws, cluster_ids: list[str], timeout_s: float) -> dict[str,
         states = {cluster_id: _state(aws, cluster_id) for cluster_id in cluster_ids}
         if set(states.values()) == {"TERMINATED"} or time.monotonic() > deadline:
             return states
-        time.sleep(0.5)
+        time.sleep(0.1)
 
 
 def test_cancelling_an_emr_run_terminates_its_cluster(server, client, aws, step_added):

@@ -8,6 +8,7 @@ from prefect_aws import S3Bucket
 from blocks.emr_cluster_config import EmrClusterConfig
 from flows.fruit_features import fruit_features
 from tasks.aws.preflight import PreflightError
+from tests.emr_fixtures import POLL_SECONDS
 from tests.emr_flow import TEST_JOB, emr_test_flow
 
 
@@ -26,14 +27,14 @@ def _fails_in_preflight(**parameters) -> str:
 
 
 def test_missing_service_role(aws, no_cluster_created):
-    EmrClusterConfig(service_role="NoSuchEmrRole", poll_seconds=1).save("missing-role", overwrite=True)
+    EmrClusterConfig(service_role="NoSuchEmrRole", poll_seconds=POLL_SECONDS).save("missing-role", overwrite=True)
     message = _fails_in_preflight(images=aws.images, output=f"s3://{aws.bucket}/out/role", cluster_block="missing-role")
     assert "NoSuchEmrRole does not exist" in message
     assert "aws emr create-default-roles" in message
 
 
 def test_missing_key_pair(aws, no_cluster_created):
-    EmrClusterConfig(key_pair_name="nobodys-key", poll_seconds=1).save("missing-key", overwrite=True)
+    EmrClusterConfig(key_pair_name="nobodys-key", poll_seconds=POLL_SECONDS).save("missing-key", overwrite=True)
     message = _fails_in_preflight(images=aws.images, output=f"s3://{aws.bucket}/out/key", cluster_block="missing-key")
     assert "key pair nobodys-key does not exist in us-east-1" in message
     assert "aws ec2 create-key-pair --key-name nobodys-key" in message
@@ -93,8 +94,8 @@ def test_dry_run_creates_nothing_and_estimates_cost(aws, no_cluster_created):
     assert result.checked.images == 25  # 6 classes x 4 + one broken.jpg
     estimate = result.cost_estimate
     assert estimate.usd_per_hour == pytest.approx(0.72) and "estimate" in estimate.label
-    # at most: provisioning, the step timeout (TEST_JOB: 10 min), the log wait and termination (poll_seconds 1)
-    assert estimate.usd == pytest.approx(0.72 * (30 + 10 + 6 + 30 + 4 / 60) / 60, abs=0.01)
+    # at most: provisioning, the step timeout (TEST_JOB: 10 min), the log wait and termination, a poll each
+    assert estimate.usd == pytest.approx(0.72 * (30 + 10 + 6 + 30 + 4 * POLL_SECONDS / 60) / 60, abs=0.01)
     assert _keys(aws) == keys, "a dry run uploads nothing"
 
 

@@ -19,7 +19,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Cancelling
 
 from tasks.aws.tags import TAG_FLOW_RUN
-from tests.emr_fixtures import UNPLAYED_TAG, save_moto_blocks
+from tests.emr_fixtures import POLL_SECONDS, UNPLAYED_TAG, save_moto_blocks
 from tests.prefect_server import start_deployment_run, wait_final
 from tests.serverless_fixtures import SERVERLESS_JOB
 
@@ -39,14 +39,14 @@ def client(prefect_server, aws):
 
     with temporary_settings({PREFECT_API_URL: prefect_server.api_url}), get_client(sync_client=True) as prefect:
         save_moto_blocks(BLOCKS, aws.endpoint)
-        EmrServerlessConfig(poll_seconds=1, tags={UNPLAYED_TAG: "true"}).save(BLOCKS, overwrite=True)
+        EmrServerlessConfig(poll_seconds=POLL_SECONDS, tags={UNPLAYED_TAG: "true"}).save(BLOCKS, overwrite=True)
         yield prefect
 
 
 def _until(condition, timeout_s: float):
     deadline = time.monotonic() + timeout_s
     while not (found := condition()) and time.monotonic() < deadline:
-        time.sleep(0.5)
+        time.sleep(0.1)
     return found
 
 

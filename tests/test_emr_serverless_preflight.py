@@ -9,6 +9,7 @@ from prefect.exceptions import ParameterTypeError
 
 from blocks.emr_serverless_config import EmrServerlessConfig
 from tasks.aws.preflight import PreflightError
+from tests.emr_fixtures import POLL_SECONDS
 from tests.serverless_fixtures import TRUST, create_role, serverless_flow
 
 
@@ -21,7 +22,7 @@ def _created(aws) -> tuple[set[str], int]:
 
 
 def _refused(aws, block: str, **config) -> str:
-    EmrServerlessConfig(poll_seconds=1, **config).save(block, overwrite=True)
+    EmrServerlessConfig(poll_seconds=POLL_SECONDS, **config).save(block, overwrite=True)
     before = _created(aws)
     with pytest.raises(PreflightError) as caught:
         serverless_flow(aws.images, f"s3://{aws.bucket}/out/sl-{block}", serverless_block=block)

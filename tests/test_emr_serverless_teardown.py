@@ -15,7 +15,7 @@ from tasks.aws.run_names import run_name
 from tasks.aws.tags import run_tags
 from tasks.emr_serverless.engine import EmrServerlessEngine
 from tasks.engine_settings import EmrServerlessSettings
-from tests.emr_fixtures import UNPLAYED_TAG, flow_run_in
+from tests.emr_fixtures import POLL_SECONDS, UNPLAYED_TAG, flow_run_in
 
 
 def _application(aws, flow_run_id: str | None = None) -> str:
@@ -71,7 +71,7 @@ def test_the_hook_cleanup_ends_this_runs_resources_and_nothing_else(aws, serverl
         "someone's job run on it": (reused, _job_run(aws, reused, None)),
         "another run's application": (other_run, None),
     }
-    EmrServerlessConfig(application_id=reused, poll_seconds=1).save("sl-hook", overwrite=True)
+    EmrServerlessConfig(application_id=reused, poll_seconds=POLL_SECONDS).save("sl-hook", overwrite=True)
     engine = EmrServerlessEngine(EmrServerlessSettings(serverless_block="sl-hook"))
     try:
         engine.cleanup(flow_run_id, "Crashed", logging.getLogger("test"))

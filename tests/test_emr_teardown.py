@@ -21,7 +21,7 @@ from tasks.emr.cluster import cluster_request, terminate
 from tasks.emr.engine import EmrEngine
 from tasks.emr.steps import step_definition, step_watch, submit_step
 from tasks.engine_settings import EmrSettings
-from tests.emr_fixtures import UNPLAYED_TAG, add_placeholder_step, answer_ok, error_response, moto_clients
+from tests.emr_fixtures import POLL_SECONDS, UNPLAYED_TAG, add_placeholder_step, answer_ok, error_response, moto_clients
 from tests.emr_flow import emr_test_flow
 
 
@@ -128,7 +128,9 @@ def test_an_interrupted_step_ends_the_wait_at_once(aws, fake_cluster):
     @flow
     def wait() -> str:
         clients = moto_clients()
-        return watch_run(clients, step_watch(clients, cluster_id, step_id), timeout_minutes=0.5, poll_seconds=1)
+        return watch_run(
+            clients, step_watch(clients, cluster_id, step_id), timeout_minutes=0.5, poll_seconds=POLL_SECONDS
+        )
 
     started = time.monotonic()
     with pytest.raises(RemoteRunFailed, match="INTERRUPTED"):
@@ -153,9 +155,11 @@ def test_hung_step_is_cancelled_at_the_timeout(aws):
 
     @flow
     def wait_briefly() -> str:
-        return watch_run(clients, step_watch(clients, cluster_id, step_id), timeout_minutes=0.05, poll_seconds=1)
+        return watch_run(
+            clients, step_watch(clients, cluster_id, step_id), timeout_minutes=0.02, poll_seconds=POLL_SECONDS
+        )
 
-    with pytest.raises(WaitTimedOut, match="still RUNNING after 0.05 minutes; cancelled"):
+    with pytest.raises(WaitTimedOut, match="still RUNNING after 0.02 minutes; cancelled"):
         wait_briefly()
     assert [c["StepIds"] for c in cancels] == [[step_id]]
     emr.terminate_job_flows(JobFlowIds=[cluster_id])
@@ -176,7 +180,7 @@ def test_a_duplicate_cluster_of_the_run_is_terminated_with_it(aws):
     @flow
     def teardown() -> None:
         engine = EmrEngine(EmrSettings(), aws=moto_clients())
-        engine.__dict__["config"] = EmrClusterConfig(poll_seconds=1)
+        engine.__dict__["config"] = EmrClusterConfig(poll_seconds=POLL_SECONDS)
         release(engine, Place(None, created=True), run_id, failure=None)
 
     teardown()

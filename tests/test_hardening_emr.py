@@ -32,7 +32,15 @@ from tasks.emr.cluster import ClusterError, cluster_request
 from tasks.emr.engine import EmrEngine
 from tasks.emr.steps import step_watch
 from tasks.engine_settings import EmrSettings
-from tests.emr_fixtures import KEY_PAIR, REGION, add_placeholder_step, answer_ok, flow_run_in, moto_clients
+from tests.emr_fixtures import (
+    KEY_PAIR,
+    POLL_SECONDS,
+    REGION,
+    add_placeholder_step,
+    answer_ok,
+    flow_run_in,
+    moto_clients,
+)
 from tests.emr_flow import TEST_JOB
 from tests.iam_evaluator import allows, request_context
 
@@ -80,7 +88,9 @@ def _hang_until_cancelled(aws) -> str:
 
     @flow
     def wait_briefly() -> str:
-        return watch_run(clients, step_watch(clients, cluster_id, step_id), timeout_minutes=0.05, poll_seconds=1)
+        return watch_run(
+            clients, step_watch(clients, cluster_id, step_id), timeout_minutes=0.02, poll_seconds=POLL_SECONDS
+        )
 
     with pytest.raises(WaitTimedOut, match="cancelled"):
         wait_briefly()
@@ -100,7 +110,7 @@ def scenarios(aws, fake_cluster, aws_calls) -> dict:
         region_name=REGION,
         aws_client_parameters=AwsClientParameters(endpoint_url=aws.endpoint),
     ).save(BLOCK, overwrite=True)
-    EmrClusterConfig(key_pair_name=KEY_PAIR, subnet_id=subnet, poll_seconds=1, idle_timeout_minutes=45).save(
+    EmrClusterConfig(key_pair_name=KEY_PAIR, subnet_id=subnet, poll_seconds=POLL_SECONDS, idle_timeout_minutes=45).save(
         BLOCK, overwrite=True
     )
     names = {"aws_credentials_block": BLOCK, "cluster_block": BLOCK}
@@ -180,7 +190,7 @@ def _engine(aws, **config) -> EmrEngine:
 def test_cluster_stuck_before_ready_is_terminated(aws, fake_cluster):
     """Not ready in time (stuck bootstrapping): the error says so and the cluster is terminated, not left running."""
     flow_run_id = str(uuid.uuid4())
-    stuck = _engine(aws, poll_seconds=1, cluster_ready_timeout_minutes=0.02)
+    stuck = _engine(aws, poll_seconds=POLL_SECONDS, cluster_ready_timeout_minutes=0.01)
 
     @flow
     def provision() -> str:
@@ -197,20 +207,20 @@ def test_cluster_stuck_before_ready_is_terminated(aws, fake_cluster):
 def test_the_wait_for_a_cluster_logs_its_state_and_the_time_waited(aws, fake_cluster, caplog):
     """Waits talk (botocore waiters are silent): each state the cluster shows, and how long the wait has lasted."""
     flow_run_id = str(uuid.uuid4())
-    engine = _engine(aws, poll_seconds=1, cluster_ready_timeout_minutes=1)
+    engine = _engine(aws, poll_seconds=POLL_SECONDS, cluster_ready_timeout_minutes=1)
 
     @flow
     def provision() -> str:
         return provision_place(engine, flow_run_id, "fruitflow slow")
 
-    with fake_cluster.hold_bootstrapping(seconds=3), caplog.at_level(logging.INFO):
+    with fake_cluster.hold_bootstrapping(seconds=1.5), caplog.at_level(logging.INFO):
         cluster_id = provision()
     aws.client("emr").terminate_job_flows(JobFlowIds=[cluster_id])
     said = [message for message in caplog.messages if message.startswith(f"cluster {cluster_id} ready: ")]
     assert len(said) == 2, f"one line for the one state the cluster showed (not one per poll), then the end: {said}"
     assert re.fullmatch(rf"cluster {cluster_id} ready: BOOTSTRAPPING, waiting for \d s", said[0]), said
     waited = re.fullmatch(rf"cluster {cluster_id} ready: done after (\d+) s", said[1])
-    assert waited and 2 <= int(waited.group(1)) < 30, said
+    assert waited and 1 <= int(waited.group(1)) < 30, said
 
 
 def _texts_that_could_leak(aws, scenarios) -> dict[str, str]:

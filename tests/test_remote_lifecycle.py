@@ -21,6 +21,7 @@ from tasks.aws.remote_wait import RemoteRunFailed, RunWatch, WaitTimedOut
 from tasks.contract import Preflight, RunOutcome
 from tasks.engine_settings import EmrSettings
 from tasks.registry import ENGINES
+from tests.emr_fixtures import POLL_SECONDS
 
 RUN = "0f1e2d3c-run"
 # Teardown runs as a task outside a flow here: its logs cannot reach the API (nothing else is wrong).
@@ -36,7 +37,7 @@ class InMemoryBackend(RemoteEngine):
 
     def __init__(self, reused: str | None = None, keep: bool = False, fail_end: bool = False) -> None:
         super().__init__(EmrSettings(), aws=object())
-        self.__dict__["config"] = EmrClusterConfig(poll_seconds=1)
+        self.__dict__["config"] = EmrClusterConfig(poll_seconds=POLL_SECONDS)
         self.reused, self.keep, self.fail_end = reused, keep, fail_end
         self.places: dict[str, dict[str, Any]] = {}  # id -> {"tags": run id, "ended": bool, "work": [...]}
         self.kept_noted: list[str] = []

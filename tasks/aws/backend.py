@@ -182,7 +182,7 @@ class RemoteBackend(ABC):
         return self.config_block.load(self.settings)
 
     @property
-    def poll_seconds(self) -> int:
+    def poll_seconds(self) -> float:
         try:
             return self.config.poll_seconds
         except MissingBlock:  # the block is gone (a hook): end what the tags say is ours at the block's default pace

@@ -84,7 +84,7 @@ class RunWatch:
 
 
 @task(name="wait-for-remote-run", cache_policy=NO_CACHE)
-def watch_run(aws: AwsClients, watch: RunWatch, *, timeout_minutes: float, poll_seconds: int) -> dict:
+def watch_run(aws: AwsClients, watch: RunWatch, *, timeout_minutes: float, poll_seconds: float) -> dict:
     """Wait for the run to succeed and return the describe call's last reply.
 
     Raises:

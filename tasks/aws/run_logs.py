@@ -13,7 +13,7 @@ from tasks.aws.waiting import wait
 LOG_TAIL_LINES = 40
 
 
-def read_log_tail(aws: AwsClients, log_uri: str, poll_seconds: int, wait_minutes: float) -> str:
+def read_log_tail(aws: AwsClients, log_uri: str, poll_seconds: float, wait_minutes: float) -> str:
     """The last lines of a (gzipped) log; EMR uploads logs every few minutes, so wait for it (S3's own waiter)."""
     s3 = aws("s3")
     bucket, key = split_s3_uri(log_uri)

@@ -145,7 +145,7 @@ def not_ready(emr, cluster_id: str) -> ClusterError:
 
 
 def terminate(
-    aws: AwsClients, cluster_id: str, poll_seconds: int = 30, timeout_minutes: int = TERMINATE_WAIT_MINUTES
+    aws: AwsClients, cluster_id: str, poll_seconds: float = 30, timeout_minutes: int = TERMINATE_WAIT_MINUTES
 ) -> None:
     """Terminate a cluster and wait until EMR says TERMINATED or TERMINATED_WITH_ERRORS (plain function: hooks call
     it outside tasks)."""
@@ -166,7 +166,7 @@ def terminate(
 
 
 @task(name="terminate-cluster", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
-def terminate_cluster(aws: AwsClients, cluster_id: str, poll_seconds: int = 30) -> str:
+def terminate_cluster(aws: AwsClients, cluster_id: str, poll_seconds: float = 30) -> str:
     """Terminate a cluster and wait until it is TERMINATED (the reaper's task); safe to retry."""
     logger = get_run_logger()
     logger.info("terminating cluster %s", cluster_id)

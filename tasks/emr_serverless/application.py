@@ -98,7 +98,7 @@ def find_run_applications(client, flow_run_id: str) -> list[str]:
     return [app["applicationId"] for app, tags in our_applications(client) if is_ours(tags, flow_run_id)]
 
 
-def _wait_state(aws: AwsClients, name: str, application_id: str, what: str, poll: int, timeout: float) -> None:
+def _wait_state(aws: AwsClients, name: str, application_id: str, what: str, poll: float, timeout: float) -> None:
     wait(
         waiter(name, aws("emr-serverless")),
         what=f"application {application_id} {what}",
@@ -126,7 +126,7 @@ def wait_until_started(aws: AwsClients, application_id: str, config: EmrServerle
 
 
 def stop_and_delete(
-    aws: AwsClients, application_id: str, poll_seconds: int = 15, timeout_minutes: float = STATE_WAIT_MINUTES
+    aws: AwsClients, application_id: str, poll_seconds: float = 15, timeout_minutes: float = STATE_WAIT_MINUTES
 ) -> None:
     """Stop the application, wait until it may be deleted, delete it (plain function: hooks call it outside tasks)."""
     client = aws("emr-serverless")
@@ -145,7 +145,7 @@ def stop_and_delete(
         raise ApplicationError(f"application {application_id} was not deleted ({code}): {exc}") from exc
 
 
-def delete_application(aws: AwsClients, application_id: str, poll_seconds: int, logger=None) -> None:
+def delete_application(aws: AwsClients, application_id: str, poll_seconds: float, logger=None) -> None:
     """Cancel whatever runs on an application we created, then stop and delete it."""
     logger = logger or run_logger()
     live = [job_run["id"] for job_run in live_job_runs(aws("emr-serverless"), application_id)]

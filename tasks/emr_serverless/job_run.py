@@ -158,7 +158,7 @@ def run_job_runs(client, application_id: str, flow_run_id: str) -> list[str]:
     return [run["id"] for run in live_job_runs(client, application_id) if is_run_name(run.get("name"), flow_run_id)]
 
 
-def cancel_job_runs(aws: AwsClients, application_id: str, job_run_ids: list[str], poll_seconds: int) -> list[str]:
+def cancel_job_runs(aws: AwsClients, application_id: str, job_run_ids: list[str], poll_seconds: float) -> list[str]:
     """Cancel the live ones among ``job_run_ids`` and wait until each has ended; returns those cancelled."""
     client = aws("emr-serverless")
     cancelled = []

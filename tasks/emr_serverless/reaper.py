@@ -126,7 +126,7 @@ def find_stale_serverless(aws: AwsClients, max_age_hours: float) -> list[StaleSe
     return stale
 
 
-def reap_serverless(aws: AwsClients, entry: StaleServerless, poll_seconds: int) -> None:
+def reap_serverless(aws: AwsClients, entry: StaleServerless, poll_seconds: float) -> None:
     """Delete a stale application (its job runs cancelled first), or cancel a stale job run."""
     if entry.job_run_id is None:
         delete_application(aws, entry.application_id, poll_seconds)
