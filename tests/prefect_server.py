@@ -168,14 +168,19 @@ def server_environment(home: Path, port: int) -> PrefectServer:
     return PrefectServer(api_url=api_url, env=env, logs=home)
 
 
+# How often a condition on the server is asked again: a request to a local server costs milliseconds, and a 1 s step
+# left ~0.5 s idle at the end of each wait.
+POLL_S = 0.2
+
+
 def poll(predicate, timeout_s: float, what: str, server: PrefectServer, log: str = "serve"):
-    """``predicate()``'s first true value, asked each second; past ``timeout_s``, fail with ``what`` and the tail of
+    """``predicate()``'s first true value, asked every POLL_S; past ``timeout_s``, fail with ``what`` and the tail of
     the server's ``log`` (serve.log, server.log, worker.log)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if value := predicate():
             return value
-        time.sleep(1)
+        time.sleep(POLL_S)
     pytest.fail(f"{what} after {timeout_s}s; {log} log:\n{server.log_tail(log)}")
 
 
@@ -186,7 +191,7 @@ def wait_final(client, server: PrefectServer, flow_run_id, timeout_s: float):
         run = client.read_flow_run(flow_run_id)
         if run.state is not None and run.state.is_final():
             return run
-        time.sleep(1)
+        time.sleep(POLL_S)
     pytest.fail(f"flow run {flow_run_id} not finished after {timeout_s}s; worker log:\n{server.log_tail('worker')}")
 
 
