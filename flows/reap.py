@@ -29,7 +29,10 @@ REAPER_DEPLOYMENT = "reap-clusters/reap-every-30-min"  # prefect.yaml (formerly 
 
 @flow(name="reap-clusters")
 def reap_clusters(
-    aws_credentials_block: str = "fruitflow", max_age_hours: float = 6.0, dry_run: bool = False, poll_seconds: int = 30
+    aws_credentials_block: str = "fruitflow",
+    max_age_hours: float = 6.0,
+    dry_run: bool = False,
+    poll_seconds: float = 30,
 ) -> list[StaleCluster | StaleServerless]:
     """Terminate clusters tagged ``fruitflow:created-by`` that are too old or whose flow run is no longer running;
     delete such EMR Serverless applications, and cancel such job runs on applications fruitflow did not create.
