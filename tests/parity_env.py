@@ -12,6 +12,7 @@ Two virtualenvs, each built once per pin set and cached under ~/.cache/fruitflow
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -130,25 +131,33 @@ def build_bare(python: Path, release: str = "emr-7.13.0") -> ParityEnv:
     return _venv(python, "bare-py39", [f"pyspark=={EMR_SPARK[release]}"])
 
 
+def _build_venv(python: Path, target: Path, partial: Path, wanted: list[str]) -> None:
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    subprocess.run([str(python), "-m", "venv", str(partial)], check=True)
+    subprocess.run(
+        [str(partial / "bin" / "python"), "-m", "pip", "install", "-q", "--only-binary=:all:"]
+        + ["--no-binary=pyspark", *wanted],
+        check=True,
+        timeout=1500,
+    )
+    (partial / ".complete").write_text("\n".join(wanted) + "\n")
+    shutil.rmtree(target, ignore_errors=True)
+    # Moved whole once complete (only bin/python and pyspark's own bash scripts are used: both move well).
+    partial.rename(target)
+
+
 def _venv(python: Path, name: str, wanted: list[str]) -> ParityEnv:
     # pyspark is published as a source archive only; every other pin must be a wheel
     key = hashlib.sha256("\n".join([str(python), *wanted]).encode()).hexdigest()[:16]
     target = CACHE / f"{name}-{key}"
-    if not (target / ".complete").exists():
-        partial = CACHE / f".{name}-{key}-{os.getpid()}"
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        subprocess.run([str(python), "-m", "venv", str(partial)], check=True)
-        subprocess.run(
-            [str(partial / "bin" / "python"), "-m", "pip", "install", "-q", "--only-binary=:all:"]
-            + ["--no-binary=pyspark", *wanted],
-            check=True,
-            timeout=1500,
-        )
-        (partial / ".complete").write_text("\n".join(wanted) + "\n")
-        shutil.rmtree(target, ignore_errors=True)
-        # Moved whole once complete (only bin/python and pyspark's own bash scripts are used: both move well).
-        partial.rename(target)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    # One builder at a time: the suite's two pytest-xdist workers may both ask for it on a new machine, and a second
+    # build would remove the first one's folder while its tests use it. The other waits, then finds it complete.
+    with open(CACHE / f".{name}-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / ".complete").exists():
+            _build_venv(python, target, CACHE / f".{name}-{key}-{os.getpid()}", wanted)
     site = next((target / "lib").glob("python3.*")) / "site-packages"
     env = ParityEnv(python=target / "bin" / "python", spark_home=site / "pyspark")
     make_archive(env.spark_home, env.environment())  # once per machine, as for pip's Spark (tests/conftest.py)

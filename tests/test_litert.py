@@ -5,7 +5,9 @@ same in the cluster's runtime (ai-edge-litert 2.1.0 on Python 3.9, tests/parity_
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -194,6 +196,27 @@ def test_flatbuffers_converted_here_give_the_same_features_in_the_cluster_runtim
 
 
 # -- a model the flow converted, shipped to a cluster without TensorFlow ------------------------------------------
+
+
+def test_exporting_a_model_again_never_changes_a_file_being_read(tmp_path):
+    """Two runs export the same model into the cache at once (two flows, or two test workers): a reader that opened
+    the file keeps whole bytes, because an export replaces the file and never rewrites it in place."""
+    from fruitjob.shipped_model import MANIFEST_SUFFIX, export_model
+
+    folder = str(tmp_path / "models")
+    path = export_model("random", TEST_ALPHA, 0, "tflite", folder)
+    whole = Path(path).read_bytes()
+    with open(path, "rb") as reading, open(path + MANIFEST_SUFFIX, "rb") as reading_manifest:
+        assert export_model("random", TEST_ALPHA, 0, "tflite", folder) == path
+        # replaced: the reader's file is another one than the path's now (rewritten in place, it would be the same
+        # file, truncated and refilled under the reader)
+        for held, name in ((reading, path), (reading_manifest, path + MANIFEST_SUFFIX)):
+            assert os.fstat(held.fileno()).st_ino != os.stat(name).st_ino
+        assert reading.read() == whole
+        assert json.loads(reading_manifest.read())["model_sha256"]
+    assert Path(path).read_bytes() == whole
+    names = [Path(path).name, Path(path).name + MANIFEST_SUFFIX]
+    assert sorted(p.name for p in Path(folder).iterdir()) == sorted(names)  # no partial file left
 
 
 def test_a_shipped_model_is_used_only_for_the_run_it_was_converted_for(spark, tmp_path):

@@ -18,6 +18,7 @@ from pyspark.sql import SparkSession
 
 from fruitjob.calibration import calibration_of
 from fruitjob.conversion import converter_version
+from fruitjob.private_files import write_atomic
 from fruitjob.tflite_engine import convert_for_workers, resolve_converted
 from fruitjob.weights import Weights, WeightsError, identify_weights, read_weights_file
 
@@ -45,11 +46,9 @@ def export_model(
         "model_sha256": digest,
     }
     os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, "fruitflow-%s-%s.tflite" % (featurizer, digest[:16]))
-    with open(path, "wb") as handle:
-        handle.write(model)
-    with open(path + MANIFEST_SUFFIX, "w") as handle:
-        json.dump(manifest, handle, indent=2)
+    # Each file is replaced whole: two runs exporting the same model at once never read half of it.
+    path = write_atomic(os.path.join(folder, "fruitflow-%s-%s.tflite" % (featurizer, digest[:16])), model)
+    write_atomic(path + MANIFEST_SUFFIX, json.dumps(manifest, indent=2).encode())
     return path
 
 
