@@ -60,4 +60,7 @@ fi
 # The driver JVM's class archive (tasks/local/class_archive.py): Spark's classes mapped at start, ~1.5-3 s sooner
 # each run. Made once per Spark and JVM (~15 s), under ~/.cache/fruitflow/jvm.
 .venv/bin/python -m tasks.local.class_archive | sed 's/^/setup: /'
+# The tests' EMR parity environments (Python 3.9 + Spark 3.5.6, tests/parity_env.py): built once per pin set,
+# a minute or two on a new machine, here rather than inside the first test that needs them.
+.venv/bin/python -m tests.parity_env | sed 's/^/setup: /'
 echo "setup: ready ($(java -version 2>&1 | head -1); $(.venv/bin/python --version))"

@@ -177,3 +177,18 @@ def parity(parity_env) -> ParityEnv:
     if parity_env is None:
         pytest.skip("Python 3.9 (pyenv 3.9.18) is not installed: the EMR parity environment cannot be built")
     return parity_env
+
+
+def main() -> None:
+    """Build both environments ahead of the tests (``.ci/setup.sh``): a minute or two once per machine and pin set,
+    otherwise paid inside the first test that needs them."""
+    python = base_python()
+    if python is None:
+        print(f"no Python {PYTHON_VERSION} (pyenv): the EMR parity tests will skip")
+        return
+    for env in (build(python), build_bare(python)):
+        print(f"EMR parity environment: {env.python.parent.parent}")
+
+
+if __name__ == "__main__":
+    main()
