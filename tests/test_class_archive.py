@@ -35,16 +35,21 @@ def test_the_archive_is_named_by_its_spark_home_and_its_jvm(tmp_path, archives):
     assert first is not None and first.parent == archives
     assert class_archive.archive_path(home, environ) == first
 
+    jar = home / "jars" / "spark-core_2.13-4.0.0.jar"
+    os.utime(jar, ns=(jar.stat().st_atime_ns, jar.stat().st_mtime_ns + 10**9))  # reinstalled at the same path
+    reinstalled = class_archive.archive_path(home, environ)
+    assert reinstalled != first
+
     (home / "jars" / "spark-sql_2.13-4.0.1.jar").write_bytes(b"")  # Spark upgraded in place
     upgraded = class_archive.archive_path(home, environ)
-    assert upgraded != first
+    assert upgraded not in (first, reinstalled)
 
     java = tmp_path / "jdk" / "bin" / "java"
     java.write_text("#!/bin/sh\n# another build\n")  # the JVM upgraded
-    assert class_archive.archive_path(home, environ) not in (first, upgraded)
+    assert class_archive.archive_path(home, environ) not in (first, reinstalled, upgraded)
 
     other_home, _ = _fake_home_and_java(tmp_path / "other")
-    assert class_archive.archive_path(other_home, environ) not in (first, upgraded)
+    assert class_archive.archive_path(other_home, environ) not in (first, reinstalled, upgraded)
     assert class_archive.archive_path(home, {"JAVA_HOME": str(tmp_path / "no-jdk"), "PATH": ""}) is None
 
 

@@ -4,11 +4,12 @@ A local run's driver JVM spends most of its ~3 s start loading and verifying the
 home. The JVM can write the classes a run loaded into an archive when it exits (``-XX:ArchiveClassesAtExit``, JDK 13+)
 and map that archive at the start of later runs (``-XX:SharedArchiveFile``): the same classes, ready to use.
 
-An archive belongs to one Spark home and one JVM. Its file name is a hash of both (the home's path and jars, the
-``java`` that ``spark-class`` runs and that JVM's library), so an upgrade of either makes a new one instead of using a
-stale one; a JVM given an archive it cannot use prints one warning and starts as it would without it. The archive is
-made once, by ``python -m tasks.local.class_archive`` (``.ci/setup.sh`` runs it) or, where it is missing, at the end of
-the next local run, and lives under ``~/.cache/fruitflow/jvm`` (``FRUITFLOW_CACHE``).
+An archive belongs to one Spark home and one JVM. Its file name is a hash of both (the home's path, each jar's name,
+size and time, the ``java`` that ``spark-class`` runs and that JVM's library), so an upgrade or a reinstall of either
+makes a new one instead of using a stale one (which the JVM would refuse); a JVM given an archive it cannot use
+prints one warning and starts as it would without it. The archive is made once, by
+``python -m tasks.local.class_archive`` (``.ci/setup.sh`` runs it) or, where it is missing, at the end of the next
+local run, and lives under ``~/.cache/fruitflow/jvm`` (``FRUITFLOW_CACHE``).
 
 Measured in pairs (docs/performance.md, "The driver JVM maps its classes from an archive"): a ``spark-submit`` of the
 job on 24 small images 12.6 -> 9.5 s, of a two-line Spark script 4.7 -> 3.0 s.
@@ -55,7 +56,8 @@ def archive_path(home: Path, environ: dict[str, str] | None = None) -> Path | No
         return None
     jvm_library = next(iter(sorted(java.parent.parent.glob("lib/*/libjvm.so"))), java)
     jars = sorted((home / "jars").glob("*.jar"))
-    identity = "\n".join([str(home.resolve()), _stat_key(java), _stat_key(jvm_library), *(jar.name for jar in jars)])
+    # The JVM checks each jar's size and time against the archive's: a reinstall at the same path needs a new one.
+    identity = "\n".join([str(home.resolve()), _stat_key(java), _stat_key(jvm_library), *map(_stat_key, jars)])
     return ARCHIVES / f"spark-classes-{hashlib.sha256(identity.encode()).hexdigest()[:16]}.jsa"
 
 
