@@ -12,9 +12,8 @@ an LSH misses most. No feature reaches the driver.
     .venv/bin/python bench/health_scale.py --features OUTPUT/features --sizes 4000 24000 100000 --repeats 3
 
 Runs of the methods are interleaved (exact, lsh, exact, lsh, ...) and the medians reported; ``--no-exact-above N``
-skips the exact search above N rows (it is quadratic); ``--bucket-load`` only counts how evenly the LSH fills its
-buckets (numpy on the driver), and with ``--split`` (and ``--centre``) the work and recall at the threshold when
-oversized buckets are split adaptively (issue 22's next step, not yet the job's).
+skips the exact search above N rows (it is quadratic); ``--bucket-load`` only computes the LSH's plan and leaves
+(numpy on the driver): how evenly they are filled, the pairs they multiply and the recall at the threshold.
 Results: docs/performance.md, "Dataset health".
 """
 
@@ -34,12 +33,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, FloatType, LongType, StringType, StructField, StructType
 
-from fruitjob.similarity import BLOCK_ROWS, ITEM_COLUMNS, METHOD, METHOD_LSH, lsh_shape, signatures, similar_pairs
+from fruitjob import simhash
+from fruitjob.block_search import BLOCK_ROWS, ITEM_COLUMNS
+from fruitjob.similarity import METHOD, METHOD_LSH, similar_pairs
 
 NOISE = 0.5
 COPY_NOISE = 0.1
 COPY_EVERY = 100
-LSH_EXTRA_SEED = 2201  # --split: the further hyperplanes that split an oversized bucket
 AT_THRESHOLD = COPY_EVERY // 2 - 1  # i % COPY_EVERY: a copy of the row before at a cosine just above the threshold
 SPARK_ML = "spark-ml-lsh"
 _ROWS = StructType(
@@ -150,13 +150,11 @@ def measure(spark, features: str, n: int, args) -> dict[str, object]:
             print(n, method, len(collected), "pairs", round(times[method][-1], 2), "s", flush=True)
     every, at_threshold = planted(n)
     truth = found.get(METHOD, every)
-    bits, tables = lsh_shape(n, args.threshold, BLOCK_ROWS)
     result: dict[str, object] = {
         "rows": n,
         "pairs_planted": len(every),
         "planted_at_threshold": len(at_threshold),
         "truth": "exact search" if METHOD in found else "planted pairs",
-        "simhash_bits_tables": [bits, tables],
     }
     for method in methods:
         result[method] = {
@@ -171,87 +169,37 @@ def measure(spark, features: str, n: int, args) -> dict[str, object]:
     return result
 
 
-def bucket_load(features: str, n: int, threshold: float, bits_asked: list[int]) -> list[dict[str, object]]:
-    """How evenly the job's LSH fills its buckets on the bench's rows, in numpy on the driver (n x 1280 float32): the
-    largest bucket and the pairs the buckets multiply, against even buckets and against every pair; with the job's
-    bits (``bits_asked`` empty) or with each of ``bits_asked`` (and the tables the 0.99 recall then needs)."""
-    real = pd.read_parquet(features, columns=["label", "features"])
-    make = _noisy(np.stack(real["features"].map(np.asarray).to_list()), list(real["label"]), threshold)
-    frame = next(make(iter([pd.DataFrame({"id": np.arange(n)})])))
-    unit = np.stack(frame["features"].to_list())
-    results = []
-    for asked in bits_asked or [0]:
-        block = BLOCK_ROWS if not asked else n / 2.0 ** (asked - 0.5)  # the block that makes lsh_shape pick ``asked``
-        bits, tables = lsh_shape(n, threshold, block)
-        keys = signatures(unit, bits, tables)
-        sizes = [np.bincount(keys[:, t], minlength=2**bits).astype(np.int64) for t in range(tables)]
-        results.append(
-            {
-                "rows": n,
-                "bits_tables": [bits, tables],
-                "largest_bucket": int(max(size.max() for size in sizes)),
-                "pairs_multiplied": int(sum((size**2).sum() for size in sizes) // 2),
-                "pairs_if_even": int(tables * n * n / 2**bits / 2),
-                "all_pairs": n * (n - 1) // 2,
-            }
-        )
-    return results
-
-
-def _leaves(keys: np.ndarray, extra: np.ndarray, block: int) -> tuple[np.ndarray, int]:
-    """Each row's leaf when a bucket over ``block`` rows is split by further hyperplanes (``extra``: rows x levels of
-    signs) until each part is at most a block (or the levels run out); and the deepest extra level used."""
-    key, depth, deepest = keys.astype(np.int64).copy(), np.zeros(len(keys), dtype=np.int64), 0
-    for level in range(extra.shape[1]):
-        leaf = key * 64 + depth
-        _, inverse, counts = np.unique(leaf, return_inverse=True, return_counts=True)
-        over = counts[inverse] > block
-        if not over.any():
-            break
-        key = np.where(over, key * 2 + extra[:, level], key)
-        depth = depth + over
-        deepest = level + 1
-    return key * 64 + depth, deepest
-
-
-def split_load(features: str, n: int, threshold: float, centre: bool, levels: int = 24) -> dict[str, object]:
-    """The work (pairs multiplied) and the recall of the planted pairs at the threshold, in numpy, when the features
-    are centred (``centre``) and oversized buckets are split adaptively; the tables are the fewest for 0.99 recall at
-    the deepest path used (base bits + the deepest extra level), chosen until stable."""
+def bucket_load(features: str, n: int, threshold: float, centred: bool = True) -> dict[str, object]:
+    """The job's LSH plan on the bench's rows, in numpy on the driver (n x 1280 float32): bits, tables and the most
+    extra bits, the largest leaf, the pairs the leaves multiply (against even buckets of a block and against every
+    pair) and the recall of the planted pairs at the threshold (whether they share a leaf in some table);
+    ``centred`` False hashes the features as they are (the job centres them on their mean)."""
     real = pd.read_parquet(features, columns=["label", "features"])
     make = _noisy(np.stack(real["features"].map(np.asarray).to_list()), list(real["label"]), threshold)
     frame = next(make(iter([pd.DataFrame({"id": np.arange(n)})])))
     unit = np.stack(frame["features"].to_list()).astype(np.float32)
-    if centre:
-        unit = _unit(unit - unit.mean(axis=0)).astype(np.float32)
-    bits, tables = lsh_shape(n, threshold, BLOCK_ROWS)
-    every, at_threshold = planted(n)
+    centre = unit.astype(np.float64).mean(axis=0) if centred else np.zeros(unit.shape[1])
+    bits = simhash.base_bits(n)
+    row_codes = simhash.codes(unit, centre, bits, simhash.tables_for(bits + simhash.MAX_EXTRA_BITS, threshold))
+    base = simhash.buckets(row_codes, bits)
+    counts = np.stack([np.bincount(base[:, t], minlength=2**bits) for t in range(base.shape[1])])
+    extra = simhash.extra_bits(counts)
+    tables = simhash.tables_needed(extra, bits, threshold)
+    keys = simhash.leaves(row_codes[:, :tables], bits, extra[:tables])
+    sizes = [np.unique(keys[:, t], return_counts=True)[1].astype(np.int64) for t in range(tables)]
+    _, at_threshold = planted(n)
     index = {"img/%08d.jpg" % i: i for i in range(n)}
     pairs = np.array([(index[a], index[b]) for a, b in sorted(at_threshold)])
-    angle = np.arccos(threshold)
-    for _ in range(6):
-        keys = signatures(unit, bits, tables)
-        extra_planes = np.random.default_rng(LSH_EXTRA_SEED).standard_normal((unit.shape[1], tables * levels))
-        extra = ((unit @ extra_planes.astype(np.float32)) >= 0).astype(np.int64).reshape(n, tables, levels)
-        work, largest, deepest, hit = 0, 0, 0, np.zeros(len(pairs), dtype=bool)
-        for t in range(tables):
-            leaf, used = _leaves(keys[:, t], extra[:, t, :], BLOCK_ROWS)
-            counts = np.unique(leaf, return_counts=True)[1].astype(np.int64)
-            work += int((counts**2).sum() // 2)
-            largest, deepest = max(largest, int(counts.max())), max(deepest, used)
-            hit |= leaf[pairs[:, 0]] == leaf[pairs[:, 1]]
-        together = (1.0 - angle / np.pi) ** (bits + deepest)
-        needed = int(np.ceil(np.log(0.01) / np.log(1.0 - together)))
-        if needed <= tables:
-            break
-        tables = needed
+    met = (keys[pairs[:, 0]] == keys[pairs[:, 1]]).any(axis=1)
     return {
         "rows": n,
-        "centred": centre,
-        "bits_tables_deepest_extra": [bits, tables, deepest],
-        "largest_bucket": largest,
-        "pairs_multiplied": work,
-        "recall_at_threshold": round(float(hit.mean()), 4),
+        "centred": centred,
+        "bits_tables_most_extra_bits": [bits, tables, int(extra[:tables].max())],
+        "largest_leaf": int(max(size.max() for size in sizes)),
+        "pairs_multiplied": int(sum((size**2).sum() for size in sizes) // 2),
+        "pairs_if_even": int(tables * n * BLOCK_ROWS / 2),
+        "all_pairs": n * (n - 1) // 2,
+        "recall_at_threshold": round(float(met.mean()), 4),
         "planted_at_threshold": len(pairs),
     }
 
@@ -269,16 +217,12 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=[METHOD, METHOD_LSH], choices=methods)
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--json", help="write the results here too")
-    parser.add_argument("--bucket-load", action="store_true", help="count the LSH bucket sizes only (no Spark)")
-    parser.add_argument("--bits", type=int, nargs="*", default=[], help="--bucket-load: these bits, not the job's")
-    parser.add_argument("--split", action="store_true", help="--bucket-load: split oversized buckets adaptively")
-    parser.add_argument("--centre", action="store_true", help="--bucket-load --split: centre the features first")
+    parser.add_argument("--bucket-load", action="store_true", help="the LSH's plan and leaves only (numpy, no Spark)")
+    parser.add_argument("--uncentred", action="store_true", help="--bucket-load: hash the features uncentred")
     args = parser.parse_args()
-    if args.bucket_load and args.split:
-        print(json.dumps([split_load(args.features, n, args.threshold, args.centre) for n in args.sizes], indent=2))
-        return
     if args.bucket_load:
-        print(json.dumps([bucket_load(args.features, n, args.threshold, args.bits) for n in args.sizes], indent=2))
+        loads = [bucket_load(args.features, n, args.threshold, not args.uncentred) for n in args.sizes]
+        print(json.dumps(loads, indent=2))
         return
     spark = (
         SparkSession.builder.master(args.master)

@@ -19,7 +19,7 @@ def planted_items(spark):
     output, and one byte copy (the same sha256) whose features differ."""
     import numpy as np
 
-    from fruitjob.similarity import ITEM_COLUMNS
+    from fruitjob.block_search import ITEM_COLUMNS
 
     rng = np.random.default_rng(7)
     base = rng.normal(size=(260, 64)) + 0.5  # a shared direction, as real features have

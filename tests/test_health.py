@@ -164,7 +164,8 @@ def test_an_incremental_batch_with_a_copy_of_a_first_batch_image_is_a_leak(run_j
 
 def test_blocked_search_finds_every_pair_across_blocks(spark):
     """Blocks of 3 rows: the search finds the pairs numpy's full product finds, within and against earlier rows."""
-    from fruitjob.similarity import ITEM_COLUMNS, similar_pairs, unit_rows
+    from fruitjob.block_search import ITEM_COLUMNS, unit_rows
+    from fruitjob.similarity import similar_pairs
 
     rng = np.random.default_rng(5)
     base = rng.random((6, 16)).astype(np.float32)
@@ -190,8 +191,9 @@ def test_blocked_search_finds_every_pair_across_blocks(spark):
 def test_features_all_alike_make_at_most_the_cap_of_pairs_per_image(spark):
     """Random weights make every pair of images look alike: each image keeps its MAX_PAIRS_PER_IMAGE most similar
     pairs (n x cap rows, not n^2), the most similar first."""
+    from fruitjob.block_search import ITEM_COLUMNS
     from fruitjob.rules import MAX_PAIRS_PER_IMAGE
-    from fruitjob.similarity import ITEM_COLUMNS, similar_pairs
+    from fruitjob.similarity import similar_pairs
 
     rows = [
         ("p%02d" % k, "L%d" % (k % 3), "new", "r", "", "this", [1.0, 0.001 * k, 0.0, 0.0])
@@ -207,7 +209,7 @@ def test_features_all_alike_make_at_most_the_cap_of_pairs_per_image(spark):
 def _top_pairs_by_numpy(keys: list[tuple[str, str]], vectors: np.ndarray, earlier: int, threshold: float, most: int):
     """The pair cap computed over the whole matrix: each image's ``most`` most similar pairs (similarity, then the
     other image's (output, path)), kept when they are among either image's; ``keys``' last ``earlier`` are earlier."""
-    from fruitjob.similarity import unit_rows
+    from fruitjob.block_search import unit_rows
 
     unit = unit_rows(list(vectors))
     similarity = np.minimum((unit @ unit.T).astype(np.float64), 1.0)
@@ -227,7 +229,8 @@ def _top_pairs_by_numpy(keys: list[tuple[str, str]], vectors: np.ndarray, earlie
 def test_the_pair_cap_holds_over_all_blocks_and_counts_what_it_cut(spark):
     """Blocks of 7 rows, 4 pairs at most per image: the pairs kept are exactly each image's 4 most similar (over all
     the blocks, not per pair of blocks), and ``found`` sums to every pair above the threshold."""
-    from fruitjob.similarity import ITEM_COLUMNS, candidate_pairs, similar_pairs
+    from fruitjob.block_search import ITEM_COLUMNS
+    from fruitjob.similarity import candidate_pairs, similar_pairs
 
     rng = np.random.default_rng(11)
     vectors = (np.ones(16) + rng.normal(0, 0.3, (40, 16))).astype(np.float32)  # all alike: every pair >= 0.5
@@ -247,7 +250,7 @@ def test_the_pair_cap_holds_over_all_blocks_and_counts_what_it_cut(spark):
 def test_metrics_count_the_pairs_the_cap_cut_off(job_output):
     """metrics.json says how many pairs above the threshold the cap left out (random weights pair every image: none
     of 24 images reaches the cap, so none), and how many images have a near-duplicate (most, with random weights)."""
-    from fruitjob.similarity import unit_rows
+    from fruitjob.block_search import unit_rows
 
     health = metrics(job_output)["health"]
     features, pairs = read_parquet(job_output, "features"), read_parquet(job_output, "health/pairs")

@@ -17,10 +17,9 @@ from tests.parity_env import REPO
 
 @pytest.mark.slow
 def test_the_lsh_finds_the_planted_pairs_the_exact_search_finds_each_once(spark):
-    from fruitjob.similarity import lsh_shape
+    from fruitjob.simhash import base_bits, tables_for
 
-    bits, tables = lsh_shape(300, THRESHOLD, block_rows=BLOCK_ROWS)
-    assert bits == 4 and tables > 1  # 16 buckets a table, a few tables: the LSH, not one bucket
+    assert base_bits(300, BLOCK_ROWS) == 4 and tables_for(4, THRESHOLD) > 1  # 16 buckets a table, a few tables
     exact, lsh, found = both_searches(spark)
     assert len(exact) == 30 + 10 + 1
     pd.testing.assert_frame_equal(lsh, exact, check_dtype=False)
@@ -38,11 +37,43 @@ def test_the_lsh_finds_the_same_pairs_on_the_cluster_spark(parity):
 
 
 def test_the_lsh_is_deterministic():
-    from fruitjob.similarity import signatures, unit_rows
+    from fruitjob.block_search import unit_rows
+    from fruitjob.simhash import MAX_EXTRA_BITS, codes
 
     unit = unit_rows(list(np.random.default_rng(3).normal(size=(50, 16))))
-    first, again = signatures(unit, 5, 3), signatures(unit, 5, 3)
-    assert first.shape == (50, 3) and (first == again).all() and first.max() < 32 and len(np.unique(first)) > 10
+    centre = unit.mean(axis=0)
+    first, again = codes(unit, centre, 5, 3), codes(unit, centre, 5, 3)
+    assert first.shape == (50, 3) and (first == again).all() and first.max() < 2 ** (5 + MAX_EXTRA_BITS)
+    assert len(np.unique(first & 31)) > 10
+    assert (codes(unit, centre, 5, 2) == first[:, :2]).all()  # a table's hyperplanes do not depend on the others
+
+
+def test_concentrated_features_fill_the_buckets_evenly_once_centred():
+    """Features of one model point one way (nonnegative, a dominant direction): hyperplanes through the origin put
+    most rows in a few buckets, hyperplanes through the mean spread them."""
+    from fruitjob.block_search import unit_rows
+    from fruitjob.simhash import buckets, codes
+
+    rng = np.random.default_rng(5)
+    unit = unit_rows(list(np.abs(rng.normal(size=(4096, 64))) + 3.0))
+    largest = {}
+    for name, centre in (("origin", np.zeros(64)), ("mean", unit.mean(axis=0))):
+        base = buckets(codes(unit, centre, 5, 1), 5)[:, 0]
+        largest[name] = np.bincount(base, minlength=32).max()
+    assert largest["origin"] > 4 * largest["mean"] and largest["mean"] < 4096 / 32 * 2.5
+
+
+def test_a_crowded_bucket_is_cut_by_extra_bits_into_leaves_of_about_a_block():
+    from fruitjob.simhash import MAX_EXTRA_BITS, extra_bits, leaves
+
+    counts = np.array([[1024, 1025, 4096, 10**9, 0, 3, 2048, 2049]])
+    assert extra_bits(counts, 1024).tolist() == [[0, 1, 2, MAX_EXTRA_BITS, 0, 0, 1, 2]]
+    # rows of bucket 2 (two extra bits) meet only when their first two extra bits agree; bucket 0 takes no extra bit
+    bits = 3
+    rows = np.array([[2 | (0b00 << bits)], [2 | (0b01 << bits)], [2 | (0b101 << bits)], [0 | (0b11 << bits)], [0]])
+    keys = leaves(rows, bits, extra_bits(counts, 1024))[:, 0]
+    assert keys[0] != keys[1] and keys[1] == keys[2] and keys[3] == keys[4]
+    assert len({keys[0], keys[1], keys[3]}) == 3
 
 
 def test_the_stage_uses_the_lsh_above_the_crossover(spark, job_output, tmp_path, monkeypatch):
@@ -62,14 +93,20 @@ def test_the_stage_uses_the_lsh_above_the_crossover(spark, job_output, tmp_path,
     assert pairs <= set(zip(exact.path, exact.other_path, strict=True)) and len(pairs) == len(lsh) > 0
 
 
-def test_the_tables_are_the_fewest_for_the_recall_and_the_buckets_about_a_block():
+def test_the_tables_are_the_fewest_for_the_recall_over_the_deepest_path():
     import math
 
-    from fruitjob.similarity import LSH_RECALL, lsh_shape
+    from fruitjob.simhash import LSH_RECALL, MAX_EXTRA_BITS, base_bits, tables_for, tables_needed
 
     for rows, threshold in ((24000, 0.98), (100000, 0.98), (100000, 0.9), (5000, 0.95)):
-        bits, tables = lsh_shape(rows, threshold)
+        bits = base_bits(rows)
         assert 2 ** (bits - 1) < rows / 1024 <= 2**bits
+        tables = tables_for(bits, threshold)
         together = (1 - math.acos(threshold) / math.pi) ** bits
         assert 1 - (1 - together) ** tables >= LSH_RECALL > 1 - (1 - together) ** (tables - 1)
-    assert lsh_shape(24000, 0.98) == (5, 4) and lsh_shape(100000, 0.98) == (7, 5)
+    assert (base_bits(24000), tables_for(5, 0.98)) == (5, 4) and (base_bits(100000), tables_for(7, 0.98)) == (7, 5)
+    # a table whose buckets took 2 extra bits: the tables are counted over 7 + 2 bits
+    extra = np.zeros((tables_for(7 + MAX_EXTRA_BITS, 0.98), 128), dtype=np.int64)
+    assert tables_needed(extra, 7, 0.98) == 5
+    extra[1, 17] = 2
+    assert tables_needed(extra, 7, 0.98) == tables_for(9, 0.98) == 6

@@ -18,7 +18,7 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql.types import ArrayType, DoubleType, LongType, StringType, StructField, StructType
 
-from fruitjob.similarity import unit_rows
+from fruitjob.block_search import unit_rows
 
 OUTLIER_MADS = 6.0
 OUTLIER_MIN_SCORE = 0.25

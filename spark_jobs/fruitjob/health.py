@@ -37,7 +37,8 @@ from fruitjob.centroid_scores import MISLABEL_CUT, SCORE_SCHEMA, class_sums, out
 from fruitjob.errors import JobError
 from fruitjob.identity import check_same_space
 from fruitjob.metrics import ClassHealth, HealthCounts
-from fruitjob.similarity import FOUND, PAIR_SCHEMA, candidate_pairs, capped, search_method
+from fruitjob.block_search import FOUND, PAIR_SCHEMA
+from fruitjob.similarity import candidate_pairs, capped, search_method
 from fruitjob.space import load_space
 from fruitjob.tuning import spark_setting
 
@@ -216,7 +217,9 @@ def write_health(
 
     with _shuffle_partitions(spark, rows):  # before any plan is made: persist() makes the cached one
         method = search_method(rows)
-        candidates = candidate_pairs(items, rows, threshold, method=method).persist(StorageLevel.MEMORY_AND_DISK)
+        centre = totals.sum(axis=0) / per_label.sum() if per_label.sum() else None  # the LSH's: the mean unit feature
+        candidates = candidate_pairs(items, rows, threshold, method=method, centre=centre)
+        candidates = candidates.persist(StorageLevel.MEMORY_AND_DISK)
         try:
             pairs = capped(candidates, rows, bool(compared), method=method)
             pairs.coalesce(1).write.mode("overwrite").parquet(layout.child(health_uri, PAIRS))

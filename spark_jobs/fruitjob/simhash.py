@@ -1,0 +1,254 @@
+"""The LSH search for similar pairs, from ``EXACT_BELOW_ROWS`` rows (fruitjob/similarity.py): random hyperplanes
+(SimHash) over the centred unit features, each bucket searched by fruitjob/block_search.py's exact products.
+
+- **Signatures.** Each row gets, in each table, the signs of its unit features minus ``centre`` (the mean unit
+  feature) against seeded Gaussian hyperplanes: the same in every worker and every run, so a rerun finds the same
+  pairs. Features of one model are concentrated (nonnegative, one dominant direction); hyperplanes through the origin
+  cut them unevenly, hyperplanes through their mean about evenly (docs/performance.md measures both).
+- **Buckets of about a block.** ``bits`` = log2(rows / block) base bits make a bucket of about one block. A bucket
+  that is still crowded (counted by one Spark job over every table's base buckets) is cut by up to
+  ``MAX_EXTRA_BITS`` further hyperplanes of its table, as many as bring it to about a block: a row's *leaf* in a
+  table is its base bucket and that bucket's extra bits. Every row of a bucket gets the same number of extra bits, so
+  a leaf is a function of the row and the counts, and two rows meet in a table exactly when their leaves are equal.
+- **Tables.** One bit separates a pair at angle theta with probability theta / pi; ``tables`` is the fewest for which a
+  pair at the threshold shares a leaf in some table with probability >= ``LSH_RECALL``, counted over the base bits
+  plus the most extra bits any of those tables gives a bucket. (Centring changes a pair's angle: pairs near the mean
+  separate more easily, pairs far from it less; bench/health_scale.py measures the recall at the threshold.)
+- **Search.** Rows are grouped by (table, leaf) and each leaf is searched in blocks (a leaf over a block is cut into
+  blocks and every pair of them multiplied). A pair is emitted only in the first table where the two rows share a
+  leaf, so once; a last table buckets the ``sha256``, so that byte copies are pairs whatever their features.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator, List, Optional
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, DoubleType, FloatType, LongType, StringType, StructField, StructType
+
+from fruitjob.block_search import (
+    BLOCK_ROWS,
+    CANDIDATE_SCHEMA,
+    ITEM_COLUMNS,
+    block_pair,
+    chunks,
+    no_candidates,
+    pairs_of_one,
+    unit_rows,
+)
+from fruitjob.rules import MAX_PAIRS_PER_IMAGE
+
+LSH_RECALL = 0.99  # the least probability that a pair at the threshold shares a leaf in some table
+LSH_SEED = 22
+MAX_EXTRA_BITS = 4  # the most further hyperplanes that cut a crowded bucket (16 leaves)
+_DEPTH_BITS = 3  # a leaf's key holds its number of extra bits in its low bits (up to 7)
+
+
+def _schema_with(column: str) -> StructType:
+    """ITEM_COLUMNS' schema and one array of longs: a row's ``codes`` or ``keys`` in every table."""
+    return StructType(
+        [
+            StructField("path", StringType(), False),
+            StructField("label", StringType(), False),
+            StructField("output", StringType(), True),
+            StructField("run_id", StringType(), True),
+            StructField("sha256", StringType(), True),
+            StructField("side", StringType(), False),
+            StructField("features", ArrayType(FloatType()), True),
+            StructField(column, ArrayType(LongType()), False),
+        ]
+    )
+
+
+CODED_SCHEMA = _schema_with("codes")  # every sign of a row in a table: base bits, then MAX_EXTRA_BITS more
+SIGNED_SCHEMA = _schema_with("keys")  # a row's leaf in each table of the search
+_SUM_SCHEMA = StructType([StructField("n", LongType(), False), StructField("total", ArrayType(DoubleType()), False)])
+
+
+def base_bits(rows: int, block_rows: int = BLOCK_ROWS) -> int:
+    """The base bits of a table: about one block of rows to a bucket."""
+    return max(1, int(math.ceil(math.log2(max(2.0, rows / float(block_rows))))))
+
+
+def tables_for(bits: int, threshold: float, recall: float = LSH_RECALL) -> int:
+    """The fewest tables of ``bits`` bits in which a pair at ``threshold`` meets in some table with probability >=
+    ``recall``."""
+    angle = math.acos(max(-1.0, min(1.0, threshold)))
+    together = (1.0 - angle / math.pi) ** bits  # the pair's probability of sharing a bucket in one table
+    if together >= 1.0:
+        return 1
+    if together <= 0.0:
+        raise ValueError("no LSH reaches a threshold of %s" % threshold)
+    return max(1, int(math.ceil(math.log(1.0 - recall) / math.log(1.0 - together))))
+
+
+def hyperplanes(dimension: int, bits: int, table: int, seed: int = LSH_SEED) -> np.ndarray:
+    """The seeded Gaussian hyperplanes of one table, one column per bit (its base bits, then the extra ones)."""
+    return np.random.default_rng([seed, table]).standard_normal((dimension, bits)).astype(np.float32)
+
+
+def codes(unit: np.ndarray, centre: np.ndarray, bits: int, tables: int, seed: int = LSH_SEED) -> np.ndarray:
+    """rows x tables int64: bit k of a row's code in a table is its sign against the table's k-th hyperplane, the
+    ``bits`` base bits first, then MAX_EXTRA_BITS more."""
+    width = bits + MAX_EXTRA_BITS
+    if not len(unit):
+        return np.zeros((0, tables), dtype=np.int64)
+    centred = unit - np.asarray(centre, dtype=np.float32)[None, :]
+    weights = np.left_shift(np.int64(1), np.arange(width, dtype=np.int64))
+    signs = [(centred @ hyperplanes(unit.shape[1], width, t, seed)) >= 0 for t in range(tables)]
+    return np.stack([(s.astype(np.int64) * weights).sum(axis=1) for s in signs], axis=1)
+
+
+def buckets(row_codes: np.ndarray, bits: int) -> np.ndarray:
+    """The base buckets of ``codes``."""
+    return row_codes & ((1 << bits) - 1)
+
+
+def extra_bits(counts: np.ndarray, block_rows: int = BLOCK_ROWS) -> np.ndarray:
+    """For each table's base buckets (``counts``: tables x 2**bits rows), the extra bits that bring it to about a
+    block: none for a bucket of a block or less."""
+    needed = np.ceil(np.log2(np.maximum(counts, 1) / float(block_rows)))
+    return np.clip(needed, 0, MAX_EXTRA_BITS).astype(np.int64)
+
+
+def tables_needed(extra: np.ndarray, bits: int, threshold: float, recall: float = LSH_RECALL) -> int:
+    """The fewest tables t for which t tables reach ``recall`` with their paths (``bits`` + the most extra bits in
+    the first t rows of ``extra``); ``extra`` has rows enough for bits + MAX_EXTRA_BITS."""
+    for tables in range(1, len(extra) + 1):
+        if tables >= tables_for(bits + int(extra[:tables].max()), threshold, recall):
+            return tables
+    return len(extra)
+
+
+def leaves(row_codes: np.ndarray, bits: int, extra: np.ndarray) -> np.ndarray:
+    """rows x tables: each row's leaf key in each table (its base bucket, then as many extra bits as ``extra``,
+    tables x 2**bits, gives that bucket; the count of extra bits in the low bits keeps the keys apart)."""
+    base = buckets(row_codes, bits)
+    depth = np.take_along_axis(extra.T, base, axis=0) if len(row_codes) else np.zeros_like(base)
+    further = (row_codes >> bits) & ((np.int64(1) << depth) - 1)
+    return (((further << bits) | base) << _DEPTH_BITS) | depth
+
+
+def _coded(centre: np.ndarray, bits: int, tables: int):
+    def sign(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for frame in frames:
+            yield frame.assign(codes=list(codes(unit_rows(list(frame["features"])), centre, bits, tables)))
+
+    return sign
+
+
+def _keyed(bits: int, extra: np.ndarray):
+    def key(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for frame in frames:
+            row_codes = np.stack(list(frame["codes"])) if len(frame) else np.zeros((0, len(extra)), dtype=np.int64)
+            keys = leaves(row_codes[:, : len(extra)], bits, extra)
+            yield frame.drop(columns=["codes"]).assign(keys=list(keys))
+
+    return key
+
+
+def _sums(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    total, n = None, 0
+    for frame in frames:
+        units = unit_rows(list(frame["features"])).astype(np.float64)
+        if len(units):
+            total = units.sum(axis=0) + (0.0 if total is None else total)
+            n += len(units)
+    if n:
+        yield pd.DataFrame({"n": [n], "total": [total]})
+
+
+def mean_unit(items: DataFrame) -> Optional[np.ndarray]:
+    """The mean of the rows' unit features (one Spark job; partial sums per partition), None without rows."""
+    parts = items.select("features").mapInPandas(_sums, _SUM_SCHEMA).collect()
+    n = sum(row["n"] for row in parts)
+    return sum(np.asarray(row["total"]) for row in parts) / n if n else None
+
+
+def _collided_before(one: pd.DataFrame, other: pd.DataFrame, table: int, tables: int) -> np.ndarray:
+    """Pairs whose leaves are the same in a table before ``table`` (of the ``tables`` SimHash tables)."""
+    earlier = min(table, tables)
+    before = np.zeros((len(one), len(other)), dtype=bool)
+    if earlier:
+        mine, theirs = np.stack(list(one["keys"])), np.stack(list(other["keys"]))
+        for t in range(earlier):
+            before |= mine[:, t][:, None] == theirs[:, t][None, :]
+    return before
+
+
+def _pairs_of_leaves(threshold: float, most: int, block_rows: int, tables: int):
+    def find(frame: pd.DataFrame) -> pd.DataFrame:
+        table = int(frame["table"].iloc[0])
+        frame = frame.sort_values(["output", "path"], kind="mergesort")  # ties: the same order as the window's
+        mine = chunks(frame[frame["side"] == "this"], block_rows)
+        earlier = chunks(frame[frame["side"] == "earlier"], block_rows)
+        out: List[pd.DataFrame] = []
+        for a, block in enumerate(mine):
+            others = [(b, mine[b], "this") for b in range(a, len(mine))]
+            others += [(b, other, "earlier") for b, other in enumerate(earlier)]
+            for b, other, side in others:
+                row = block_pair(block, a, other, b, side)
+                pairs = pairs_of_one(row, threshold, most, _collided_before(block, other, table, tables))
+                if len(pairs):
+                    out.append(pairs)
+        return pd.concat(out, ignore_index=True) if out else no_candidates()
+
+    return find
+
+
+def lsh_candidate_pairs(
+    items: DataFrame,
+    rows: int,
+    threshold: float,
+    block_rows: int = BLOCK_ROWS,
+    most: int = MAX_PAIRS_PER_IMAGE,
+    centre: Optional[np.ndarray] = None,
+) -> DataFrame:
+    """fruitjob/block_search.py's CANDIDATE_SCHEMA rows for the pairs that share a leaf in some table; ``centre``:
+    the mean unit feature of ``items`` where the caller has it (else one Spark job computes it)."""
+    if centre is None:
+        centre = mean_unit(items)
+    if centre is None:
+        return items.sparkSession.createDataFrame([], CANDIDATE_SCHEMA)
+    bits = base_bits(rows, block_rows)
+    most_tables = tables_for(bits + MAX_EXTRA_BITS, threshold)
+    coded = items.select(*ITEM_COLUMNS).mapInPandas(_coded(centre, bits, most_tables), CODED_SCHEMA)
+    mask = (1 << bits) - 1
+    counted = (
+        coded.select(F.posexplode("codes").alias("table", "code"))
+        .groupBy("table", F.col("code").bitwiseAND(F.lit(mask)).alias("bucket"))
+        .count()
+        .collect()
+    )
+    counts = np.zeros((most_tables, 1 << bits), dtype=np.int64)
+    for row in counted:
+        counts[row["table"], row["bucket"]] = row["count"]
+    extra = extra_bits(counts, block_rows)
+    tables = tables_needed(extra, bits, threshold)
+    signed = coded.mapInPandas(_keyed(bits, extra[:tables]), SIGNED_SCHEMA)
+    hashed = signed.select("*", F.posexplode("keys").alias("table", "bucket"))
+    copies = signed.where(F.coalesce(F.col("sha256"), F.lit("")) != "").select(
+        "*", F.lit(tables).alias("table"), F.xxhash64("sha256").alias("bucket")
+    )
+    grouped = hashed.unionByName(copies).groupBy("table", "bucket")
+    return grouped.applyInPandas(_pairs_of_leaves(threshold, most, block_rows, tables), CANDIDATE_SCHEMA)
+
+
+__all__ = [
+    "LSH_RECALL",
+    "MAX_EXTRA_BITS",
+    "base_bits",
+    "buckets",
+    "codes",
+    "extra_bits",
+    "hyperplanes",
+    "leaves",
+    "lsh_candidate_pairs",
+    "mean_unit",
+    "tables_for",
+    "tables_needed",
+]
