@@ -27,6 +27,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
+from pyspark import StorageLevel
 from pyspark.ml.feature import BucketedRandomProjectionLSH
 from pyspark.ml.functions import array_to_vector
 from pyspark.sql import DataFrame, SparkSession
@@ -35,7 +36,7 @@ from pyspark.sql.types import ArrayType, FloatType, LongType, StringType, Struct
 
 from fruitjob import simhash
 from fruitjob.block_search import BLOCK_ROWS, ITEM_COLUMNS
-from fruitjob.similarity import METHOD, METHOD_LSH, similar_pairs
+from fruitjob.similarity import METHOD, METHOD_LSH, candidate_pairs, capped
 
 NOISE = 0.5
 COPY_NOISE = 0.1
@@ -108,7 +109,8 @@ def planted(n: int) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
     return every, {(name % (i - 1), name % i) for i in copies if i % COPY_EVERY == AT_THRESHOLD}
 
 
-def job_pairs(frame: DataFrame, n: int, threshold: float, method: str) -> DataFrame:
+def job_pairs(frame: DataFrame, n: int, threshold: float, method: str) -> set[tuple[str, str]]:
+    """The pairs as the health stage finds them: its candidates persisted (the pair cap reads them twice), capped."""
     items = frame.select(
         "path",
         "label",
@@ -118,7 +120,12 @@ def job_pairs(frame: DataFrame, n: int, threshold: float, method: str) -> DataFr
         F.lit("this").alias("side"),
         "features",
     ).select(*ITEM_COLUMNS)
-    return similar_pairs(items, n, threshold, method=method).select("path", "other_path")  # with the pair cap
+    candidates = candidate_pairs(items, n, threshold, method=method).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        pairs = capped(candidates, n, with_earlier=False, method=method).select("path", "other_path").collect()
+    finally:
+        candidates.unpersist()
+    return {(r.path, r.other_path) for r in pairs}
 
 
 def lsh_pairs(frame: DataFrame, threshold: float, tables: int, bucket: float) -> DataFrame:
@@ -139,12 +146,12 @@ def measure(spark, features: str, n: int, args) -> dict[str, object]:
     found: dict[str, set[tuple[str, str]]] = {}
     for _ in range(args.repeats):
         for method in methods:
+            started = time.monotonic()  # the LSH's plan (its bucket counts) runs Spark jobs before the search
             if method == SPARK_ML:
                 pairs = lsh_pairs(frame, args.threshold, args.tables, args.bucket)
+                collected = {(r.path, r.other_path) for r in pairs.collect()}  # a few pairs an image at most
             else:
-                pairs = job_pairs(frame, n, args.threshold, method)
-            started = time.monotonic()
-            collected = {(r.path, r.other_path) for r in pairs.collect()}  # a few pairs an image at most
+                collected = job_pairs(frame, n, args.threshold, method)
             times[method].append(time.monotonic() - started)
             found.setdefault(method, collected)
             print(n, method, len(collected), "pairs", round(times[method][-1], 2), "s", flush=True)

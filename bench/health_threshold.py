@@ -147,6 +147,63 @@ def measure(output: Path) -> dict:
     return evaluate(x @ x.T, features["label"].to_numpy(), names, FEATURE_THRESHOLDS)
 
 
+PIXEL_SIDE, PIXEL_SHIFT, PIXEL_CROPS = 48, 2, (0.0, 0.04, 0.08, 0.12)
+
+
+def _gaussian(image: np.ndarray, sigma: float) -> np.ndarray:
+    radius = int(3 * sigma + 0.5)
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    kernel /= kernel.sum()
+    padded = np.pad(image, radius, mode="edge")
+    padded = np.apply_along_axis(lambda v: np.convolve(v, kernel, "valid"), 0, padded)
+    return np.apply_along_axis(lambda v: np.convolve(v, kernel, "valid"), 1, padded)
+
+
+def _band_passed(path: Path, crop: float) -> np.ndarray:
+    """The image as the job decodes it, centre-cropped by ``crop``, grey at PIXEL_SIDE square, band-passed (a
+    difference of Gaussians: brightness and the finest JPEG noise left out)."""
+    from PIL import Image
+
+    from fruitjob.decoding import decode_image
+
+    image = Image.fromarray(decode_image(path.read_bytes())).convert("L")
+    w, h = image.size
+    dx, dy = int(round(w * crop / 2)), int(round(h * crop / 2))
+    grey = np.asarray(image.crop((dx, dy, w - dx, h - dy)).resize((PIXEL_SIDE,) * 2, Image.BOX), dtype=np.float64)
+    return _gaussian(grey, 1.0) - _gaussian(grey, 4.0)
+
+
+def aligned_pixel_similarities(paths) -> np.ndarray:
+    """The most an image's band-passed pixels correlate with another's over centre crops (PIXEL_CROPS, either side)
+    and shifts of up to PIXEL_SHIFT pixels: a copy, re-encoded, resized, cropped or brightened, lines up with its
+    original pixel for pixel; another frame of a turning fruit should not."""
+    side, shift = PIXEL_SIDE, PIXEL_SHIFT
+    crops = {crop: np.stack([_band_passed(Path(p), crop) for p in paths]) for crop in PIXEL_CROPS}
+
+    def window(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
+        flat = images[:, shift + dy : side - shift + dy, shift + dx : side - shift + dx].reshape(len(images), -1)
+        flat = flat - flat.mean(axis=1, keepdims=True)
+        return flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-9)
+
+    centre = window(crops[0.0], 0, 0)
+    best = np.full((len(paths), len(paths)), -1.0)
+    for crop in PIXEL_CROPS:
+        for dy in range(-shift, shift + 1):
+            for dx in range(-shift, shift + 1):
+                product = centre @ window(crops[crop], dy, dx).T
+                best = np.maximum(best, np.maximum(product, product.T))
+    return best
+
+
+def measure_pixels(images: Path) -> dict:
+    """The same images by :func:`aligned_pixel_similarities` (no Spark)."""
+    paths = sorted(p for p in images.rglob("*") if p.is_file())
+    thresholds = (0.80, 0.85, 0.90, 0.93, 0.95, 0.97, 0.98, 0.99)
+    return evaluate(
+        aligned_pixel_similarities(paths), [p.parent.name for p in paths], [p.name for p in paths], thresholds
+    )
+
+
 def measure_phash(images: Path) -> dict:
     """The same images by pHash: similarity 1 - Hamming distance / 64 (threshold 1 - d/64: at most d bits differ)."""
     paths = sorted(p for p in images.rglob("*") if p.is_file())
@@ -162,14 +219,16 @@ def main(argv=None) -> int:
     parser.add_argument("--alpha", default="0.35")
     parser.add_argument("--keep-features", action="store_true", help="copy features/ into bench/results/")
     parser.add_argument("--phash-only", action="store_true", help="only the perceptual hash (no Spark, seconds)")
+    parser.add_argument("--pixels-only", action="store_true", help="only the aligned pixels (no Spark, a minute)")
     args = parser.parse_args(argv)
-    if args.phash_only:
+    if args.phash_only or args.pixels_only:
+        name, measure_images = ("pixels", measure_pixels) if args.pixels_only else ("phash", measure_phash)
         with tempfile.TemporaryDirectory() as tmp:
             build(Path(tmp), args.classes)
-            result = measure_phash(Path(tmp))
+            result = measure_images(Path(tmp))
         print(json.dumps(result, indent=1))
         (REPO / "bench" / "results").mkdir(exist_ok=True)
-        (REPO / "bench" / "results" / "health_threshold_phash.json").write_text(json.dumps(result, indent=1))
+        (REPO / "bench" / "results" / ("health_threshold_%s.json" % name)).write_text(json.dumps(result, indent=1))
         return 0
     from pyspark.sql import SparkSession
 

@@ -33,11 +33,11 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
 
 from fruitjob import layout, storage
+from fruitjob.block_search import FOUND, PAIR_SCHEMA
 from fruitjob.centroid_scores import MISLABEL_CUT, SCORE_SCHEMA, class_sums, outlier_cut, scorer
 from fruitjob.errors import JobError
 from fruitjob.identity import check_same_space
 from fruitjob.metrics import ClassHealth, HealthCounts
-from fruitjob.block_search import FOUND, PAIR_SCHEMA
 from fruitjob.similarity import candidate_pairs, capped, search_method
 from fruitjob.space import load_space
 from fruitjob.tuning import spark_setting

@@ -26,6 +26,7 @@ from typing import Iterator, List, Optional
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, FloatType, LongType, StringType, StructField, StructType
@@ -38,8 +39,8 @@ from fruitjob.block_search import (
     chunks,
     no_candidates,
     pairs_of_one,
-    unit_rows,
 )
+from fruitjob.gram_pca import rows_of
 from fruitjob.rules import MAX_PAIRS_PER_IMAGE
 
 LSH_RECALL = 0.99  # the least probability that a pair at the threshold shares a leaf in some table
@@ -49,7 +50,7 @@ _DEPTH_BITS = 3  # a leaf's key holds its number of extra bits in its low bits (
 
 
 def _schema_with(column: str) -> StructType:
-    """ITEM_COLUMNS' schema and one array of longs: a row's ``codes`` or ``keys`` in every table."""
+    """ITEM_COLUMNS' schema and one array of longs (a row's ``column`` in every table)."""
     return StructType(
         [
             StructField("path", StringType(), False),
@@ -64,9 +65,10 @@ def _schema_with(column: str) -> StructType:
     )
 
 
-CODED_SCHEMA = _schema_with("codes")  # every sign of a row in a table: base bits, then MAX_EXTRA_BITS more
 SIGNED_SCHEMA = _schema_with("keys")  # a row's leaf in each table of the search
 _SUM_SCHEMA = StructType([StructField("n", LongType(), False), StructField("total", ArrayType(DoubleType()), False)])
+_FEATURES = pa.list_(pa.float32())  # SIGNED_SCHEMA's: items made in Python may hold doubles
+_COUNT_SCHEMA = StructType([StructField(c, LongType(), False) for c in ("table", "bucket", "rows")])
 
 
 def base_bits(rows: int, block_rows: int = BLOCK_ROWS) -> int:
@@ -133,40 +135,72 @@ def leaves(row_codes: np.ndarray, bits: int, extra: np.ndarray) -> np.ndarray:
     return (((further << bits) | base) << _DEPTH_BITS) | depth
 
 
-def _coded(centre: np.ndarray, bits: int, tables: int):
-    def sign(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for frame in frames:
-            yield frame.assign(codes=list(codes(unit_rows(list(frame["features"])), centre, bits, tables)))
+def unit_matrix(column: pa.Array) -> np.ndarray:
+    """An Arrow list<float> column of features as a (rows, dim) float32 matrix of unit rows (zero rows stay 0)."""
+    if not len(column):
+        return np.zeros((0, 0), dtype=np.float32)
+    matrix = rows_of(column, len(column.flatten()) // len(column)).astype(np.float32)
+    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
 
-    return sign
+
+def _bucket_counts(centre: np.ndarray, bits: int, tables: int):
+    def count(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            base = buckets(codes(unit_matrix(batch.column("features")), centre, bits, tables), bits)
+            counts = np.stack([np.bincount(base[:, t], minlength=1 << bits) for t in range(tables)])
+            table, bucket = np.nonzero(counts)
+            sizes = counts[table, bucket]
+            yield pa.RecordBatch.from_arrays(
+                [pa.array(table, pa.int64()), pa.array(bucket, pa.int64()), pa.array(sizes, pa.int64())],
+                names=_COUNT_SCHEMA.names,
+            )
+
+    return count
 
 
-def _keyed(bits: int, extra: np.ndarray):
-    def key(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for frame in frames:
-            row_codes = np.stack(list(frame["codes"])) if len(frame) else np.zeros((0, len(extra)), dtype=np.int64)
-            keys = leaves(row_codes[:, : len(extra)], bits, extra)
-            yield frame.drop(columns=["codes"]).assign(keys=list(keys))
+def _keyed(centre: np.ndarray, bits: int, extra: np.ndarray):
+    def key(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            unit = unit_matrix(batch.column("features"))
+            keys = leaves(codes(unit, centre, bits, len(extra)), bits, extra)
+            offsets = np.arange(0, (batch.num_rows + 1) * len(extra), len(extra), dtype=np.int32)
+            column = pa.ListArray.from_arrays(pa.array(offsets), pa.array(keys.ravel(), pa.int64()))
+            columns = [
+                c.cast(_FEATURES) if name == "features" else c for name, c in zip(batch.schema.names, batch.columns)
+            ]
+            yield pa.RecordBatch.from_arrays(columns + [column], names=batch.schema.names + ["keys"])
 
     return key
 
 
-def _sums(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+def _sums(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     total, n = None, 0
-    for frame in frames:
-        units = unit_rows(list(frame["features"])).astype(np.float64)
+    for batch in batches:
+        units = unit_matrix(batch.column("features")).astype(np.float64)
         if len(units):
             total = units.sum(axis=0) + (0.0 if total is None else total)
             n += len(units)
     if n:
-        yield pd.DataFrame({"n": [n], "total": [total]})
+        yield pa.RecordBatch.from_arrays([pa.array([n]), pa.array([total.tolist()])], names=["n", "total"])
 
 
 def mean_unit(items: DataFrame) -> Optional[np.ndarray]:
     """The mean of the rows' unit features (one Spark job; partial sums per partition), None without rows."""
-    parts = items.select("features").mapInPandas(_sums, _SUM_SCHEMA).collect()
+    parts = items.select("features").mapInArrow(_sums, _SUM_SCHEMA).collect()
     n = sum(row["n"] for row in parts)
     return sum(np.asarray(row["total"]) for row in parts) / n if n else None
+
+
+def plan(items: DataFrame, centre: np.ndarray, bits: int, threshold: float, block_rows: int) -> np.ndarray:
+    """The extra bits of each bucket of each table the search uses (tables x 2**bits): the base buckets of every
+    table that could be needed counted in one Spark job, then :func:`extra_bits` and :func:`tables_needed`."""
+    most_tables = tables_for(bits + MAX_EXTRA_BITS, threshold)
+    partial = items.select("features").mapInArrow(_bucket_counts(centre, bits, most_tables), _COUNT_SCHEMA)
+    counts = np.zeros((most_tables, 1 << bits), dtype=np.int64)
+    for row in partial.groupBy("table", "bucket").agg(F.sum("rows").alias("rows")).collect():
+        counts[row["table"], row["bucket"]] = row["rows"]
+    extra = extra_bits(counts, block_rows)
+    return extra[: tables_needed(extra, bits, threshold)]
 
 
 def _collided_before(one: pd.DataFrame, other: pd.DataFrame, table: int, tables: int) -> np.ndarray:
@@ -215,21 +249,9 @@ def lsh_candidate_pairs(
     if centre is None:
         return items.sparkSession.createDataFrame([], CANDIDATE_SCHEMA)
     bits = base_bits(rows, block_rows)
-    most_tables = tables_for(bits + MAX_EXTRA_BITS, threshold)
-    coded = items.select(*ITEM_COLUMNS).mapInPandas(_coded(centre, bits, most_tables), CODED_SCHEMA)
-    mask = (1 << bits) - 1
-    counted = (
-        coded.select(F.posexplode("codes").alias("table", "code"))
-        .groupBy("table", F.col("code").bitwiseAND(F.lit(mask)).alias("bucket"))
-        .count()
-        .collect()
-    )
-    counts = np.zeros((most_tables, 1 << bits), dtype=np.int64)
-    for row in counted:
-        counts[row["table"], row["bucket"]] = row["count"]
-    extra = extra_bits(counts, block_rows)
-    tables = tables_needed(extra, bits, threshold)
-    signed = coded.mapInPandas(_keyed(bits, extra[:tables]), SIGNED_SCHEMA)
+    extra = plan(items, centre, bits, threshold, block_rows)
+    tables = len(extra)
+    signed = items.select(*ITEM_COLUMNS).mapInArrow(_keyed(centre, bits, extra), SIGNED_SCHEMA)
     hashed = signed.select("*", F.posexplode("keys").alias("table", "bucket"))
     copies = signed.where(F.coalesce(F.col("sha256"), F.lit("")) != "").select(
         "*", F.lit(tables).alias("table"), F.xxhash64("sha256").alias("bucket")
@@ -249,6 +271,8 @@ __all__ = [
     "leaves",
     "lsh_candidate_pairs",
     "mean_unit",
+    "plan",
     "tables_for",
     "tables_needed",
+    "unit_matrix",
 ]
