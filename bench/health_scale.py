@@ -93,10 +93,15 @@ def _noisy(base: np.ndarray, labels: list[str], threshold: float):
     return make
 
 
+def seed_rows(features: str, threshold: float):
+    """:func:`_noisy`'s maker over the real vectors of ``features`` (a few thousand rows), in the order of their paths:
+    the same rows for the Spark runs and the numpy counts."""
+    real = pd.read_parquet(features, columns=["path", "label", "features"]).sort_values("path", kind="mergesort")
+    return _noisy(np.stack(real["features"].map(np.asarray).to_list()), list(real["label"]), threshold)
+
+
 def rows(spark: SparkSession, features: str, n: int, threshold: float) -> DataFrame:
-    real = spark.read.parquet(features).select("label", "features").toPandas()  # a few thousand rows: the seed set
-    base = np.stack(real["features"].map(np.asarray).to_list())
-    make = _noisy(base, list(real["label"]), threshold)
+    make = seed_rows(features, threshold)
     frame = spark.range(n).repartition(max(2, n // 4000)).mapInPandas(make, _ROWS)
     return frame.persist()
 
@@ -181,9 +186,7 @@ def bucket_load(features: str, n: int, threshold: float, centred: bool = True) -
     extra bits, the largest leaf, the pairs the leaves multiply (against even buckets of a block and against every
     pair) and the recall of the planted pairs at the threshold (whether they share a leaf in some table);
     ``centred`` False hashes the features as they are (the job centres them on their mean)."""
-    real = pd.read_parquet(features, columns=["label", "features"])
-    make = _noisy(np.stack(real["features"].map(np.asarray).to_list()), list(real["label"]), threshold)
-    frame = next(make(iter([pd.DataFrame({"id": np.arange(n)})])))
+    frame = next(seed_rows(features, threshold)(iter([pd.DataFrame({"id": np.arange(n)})])))
     unit = np.stack(frame["features"].to_list()).astype(np.float32)
     centre = unit.astype(np.float64).mean(axis=0) if centred else np.zeros(unit.shape[1])
     bits = simhash.base_bits(n)

@@ -26,10 +26,11 @@ from fruitjob.simhash import lsh_candidate_pairs
 
 METHOD = "exact-blocked"
 METHOD_LSH = "simhash-lsh"
-# Below this many rows (this output's and the earlier ones') the exact search (recall 1) runs: the two cost about the
-# same at 4,000 rows, the LSH 1.3x less at 8,000 (docs/performance.md, "The similarity search at scale"); tests set it
-# lower to run the LSH on a few rows.
-EXACT_BELOW_ROWS = 4096
+# Below this many rows (this output's and the earlier ones') the exact search (recall 1) runs: while all the rows are
+# one block it is one product and no window, and cheaper (0.8-1.0 s against the LSH's 1.1-1.3 s at 1,000 rows); from
+# two blocks on the LSH is (1.0 s against 2.9-3.6 s at 2,000 rows, 1.3 s against 3.0-3.4 s at 4,000:
+# docs/performance.md, "The similarity search at scale"). Tests set it lower to run the LSH on a few rows.
+EXACT_BELOW_ROWS = BLOCK_ROWS + 1
 
 
 def keep_top_pairs(candidates: DataFrame, most: int) -> DataFrame:
