@@ -76,6 +76,20 @@ def test_a_crowded_bucket_is_cut_by_extra_bits_into_leaves_of_about_a_block():
     assert len({keys[0], keys[1], keys[3]}) == 3
 
 
+def test_the_byte_copy_table_groups_rows_in_buckets_of_about_a_block_not_one_a_hash(spark):
+    """Every image has a sha256: one group per hash made one Python call per image (~2 ms each: 8 of the stage's 9 s
+    on 4,230 images). Rows of one hash still share a bucket."""
+
+    from fruitjob.simhash import byte_copy_rows
+
+    rows = [("p%03d" % k, "same" if k in (7, 250) else "h%03d" % k) for k in range(300)] + [("none", "")]
+    signed = spark.createDataFrame(rows, ["path", "sha256"])
+    table = byte_copy_rows(signed, 4, 10).toPandas()
+    assert len(table) == 300 and set(table["table"]) == {4} and table["bucket"].nunique() <= 10
+    same = table[table["sha256"] == "same"]["bucket"]
+    assert len(same) == 2 and same.nunique() == 1
+
+
 def test_the_stage_uses_the_lsh_above_the_crossover(spark, job_output, tmp_path, monkeypatch):
     """With the crossover set below the output's 24 rows the stage runs the LSH and says so in its counts; its pairs
     are among the exact search's (the job's own run, below the crossover)."""

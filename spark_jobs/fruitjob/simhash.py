@@ -16,7 +16,8 @@
   separate more easily, pairs far from it less; bench/health_scale.py measures the recall at the threshold.)
 - **Search.** Rows are grouped by (table, leaf) and each leaf is searched in blocks (a leaf over a block is cut into
   blocks and every pair of them multiplied). A pair is emitted only in the first table where the two rows share a
-  leaf, so once; a last table buckets the ``sha256``, so that byte copies are pairs whatever their features.
+  leaf, so once; a last table puts the rows of one ``sha256`` in one bucket (of about a block), where only rows of the
+  same hash are paired, so that byte copies are pairs whatever their features.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from fruitjob.block_search import (
     BLOCK_ROWS,
     CANDIDATE_SCHEMA,
     ITEM_COLUMNS,
+    block_count,
     block_pair,
     chunks,
     no_candidates,
@@ -203,15 +205,18 @@ def plan(items: DataFrame, centre: np.ndarray, bits: int, threshold: float, bloc
     return extra[: tables_needed(extra, bits, threshold)]
 
 
-def _collided_before(one: pd.DataFrame, other: pd.DataFrame, table: int, tables: int) -> np.ndarray:
-    """Pairs whose leaves are the same in a table before ``table`` (of the ``tables`` SimHash tables)."""
+def _not_searched_here(one: pd.DataFrame, other: pd.DataFrame, table: int, tables: int) -> np.ndarray:
+    """Pairs this table does not emit: those whose leaves are the same in a table before ``table`` (of the ``tables``
+    SimHash tables), and in the byte-copy table (``table`` == ``tables``) those of different ``sha256``."""
     earlier = min(table, tables)
-    before = np.zeros((len(one), len(other)), dtype=bool)
+    skipped = np.zeros((len(one), len(other)), dtype=bool)
     if earlier:
         mine, theirs = np.stack(list(one["keys"])), np.stack(list(other["keys"]))
         for t in range(earlier):
-            before |= mine[:, t][:, None] == theirs[:, t][None, :]
-    return before
+            skipped |= mine[:, t][:, None] == theirs[:, t][None, :]
+    if table == tables:
+        skipped |= one["sha256"].to_numpy()[:, None] != other["sha256"].to_numpy()[None, :]
+    return skipped
 
 
 def _pairs_of_leaves(threshold: float, most: int, block_rows: int, tables: int):
@@ -226,12 +231,21 @@ def _pairs_of_leaves(threshold: float, most: int, block_rows: int, tables: int):
             others += [(b, other, "earlier") for b, other in enumerate(earlier)]
             for b, other, side in others:
                 row = block_pair(block, a, other, b, side)
-                pairs = pairs_of_one(row, threshold, most, _collided_before(block, other, table, tables))
+                pairs = pairs_of_one(row, threshold, most, _not_searched_here(block, other, table, tables))
                 if len(pairs):
                     out.append(pairs)
         return pd.concat(out, ignore_index=True) if out else no_candidates()
 
     return find
+
+
+def byte_copy_rows(signed: DataFrame, table: int, buckets: int) -> DataFrame:
+    """The rows of the byte-copy table (``table``, after the SimHash ones): every row with a ``sha256``, in one of
+    ``buckets`` buckets by its hash, so that rows of one hash meet. About a block a bucket: a group per hash would cost
+    Spark's per-group overhead (~2 ms) for every image."""
+    bucket = F.pmod(F.xxhash64("sha256"), F.lit(buckets))
+    with_hash = signed.where(F.coalesce(F.col("sha256"), F.lit("")) != "")
+    return with_hash.select("*", F.lit(table).alias("table"), bucket.alias("bucket"))
 
 
 def lsh_candidate_pairs(
@@ -253,9 +267,7 @@ def lsh_candidate_pairs(
     tables = len(extra)
     signed = items.select(*ITEM_COLUMNS).mapInArrow(_keyed(centre, bits, extra), SIGNED_SCHEMA)
     hashed = signed.select("*", F.posexplode("keys").alias("table", "bucket"))
-    copies = signed.where(F.coalesce(F.col("sha256"), F.lit("")) != "").select(
-        "*", F.lit(tables).alias("table"), F.xxhash64("sha256").alias("bucket")
-    )
+    copies = byte_copy_rows(signed, tables, block_count(rows, block_rows))
     grouped = hashed.unionByName(copies).groupBy("table", "bucket")
     return grouped.applyInPandas(_pairs_of_leaves(threshold, most, block_rows, tables), CANDIDATE_SCHEMA)
 
@@ -265,6 +277,7 @@ __all__ = [
     "MAX_EXTRA_BITS",
     "base_bits",
     "buckets",
+    "byte_copy_rows",
     "codes",
     "extra_bits",
     "hyperplanes",
