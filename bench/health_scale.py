@@ -121,7 +121,7 @@ def job_pairs(frame: DataFrame, n: int, threshold: float, method: str) -> set[tu
         "label",
         F.lit("out").alias("output"),
         F.lit("r").alias("run_id"),
-        F.lit("").alias("sha256"),
+        F.sha2("path", 256).alias("sha256"),  # every image has its bytes' hash, as features/ rows do
         F.lit("this").alias("side"),
         "features",
     ).select(*ITEM_COLUMNS)
