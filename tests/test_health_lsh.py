@@ -107,6 +107,33 @@ def test_the_stage_uses_the_lsh_above_the_crossover(spark, job_output, tmp_path,
     assert pairs <= set(zip(exact.path, exact.other_path, strict=True)) and len(pairs) == len(lsh) > 0
 
 
+@pytest.mark.slow
+def test_the_lsh_finds_every_leak_against_an_earlier_output(spark, job_output, tmp_path, monkeypatch):
+    """The earlier output's rows go through the LSH's count, leaves and byte-copy table too: a copy of an output,
+    compared with it, leaks every image by its bytes, as the exact search says (its near pairs, on random weights, are
+    the LSH's sample of an all-alike set and are not compared)."""
+    import json
+
+    import fruitjob.similarity
+    from fruitjob.health import write_health
+
+    output = tmp_path / "again"
+    shutil.copytree(job_output, output)
+    identity = json.loads((job_output / "space.json").read_text())["identity"]
+    threshold = metrics(job_output)["health"]["near_duplicate_threshold"]
+    found = {}
+    for method, below in (("exact-blocked", 10**6), ("simhash-lsh", 10)):
+        monkeypatch.setattr(fruitjob.similarity, "EXACT_BELOW_ROWS", below)
+        counts = write_health(spark, str(output), [str(job_output)], threshold, identity)
+        assert counts.method == method and counts.compared_with == [str(job_output)]
+        pairs = read_parquet(output, "health/pairs")
+        byte_leaks = pairs[pairs.exact & pairs.leak]
+        found[method] = set(zip(byte_leaks.path, byte_leaks.other_path, strict=True))
+        assert counts.leaks == int(pairs.leak.sum()) >= len(found[method])
+    images = read_parquet(job_output, "features")
+    assert found["simhash-lsh"] == found["exact-blocked"] and {p for p, _ in found["simhash-lsh"]} == set(images.path)
+
+
 def test_the_tables_are_the_fewest_for_the_recall_over_the_deepest_path():
     import math
 
