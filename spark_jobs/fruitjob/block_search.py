@@ -24,13 +24,33 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import BooleanType, DoubleType, LongType, StringType, StructField, StructType
+from pyspark.sql.types import (
+    ArrayType,
+    BooleanType,
+    DoubleType,
+    FloatType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+)
 
 from fruitjob.rules import MAX_PAIRS_PER_IMAGE
 
 BLOCK_ROWS = 1024
 # the columns of the rows searched (``items``): ``side`` is "this" (this output) or "earlier"
-ITEM_COLUMNS = ["path", "label", "output", "run_id", "sha256", "side", "features"]
+ITEM_SCHEMA = StructType(
+    [
+        StructField("path", StringType(), False),
+        StructField("label", StringType(), False),
+        StructField("output", StringType(), True),
+        StructField("run_id", StringType(), True),
+        StructField("sha256", StringType(), True),
+        StructField("side", StringType(), False),
+        StructField("features", ArrayType(FloatType()), True),
+    ]
+)
+ITEM_COLUMNS = ITEM_SCHEMA.names
 PAIR_SCHEMA = StructType(
     [
         StructField("path", StringType(), False),
@@ -197,6 +217,7 @@ __all__ = [
     "CANDIDATE_SCHEMA",
     "FOUND",
     "ITEM_COLUMNS",
+    "ITEM_SCHEMA",
     "PAIR_COLUMNS",
     "PAIR_SCHEMA",
     "block_count",

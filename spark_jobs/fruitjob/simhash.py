@@ -30,12 +30,13 @@ import pandas as pd
 import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, DoubleType, FloatType, LongType, StringType, StructField, StructType
+from pyspark.sql.types import ArrayType, DoubleType, LongType, StructField, StructType
 
 from fruitjob.block_search import (
     BLOCK_ROWS,
     CANDIDATE_SCHEMA,
     ITEM_COLUMNS,
+    ITEM_SCHEMA,
     block_count,
     block_pair,
     chunks,
@@ -51,23 +52,7 @@ MAX_EXTRA_BITS = 4  # the most further hyperplanes that cut a crowded bucket (16
 _DEPTH_BITS = 3  # a leaf's key holds its number of extra bits in its low bits (up to 7)
 
 
-def _schema_with(column: str) -> StructType:
-    """ITEM_COLUMNS' schema and one array of longs (a row's ``column`` in every table)."""
-    return StructType(
-        [
-            StructField("path", StringType(), False),
-            StructField("label", StringType(), False),
-            StructField("output", StringType(), True),
-            StructField("run_id", StringType(), True),
-            StructField("sha256", StringType(), True),
-            StructField("side", StringType(), False),
-            StructField("features", ArrayType(FloatType()), True),
-            StructField(column, ArrayType(LongType()), False),
-        ]
-    )
-
-
-SIGNED_SCHEMA = _schema_with("keys")  # a row's leaf in each table of the search
+SIGNED_SCHEMA = StructType(ITEM_SCHEMA.fields + [StructField("keys", ArrayType(LongType()), False)])  # + each leaf
 _SUM_SCHEMA = StructType([StructField("n", LongType(), False), StructField("total", ArrayType(DoubleType()), False)])
 _FEATURES = pa.list_(pa.float32())  # SIGNED_SCHEMA's: items made in Python may hold doubles
 _COUNT_SCHEMA = StructType([StructField(c, LongType(), False) for c in ("table", "bucket", "rows")])
