@@ -90,12 +90,22 @@ def row_figures(key: str, sides: dict[str, list[dict]]) -> tuple[list[str], dict
     cpu, figures["cpu " + name] = _ratio_text("CPU s", per_pair("cpu_s"))
     parts.append("%s: %s; %s; %s" % (name, featurize, wall, cpu))
     if key == "health":
-        laps = [r.get("laps", {}).get("health") for r in a]
+        # the stage's own seconds (metrics.json health.seconds: it runs beside the PCA and the quality score), and
+        # what it added to the wall after them (durations_s.health)
+        own = [r.get("health_s") for r in a]
+        waited = [r.get("laps", {}).get("health") for r in a]
         extra = [x["wall_s"] - y["wall_s"] for x, y in zip(a, b, strict=True)]
-        figures["health lap s"] = median(laps)
+        figures["health s"], figures["health wait s"] = median(own), median(waited)
         parts.append(
-            "health lap (metrics.json) median %s s (runs %s); wall on - off median %s s (pairs %s)"
-            % (_f(median(laps)), ", ".join(_f(v) for v in laps), _f(median(extra)), ", ".join(_f(v) for v in extra))
+            "health stage (metrics.json health.seconds) median %s s (runs %s), of which after the quality score %s s;"
+            " wall on - off median %s s (pairs %s)"
+            % (
+                _f(median(own)),
+                ", ".join(_f(v) for v in own),
+                _f(median(waited)),
+                _f(median(extra)),
+                ", ".join(_f(v) for v in extra),
+            )
         )
     return parts, figures
 

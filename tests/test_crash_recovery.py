@@ -112,20 +112,24 @@ def _resume_and_check(spark, images: Path, output: Path, *extra: str, refused: b
 # The kill points: (where, what the output holds then), one per state the resume treats differently; the first two
 # are the issue's own cases. Folded into these (the same state once what a killed run half-wrote is
 # discarded, so the same resume): stage:weights (only the lease) into write:space.json:1; stage:featurize (no errors/)
-# into errors/_temporary; stage:errors and pca/_temporary (no PCA, or pca/ half-written beside a half-saved model)
-# into pca_model/metadata; write:identity.json (a saved model not recorded) into write:space.json:2; stage:pca,
-# stage:quality and write:metrics.json (all written but metrics.json, the model recorded) into health/pairs/_temporary.
+# into write:part-00000.parquet (errors/ half-written); stage:errors and pca/_temporary (no PCA, or pca/ half-written
+# beside a half-saved model) into pca_model/metadata; write:identity.json (a saved model not recorded) into
+# write:space.json:2; stage:pca and stage:quality (the health stage, which runs beside the PCA, half-done or done) into
+# health/pairs/_temporary and write:metrics.json.
 ISSUE_CASES = [
     "features/_temporary",  # inside the first write of features/ (Spark deleted the folder first)
     "pca_model/metadata",  # a model folder without its stages yet (pca/ is being written beside it)
 ]
 OTHER_STATES = [
     "write:space.json:1",  # inside the first space.json: nothing written but the lease and a temporary file
-    "errors/_temporary",  # features/ complete, errors/ half-written: nothing featurized again
+    # inside errors/ (written by the driver: small_tables), the first such file: features/ complete, nothing
+    # featurized again
+    "write:part-00000.parquet",
     "write:space.json:2",  # inside space.json naming the model: pca/ and pca_model/ complete, the model not recorded
-    # inside the health stage's Spark write: features/, pca/ and the model complete and recorded, health/ half-written,
-    # no metrics.json: the resumed run stays in the model and writes health/ again
+    # inside the health stage's Spark write, while the PCA (beside it) is anywhere from just begun to done: health/
+    # half-written, no metrics.json: the resumed run writes health/ again, in the model if one was recorded
     "health/pairs/_temporary",
+    "write:metrics.json",  # everything written but metrics.json, the model recorded
 ]
 
 

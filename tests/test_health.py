@@ -3,7 +3,9 @@ from planted cases in real and generated photos."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -261,3 +263,47 @@ def test_metrics_count_the_pairs_the_cap_cut_off(job_output):
     assert least - len(pairs) <= health["pairs_cut_off"] <= most - len(pairs)
     near = pairs[~pairs["exact"]]
     assert health["images_with_near_pair"] == len(set(near["path"]) | set(near["other_path"])) > len(features) / 2
+
+
+def test_a_failure_beside_the_health_stage_waits_for_it_and_is_the_error_raised(
+    spark, job_output, fruit_images, tmp_path
+):
+    """The stage runs in a thread beside the PCA: when the PCA fails, the run's error is the PCA's, and the stage has
+    ended (cancelled, or finished) before it goes on, so that nothing writes into the output after the run let go."""
+    from fruitjob.health import health_alongside
+    from fruitjob.options import parse_options
+
+    output = tmp_path / "copy"
+    shutil.copytree(job_output, output)
+    shutil.rmtree(output / "health")
+    opts = parse_options(["--images", str(fruit_images), "--output", str(output)])
+    identity = json.loads((output / "space.json").read_text())["identity"]
+    with pytest.raises(RuntimeError, match="the PCA failed"):
+        with health_alongside(spark, opts, identity, 2) as stage:
+            raise RuntimeError("the PCA failed")
+    assert stage.done()
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("health")]
+
+
+def test_the_health_stage_runs_in_a_session_of_its_own_with_the_jobs_settings(
+    spark, job_output, fruit_images, tmp_path, monkeypatch
+):
+    """The PCA sets its own Arrow batches while the stage sizes its shuffles: neither may plan with the other's."""
+    from fruitjob.health import health_alongside
+    from fruitjob.options import parse_options
+
+    output = tmp_path / "copy"
+    shutil.copytree(job_output, output)
+    opts = parse_options(["--images", str(fruit_images), "--output", str(output), "--health", "off"])
+    seen = {}
+
+    def run_health(session, opts, identity):
+        seen["session"] = session
+        seen["partitions"] = session.conf.get("spark.sql.shuffle.partitions")
+        seen["arrow"] = session.conf.get("spark.sql.execution.arrow.pyspark.enabled")
+
+    monkeypatch.setattr("fruitjob.health.run_health", run_health)  # what the stage's thread is given, seen
+    with health_alongside(spark, opts, {}, 7) as stage:
+        stage.result()
+    assert seen["session"] is not spark and seen["session"].sparkContext is spark.sparkContext
+    assert (seen["partitions"], seen["arrow"]) == ("7", "true")

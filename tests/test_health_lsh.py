@@ -90,6 +90,17 @@ def test_the_byte_copy_table_groups_rows_in_buckets_of_about_a_block_not_one_a_h
     assert len(same) == 2 and same.nunique() == 1
 
 
+def test_only_rows_whose_bytes_another_row_has_go_to_the_byte_copy_table(spark):
+    """Keying every row's features again for the byte-copy table cost a pass over all of them; only rows of a repeated
+    hash can be byte copies (across the earlier outputs too), and rows without a hash never are."""
+    from fruitjob.simhash import with_repeated_hash
+
+    rows = [("a", "h1", "this"), ("b", "h2", "this"), ("c", "h1", "this"), ("d", "h2", "earlier")]
+    rows += [("e", "h3", "this"), ("f", "", "this"), ("g", "", "this"), ("h", None, "this")]
+    items = spark.createDataFrame(rows, "path string, sha256 string, side string")
+    assert sorted(row["path"] for row in with_repeated_hash(items).collect()) == ["a", "b", "c", "d"]
+
+
 def test_the_stage_uses_the_lsh_above_the_crossover(spark, job_output, tmp_path, monkeypatch):
     """With the crossover set below the output's 24 rows the stage runs the LSH and says so in its counts; its pairs
     are among the exact search's (the job's own run, below the crossover)."""

@@ -21,12 +21,13 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Dict, List, Optional
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Optional
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -39,10 +40,12 @@ from fruitjob.errors import JobError
 from fruitjob.identity import check_same_space
 from fruitjob.metrics import ClassHealth, HealthCounts
 from fruitjob.similarity import candidate_pairs, capped, search_method
+from fruitjob.small_tables import write_table
 from fruitjob.space import load_space
-from fruitjob.tuning import spark_setting
+from fruitjob.tuning import configure, spark_setting
 
 PAIRS, OUTLIERS, MISLABELS = "pairs", "outliers", "mislabels"
+HEALTH_JOBS = "fruitflow-health"  # the job group of the stage's Spark jobs (health_alongside)
 # What the stage reads of features/: given, so that no job infers (merges) the files' schemas; a row written before
 # ``sha256`` (or ``run_id``) existed reads it as null.
 READ_SCHEMA = StructType(
@@ -127,14 +130,8 @@ def _ranked(frame: pd.DataFrame, by: str) -> pd.DataFrame:
     return frame.assign(rank=np.arange(1, len(frame) + 1, dtype=np.int32))
 
 
-def _write_small_table(spark: SparkSession, uri: str, frame: pd.DataFrame, schema: pa.Schema) -> None:
-    """One Parquet file (and ``_SUCCESS``) for a table of one row per image at most, written by the driver: no Spark
-    job. What was there before is removed first."""
-    buffer = pa.BufferOutputStream()
-    pq.write_table(pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False), buffer)
-    storage.delete(spark, uri)
-    storage.write_bytes(spark, layout.child(uri, "part-00000.parquet"), buffer.getvalue().to_pybytes())
-    storage.write_bytes(spark, layout.child(uri, "_SUCCESS"), b"")
+def _arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
 
 
 def _write_scores(spark: SparkSession, health_uri: str, scored: pd.DataFrame) -> pd.DataFrame:
@@ -142,11 +139,11 @@ def _write_scores(spark: SparkSession, health_uri: str, scored: pd.DataFrame) ->
     cut = outlier_cut(scored["score"].to_numpy(dtype=np.float64))
     outliers = _ranked(scored[["path", "label", "score", "nearest_label"]], "score")
     outliers["flagged"] = outliers["score"] > cut
-    _write_small_table(spark, layout.child(health_uri, OUTLIERS), outliers, OUTLIER_TABLE)
+    write_table(spark, layout.child(health_uri, OUTLIERS), _arrow(outliers, OUTLIER_TABLE))
     suspects = scored[scored["resembles"].notna()][["path", "label", "resembles", "confidence"]]
     mislabels = _ranked(suspects, "confidence")
     mislabels["flagged"] = mislabels["confidence"] >= MISLABEL_CUT
-    _write_small_table(spark, layout.child(health_uri, MISLABELS), mislabels, MISLABEL_TABLE)
+    write_table(spark, layout.child(health_uri, MISLABELS), _arrow(mislabels, MISLABEL_TABLE))
     flagged = [
         outliers[outliers["flagged"]].groupby("label").size().rename("outliers"),
         mislabels[mislabels["flagged"]].groupby("label").size().rename("suspected_mislabels"),
@@ -270,4 +267,44 @@ def run_health(spark: SparkSession, opts, identity: Dict[str, object]) -> Option
     return write_health(spark, opts.output, opts.health_against, opts.near_duplicate_threshold, identity)
 
 
-__all__ = ["MISLABELS", "OUTLIERS", "PAIRS", "READ_SCHEMA", "run_health", "write_health"]
+def _in_job_group(session: SparkSession, opts, identity: Dict[str, object]) -> Optional[HealthCounts]:
+    session.sparkContext.setJobGroup(HEALTH_JOBS, "the dataset-health stage")  # this thread's Spark jobs
+    return run_health(session, opts, identity)
+
+
+@contextmanager
+def health_alongside(
+    spark: SparkSession, opts, identity: Dict[str, object], partitions: int
+) -> Iterator[Future[Optional[HealthCounts]]]:
+    """The stage (:func:`run_health`) in a thread of its own while the caller goes on: it reads only features/, so
+    it runs beside the PCA and the quality score, and the cores the driver's own work leaves idle run its tasks.
+
+    It runs in a session of its own (the job's settings, ``tuning.configure``): the shuffle partitions it sizes to its
+    rows are not the PCA's, nor the PCA's Arrow batches its. Yields the stage's future. When the caller fails, the
+    stage's running Spark jobs are cancelled and its thread is waited for before the error goes on, so nothing is
+    written after the run has let go of its output.
+    """
+    session = spark.newSession()
+    configure(session, opts, partitions)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="health")
+    try:
+        stage = pool.submit(_in_job_group, session, opts, identity)
+        try:
+            yield stage
+        except BaseException:
+            spark.sparkContext.cancelJobGroup(HEALTH_JOBS)
+            raise
+    finally:
+        pool.shutdown(wait=True)
+
+
+__all__ = [
+    "HEALTH_JOBS",
+    "MISLABELS",
+    "OUTLIERS",
+    "PAIRS",
+    "READ_SCHEMA",
+    "health_alongside",
+    "run_health",
+    "write_health",
+]

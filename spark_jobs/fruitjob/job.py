@@ -25,7 +25,7 @@ from fruitjob.accounting import Done, count_outputs, earlier_metrics, previous_r
 from fruitjob.completeness import dataset_complete
 from fruitjob.errors import JobError
 from fruitjob.featurizer import warm_up_workers
-from fruitjob.health import run_health
+from fruitjob.health import health_alongside
 from fruitjob.identity import check_same_space, identity_of
 from fruitjob.incremental import Plan, plan_increment, replace_dataset
 from fruitjob.laps import Laps
@@ -197,14 +197,15 @@ def run(spark: SparkSession, opts: JobOptions) -> RunMetrics:
         )
         laps("errors")
 
-        features = storage.read_parquet(spark, layout.child(opts.output, layout.FEATURES))
-        fitted, pca_note = _write_pca(spark, opts, source, identity, features)
-        laps("pca")
-        pca = storage.read_parquet(spark, layout.child(opts.output, layout.PCA))
-        quality = feature_quality(features, pca, total=counts.features_total)  # the rows are known: no count()
-        laps("quality")
-        health = run_health(spark, opts, identity)
-        laps("health")
+        with health_alongside(spark, opts, identity, partitions) as health_stage:
+            features = storage.read_parquet(spark, layout.child(opts.output, layout.FEATURES))
+            fitted, pca_note = _write_pca(spark, opts, source, identity, features)
+            laps("pca")
+            pca = storage.read_parquet(spark, layout.child(opts.output, layout.PCA))
+            quality = feature_quality(features, pca, total=counts.features_total)  # the rows are known: no count()
+            laps("quality")
+            health = health_stage.result()
+        laps("health")  # what the stage added to the wall after the quality score; its own time: health.seconds
         done = Done(listing, plan, counts, fitted, pca_note, source is None, identity, laps.seconds, partitions)
         metrics = run_metrics(spark, opts, done, run_id=run_id, reader=reader, started_at=started_at, quality=quality)
         metrics = metrics.replace(

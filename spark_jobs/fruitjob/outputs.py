@@ -6,6 +6,7 @@ import json
 import logging
 from typing import Dict, List, Optional
 
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -20,6 +21,7 @@ from fruitjob.options import JobOptions
 from fruitjob.pass_outcome import Outcomes, PassOutcome
 from fruitjob.reading import listing_frame, unread_images
 from fruitjob.rules import OUTPUT_PARTS, output_inside_input, output_refusal
+from fruitjob.small_tables import write_table
 
 __all__ = [
     "JobError",
@@ -35,7 +37,17 @@ __all__ = [
 ]
 
 log = logging.getLogger("fruitflow.job")
-ERRORS_SCHEMA = "path string, label string, error string, size long, modified long, etag string, run_id string"
+ERRORS_TABLE = pa.schema(
+    [
+        ("path", pa.string()),
+        ("label", pa.string()),
+        ("error", pa.string()),
+        ("size", pa.int64()),
+        ("modified", pa.int64()),
+        ("etag", pa.string()),
+        ("run_id", pa.string()),
+    ]
+)
 
 
 def present_parts(spark: SparkSession, output: str) -> List[str]:
@@ -122,20 +134,19 @@ def write_features(
     return outcomes.outcome()
 
 
-def _error_rows(images: List[ImageFile], reasons: List[Optional[str]], run_id: str):
-    """errors/ rows (a pandas frame, to go to the JVM as Arrow) of ``images``, each with its reason."""
-    import pandas as pd
-
-    return pd.DataFrame(
+def _error_table(images: List[ImageFile], reasons: List[Optional[str]], run_id: str) -> pa.Table:
+    """errors/ rows of ``images``, each with its reason (layout.ERROR_COLUMNS)."""
+    return pa.table(
         {
-            "path": pd.Series([i.path for i in images], dtype=object),
-            "label": pd.Series([i.label for i in images], dtype=object),
-            "error": pd.Series(reasons, dtype=object),
-            "size": pd.array([i.size for i in images], dtype="Int64"),
-            "modified": pd.array([i.modified for i in images], dtype="Int64"),
-            "etag": pd.Series([i.etag for i in images], dtype=object),
-            "run_id": pd.Series([run_id] * len(images), dtype=object),
-        }
+            "path": pa.array([i.path for i in images], pa.string()),
+            "label": pa.array([i.label for i in images], pa.string()),
+            "error": pa.array(reasons, pa.string()),
+            "size": pa.array([i.size for i in images], pa.int64()),
+            "modified": pa.array([i.modified for i in images], pa.int64()),
+            "etag": pa.array([i.etag for i in images], pa.string()),
+            "run_id": pa.array([run_id] * len(images), pa.string()),
+        },
+        schema=ERRORS_TABLE,
     )
 
 
@@ -183,8 +194,8 @@ def write_errors(
         if outcome.seen < len(todo):  # only then is a listed image missing: skip the join otherwise
             unread, why = _unread(spark, opts, todo, run_id, [path for path, _ in outcome.failures])
             images, reasons = images + unread, reasons + why
-    frame = spark.createDataFrame(_error_rows(images, reasons, run_id), ERRORS_SCHEMA)  # layout.ERROR_COLUMNS
-    frame.coalesce(1).write.mode("overwrite").parquet(layout.child(opts.output, layout.ERRORS))
+    # the rows are here, on the driver: one file, no Spark job (small_tables)
+    write_table(spark, layout.child(opts.output, layout.ERRORS), _error_table(images, reasons, run_id))
     return len(images)
 
 
