@@ -10,8 +10,8 @@ Each row runs N pairs, A then B, A then B ... (``--pairs``), every run a fresh p
   environment: ``tasks.local.spark_submit``), B = the peer's script (``bench/peer_runs.py``: Daft, Ray Data, Spark's
   ``predict_batch_udf``; ``bench/peers.py``). Ratios ours / peer;
 - ``int8``: A = our job, B = the same with ``--featurizer tflite-int8``; ratio int8 / float of the featurize stage;
-- ``health``: A = our job (``--health on``, the default), B = ``--health off``: the stage's own seconds, the part of them
-  after the quality score, and the wall on - off;
+- ``health``: A = our job (``--health on``, the default), B = ``--health off``: the stage's own seconds, the part
+  of them after the quality score, and the wall on - off;
 - ``jit``: A = our job (its driver JVM compiles with C1 only: ``DRIVER_JAVA_OPTIONS``), B = the same command without
   that option (the JVM's default, C1 then C2): what the option saves;
 - ``cds``: A = our job (its driver JVM maps Spark's classes from the class archive: ``tasks.local.class_archive``),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -283,6 +284,45 @@ def test_a_failure_beside_the_health_stage_waits_for_it_and_is_the_error_raised(
             raise RuntimeError("the PCA failed")
     assert stage.done()
     assert not [thread for thread in threading.enumerate() if thread.name.startswith("health")]
+
+
+def test_the_health_stage_is_cancelled_until_it_ends_when_the_run_fails_beside_it(
+    spark, fruit_images, tmp_path, monkeypatch
+):
+    """A health stage in a Spark job of minutes must not hold a failed run that long, nor write after it: its running
+    job is cancelled, and so is the next one it submits."""
+    from fruitjob.health import health_alongside
+    from fruitjob.options import parse_options
+
+    opts = parse_options(["--images", str(fruit_images), "--output", str(tmp_path / "out")])
+    running, jobs = tmp_path / "a-job-is-running", []
+
+    def a_job_of_minutes(session):
+        def hold(batches, marker=str(running)):
+            open(marker, "w").close()
+            time.sleep(300)  # the workload: a job that would hold the run five minutes
+            yield from batches
+
+        jobs.append(len(jobs))
+        session.range(1).mapInPandas(hold, "id long").collect()
+
+    def run_health(session, opts, identity):
+        try:
+            a_job_of_minutes(session)
+        except Exception:  # noqa: BLE001 - a stage that goes on after one job was cancelled
+            pass
+        a_job_of_minutes(session)
+
+    monkeypatch.setattr("fruitjob.health.run_health", run_health)
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="the PCA failed"):
+        with health_alongside(spark, opts, {}, 2) as stage:
+            while not running.exists():  # the condition polled: the job's task has started in a worker
+                assert time.monotonic() - started < 120, "the stage's first job did not start"
+                time.sleep(0.01)
+            raise RuntimeError("the PCA failed")
+    assert time.monotonic() - started < 120 and len(jobs) == 2
+    assert "cancel" in str(stage.exception()).lower()
 
 
 def test_the_health_stage_runs_in_a_session_of_its_own_with_the_jobs_settings(

@@ -3,10 +3,9 @@
 A run can be killed at any moment, so nothing half-written may ever be read as data:
 
 - **A Parquet dataset** (features/, errors/, pca/, a model's stage data) is complete when Spark's ``_SUCCESS`` marker
-  is in it: the committer writes it last, once every part is in place (and so does ``small_tables``, which writes
-  errors/ from the driver). An overwrite deletes the folder first, so a
-  killed one holds only ``_temporary/`` (and no marker); a killed append leaves ``_temporary/`` beside the complete
-  parts of the earlier write (and its marker).
+  is in it: the committer writes it last, once every part is in place (so does ``small_tables``, which writes errors/
+  from the driver). An overwrite deletes the folder first, so a killed one holds only ``_temporary/`` (and no
+  marker); a killed append leaves ``_temporary/`` beside the complete parts of the earlier write (and its marker).
 - **A PCA model folder** (a Spark ML ``PipelineModel`` + ``pca_model.npz`` + ``identity.json``) is complete when its
   metadata and every stage's metadata and data are complete, and ``identity.json``, written last, is there; the model
   it then loads must have the id ``identity.json`` records (checked where it is loaded, ``pca_models``).

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Dict, Iterator, List, Optional
 
@@ -46,6 +46,7 @@ from fruitjob.tuning import configure, spark_setting
 
 PAIRS, OUTLIERS, MISLABELS = "pairs", "outliers", "mislabels"
 HEALTH_JOBS = "fruitflow-health"  # the job group of the stage's Spark jobs (health_alongside)
+CANCEL_EVERY_S = 0.2
 # What the stage reads of features/: given, so that no job infers (merges) the files' schemas; a row written before
 # ``sha256`` (or ``run_id``) existed reads it as null.
 READ_SCHEMA = StructType(
@@ -281,8 +282,8 @@ def health_alongside(
 
     It runs in a session of its own (the job's settings, ``tuning.configure``): the shuffle partitions it sizes to its
     rows are not the PCA's, nor the PCA's Arrow batches its. Yields the stage's future. When the caller fails, the
-    stage's running Spark jobs are cancelled and its thread is waited for before the error goes on, so nothing is
-    written after the run has let go of its output.
+    stage's Spark jobs are cancelled until its thread has ended, before the error goes on, so nothing is written after
+    the run has let go of its output.
     """
     session = spark.newSession()
     configure(session, opts, partitions)
@@ -292,7 +293,10 @@ def health_alongside(
         try:
             yield stage
         except BaseException:
-            spark.sparkContext.cancelJobGroup(HEALTH_JOBS)
+            # a job the stage submits after a cancel runs, so cancel until the thread has ended: between its jobs the
+            # stage's driver-side work is short
+            while not wait([stage], timeout=CANCEL_EVERY_S).done:
+                spark.sparkContext.cancelJobGroup(HEALTH_JOBS)
             raise
     finally:
         pool.shutdown(wait=True)
